@@ -266,6 +266,7 @@ class Stage(_Frozen):
     teachers: dict[str, TeacherRef] = Field(default_factory=dict)
     until: list[Condition] = Field(default_factory=list)
     eval_every: int = 0
+    save_every: int = 10
     seed: int = 0
     resources: Resources = Field(default_factory=Resources)
     branch: bool = False
