@@ -1,0 +1,193 @@
+"""Compile-speed benchmark: cold-process `cascadec lint` of one spec, and one `lint` of 200 specs.
+
+    python bench/compile.py [--runs 10] [--copies 200] [--spec specs/nemotron-cascade-2.cascade]
+
+Measures, each as the median of ``--runs`` fresh processes (wall clock, `time.perf_counter`):
+
+1. ``python -c pass``: the interpreter's own start-up, the floor under every CLI call;
+2. ``python -c "import cascadec.cli"``: start-up plus imports;
+3. ``python -m cascadec.cli lint SPEC``: a cold lint of the Nemotron-Cascade 2 spec;
+4. ``python -m cascadec.cli lint --format concise DIR/*.cascade``: one process linting ``--copies``
+   specs generated from the shipped specs (renamed copies, changed numbers, misspelt references and
+   dropped lines, so that clean and failing files are both exercised).
+
+Writes ``bench/results/compile.md`` (atomically) with the commands, the machine, the versions and the
+numbers. This reports figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "compile.md"
+CLI = [sys.executable, "-m", "cascadec.cli"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up run should leave .pyc files behind
+    return env
+
+
+def time_command(argv: list[str], runs: int) -> tuple[list[float], int]:
+    """Wall seconds of ``runs`` fresh processes (after one warm-up that fills the bytecode and page caches),
+    and the exit code of the last run."""
+    code = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True).returncode
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        code = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True).returncode
+        times.append(time.perf_counter() - start)
+    return times, code
+
+
+# ---------------------------------------------------------------- spec generation
+
+
+def _mutate(text: str, rng: random.Random, index: int) -> tuple[str, str]:
+    """One generated spec and the name of the change made to it."""
+    text = re.sub(r'cascade\s+"([^"]*)"', lambda m: f'cascade "{m.group(1)}-{index}"', text, count=1)
+    choice = rng.choice(["copy", "numbers", "misspell", "drop-line"])
+    if choice == "numbers":
+        text = re.sub(r"\bsteps\s*=\s*\d+", lambda m: f"steps = {rng.randint(1, 500)}", text)
+    elif choice == "misspell":
+        names = re.findall(r"\bstage\s+([A-Za-z_]\w*)", text)
+        if names:
+            victim = rng.choice(names)
+            refs = [m.start() for m in re.finditer(rf"\(({victim})\)", text)]
+            if refs:
+                at = rng.choice(refs) + 1
+                text = text[:at] + victim[::-1] + text[at + len(victim) :]
+    elif choice == "drop-line":
+        lines = text.splitlines(keepends=True)
+        code_lines = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+        del lines[rng.choice(code_lines)]
+        text = "".join(lines)
+    return text, choice
+
+
+def generate_specs(sources: list[Path], count: int, out: Path, seed: int = 0) -> dict[str, int]:
+    """Write ``count`` specs into ``out``; return how many of each kind of change were made."""
+    rng = random.Random(seed)
+    kinds: dict[str, int] = {}
+    texts = [p.read_text(encoding="utf-8") for p in sources]
+    for i in range(count):
+        text, kind = _mutate(texts[i % len(texts)], rng, i)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        (out / f"spec_{i:03d}.cascade").write_text(text, encoding="utf-8")
+    return kinds
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}; {os.cpu_count()} logical CPUs ({usable} usable by this process); {platform.platform()}"
+
+
+def versions() -> str:
+    names = ["cascadec", "lark", "pydantic", "typer", "rich", "jinja2"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return f"Python {platform.python_version()}; " + ", ".join(found)
+
+
+def _row(label: str, times: list[float], note: str = "") -> str:
+    med = statistics.median(times)
+    return f"| {label} | {med * 1000:.0f} | {min(times) * 1000:.0f} | {max(times) * 1000:.0f} | {note} |"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=10, help="fresh processes per measurement (median reported)")
+    parser.add_argument("--copies", type=int, default=200, help="generated specs for the many-file lint")
+    parser.add_argument("--spec", type=Path, default=Path("specs/nemotron-cascade-2.cascade"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    spec = args.spec if args.spec.is_absolute() else ROOT / args.spec
+    rel_spec = os.path.relpath(spec, ROOT)
+    sources = sorted((ROOT / "specs").glob("*.cascade"))
+    many_runs = max(3, args.runs // 3)
+
+    baseline, _ = time_command([sys.executable, "-c", "pass"], args.runs)
+    imports, _ = time_command([sys.executable, "-c", "import cascadec.cli"], args.runs)
+    single, single_code = time_command([*CLI, "lint", rel_spec], args.runs)
+    with tempfile.TemporaryDirectory(prefix="cascadec-bench-") as tmp:
+        kinds = generate_specs(sources, args.copies, Path(tmp))
+        files = sorted(str(p) for p in Path(tmp).glob("*.cascade"))
+        many, many_code = time_command([*CLI, "lint", "--format", "concise", *files], many_runs)
+        last = subprocess.run([*CLI, "lint", "--format", "concise", *files], cwd=ROOT, env=_env(),
+                              capture_output=True, text=True)  # fmt: skip
+    failing = len({line.split(":", 1)[0] for line in last.stdout.splitlines() if ": error[" in line})
+    summary = last.stdout.strip().splitlines()[-1] if last.stdout.strip() else "(no output)"
+    per_spec = (statistics.median(many) - statistics.median(imports)) / args.copies
+
+    lines = [
+        "# Compile benchmark",
+        "",
+        f"Command: `python bench/compile.py --runs {args.runs} --copies {args.copies} --spec {rel_spec}`",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions()}",
+        f"- Lint of `{rel_spec}` exits {single_code}; the {args.copies}-spec lint exits {many_code} "
+        f"({failing} of {args.copies} files with errors; last line: `{summary}`).",
+        f"- Generated specs (from {', '.join(p.name for p in sources)}, seed 0): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
+        "",
+        "Wall clock of fresh processes, in milliseconds (median, min, max).",
+        "",
+        "| measurement | median | min | max | runs / note |",
+        "|---|---|---|---|---|",
+        _row("`python -c pass` (interpreter start-up)", baseline, str(args.runs)),
+        _row("`python -c 'import cascadec.cli'`", imports, str(args.runs)),
+        _row(f"`cascadec lint {rel_spec}` (cold process)", single, str(args.runs)),
+        _row(f"`cascadec lint --format concise` of {args.copies} specs (one process)", many, str(many_runs)),
+        "",
+        f"Per spec in the {args.copies}-spec run, after start-up and imports: {per_spec * 1000:.1f} ms.",
+        "",
+        "`cascadec` here is `python -m cascadec.cli`, which runs the same code as the console script.",
+        "",
+    ]
+    text = "\n".join(lines)
+    _write_atomic(args.out if args.out.is_absolute() else ROOT / args.out, text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

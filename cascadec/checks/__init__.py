@@ -1,0 +1,30 @@
+"""Semantic checks. Each check is ``(module, ctx) -> Iterable[Diagnostic]``.
+
+Checks run in phases (`PHASES`); a phase runs only when the phases before it found no error, so that
+(for example) the teacher check never sees a stage graph with a cycle. `MODEL_CHECKS` run on the validated
+typed model (`ctx.spec`), after `cascadec.model.build`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.checks.graph import check_cycles, check_teachers
+from cascadec.checks.names import check_names, check_rewards
+from cascadec.checks.semantics import check_batch, check_groups, check_modes, check_steps, check_until_evals
+from cascadec.checks.structure import check_duplicates, check_keys, check_structure
+from cascadec.diagnostics import Diagnostic
+
+Check = Callable[[ast.Module, CheckContext], Iterable[Diagnostic]]
+
+PHASES: tuple[tuple[Check, ...], ...] = (
+    (check_structure,),
+    (check_duplicates, check_keys, check_names, check_rewards, check_cycles),
+    (check_teachers,),
+)
+
+MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals)
+
+__all__ = ["CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

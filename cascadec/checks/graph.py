@@ -1,0 +1,112 @@
+"""The stage graph: parent cycles (CAS304) and teacher availability (CAS305, CAS310, CAS315)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+
+
+def parents(view: ast.SpecView) -> dict[str, str]:
+    """Stage name → parent name (first declaration wins; duplicates are CAS303)."""
+    out: dict[str, str] = {}
+    for st in view.stages:
+        if st.name.name != "base":  # a stage named `base` is CAS303; `base` stays the root here
+            out.setdefault(st.name.name, st.parent.name)
+    return out
+
+
+def ancestors(name: str, parent_of: dict[str, str]) -> list[str]:
+    """Parent chain of ``name``, nearest first, ending at ``base`` (stops at a repeat or unknown name)."""
+    chain: list[str] = []
+    cur = parent_of.get(name)
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = parent_of.get(cur)
+    return chain
+
+
+def check_cycles(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    parent_of = parents(ctx.view)
+    decl = {st.name.name: st for st in reversed(ctx.view.stages)}
+    reported: set[str] = set()
+    for st in ctx.view.stages:
+        name = st.name.name
+        if name in reported:
+            continue
+        path = [name]
+        cur = parent_of.get(name)
+        while cur is not None and cur in parent_of and cur not in path:
+            path.append(cur)
+            cur = parent_of.get(cur)
+        if cur != name:
+            continue
+        reported.update(path)
+        ring = " -> ".join(path + [name])
+        others = tuple((decl[p].parent.span, f"`{p}` starts from `{parent_of[p]}`") for p in path[1:])
+        yield make("CAS304", f"stages form a cycle: {ring}", st.parent.span,
+                   label=f"`{name}` starts from `{st.parent.name}`", secondary=others,
+                   help="every chain of parents must end at `base`; start one of these stages from an earlier one")
+
+
+def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    view = ctx.view
+    parent_of = parents(view)
+    index = ctx.stage_index()
+    for i, st in enumerate(view.stages):
+        if st.kind.name != "distill":
+            continue
+        blocks = [item for item in st.items if isinstance(item, ast.Teachers)]
+        if not blocks or not blocks[0].assigns:
+            yield make("CAS310", f"distill stage `{st.name.name}` has no teachers", st.name.span,
+                       label="no `teachers { ... }`",
+                       help="add `teachers { default = STAGE }` naming an earlier checkpoint")
+            continue
+        chain = ancestors(st.name.name, parent_of)
+        trained = set(_domains_of(st, view))
+        for a in blocks[0].assigns:
+            refs = [a.value] if isinstance(a.value, ast.Ident) else \
+                [c for c in a.value.args if isinstance(c, ast.Ident)] if isinstance(a.value, ast.Call) else []
+            for ref in refs:
+                yield from _available(ref, st, i, chain, parent_of, index, view)
+            if a.key.name != "default" and st.on is not None and a.key.name not in trained:
+                yield make("CAS315", f"teacher route for `{a.key.name}`, which `{st.name.name}` does not train on",
+                           a.key.span, label="no prompt of this domain reaches the teacher",
+                           help=f"add `{a.key.name}` to the stage's `on` list or remove the route")
+
+
+def _domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
+    if st.on is None:
+        return [d.name.name for d in view.domains]
+    if isinstance(st.on, ast.Ident):
+        return [st.on.name]
+    return [(i.key.name if isinstance(i, ast.Pair) else i.name) for i in st.on.items
+            if isinstance(i, (ast.Pair, ast.Ident))]
+
+
+def _available(ref: ast.Ident, st: ast.Stage, i: int, chain: list[str], parent_of: dict[str, str],
+               index: dict[str, int], view: ast.SpecView) -> Iterator[Diagnostic]:
+    """A teacher is ``base``, an ancestor, or a finished branch: declared before the student, not its
+    ancestor, and started from one of its ancestors (so it shares the student's tokenizer and history)."""
+    name = ref.name
+    if name == "base" or name in chain:
+        return
+    if name == st.name.name:
+        yield make("CAS305", f"stage `{name}` cannot be its own teacher", ref.span, label="the student itself",
+                   help="name an earlier checkpoint, e.g. the parent `" + st.parent.name + "`")
+        return
+    t = view.stages[index[name]]
+    if index[name] > i:
+        reason, note = "is declared after the student", "declared after the student"
+    elif parent_of.get(name) not in chain:
+        reason, note = "is not an ancestor or a branch off the student's parent chain", "starts from " \
+            f"`{parent_of.get(name)}`"
+    else:
+        return
+    yield make("CAS305", f"teacher `{name}` {reason}", ref.span, label="not available when this stage starts",
+               secondary=((t.name.span, f"`{name}` {note}"),),
+               notes=(f"ancestors of `{st.name.name}`: " + ", ".join(f"`{c}`" for c in chain),),
+               help="use an ancestor, or a stage declared earlier that starts from one of the ancestors")

@@ -1,0 +1,117 @@
+"""Name resolution: parents, `on` domains, teachers, `best(...)` and stop rules (CAS300 with a "did you
+mean", CAS307 for evals), and domains without a reward (CAS306)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+from cascadec.model import did_you_mean
+
+
+def _unknown(ident: ast.Ident, what: str, candidates: list[str]) -> Diagnostic:
+    return make("CAS300", f"unknown {what} `{ident.name}`", ident.span, label=f"no {what} has this name",
+                help=did_you_mean(ident.name, candidates, f"{what}s"))
+
+
+def _eval_ref(ref: ast.Dotted, domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+    """``domain.eval`` must name a declared eval of a declared domain."""
+    domain = domains.get(ref.first.name)
+    if domain is None:
+        yield _unknown(ref.first, "domain", sorted(domains))
+        return
+    evals = [e.name.name for e in domain.evals]
+    if ref.second.name not in evals:
+        hint = did_you_mean(ref.second.name, evals, "evals") if evals else \
+            f"declare one in domain `{domain.name.name}`: `eval {ref.second.name} = gym(...)`"
+        yield make("CAS307", f"domain `{ref.first.name}` has no eval `{ref.second.name}`", ref.second.span,
+                   label="unknown eval", secondary=((domain.name.span, "domain declared here"),), help=hint)
+
+
+def _stage_ref(ident: ast.Ident, stages: list[str]) -> Iterator[Diagnostic]:
+    if ident.name != "base" and ident.name not in stages:
+        yield _unknown(ident, "stage", stages + ["base"])
+
+
+def _teacher_refs(t: ast.Teachers, stages: list[str], domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+    for a in t.assigns:
+        if a.key.name != "default" and a.key.name not in domains:
+            yield _unknown(a.key, "domain", sorted(domains) + ["default"])
+        v = a.value
+        if isinstance(v, ast.Ident):
+            yield from _stage_ref(v, stages)
+        elif isinstance(v, ast.Call) and v.func.name == "best":
+            if len(v.args) < 1 or v.by is None or v.kwargs:
+                yield make("CAS200", "`best(...)` takes stage names and `by DOMAIN.EVAL`", v.span,
+                           label="malformed `best`", help="write `best(sft, rl by math.gsm)`")
+                continue
+            for cand in v.args:
+                if isinstance(cand, ast.Ident):
+                    yield from _stage_ref(cand, stages)
+                else:
+                    yield make("CAS200", "a `best(...)` candidate must be a stage name", cand.span,
+                               label="not a stage name", help="write `best(sft, rl by math.gsm)`")
+            yield from _eval_ref(v.by, domains)
+        elif isinstance(v, ast.Call):
+            yield make("CAS300", f"unknown teacher function `{v.func.name}`", v.func.span,
+                       label="not `best`", help="a teacher is a stage name or `best(STAGE, ... by DOMAIN.EVAL)`")
+        else:
+            yield make("CAS200", "a teacher must be a stage name or `best(...)`", v.span, label="not a teacher",
+                       help="write `math = sft` or `math = best(sft, rl by math.gsm)`")
+
+
+def _until_refs(u: ast.Until, domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+    for c in u.conds:
+        if isinstance(c, ast.StepsCond):
+            if c.key.name != "steps":
+                yield make("CAS300", f"unknown name `{c.key.name}` in a stop rule", c.key.span,
+                           label="not `steps` or `DOMAIN.EVAL`",
+                           help="write `steps >= N` or `DOMAIN.EVAL >= VALUE`")
+        elif isinstance(c, ast.Plateau):
+            if c.func.name != "plateau":
+                yield make("CAS300", f"unknown stop rule `{c.func.name}(...)`", c.func.span,
+                           label="not a stop rule", help=did_you_mean(c.func.name, ["plateau"], "stop rules"))
+            yield from _eval_ref(c.ref, domains)
+        else:
+            yield from _eval_ref(c.ref, domains)
+            t = c.teacher
+            if t is not None:
+                if t.func.name != "teacher":
+                    yield make("CAS300", f"unknown function `{t.func.name}(...)` in a stop rule", t.func.span,
+                               label="not `teacher`", help="write `teacher(DOMAIN).EVAL`")
+                yield from _eval_ref(ast.Dotted(t.domain, t.eval, t.span), domains)
+
+
+def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    stages = list(ctx.stage_index())
+    domains = ctx.domains()
+    for st in ctx.view.stages:
+        yield from _stage_ref(st.parent, stages)
+        on = st.on
+        refs = [on] if isinstance(on, ast.Ident) else list(on.items) if isinstance(on, ast.ListV) else []
+        for r in refs:
+            ident = r.key if isinstance(r, ast.Pair) else r
+            if not isinstance(ident, ast.Ident):
+                yield make("CAS200", "`on` takes domain names, optionally with weights", r.span,
+                           label="not a domain name", help="write `on [math: 0.7, code: 0.3]`")
+            elif ident.name not in domains:
+                yield _unknown(ident, "domain", sorted(domains))
+        for item in st.items:
+            if isinstance(item, ast.Teachers):
+                yield from _teacher_refs(item, stages, domains)
+            elif isinstance(item, ast.Until):
+                yield from _until_refs(item, domains)
+    if ctx.view.stages and not domains and any(st.on is None for st in ctx.view.stages):
+        first = next(st for st in ctx.view.stages if st.on is None)
+        yield make("CAS300", "the cascade declares no domain for this stage to train on", first.name.span,
+                   label="no domains", help="declare `domain NAME { train = ...  reward = ... }`")
+
+
+def check_rewards(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for d in ctx.view.domains:
+        if not any(a.key.name == "reward" for a in d.assigns):
+            yield make("CAS306", f"domain `{d.name.name}` has no reward", d.name.span, label="no `reward = ...`",
+                       help="add e.g. `reward = math_verify(answer = field(\"answer\"))` to the domain")

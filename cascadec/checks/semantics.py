@@ -1,0 +1,95 @@
+"""Checks on the validated model: zero-step stages (CAS401), degenerate GRPO groups (CAS402), batch
+algebra (CAS400), thinking-mode prefixes (CAS403) and stop rules that are never evaluated (CAS404)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic, Span
+from cascadec.model import GRPOIn, SFTIn, StageIn
+
+
+def _stages(ctx: CheckContext) -> Iterator[tuple[int, StageIn, Span]]:
+    assert ctx.spec is not None
+    for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
+        yield i, st, node.name.span
+
+
+def check_steps(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for i, st, name_span in _stages(ctx):
+        if st.params.steps == 0:
+            yield make("CAS401", f"stage `{st.name}` has `steps = 0` and can never run",
+                       ctx.span_of(("stages", i, "params", "steps"), name_span), label="zero steps",
+                       secondary=((name_span, "this stage"),),
+                       help="give the stage at least one step, or remove it and start its children from its parent")
+
+
+def check_groups(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for i, st, name_span in _stages(ctx):
+        if isinstance(st.params, GRPOIn) and st.params.rollouts_per_prompt < 2:
+            yield make("CAS402", f"GRPO stage `{st.name}` samples {st.params.rollouts_per_prompt} rollout per prompt",
+                       ctx.span_of(("stages", i, "params", "rollouts_per_prompt"), name_span),
+                       label="a group of one has zero advantage",
+                       help="use `rollouts_per_prompt` of at least 2 (the papers use 8 or 16)")
+
+
+def _micro_options(per_rank: int) -> list[int]:
+    return [m for m in range(1, min(per_rank, 64) + 1) if per_rank % m == 0]
+
+
+def check_batch(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """Each optimizer step's sequences must split into whole micro-batches on every data-parallel rank."""
+    for i, st, name_span in _stages(ctx):
+        p = st.params
+        dp = st.resources.nnodes * st.resources.nproc_per_node
+        unit = dp * p.micro_batch
+        if isinstance(p, SFTIn):
+            total, what, key = p.batch_size, f"`batch_size = {p.batch_size}`", "batch_size"
+        else:
+            total = p.prompts_per_step * p.rollouts_per_prompt
+            what = (f"`prompts_per_step × rollouts_per_prompt` = {p.prompts_per_step} × "
+                    f"{p.rollouts_per_prompt} = {total}")
+            key = "prompts_per_step"
+        if total % unit == 0:
+            continue
+        hints = []
+        if total % dp == 0:
+            hints.append("`micro_batch` = " + ", ".join(map(str, _micro_options(total // dp))))
+        if isinstance(p, SFTIn):
+            lo, hi = (total // unit) * unit, (total // unit + 1) * unit
+            hints.append(f"`batch_size` = {' or '.join(str(v) for v in (lo, hi) if v > 0)}")
+        else:
+            ok = [n for n in range(1, 4 * p.prompts_per_step + unit + 1) if (n * p.rollouts_per_prompt) % unit == 0]
+            below = [n for n in ok if n <= p.prompts_per_step][-1:]
+            above = [n for n in ok if n > p.prompts_per_step][:1]
+            hints.append("`prompts_per_step` = " + " or ".join(map(str, below + above)))
+        yield make("CAS400", f"{what} does not split over {dp} data-parallel rank(s) × `micro_batch = "
+                   f"{p.micro_batch}`", ctx.span_of(("stages", i, "params", key), name_span),
+                   label=f"{total} is not divisible by {unit}",
+                   secondary=tuple((s, "micro-batch set here") for s in
+                                   [ctx.span_of(("stages", i, "params", "micro_batch"), name_span)] if s != name_span),
+                   notes=(f"data-parallel size = nodes × gpus = {st.resources.nnodes} × "
+                          f"{st.resources.nproc_per_node} = {dp}",),
+                   help="valid alternatives: " + "; ".join(hints))
+
+
+def check_modes(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    assert ctx.spec is not None
+    chat = ctx.spec.chat
+    for i, st, name_span in _stages(ctx):
+        prefix = {"thinking": chat.thinking, "no_thinking": chat.no_thinking}.get(st.mode)
+        if prefix == "":
+            yield make("CAS403", f"stage `{st.name}` uses `mode = {st.mode}` but the template's `{st.mode}` "
+                       "prefix is empty", ctx.span_of(("stages", i, "mode"), name_span), label="no effect",
+                       help=f"set `chat = template({st.mode} = \"...\")` or drop `mode`")
+
+
+def check_until_evals(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for i, st, name_span in _stages(ctx):
+        if st.eval_every == 0 and any(c.kind in ("threshold", "plateau") for c in st.until):
+            yield make("CAS404", f"stage `{st.name}` stops on an eval but never evaluates before its end",
+                       ctx.span_of(("stages", i, "until", 0), name_span), label="checked only after the last step",
+                       help="set `eval_every = N` in the stage so the rule can stop it early")

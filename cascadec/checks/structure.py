@@ -1,0 +1,157 @@
+"""File structure (CAS311, CAS313, CAS314), duplicate definitions (CAS303), unknown and misplaced keys
+(CAS301, CAS302) and unknown stage kinds (CAS312)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+from cascadec.model import (CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, STAGE_KEYS, STAGE_KINDS,
+                            did_you_mean, stage_keys)
+
+
+def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """One cascade block in the main file, none in imported files, at least one stage, and `teachers`/
+    `until` only where they mean something."""
+    if not module.cascades:
+        yield make("CAS311", "no `cascade` block in this file", module.span,
+                   label="expected `cascade \"NAME\" { ... }`",
+                   help='wrap the spec in `cascade "NAME" { ... }`; files without one can only be imported')
+        return
+    for extra in module.cascades[1:]:
+        yield make("CAS311", "a second `cascade` block", extra.name.span, label="second cascade",
+                   secondary=((module.cascades[0].name.span, "first cascade here"),),
+                   help="put each cascade in its own file")
+    for mod in ctx.view.modules:
+        if mod is not module and mod.cascades:
+            yield make("CAS311", "an imported file holds a `cascade` block", mod.cascades[0].name.span,
+                       label="imported files hold only domains, defaults and resources",
+                       help="move the shared domains into a file without a `cascade` block")
+    if not ctx.view.stages:
+        yield make("CAS314", "the cascade declares no stage", module.cascades[0].name.span,
+                   label="this cascade", help="add e.g. `stage sft = sft(base) { steps = 100  lr = 1e-5 }`")
+    for d in ctx.view.defaults:
+        for item in d.items:
+            if isinstance(item, (ast.Teachers, ast.Until)):
+                word = "teachers" if isinstance(item, ast.Teachers) else "until"
+                yield make("CAS313", f"`{word}` is not allowed in `defaults`", item.span,
+                           label="only in a stage", help=f"move `{word}` into the stages that need it")
+    for st in ctx.view.stages:
+        for item in st.items:
+            if isinstance(item, ast.Teachers) and st.kind.name in ("sft", "grpo"):
+                yield make("CAS313", f"`teachers` in a `{st.kind.name}` stage", item.span,
+                           label="only `distill` stages have teachers",
+                           help=f"make `{st.name.name}` a `distill(...)` stage or remove the block")
+            if isinstance(item, ast.Until) and st.kind.name != "distill":
+                for cond in item.conds:
+                    if isinstance(cond, ast.Threshold) and cond.teacher is not None:
+                        yield make("CAS313", "`teacher(...)` in a stop rule of a stage without teachers",
+                                   cond.teacher.span, label="no teacher here",
+                                   help="compare with a number, e.g. `math.gsm >= 0.8`")
+
+
+def _dupes(named: Iterable[tuple[str, object]], what: str) -> Iterator[Diagnostic]:
+    """CAS303 for every repeated name; ``named`` yields (name, node with .span or Ident)."""
+    first: dict[str, object] = {}
+    for name, node in named:
+        if name in first:
+            yield make("CAS303", f"{what} `{name}` is defined twice", node.span,  # type: ignore[attr-defined]
+                       label="defined again here",
+                       secondary=((first[name].span, "first defined here"),),  # type: ignore[attr-defined]
+                       help=f"rename one of them or remove the second {what}")
+        else:
+            first[name] = node
+
+
+def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
+    yield from _dupes(((a.key.name, a.key) for a in assigns), "key")
+
+
+def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    view = ctx.view
+    yield from _dupes(((s.name.name, s.name) for s in view.stages), "stage")
+    for st in view.stages:
+        if st.name.name == "base":
+            yield make("CAS303", "a stage named `base`", st.name.span, label="`base` is the base model",
+                       help="pick another name; `base` always means the base model")
+    yield from _dupes(((d.name.name, d.name) for d in view.domains), "domain")
+    for mod in view.modules:
+        defaults = [d for d in view.defaults if d.span.path == mod.path]
+        yield from _dupes(((d.kind.name, d.kind) for d in defaults), "defaults block")
+    yield from _assign_dupes(view.assigns)
+    for d in view.domains:
+        yield from _assign_dupes(d.assigns)
+        yield from _dupes(((e.name.name, e.name) for e in d.evals), "eval")
+        for e in d.evals:
+            yield from _assign_dupes(e.body)
+    for res in view.resources:
+        yield from _assign_dupes(res.assigns)
+    for block in (*view.stages, *view.defaults):
+        yield from _assign_dupes(i for i in block.items if isinstance(i, ast.Assign))
+        for kind, word in ((ast.Teachers, "teachers"), (ast.Until, "until"), (ast.Resources, "resources")):
+            blocks = [i for i in block.items if isinstance(i, kind)]
+            for extra in blocks[1:]:
+                yield make("CAS303", f"a second `{word}` in one block", extra.span, label="second one",
+                           secondary=((blocks[0].span, "first defined here"),),
+                           help=f"merge them into one `{word}`" + (" with `or`" if word == "until" else ""))
+        for item in block.items:
+            if isinstance(item, (ast.Teachers, ast.Resources)):
+                yield from _assign_dupes(item.assigns)
+
+
+def _unknown(key: ast.Ident, valid: Iterable[str], where: str) -> Diagnostic:
+    return make("CAS301", f"unknown key `{key.name}` in {where}", key.span, label="unknown key",
+                help=did_you_mean(key.name, tuple(valid), "keys"))
+
+
+def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator[Diagnostic]:
+    valid = stage_keys(kind)
+    for item in items:
+        if isinstance(item, ast.Resources):
+            for a in item.assigns:
+                if a.key.name not in RESOURCE_KEYS:
+                    yield _unknown(a.key, RESOURCE_KEYS, "`resources`")
+        if not isinstance(item, ast.Assign) or item.key.name in valid:
+            continue
+        owners = [k for k in STAGE_KINDS if item.key.name in STAGE_KEYS[k]]
+        if owners:
+            yield make("CAS302", f"`{item.key.name}` is not a key of `{kind}` stages", item.key.span,
+                       label=f"only valid in {' and '.join(f'`{o}`' for o in owners)} stages",
+                       help=f"remove `{item.key.name}` from {where}, or move it to a "
+                            f"{' or '.join(owners)} stage")
+        else:
+            yield _unknown(item.key, valid, where)
+
+
+def check_keys(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    view = ctx.view
+    for a in view.assigns:
+        if a.key.name not in CASCADE_KEYS:
+            yield _unknown(a.key, CASCADE_KEYS, "the cascade block")
+    for d in view.domains:
+        for a in d.assigns:
+            if a.key.name not in DOMAIN_KEYS:
+                yield _unknown(a.key, DOMAIN_KEYS, f"domain `{d.name.name}`")
+        for e in d.evals:
+            for a in e.body:
+                if a.key.name not in EVAL_KEYS:
+                    yield _unknown(a.key, EVAL_KEYS, f"eval `{e.name.name}`")
+    for res in view.resources:
+        for a in res.assigns:
+            if a.key.name not in RESOURCE_KEYS:
+                yield _unknown(a.key, RESOURCE_KEYS, "`resources`")
+    for st in view.stages:
+        if st.kind.name not in STAGE_KINDS:
+            yield make("CAS312", f"unknown stage kind `{st.kind.name}`", st.kind.span, label="not a stage kind",
+                       help=did_you_mean(st.kind.name, STAGE_KINDS, "stage kinds"))
+            continue
+        yield from _stage_key_diags(st.items, st.kind.name, f"stage `{st.name.name}`")
+    for d in view.defaults:
+        if d.kind.name not in STAGE_KINDS:
+            yield make("CAS312", f"unknown stage kind `{d.kind.name}` in `defaults`", d.kind.span,
+                       label="not a stage kind", help=did_you_mean(d.kind.name, STAGE_KINDS, "stage kinds"))
+            continue
+        yield from _stage_key_diags(d.items, d.kind.name, f"`defaults {d.kind.name}`")

@@ -1,0 +1,496 @@
+"""The ``cascadec`` command line: compile, lint, plan, graph, fmt, explain, run, status, report.
+
+Exit codes (ruff/ty convention):
+
+====  =====================================================================
+0     success; warnings allowed unless ``--warnings-as-errors``
+1     findings: error diagnostics (or warnings with ``-W``), files ``fmt --check`` would change
+2     usage, configuration or I/O error, or an internal error of cascadec
+3     ``run`` only: the runtime failed after a successful compile
+====  =====================================================================
+
+No Python traceback reaches the user: every command runs under `_guarded`, which turns an unexpected
+exception into ``internal error: ... (please report)`` and exit 2 (``CASCADEC_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cascadec import __version__
+from cascadec.compiler import CompileResult, compile_file
+from cascadec.diagnostics import Diagnostic
+from cascadec.graph import GRAPH_FORMATS
+from cascadec.plan import Condition, Plan, Stage, TeacherRef
+from cascadec.render import RenderError, render_plan, sequences_per_step
+from cascadec.report_diagnostics import RENDERERS, diagnostic_url, sort_diagnostics
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+
+app = typer.Typer(
+    name="cascadec",
+    help="Compile, check and run multi-stage LLM post-training cascades written in `.cascade` files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(str, Enum):
+    full = "full"
+    concise = "concise"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def _fail(message: str, code: int = EXIT_USAGE, help: str | None = None) -> NoReturn:
+    """Print ``error: message`` (and ``help: ...``) to stderr and exit with ``code``."""
+    _err(f"error: {message}")
+    if help:
+        _err(f"help: {help}")
+    raise typer.Exit(code)
+
+
+def _guarded(fn: F) -> F:
+    """Run a command so that only clean messages and exit codes reach the user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # stdout closed early (`cascadec lint ... | head`): not an error of ours
+            sys.stderr.close()
+            raise typer.Exit(EXIT_OK) from None
+        except Exception as exc:
+            if os.environ.get("CASCADEC_DEBUG"):
+                traceback.print_exc()
+            _err(
+                f"internal error: {type(exc).__name__}: {exc} (please report this bug with the command and spec; "
+                "set CASCADEC_DEBUG=1 to see the traceback)"
+            )
+            raise typer.Exit(EXIT_USAGE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"cascadec {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Compile, check and run multi-stage LLM post-training cascades written in `.cascade` files."""
+
+
+def _require_files(paths: Iterable[Path]) -> None:
+    for path in paths:
+        if not path.exists():
+            _fail(f"`{path}` does not exist", help="check the path; specs usually end in `.cascade`")
+        if path.is_dir():
+            _fail(f"`{path}` is a directory", help="pass a `.cascade` file")
+
+
+def _compile(spec: Path) -> CompileResult:
+    _require_files([spec])
+    return compile_file(spec)
+
+
+def _has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in diagnostics)
+
+
+def _emit(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputFormat, *, to_stderr: bool) -> None:
+    if not diagnostics:
+        return
+    text = RENDERERS[fmt.value](diagnostics, sources)
+    (sys.stderr if to_stderr else sys.stdout).write(text)
+
+
+def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full) -> Plan:
+    """Compile ``spec``; diagnostics go to stderr; exit 1 when it has errors."""
+    result = _compile(spec)
+    _emit(result.diagnostics, result.sources, fmt, to_stderr=True)
+    if not result.ok or result.plan is None:
+        raise typer.Exit(EXIT_FINDINGS)
+    return result.plan
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- compile / lint
+
+
+FORMAT_HELP = "Diagnostic output format."
+
+
+@app.command("compile")
+@_guarded
+def compile_cmd(
+    spec: Path = typer.Argument(..., help="The `.cascade` file to compile."),
+    out: Path = typer.Option(Path("build"), "-o", "--out", help="Directory that receives `<name>/`."),
+    fmt: OutputFormat = typer.Option(OutputFormat.full, "--format", help=FORMAT_HELP),
+) -> None:
+    """Check SPEC and write `OUT/<name>/`: plan.json and per-stage launch scripts and configs."""
+    plan = _plan_or_exit(spec, fmt)
+    try:
+        target = render_plan(plan, out)
+    except RenderError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
+    sys.stdout.write(f"{target}\n")
+
+
+def _check_rewards(plan: Plan) -> list[Diagnostic]:
+    try:
+        contracts = importlib.import_module("runtime.rewards.contracts")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("runtime", "runtime.rewards", "runtime.rewards.contracts"):
+            raise
+        _fail(
+            "--check-rewards needs `runtime.rewards.contracts`, which this installation does not have",
+            help="install cascadec with its runtime, or lint without --check-rewards",
+        )
+    problems = list(contracts.check_rewards(plan))
+    bad = [p for p in problems if not isinstance(p, Diagnostic)]
+    if bad:
+        raise TypeError(f"check_rewards returned {type(bad[0]).__name__}, expected Diagnostic")
+    return problems
+
+
+@app.command()
+@_guarded
+def lint(
+    specs: list[Path] = typer.Argument(..., help="One or more `.cascade` files."),
+    fmt: OutputFormat = typer.Option(OutputFormat.full, "--format", help=FORMAT_HELP),
+    warnings_as_errors: bool = typer.Option(
+        False, "--warnings-as-errors", "-W", help="Exit 1 when there are warnings, too."
+    ),
+    check_rewards: bool = typer.Option(
+        False, "--check-rewards", help="Also import each reward and score a tiny batch (slower)."
+    ),
+) -> None:
+    """Check SPECS and report every problem; exit 0 clean, 1 findings, 2 usage or internal error."""
+    _require_files(specs)
+    diagnostics: dict[Diagnostic, None] = {}  # ordered set: a shared import is reported once
+    sources: dict[str, str] = {}
+    for spec in specs:
+        result = compile_file(spec)
+        diagnostics.update(dict.fromkeys(result.diagnostics))
+        sources.update(result.sources)
+        if check_rewards and result.ok and result.plan is not None:
+            diagnostics.update(dict.fromkeys(_check_rewards(result.plan)))
+    found = sort_diagnostics(diagnostics)
+    if found:
+        sys.stdout.write(RENDERERS[fmt.value](found, sources))
+    elif fmt in (OutputFormat.full, OutputFormat.concise):
+        n = len(specs)
+        sys.stdout.write(f"all checks passed ({n} file{'s' if n != 1 else ''})\n")
+    else:
+        sys.stdout.write(RENDERERS[fmt.value]([], sources))
+    failing = _has_errors(found) or (warnings_as_errors and bool(found))
+    raise typer.Exit(EXIT_FINDINGS if failing else EXIT_OK)
+
+
+# ---------------------------------------------------------------- plan / graph
+
+
+def _format_teachers(teachers: dict[str, TeacherRef]) -> str:
+    parts = []
+    for route, ref in sorted(teachers.items()):
+        if ref.kind == "stage":
+            parts.append(f"{route}={ref.stage}")
+        else:
+            parts.append(f"{route}=best({', '.join(ref.candidates)} by {ref.domain}.{ref.eval})")
+    return "\n".join(parts)
+
+
+def _format_condition(c: Condition) -> str:
+    if c.kind == "steps":
+        return f"steps {c.op} {c.value:g}"
+    metric = f"{c.domain}.{c.eval}"
+    if c.kind == "plateau":
+        return f"plateau({metric}, patience={c.patience}, min_delta={c.min_delta:g})"
+    if c.relative_to:
+        scale = "" if c.value == 1 else f"{c.value:g} × "
+        return f"{metric} {c.op} {scale}teacher({c.relative_to}).{c.eval}"
+    return f"{metric} {c.op} {c.value:g}"
+
+
+def _format_batch(stage: Stage) -> str:
+    p = stage.params
+    if p.kind == "sft":
+        return str(p.batch_size)
+    return f"{p.prompts_per_step} × {p.rollouts_per_prompt} ({sequences_per_step(stage)})"
+
+
+def plan_table(plan: Plan) -> Table:
+    """The rich table `cascadec plan` prints: one row per stage, in run order."""
+    table = Table(title=f"cascade {plan.name!r}: {len(plan.stages)} stages from {plan.base.name}")
+    for column in ("stage", "kind", "parent", "domains", "steps", "batch", "teachers", "until", "hash"):
+        table.add_column(column, justify="right" if column in ("steps",) else "left")
+    for s in plan.stages:
+        domains = "\n".join(f"{d} {w:.3g}" for d, w in s.domains.items())
+        table.add_row(
+            s.name + (" (branch)" if s.branch else ""),
+            s.kind,
+            s.parent,
+            domains,
+            str(s.params.steps),
+            _format_batch(s),
+            _format_teachers(s.teachers),
+            "\nor ".join(_format_condition(c) for c in s.until),
+            s.hash[:8],
+        )
+    return table
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """Columns ``table`` needs to print without wrapping any cell."""
+    unbounded = console.options.update_width(sys.maxsize)
+    return console.measure(table, options=unbounded).maximum
+
+
+@app.command()
+@_guarded
+def plan(
+    spec: Path = typer.Argument(..., help="The `.cascade` file."),
+    fmt: PlanFormat = typer.Option(PlanFormat.table, "--format", help="A table, or the plan.json text."),
+) -> None:
+    """Show the stages SPEC compiles to: parents, domains, steps, batch, teachers, stop rules, hashes."""
+    compiled = _plan_or_exit(spec)
+    if fmt is PlanFormat.json:
+        sys.stdout.write(compiled.to_json())
+        return
+    table = plan_table(compiled)
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output keeps every row on one line, whatever the width, so that it greps.
+        console = Console(file=sys.stdout, highlight=False, width=_natural_width(console, table))
+    console.print(table)
+
+
+@app.command()
+@_guarded
+def graph(
+    spec: Path = typer.Argument(..., help="The `.cascade` file."),
+    fmt: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", help="Mermaid or Graphviz DOT."),
+) -> None:
+    """Print the stage graph of SPEC (teacher edges dashed)."""
+    compiled = _plan_or_exit(spec)
+    sys.stdout.write(GRAPH_FORMATS[fmt.value](compiled))
+
+
+# ---------------------------------------------------------------- fmt / explain
+
+
+def _formatter() -> Callable[[str, str], tuple[str | None, list[Diagnostic]]]:
+    try:
+        module = importlib.import_module("cascadec.fmt")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cascadec.fmt":
+            raise
+        _fail("the formatter (`cascadec.fmt`) is not available in this installation")
+    return module.format_source  # type: ignore[no-any-return]
+
+
+@app.command("fmt")
+@_guarded
+def fmt_cmd(
+    specs: list[Path] = typer.Argument(..., help="One or more `.cascade` files."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a file would change."),
+    diff: bool = typer.Option(False, "--diff", help="Write nothing; print a unified diff; exit 1 on changes."),
+) -> None:
+    """Rewrite SPECS in canonical layout, keeping comments."""
+    _require_files(specs)
+    format_source = _formatter()
+    changed, failed = [], False
+    for spec in specs:
+        text = spec.read_text(encoding="utf-8")
+        formatted, diagnostics = format_source(text, str(spec))
+        if formatted is None:
+            _emit(diagnostics, {str(spec): text}, OutputFormat.full, to_stderr=True)
+            failed = True
+            continue
+        if formatted == text:
+            continue
+        changed.append(spec)
+        if diff:
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    formatted.splitlines(keepends=True),
+                    fromfile=f"{spec} (original)",
+                    tofile=f"{spec} (formatted)",
+                )
+            )
+        elif check:
+            _err(f"would reformat {spec}")
+        else:
+            _write_atomic(spec, formatted)
+            _err(f"reformatted {spec}")
+    if failed:
+        raise typer.Exit(EXIT_FINDINGS)
+    if changed and (check or diff):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+@_guarded
+def explain(code: str = typer.Argument(..., help="A diagnostic code such as CAS301.")) -> None:
+    """Explain what a diagnostic code means and how to fix it."""
+    from cascadec.codes import CODES
+
+    entry = CODES.get(code.strip().upper())
+    if entry is None:
+        known = ", ".join(sorted(CODES))
+        _fail(f"unknown diagnostic code `{code}`", help=f"known codes: {known}")
+    sys.stdout.write(
+        f"{entry.code} ({entry.name}, {entry.severity}): {entry.summary}\n\n"
+        f"{entry.explanation}\n\n"
+        f"see {diagnostic_url(entry.code)}\n"
+    )
+
+
+# ---------------------------------------------------------------- run / status / report
+
+
+def _runtime(module: str) -> Any:
+    """Import a runtime module, or exit 2 with a clear message when this installation lacks it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise
+        _fail(f"`{module}` is not available in this installation", help="install cascadec with its runtime")
+
+
+def _runtime_exit(code: object) -> None:
+    """Map the orchestrator's return value (0 ok, 1 a stage failed, 2 usage, 130 interrupted) to ours."""
+    if not isinstance(code, int) or code == 0:
+        return
+    raise typer.Exit(EXIT_RUNTIME if code == 1 else code)
+
+
+@app.command()
+@_guarded
+def run(
+    target: Path = typer.Argument(
+        ..., help="A `.cascade` spec, a build directory made by `cascadec compile`, or its plan.json."
+    ),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default `runs/<name>/`)."),
+    out: Path = typer.Option(Path("build"), "-o", "--out", help="Where a spec is compiled to first."),
+    nproc: int | None = typer.Option(None, "--nproc", min=1, help="Override every stage's processes per node."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run, skip or resume; run nothing."),
+) -> None:
+    """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones."""
+    if not target.exists():
+        _fail(f"`{target}` does not exist", help="pass a `.cascade` file or a directory made by `cascadec compile`")
+    if target.suffix == ".json":
+        build = target
+    elif target.is_dir():
+        if not (target / "plan.json").is_file():
+            _fail(f"`{target}` holds no plan.json", help="run `cascadec compile SPEC` first, or pass the spec")
+        build = target
+    else:
+        try:
+            build = render_plan(_plan_or_exit(target), out)
+        except RenderError as exc:
+            _fail(str(exc))
+    orchestrator = _runtime("runtime.orchestrator")
+    _runtime_exit(orchestrator.run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
+
+
+@app.command()
+@_guarded
+def status(run_dir: Path = typer.Argument(..., help="A run directory (`runs/<name>/`).")) -> None:
+    """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
+    if not run_dir.is_dir():
+        _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+    _runtime_exit(_runtime("runtime.orchestrator").status(run_dir))
+
+
+@app.command()
+@_guarded
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory (`runs/<name>/`)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output directory (default `RUN_DIR/report/`)."),
+) -> None:
+    """Draw the cascade chart and training curves of a run; write one HTML page; print the score table."""
+    if not run_dir.is_dir():
+        _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+    module = _runtime("runtime.report")
+    try:
+        module.report(run_dir, out)
+    except module.ReportError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    """Entry point for ``python -m cascadec``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

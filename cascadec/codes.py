@@ -1,0 +1,131 @@
+"""Stable diagnostic codes: name, one-line summary and an explanation for `cascadec explain CODE`.
+
+Ranges: CAS0xx files, CAS1xx syntax, CAS2xx values and types, CAS3xx names and structure, CAS4xx
+semantics of the cascade, CAS999 internal errors. Codes are never renumbered; retired codes stay listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cascadec.diagnostics import Diagnostic, Label, Severity, Span
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    explanation: str
+
+
+_TABLE: tuple[Code, ...] = (
+    Code("CAS009", "unreadable-file", "error", "a spec file cannot be read",
+         "The file given on the command line does not exist, is not readable, or is not UTF-8 text."),
+    Code("CAS100", "syntax-error", "error", "the parser met a token it did not expect",
+         "The text does not follow the grammar of the language (docs/language.md). The caret points at the "
+         "first token the parser could not use; the help line lists what it expected there. A frequent cause "
+         "is a missing `=` between a key and its value or an unclosed bracket."),
+    Code("CAS101", "unexpected-character", "error", "a character that no token can start with",
+         "The lexer found a character that starts no token of the language, for example `$` or `;`. Strings "
+         "must use double quotes; comments start with `#`."),
+    Code("CAS102", "unexpected-end", "error", "the file ended in the middle of a construct",
+         "The file ended before a block, list or call was closed. Usually a `}` or `)` is missing."),
+    Code("CAS103", "invalid-string", "error", "a string literal has an invalid escape",
+         "Strings use JSON escapes: `\\n`, `\\t`, `\\\"`, `\\\\` and `\\uXXXX`. Write a literal backslash as `\\\\`."),
+    Code("CAS104", "unknown-unit", "error", "a number carries a unit the language does not know",
+         "Quantities are a number directly followed by a unit: counts `k M Ki Mi`, times `ms s min h`, "
+         "memory `B KB MB GB KiB MiB GiB TiB`."),
+    Code("CAS200", "invalid-value", "error", "a value has the wrong type",
+         "The value given for a key has the wrong shape, for example a string where a number is expected, "
+         "or a name that is not one of the allowed choices. The help line gives the expected type."),
+    Code("CAS201", "out-of-range", "error", "a value is outside its valid range",
+         "Numbers have ranges: learning rates and weights must be positive, `top_p` lies in (0, 1], "
+         "`temperature` is non-negative, `is_band` must satisfy low < 1 < high, counts are at least 1."),
+    Code("CAS202", "unit-mismatch", "error", "a quantity has a unit of the wrong kind",
+         "A token length takes a count (`49k`, `48Ki`), a timeout a time (`6s`), a memory limit a size "
+         "(`1GiB`). Using a time where a count is expected (or the reverse) is an error."),
+    Code("CAS203", "missing-value", "error", "a required key is not set",
+         "Some keys have no default: a stage needs `steps` (in the stage or in `defaults KIND`), a domain "
+         "needs `train`, the cascade needs `base`."),
+    Code("CAS300", "unknown-name", "error", "a name refers to no stage, domain or eval",
+         "Stage parents, teachers, `on` domains and `until`/`best` references must name something declared "
+         "in the file (or an imported file). The help line suggests the closest declared name."),
+    Code("CAS301", "unknown-key", "error", "a key that no block of this kind accepts",
+         "Each block accepts a fixed set of keys (docs/language.md). A misspelt key is reported with the "
+         "closest valid key."),
+    Code("CAS302", "misplaced-key", "error", "a key that belongs to another stage kind",
+         "The key is valid, but not for this stage kind; for example `kl` is a `grpo` key and has no meaning "
+         "in an `sft` stage. Move it to a stage of the right kind or remove it."),
+    Code("CAS303", "duplicate-definition", "error", "a name or key is defined twice",
+         "Stages, domains, evals, teacher routes and keys inside one block must be unique. The secondary "
+         "label points at the first definition."),
+    Code("CAS304", "stage-cycle", "error", "stages form a cycle through their parents",
+         "Every stage starts from its parent's final checkpoint, so the parent relation must be acyclic and "
+         "end at `base`. A stage cannot be its own ancestor."),
+    Code("CAS305", "teacher-not-available", "error", "a teacher is not an ancestor or a finished branch",
+         "A distillation teacher must be a checkpoint that exists when the stage starts: `base`, a stage on "
+         "the student's parent chain, or a finished branch — a stage declared before the distill stage that "
+         "is not its ancestor but whose own parent chain meets the student's chain."),
+    Code("CAS306", "domain-without-reward", "error", "a domain has no reward",
+         "GRPO needs a reward for every domain it trains on, and evals score completions with the domain's "
+         "reward, so every domain must set `reward = ...`."),
+    Code("CAS307", "unknown-eval", "error", "a stop rule or `best(...)` names an eval that does not exist",
+         "`until` clauses and `best(... by domain.eval)` read scores of a domain's eval; the eval must be "
+         "declared inside that domain with `eval NAME = ...`."),
+    Code("CAS308", "import-cycle", "error", "files import each other in a cycle",
+         "An imported file (directly or through others) imports the file that imports it."),
+    Code("CAS309", "import-not-found", "error", "an imported file does not exist",
+         "Import paths are relative to the directory of the file that holds the `import`."),
+    Code("CAS310", "distill-without-teachers", "error", "a distill stage has no teachers",
+         "On-policy distillation scores each sampled token with a teacher; a `distill` stage needs a "
+         "`teachers { }` block with at least one route (`default = STAGE` covers every domain)."),
+    Code("CAS311", "bad-file-structure", "error", "the file has no cascade block, or more than one",
+         "The file you compile holds exactly one `cascade \"NAME\" { }` block; imported files hold none."),
+    Code("CAS312", "unknown-kind", "error", "an unknown data source, reward kind or model source",
+         "Data sources are `jsonl`, `gym`, `hf_disk`, `inline`; rewards and model sources are listed in "
+         "docs/language.md."),
+    Code("CAS313", "misplaced-block", "error", "a block that is not allowed here",
+         "`teachers { }` belongs only in `distill` stages; `until` only in stages."),
+    Code("CAS314", "no-stages", "error", "the cascade declares no stage",
+         "A cascade needs at least one `stage NAME = KIND(PARENT) { ... }`."),
+    Code("CAS315", "teacher-domain-unused", "warning", "a teacher route names a domain the stage does not train on",
+         "The routed domain is not in the stage's `on` list, so no prompt will be routed to that teacher."),
+    Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
+         "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
+         "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
+         "The total must be divisible by `nodes × gpus × micro_batch`; the help lists nearby valid values."),
+    Code("CAS401", "stage-never-runs", "error", "a stage can never run a step",
+         "`steps = 0` (or a stop rule `steps >= 0`) means the stage does nothing, yet its children would start "
+         "from its untouched parent. Remove the stage or give it steps."),
+    Code("CAS402", "degenerate-group", "error", "GRPO with fewer than 2 rollouts per prompt",
+         "GRPO's advantage is the reward minus the group mean divided by the group standard deviation; with "
+         "one rollout per prompt every advantage is zero and nothing is learned."),
+    Code("CAS403", "thinking-mode-template", "warning", "a thinking mode with an empty template prefix",
+         "The stage sets `mode = thinking` or `no_thinking` but the chat template's prefix for that mode is "
+         "empty, so the mode has no effect on the prompt."),
+    Code("CAS404", "until-without-evals", "warning", "an eval-based stop rule that is never evaluated",
+         "The stage has a stop rule on an eval but `eval_every = 0`, so evals run only at the end of the "
+         "stage and the rule can never stop it early."),
+    Code("CAS999", "internal-error", "error", "the compiler hit a bug",
+         "This is a bug in cascadec, not in your spec. Please report it with the spec that triggered it."),
+)
+
+CODES: dict[str, Code] = {c.code: c for c in _TABLE}
+
+
+def make(code: str, message: str, span: Span | None = None, *, label: str = "",
+         secondary: tuple[tuple[Span, str], ...] = (), notes: tuple[str, ...] = (),
+         help: str | None = None) -> Diagnostic:
+    """Build a `Diagnostic` for a registered ``code`` (its name and severity come from the table).
+
+    Raises KeyError for an unregistered code (a bug in the caller).
+    """
+    entry = CODES[code]
+    labels: list[Label] = []
+    if span is not None:
+        labels.append(Label(span, label, True))
+    labels.extend(Label(s, text, False) for s, text in secondary)
+    return Diagnostic(code=code, name=entry.name, severity=entry.severity, message=message,
+                      labels=tuple(labels), notes=notes, help=help)

@@ -1,0 +1,85 @@
+"""Canonical layout of a `.cascade` file that keeps comments and the user's line breaks.
+
+The formatter re-lexes the text (comments included) and rewrites only whitespace: two-space indentation
+by bracket depth, one space between tokens except around `( ) [ ] , : .` and calls, trailing comments two
+spaces after code, at most one blank line, one final newline. Tokens are unchanged, so the formatted file
+compiles to the same plan (up to origins), and formatting is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lark import Token
+from lark.exceptions import LarkError
+
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+from cascadec.parser import build_parser, parse
+
+_OPEN = {"LPAR", "LSQB", "LBRACE"}
+_CLOSE = {"RPAR", "RSQB", "RBRACE"}
+_NO_SPACE_BEFORE = {"RPAR", "RSQB", "COMMA", "COLON", "DOT"}
+_NO_SPACE_AFTER = {"LPAR", "LSQB", "DOT"}
+
+
+def _space(prev: Token, tok: Token) -> str:
+    if tok.type == "COMMENT":
+        return "  "
+    if tok.type in _NO_SPACE_BEFORE or prev.type in _NO_SPACE_AFTER:
+        return ""
+    if tok.type == "LPAR" and prev.type == "NAME":  # a call: `gym(`
+        return ""
+    return " "
+
+
+def _lines(text: str) -> list[tuple[int, list[Token]]]:
+    """Logical lines as (blank lines before, tokens), whitespace tokens dropped."""
+    lines: list[tuple[int, list[Token]]] = []
+    newlines = 0
+    for tok in build_parser().lex(text, dont_ignore=True):
+        if tok.type == "WS":
+            newlines += tok.count("\n")
+            continue
+        if newlines or not lines:
+            lines.append((max(newlines - 1, 0), [tok]))
+        else:
+            lines[-1][1].append(tok)
+        newlines = 0
+    return lines
+
+
+def _render(text: str) -> str:
+    out: list[str] = []
+    depth = 0
+    for i, (blank, toks) in enumerate(_lines(text)):
+        if blank and i:
+            out.append("")
+        indent = depth - 1 if toks[0].type in _CLOSE else depth
+        parts = [str(toks[0])]
+        for prev, tok in zip(toks, toks[1:]):
+            parts.append(_space(prev, tok) + _token_text(tok))
+        out.append("  " * max(indent, 0) + _token_text(toks[0]) + "".join(parts[1:]))
+        for tok in toks:
+            depth += (tok.type in _OPEN) - (tok.type in _CLOSE)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def _token_text(tok: Token) -> str:
+    if tok.type == "WARMUP":
+        return re.sub(r"\s+", " ", str(tok))
+    if tok.type == "COMMENT":
+        return str(tok).rstrip()
+    return str(tok)
+
+
+def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
+    """The canonical layout of ``text``, or (None, diagnostics) when it does not parse."""
+    module, diagnostics = parse(text, path)
+    if module is None:
+        return None, diagnostics
+    try:
+        return _render(text), []
+    except LarkError as exc:  # the parse succeeded, so the plain lexer failing is a bug
+        return None, [make("CAS999", f"internal formatter error: {exc.__class__.__name__}",
+                           help="this is a bug in cascadec; please report it with the file")]

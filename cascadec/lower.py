@@ -1,0 +1,97 @@
+"""Checked model → `cascadec.plan.Plan` (pure and total on a model that passed every check).
+
+- stages in topological order (parents and teachers first; ties keep declaration order);
+- domain weights normalised to sum 1;
+- ``branch``: the stage is not on the main line (the final stage and its parent chain);
+- ``hash``: `plan.content_hash` of the stage's own fields (without origin/hash/branch), the specs of its
+  domains, the base model, the chat template, and its parent's and teachers' hashes — so editing a stage
+  changes its hash and every descendant's, as in a build system.
+Data paths were made absolute by `cascadec.model` (relative to the file that names them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cascadec import ast, plan
+from cascadec.diagnostics import Span
+from cascadec.model import SpecIn, StageIn
+
+
+def origin(span: Span) -> plan.Origin:
+    return plan.Origin(path=span.path, line=span.line, column=span.column, end_line=span.end_line,
+                       end_column=span.end_column)
+
+
+def _strip_origins(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _strip_origins(v) for k, v in data.items() if k != "origin"}
+    if isinstance(data, list):
+        return [_strip_origins(v) for v in data]
+    return data
+
+
+def _deps(st: StageIn) -> list[str]:
+    out = [st.parent]
+    for t in st.teachers.values():
+        out.extend([t.stage] if t.kind == "stage" and t.stage else t.candidates)
+    return [d for d in out if d and d != "base"]
+
+
+def topological(stages: list[StageIn]) -> list[StageIn]:
+    """Stable topological order: repeatedly take the first declared stage whose dependencies are done."""
+    pending = list(stages)
+    done: set[str] = set()
+    order: list[StageIn] = []
+    while pending:
+        ready = next(st for st in pending if all(d in done for d in _deps(st)))
+        pending.remove(ready)
+        done.add(ready.name)
+        order.append(ready)
+    return order
+
+
+def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[Span, str]]) -> plan.Plan:
+    """Build the `Plan`; ``view`` supplies origins, ``spans`` the origin of each reward."""
+    domains: dict[str, plan.Domain] = {}
+    for d in view.domains:
+        din = spec.domains[d.name.name]
+        data = din.model_dump()
+        reward_span = spans.get(("domains", d.name.name, "reward"))
+        data["reward"]["origin"] = origin(reward_span[0]).model_dump() if reward_span else None
+        data["origin"] = origin(d.span).model_dump()
+        domains[d.name.name] = plan.Domain.model_validate(data)
+    base = plan.ModelRef.model_validate(spec.base.model_dump())
+    chat = plan.ChatTemplate.model_validate(spec.chat.model_dump())
+    nodes = {st.name.name: st for st in view.stages}
+    ordered = topological(spec.stages)
+    main_line = {ordered[-1].name, *_chain(ordered[-1].name, {s.name: s.parent for s in ordered})}
+    hashes: dict[str, str] = {}
+    stages: list[plan.Stage] = []
+    for st in ordered:
+        data = st.model_dump(exclude={"origin", "hash", "branch"})
+        total = sum(st.domains.values())
+        data["domains"] = {k: v / total for k, v in st.domains.items()}
+        payload = {
+            "stage": data,
+            "domains": {k: _strip_origins(domains[k].model_dump(mode="json")) for k in sorted(st.domains)},
+            "base": base.model_dump(mode="json"),
+            "chat": chat.model_dump(mode="json"),
+            "parent": hashes.get(st.parent),
+            "teachers": {d: hashes.get(d) for d in sorted(_deps(st))},
+        }
+        digest = plan.content_hash(payload)
+        hashes[st.name] = digest
+        stages.append(plan.Stage.model_validate({**data, "hash": digest, "branch": st.name not in main_line,
+                                                 "origin": origin(nodes[st.name].span).model_dump()}))
+    return plan.Plan(name=spec.name, base=base, chat=chat, domains=domains, stages=stages, seed=spec.seed,
+                     source=view.path)
+
+
+def _chain(name: str, parent_of: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    cur = parent_of.get(name)
+    while cur is not None and cur != "base" and cur not in out:
+        out.append(cur)
+        cur = parent_of.get(cur)
+    return out

@@ -1,0 +1,112 @@
+"""Text → `cascadec.ast.Module`. Syntax errors become CAS1xx diagnostics, never Lark tracebacks."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError
+
+from cascadec import ast
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic, Span
+from cascadec.transform import StringEscapeError, ToAst
+
+# terminal name → how a user would call it in "expected ..." hints
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUM": "a number",
+    "STRING": "a string",
+    "METRIC": "a metric such as `avg@4`",
+    "CMP": "a comparison (`>=`, `>`, `<=`, `<`)",
+    "WARMUP": "`warmup N`",
+    "$END": "the end of the file",
+}
+
+
+_SCHEDULE_END = re.compile(r"->\s*[-0-9][^\s]*\s*$")
+
+
+def grammar_text() -> str:
+    return resources.files("cascadec").joinpath("grammar.lark").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def build_parser(strict: bool = False) -> Lark:
+    """The LALR parser (cached). ``strict=True`` makes Lark reject any shift/reduce conflict or terminal
+    collision in the grammar (used by a test)."""
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                strict=strict)
+
+
+def _describe(parser: Lark, names: set[str]) -> list[str]:
+    words = set()
+    for name in names:
+        if name in _TERMINAL_WORDS:
+            words.add(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.add(name.lower())
+            continue
+        words.add(f"`{pattern.value}`" if pattern.type == "str" else name.lower())
+    return sorted(words)
+
+
+def _point(path: str, text: str, line: int, column: int, pos: int, width: int) -> Span:
+    end = min(pos + max(width, 1), len(text)) if text else pos
+    if end <= pos:  # at end of file: point at the last character
+        pos = max(len(text) - 1, 0)
+        end = len(text)
+        line = text.count("\n", 0, pos) + 1
+        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Span(path, line, column, line, column + (end - pos), pos, end)
+
+
+def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        span = _point(path, text, exc.line, exc.column, exc.pos_in_stream, 1)
+        hint = ("strings use double quotes" if char == "'" else
+                "only `#` starts a comment; keys, values and blocks are listed in docs/language.md")
+        return make("CAS101", f"unexpected character `{char}`", span, label="no token starts here", help=hint)
+    expected_names = set(getattr(exc, "expected", ()) or ())
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:
+        # LALR merges look-aheads of different contexts; simulating the parser gives the exact set
+        expected_names = set(interactive.accepts()) or expected_names
+    expected = _describe(parser, expected_names)
+    shown = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
+    token = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(token, Token) and token.type == "$END"):
+        span = _point(path, text, 1, 1, len(text), 0)
+        return make("CAS102", "unexpected end of file", span, label="the file ends here",
+                    help=f"expected {shown}" if shown else "close the open block with `}`")
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    span = _point(path, text, tok.line, tok.column, tok.start_pos, len(str(tok)))
+    found = _describe(parser, {tok.type})[0] if tok.type in _TERMINAL_WORDS else f"`{tok}`"
+    if _SCHEDULE_END.search(text, 0, tok.start_pos) and expected == [_TERMINAL_WORDS["NAME"]]:
+        return make("CAS100", f"unexpected {found} after a learning-rate schedule", span, label="unexpected here",
+                    help="a schedule `PEAK -> END` needs its shape: write `cosine`, `linear` or `constant` after END")
+    return make("CAS100", f"unexpected {found}", span, label="unexpected here", help=f"expected {shown}")
+
+
+def parse(text: str, path: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
+    """Parse ``text``; on a syntax error return ``(None, [one CAS1xx diagnostic])``."""
+    parser = build_parser()
+    try:
+        tree = parser.parse(text)
+    except UnexpectedInput as exc:
+        return None, [_syntax_diagnostic(parser, exc, text, path)]
+    try:
+        return ToAst(path).transform(tree), []
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, StringEscapeError):
+            return None, [make("CAS103", "invalid escape in string", exc.orig_exc.span,
+                               label="this string", help="write a backslash as `\\\\`; valid escapes: "
+                               "`\\n`, `\\t`, `\\\"`, `\\\\`, `\\uXXXX`")]
+        raise

@@ -1,0 +1,418 @@
+"""Diagnostic renderers: `Diagnostic` objects -> text in the formats `cascadec lint --format` offers.
+
+Formats follow ruff's set (https://docs.astral.sh/ruff/settings/#output-format):
+
+- ``full``: rustc-style snippets with a gutter, ``^^^`` under the primary span, ``---`` under
+  secondary spans, ``= note:`` / ``= help:`` lines and a summary line;
+- ``concise``: one ``path:line:col: severity[CODE] message`` line per diagnostic;
+- ``json``: a list of ruff-like objects (``code``, ``name``, ``message``, ``severity``,
+  ``filename``, ``location``, ``end_location``, ``help``, ``notes``, ``url``);
+- ``github``: GitHub Actions workflow commands (``::error ...::message``);
+- ``sarif``: SARIF 2.1.0.
+
+Every renderer is pure, deterministic (diagnostics are sorted by path, line, column, code) and
+emits no colour codes. Lines and columns are 1-based; ends are exclusive, as in `Span`.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from cascadec import __version__
+from cascadec.diagnostics import Diagnostic, Label, Span
+
+#: Where the per-code explanations live; each code has the anchor ``#casNNN`` there.
+DIAGNOSTICS_DOC = "docs/diagnostics.md"
+
+_TAB_WIDTH = 4
+
+
+def diagnostic_url(code: str) -> str:
+    """The documentation link of ``code``: ``docs/diagnostics.md#cas301`` for ``CAS301``."""
+    return f"{DIAGNOSTICS_DOC}#{code.lower()}"
+
+
+def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in the canonical order: (path, line, column, code), then message for ties."""
+    return sorted(diagnostics, key=lambda d: (*d.sort_key(), d.message))
+
+
+def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
+    """``found 2 errors and 1 warning``; empty when there is nothing to report."""
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    parts = [_plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    return f"found {' and '.join(parts)}" if parts else ""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ---------------------------------------------------------------- full
+
+
+def render_full(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> str:
+    """Render rustc/ruff-style diagnostics with source snippets.
+
+    Args:
+        diagnostics: the diagnostics to show, in any order.
+        sources: file text by `Span.path`; a label whose file is missing is shown as its location only.
+
+    Returns:
+        The text, one block per diagnostic separated by blank lines, then a summary line and a
+        trailing newline; ``""`` when ``diagnostics`` is empty.
+
+    Example::
+
+        error[CAS301]: unknown stage `trian`
+          --> specs/x.cascade:12:10
+           |
+        12 | stage rl = grpo(trian) on math
+           |                 ^^^^^ not defined in this cascade
+           |
+           = help: did you mean `train`?
+    """
+    ordered = sort_diagnostics(diagnostics)
+    if not ordered:
+        return ""
+    blocks = [_render_one(d, sources) for d in ordered]
+    return "\n\n".join(blocks) + "\n\n" + summary_line(ordered) + "\n"
+
+
+def _render_one(diag: Diagnostic, sources: Mapping[str, str]) -> str:
+    lines = [f"{diag.severity}[{diag.code}]: {diag.message}"]
+    labels = _ordered_labels(diag)
+    shown_lines = [lab.span.line for lab in labels if lab.span.path in sources]
+    width = max((len(str(n)) for n in shown_lines), default=1)
+    pad = " " * width
+
+    by_path: dict[str, list[Label]] = {}
+    for label in labels:
+        by_path.setdefault(label.span.path, []).append(label)
+    for index, (path, group) in enumerate(by_path.items()):
+        arrow = "-->" if index == 0 else ":::"
+        text = sources.get(path)
+        if text is None:
+            # Without the file's text, each label is a location line with its text after it.
+            for i, lab in enumerate(sorted(group, key=lambda lab: not lab.primary)):
+                where = f"{path}:{lab.span.line}:{lab.span.column}"
+                suffix = f" ({lab.text})" if lab.text else ""
+                lines.append(f"{pad}{arrow if i == 0 else ':::'} {where}{suffix}")
+            continue
+        # The arrow line points at the primary span (rustc); other files at their first label.
+        first = diag.span if index == 0 and diag.span else group[0].span
+        lines.append(f"{pad}{arrow} {path}:{first.line}:{first.column}")
+        lines.append(f"{pad} |")
+        lines.extend(_snippet(group, text.splitlines(), width))
+    tail = [f"{pad} = note: {note}" for note in diag.notes]
+    if diag.help:
+        tail.append(f"{pad} = help: {diag.help}")
+    if tail:
+        if labels and any(lab.span.path in sources for lab in labels):
+            lines.append(f"{pad} |")
+        lines.extend(tail)
+    return "\n".join(lines)
+
+
+def _ordered_labels(diag: Diagnostic) -> list[Label]:
+    """Primary label's file first (rustc shows the primary location in the ``-->`` line)."""
+    primary_path = diag.span.path if diag.span else ""
+    return sorted(diag.labels, key=lambda lab: (lab.span.path != primary_path, lab.span))
+
+
+def _snippet(labels: list[Label], source_lines: list[str], width: int) -> list[str]:
+    """Source lines of ``labels`` (in line order), each followed by one underline row per label."""
+    out: list[str] = []
+    by_line: dict[int, list[Label]] = {}
+    for label in labels:
+        by_line.setdefault(label.span.line, []).append(label)
+    previous = 0
+    for line_no in sorted(by_line):
+        if previous and line_no > previous + 1:
+            out.append("...")
+        previous = line_no
+        raw = source_lines[line_no - 1] if 0 < line_no <= len(source_lines) else ""
+        shown = raw.expandtabs(_TAB_WIDTH)
+        out.append(f"{line_no:>{width}} | {shown}".rstrip())
+        for label in sorted(by_line[line_no], key=lambda lab: (lab.span.column, not lab.primary)):
+            start, length = _underline_extent(label.span, raw)
+            mark = ("^" if label.primary else "-") * length
+            text = f" {label.text}" if label.text else ""
+            out.append(f"{' ' * width} | {' ' * start}{mark}{text}")
+    return out
+
+
+def _underline_extent(span: Span, raw: str) -> tuple[int, int]:
+    """Display offset and width of ``span`` on its first line of ``raw`` text (tabs expanded).
+
+    A span that runs onto later lines is underlined to the end of its first line; an empty span
+    (an insertion point, or end of file) gets one caret.
+    """
+    begin = max(span.column - 1, 0)
+    end = span.end_column - 1 if span.end_line == span.line else max(len(raw), begin + 1)
+    end = max(end, begin + 1)
+    prefix = raw[:begin] + " " * max(begin - len(raw), 0)
+    start_width = _display_width(prefix, 0)
+    body = raw[begin:end]
+    length = _display_width(body, start_width) + max(end - begin - len(body), 0)
+    return start_width, max(length, 1)
+
+
+def _display_width(text: str, column: int) -> int:
+    """Terminal cells ``text`` occupies when it starts at display ``column`` (tabs, wide chars)."""
+    cells = column
+    for ch in text:
+        if ch == "\t":
+            cells += _TAB_WIDTH - cells % _TAB_WIDTH
+        elif unicodedata.combining(ch):
+            continue
+        elif unicodedata.east_asian_width(ch) in ("W", "F"):
+            cells += 2
+        else:
+            cells += 1
+    return cells - column
+
+
+# ---------------------------------------------------------------- concise
+
+
+def render_concise(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
+    """One ``path:line:col: severity[CODE] message`` line per diagnostic, then the summary line.
+
+    ``sources`` is accepted for a uniform signature and unused. Returns ``""`` when empty.
+    """
+    ordered = sort_diagnostics(diagnostics)
+    if not ordered:
+        return ""
+    out = []
+    for d in ordered:
+        s = d.span
+        where = f"{s.path}:{s.line}:{s.column}: " if s else ""
+        out.append(f"{where}{d.severity}[{d.code}] {d.message}")
+    out.append(summary_line(ordered))
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- json
+
+
+def _location(span: Span | None, end: bool) -> dict[str, int] | None:
+    if span is None:
+        return None
+    if end:
+        return {"row": span.end_line, "column": span.end_column}
+    return {"row": span.line, "column": span.column}
+
+
+def diagnostic_to_dict(d: Diagnostic) -> dict[str, object]:
+    """The JSON object of one diagnostic (ruff's keys plus ``name``, ``notes`` and ``labels``)."""
+    s = d.span
+    return {
+        "code": d.code,
+        "name": d.name,
+        "message": d.message,
+        "severity": d.severity,
+        "filename": s.path if s else None,
+        "location": _location(s, end=False),
+        "end_location": _location(s, end=True),
+        "help": d.help,
+        "notes": list(d.notes),
+        "labels": [
+            {
+                "filename": lab.span.path,
+                "location": _location(lab.span, end=False),
+                "end_location": _location(lab.span, end=True),
+                "text": lab.text,
+                "primary": lab.primary,
+            }
+            for lab in d.labels
+        ],
+        "url": diagnostic_url(d.code),
+    }
+
+
+def render_json(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
+    """A JSON array of `diagnostic_to_dict` objects, sorted keys, two-space indent, trailing newline."""
+    items = [diagnostic_to_dict(d) for d in sort_diagnostics(diagnostics)]
+    return json.dumps(items, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------- github
+
+
+def _escape_data(text: str) -> str:
+    # Workflow-command escaping, as in @actions/core's command.ts.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
+    """GitHub Actions annotations: ``::error title=cascadec (CAS301),file=..,line=..::message``.
+
+    The message keeps the ``help:`` text on a second line (encoded as ``%0A``). Returns ``""``
+    when empty.
+    """
+    out = []
+    for d in sort_diagnostics(diagnostics):
+        s = d.span
+        props = [f"title={_escape_property(f'cascadec ({d.code})')}"]
+        if s:
+            props += [
+                f"file={_escape_property(s.path)}",
+                f"line={s.line}",
+                f"col={s.column}",
+                f"endLine={s.end_line}",
+                f"endColumn={s.end_column}",
+            ]
+        where = f"{s.path}:{s.line}:{s.column}: " if s else ""
+        message = f"{where}{d.code} {d.message}"
+        if d.help:
+            message += f"\nhelp: {d.help}"
+        command = "error" if d.severity == "error" else "warning"
+        out.append(f"::{command} {','.join(props)}::{_escape_data(message)}")
+    return "".join(line + "\n" for line in out)
+
+
+# ---------------------------------------------------------------- sarif
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def _sarif_region(span: Span) -> dict[str, int]:
+    return {
+        "startLine": span.line,
+        "startColumn": span.column,
+        "endLine": span.end_line,
+        "endColumn": span.end_column,
+    }
+
+
+def _sarif_location(span: Span, text: str | None = None) -> dict[str, object]:
+    location: dict[str, object] = {
+        "physicalLocation": {
+            "artifactLocation": {"uri": PurePath(span.path).as_posix()},
+            "region": _sarif_region(span),
+        }
+    }
+    if text:
+        location["message"] = {"text": text}
+    return location
+
+
+def _primary_label(d: Diagnostic) -> Label | None:
+    return next((lab for lab in d.labels if lab.primary), d.labels[0] if d.labels else None)
+
+
+def render_sarif(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
+    """A SARIF 2.1.0 log with one run: one rule per distinct code, one result per diagnostic.
+
+    Secondary labels become ``relatedLocations``; ``help`` and notes are appended to the message.
+    """
+    ordered = sort_diagnostics(diagnostics)
+    rule_names: dict[str, str] = {}
+    for d in ordered:
+        rule_names.setdefault(d.code, d.name)
+    codes = sorted(rule_names)
+    rules = [
+        {
+            "id": code,
+            "name": rule_names[code],
+            "shortDescription": {"text": rule_names[code]},
+            # SARIF wants helpUri absolute; our docs link is relative to the repository.
+            "help": {"text": f"see {diagnostic_url(code)}"},
+        }
+        for code in codes
+    ]
+    results = []
+    for d in ordered:
+        text = "\n".join([d.message, *(f"note: {n}" for n in d.notes), *([f"help: {d.help}"] if d.help else [])])
+        result: dict[str, object] = {
+            "ruleId": d.code,
+            "ruleIndex": codes.index(d.code),
+            "level": d.severity,
+            "message": {"text": text},
+        }
+        primary = _primary_label(d)
+        if primary is not None:
+            result["locations"] = [_sarif_location(primary.span, primary.text)]
+        related = [lab for lab in d.labels if lab is not primary]
+        if related:
+            result["relatedLocations"] = [
+                {"id": i, **_sarif_location(lab.span, lab.text)} for i, lab in enumerate(related)
+            ]
+        results.append(result)
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "cascadec",
+                        "version": __version__,
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------- documentation
+
+DOCS_HEADER = """\
+# Diagnostics
+
+<!-- Generated from cascadec/codes.py; do not edit by hand. Regenerate with
+     `python -m pytest tests/cli/test_docs_sync.py --update-goldens`. -->
+
+Every problem the compiler reports has a stable code (`CAS` and three digits), a kebab-case name and
+a severity. Codes are grouped by compiler phase: `CAS0xx` files, `CAS1xx` syntax, `CAS2xx` values
+and types, `CAS3xx` names and structure, `CAS4xx` semantics of the cascade, `CAS999` internal
+errors. `cascadec explain CODE` prints the same text; the `url` of each JSON diagnostic points at
+its section here.
+"""
+
+
+def codes_markdown(codes: Iterable[Any]) -> str:
+    """The text of ``docs/diagnostics.md``: an index table, then one anchored section per code.
+
+    ``codes`` are `cascadec.codes.Code` records (``code``, ``name``, ``severity``, ``summary``,
+    ``explanation``); each section opens with ``<a id="casNNN"></a>`` so that `diagnostic_url`
+    links stay stable when headings change.
+    """
+    ordered = sorted(codes, key=lambda c: c.code)
+    out = [DOCS_HEADER, "| code | name | severity | summary |", "|---|---|---|---|"]
+    out += [
+        f"| [{c.code}](#{c.code.lower()}) | `{c.name}` | {c.severity} | {_md_cell(c.summary)} |" for c in ordered
+    ]
+    for c in ordered:
+        out += ["", f'<a id="{c.code.lower()}"></a>', "", f"## {c.code} `{c.name}`"]
+        out += ["", f"**{c.severity}**: {c.summary}", "", c.explanation]
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+Renderer = Callable[[Iterable[Diagnostic], Mapping[str, str]], str]
+
+#: ``--format`` name -> renderer; every renderer takes ``(diagnostics, sources)``.
+RENDERERS: dict[str, Renderer] = {
+    "full": render_full,
+    "concise": render_concise,
+    "json": render_json,
+    "github": render_github,
+    "sarif": render_sarif,
+}

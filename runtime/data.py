@@ -1,0 +1,258 @@
+"""Prompt data: a plan ``DataSource`` -> ``list[Sample]``, and the deterministic domain-mixture sampler.
+
+Sources (``cascadec.plan.DataSource``): ``jsonl`` (one JSON object per line, columns mapped by ``fields``),
+``gym`` (a reasoning-gym generator), ``hf_disk`` (``datasets.load_from_disk``), ``inline`` (rows in the
+spec). ``fields`` maps roles to column names; ``prompt`` and ``answer`` default to the columns of the same
+name. Every unmapped column, and every mapped role other than prompt/answer (``completion``, ``messages``,
+...), is kept in ``Sample.meta`` under the role's name, so rewards and SFT can read it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cascadec.plan import DataSource
+
+
+class DataError(Exception):
+    """Bad data: a missing file, a malformed row, an unknown generator. The message has the location."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prompt. ``id`` is stable across runs (``"<domain>/<split>/<row>"``)."""
+
+    id: str
+    domain: str
+    prompt: str
+    answer: Any = None
+    meta: dict = field(default_factory=dict)
+
+
+def load_source(source: DataSource, *, domain: str, split: str = "train") -> list[Sample]:
+    """Load every row of ``source`` as Samples of ``domain``; ``split`` names the rows in ids.
+
+    Raises DataError (with file:line for jsonl rows) for missing files, malformed rows, missing
+    prompt columns, unknown reasoning-gym generators and a missing ``datasets`` package.
+    """
+    if source.kind == "jsonl":
+        samples = _load_jsonl(source, domain, split)
+    elif source.kind == "gym":
+        samples = _load_gym(source, domain, split)
+    elif source.kind == "hf_disk":
+        samples = _load_hf_disk(source, domain, split)
+    elif source.kind == "inline":
+        samples = [
+            _row_to_sample(row, source.fields, domain, split, i, where=f"inline row {i + 1} of domain `{domain}`")
+            for i, row in enumerate(source.rows)
+        ]
+    else:
+        raise DataError(f"unknown data source kind `{source.kind}`")
+    if source.size is not None and source.kind != "gym":
+        samples = samples[: source.size]
+    if not samples:
+        raise DataError(f"data of domain `{domain}` ({split}) is empty\nhelp: give it at least one row")
+    return samples
+
+
+def _row_to_sample(
+    row: Any, fields: Mapping[str, str], domain: str, split: str, index: int, *, where: str
+) -> Sample:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}")
+    columns = {"prompt": "prompt", "answer": "answer", **fields}
+    prompt_col = columns["prompt"]
+    if prompt_col in row:
+        prompt = row[prompt_col]
+    elif "messages" in columns and columns["messages"] in row:
+        prompt = _last_user_turn(row[columns["messages"]], where)
+    else:
+        have = ", ".join(f"`{k}`" for k in sorted(row)) or "none"
+        raise DataError(
+            f"{where}: no prompt column `{prompt_col}` (columns: {have})\n"
+            f'help: map the prompt column, e.g. jsonl("...", prompt = "question")'
+        )
+    if not isinstance(prompt, str):
+        raise DataError(f"{where}: prompt column `{prompt_col}` must be a string, found {type(prompt).__name__}")
+    mapped = {col: role for role, col in columns.items()}
+    meta = {}
+    for col, value in row.items():
+        role = mapped.get(col, col)
+        if role not in ("prompt", "answer"):
+            meta[role] = value
+    sample_id = str(row.get(columns.get("id", "id"), index))
+    return Sample(
+        id=f"{domain}/{split}/{sample_id}",
+        domain=domain,
+        prompt=prompt,
+        answer=row.get(columns["answer"]),
+        meta=meta,
+    )
+
+
+def _last_user_turn(messages: Any, where: str) -> str:
+    if isinstance(messages, list):
+        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if users and isinstance(users[-1], str):
+            return users[-1]
+    raise DataError(f"{where}: `messages` has no user turn\nhelp: give a list of {{role, content}} objects")
+
+
+def _load_jsonl(source: DataSource, domain: str, split: str) -> list[Sample]:
+    if not source.path:
+        raise DataError(f"jsonl data of domain `{domain}` has no path")
+    path = Path(source.path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"data file `{path}` of domain `{domain}` does not exist\n"
+            "help: fix the path in the spec (relative paths are resolved from the spec's directory)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read data file `{path}` of domain `{domain}`: {e}") from None
+    samples = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})\nhelp: each line must be one JSON object") from None
+        samples.append(_row_to_sample(row, source.fields, domain, split, lineno - 1, where=where))
+    return samples
+
+
+def _load_gym(source: DataSource, domain: str, split: str) -> list[Sample]:
+    import reasoning_gym
+
+    if not source.name:
+        raise DataError(f"gym data of domain `{domain}` has no generator name")
+    try:
+        dataset = reasoning_gym.create_dataset(source.name, size=source.size or 100, seed=source.seed, **source.args)
+    except Exception as e:
+        raise DataError(
+            f"reasoning-gym cannot create `{source.name}` for domain `{domain}`: {_first_line(e)}\n"
+            "help: check the generator name and its arguments (see reasoning_gym.factory.DATASETS)"
+        ) from None
+    samples = []
+    for i, entry in enumerate(dataset):
+        # The entry travels in meta so the gym reward can call the generator's own scorer on it.
+        samples.append(
+            Sample(
+                id=f"{domain}/{split}/{i}",
+                domain=domain,
+                prompt=entry["question"],
+                answer=entry["answer"],
+                meta={"gym": source.name, "entry": entry, "metadata": entry.get("metadata", {})},
+            )
+        )
+    return samples
+
+
+def _load_hf_disk(source: DataSource, domain: str, split: str) -> list[Sample]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"domain `{domain}` reads a Hugging Face dataset from disk, but `datasets` is not installed\n"
+            "help: pip install datasets"
+        ) from None
+    if not source.path or not Path(source.path).exists():
+        raise DataError(f"dataset directory `{source.path}` of domain `{domain}` does not exist")
+    try:
+        ds = datasets.load_from_disk(source.path)
+    except Exception as e:
+        raise DataError(f"cannot load dataset `{source.path}` of domain `{domain}`: {_first_line(e)}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        name = source.split or "train"
+        if name not in ds:
+            raise DataError(f"dataset `{source.path}` has no split `{name}` (splits: {', '.join(ds)})")
+        ds = ds[name]
+    return [
+        _row_to_sample(dict(row), source.fields, domain, split, i, where=f"{source.path} row {i}")
+        for i, row in enumerate(ds)
+    ]
+
+
+class MixtureSampler:
+    """Deterministic batches from a weighted mixture of domains.
+
+    ``batch(step)`` depends only on ``(seed, step)`` and the data, so a resumed run sees the batches it
+    would have seen without the crash. Each step gives every domain ``floor(w * batch_size)`` samples and
+    hands the remaining slots out at random in proportion to the fractional parts, so the long-run mixture
+    equals the weights with low per-step variance. Inside a domain, samples are drawn without replacement
+    from a per-epoch permutation (epoch = the domain's cursor // its size), so every sample is seen once
+    per epoch.
+    """
+
+    def __init__(self, data: Mapping[str, list[Sample]], weights: Mapping[str, float], batch_size: int, seed: int):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.domains = sorted(d for d, w in weights.items() if w > 0)
+        if not self.domains:
+            raise ValueError("the mixture has no domain with a positive weight")
+        missing = [d for d in self.domains if not data.get(d)]
+        if missing:
+            raise ValueError(f"no data for domain(s) {missing}")
+        total = sum(weights[d] for d in self.domains)
+        self.weights = {d: weights[d] / total for d in self.domains}
+        self.data = {d: data[d] for d in self.domains}
+        self.batch_size = batch_size
+        self.seed = seed
+        self._cursor: list[dict[str, int]] = [dict.fromkeys(self.domains, 0)]
+        self._orders: dict[tuple[str, int], list[int]] = {}
+
+    def counts(self, step: int) -> dict[str, int]:
+        """How many samples each domain contributes at ``step`` (sums to ``batch_size``)."""
+        rng = random.Random(f"mixture:{self.seed}:{step}")
+        exact = {d: self.weights[d] * self.batch_size for d in self.domains}
+        counts = {d: int(exact[d]) for d in self.domains}
+        frac = {d: exact[d] - counts[d] for d in self.domains}
+        for _ in range(self.batch_size - sum(counts.values())):
+            pool = [d for d in self.domains if frac[d] > 0] or self.domains
+            d = rng.choices(pool, weights=[frac[d] or 1.0 for d in pool])[0]
+            counts[d] += 1
+            frac[d] = 0.0
+        return counts
+
+    def _cursor_at(self, step: int) -> dict[str, int]:
+        while len(self._cursor) <= step:
+            s = len(self._cursor) - 1
+            c = self.counts(s)
+            self._cursor.append({d: self._cursor[s][d] + c[d] for d in self.domains})
+        return self._cursor[step]
+
+    def _draw(self, domain: str, position: int) -> Sample:
+        pool = self.data[domain]
+        epoch, offset = divmod(position, len(pool))
+        key = (domain, epoch)
+        if key not in self._orders:
+            order = list(range(len(pool)))
+            random.Random(f"epoch:{self.seed}:{domain}:{epoch}").shuffle(order)
+            # Cursors only move forward, so older epochs of this domain are never needed again.
+            self._orders = {k: v for k, v in self._orders.items() if k[0] != domain or k[1] > epoch}
+            self._orders[key] = order
+        return pool[self._orders[key][offset]]
+
+    def batch(self, step: int) -> list[Sample]:
+        """The ``batch_size`` samples of ``step``, grouped by domain in sorted domain order."""
+        start = self._cursor_at(step)
+        counts = self.counts(step)
+        return [self._draw(d, start[d] + i) for d in self.domains for i in range(counts[d])]
+
+
+def load_domains(sources: Iterable[tuple[str, DataSource]], split: str = "train") -> dict[str, list[Sample]]:
+    """Load several domains' sources: ``[(domain, source), ...]`` -> ``{domain: samples}``."""
+    return {name: load_source(src, domain=name, split=split) for name, src in sources}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]

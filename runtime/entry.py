@@ -1,0 +1,288 @@
+"""The torchrun entry point of one stage: ``python -m runtime.entry --plan P --stage S --run-dir D``.
+
+Builds the ``StageContext`` (accelerate, the policy from the parent's ``final/`` or the base model, AdamW,
+the LR schedule, rewards, the rollout engine), resumes from ``ckpt/`` when one exists and runs
+``runtime.loop.run_stage``. ``--stage base`` evaluates the base model instead (the first column of the
+score table).
+
+Exit status: 0 done; 2 a user error (bad data, a model that cannot be loaded, a reward that raises, ...),
+printed as ``error: ...`` with a ``help:`` line; 1 an internal error, whose traceback goes to the stage
+log (``stages/S/stage.log``) with a one-line summary on stderr. Either way the run stays resumable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cascadec.plan import Domain, Plan, Resources, Stage
+from runtime.context import StageContext, build_engine, build_optimizer, build_scheduler, load_plugins, trainer_class
+from runtime.data import DataError, MixtureSampler, load_domains
+from runtime.models import ModelLoadError, load_checkpoint, load_model
+from runtime.state import RunDir, append_jsonl, atomic_write_text, filter_jsonl
+
+BASE = "base"
+EXIT_USER_ERROR = 2
+
+
+class StageError(Exception):
+    """A user-facing problem with the stage setup (device, parent checkpoint, ...)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is for the user (no traceback): ours and the other runtime parts'."""
+    from runtime.chat import ChatError
+    from runtime.rewards.base import RewardError
+    from runtime.stop import StopRuleError
+    from runtime.teachers import TeacherError
+
+    errors: list[type[BaseException]] = [StageError, ModelLoadError, DataError, RewardError, StopRuleError,
+                                         TeacherError, ChatError]
+    try:
+        from runtime.rollout import EngineError
+
+        errors.append(EngineError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+# ------------------------------------------------------------------ pieces of the context
+
+
+def make_accelerator(resources: Resources) -> Any:
+    """An Accelerator for the stage's resources: gloo on CPU, NCCL + bf16 autocast on CUDA (precision
+    ``auto``/``bf16``), DeepSpeed ZeRO-1/2/3 or FSDP2 when the strategy asks for them (CUDA only).
+
+    Raises StageError when the plan asks for CUDA on a machine without it.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    has_cuda = torch.cuda.is_available()
+    if resources.device == "cuda" and not has_cuda:
+        raise StageError("the stage asks for `device = cuda` but no CUDA device is visible\n"
+                         "help: run on a GPU machine or set `device = cpu` (or `auto`)")
+    cuda = has_cuda and resources.device != "cpu"
+    kwargs: dict[str, Any] = {"cpu": not cuda}
+    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Without an explicit backend accelerate on CPU may not join the torchrun group, and every rank
+        # then believes it is rank 0.
+        kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    kwargs["mixed_precision"] = "bf16" if cuda and resources.precision in ("auto", "bf16") else "no"
+    if cuda and resources.strategy.startswith("zero"):
+        from accelerate.utils import DeepSpeedPlugin
+
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=int(resources.strategy[-1]),
+                                                     gradient_clipping=None)
+    elif cuda and resources.strategy == "fsdp2":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2)
+    return Accelerator(**kwargs)
+
+
+class GuardedReward:
+    """A domain's reward whose failures become a RewardError naming the domain, and whose output is
+    checked: one finite float per completion."""
+
+    def __init__(self, domain: str, reward: Any) -> None:
+        self.domain, self.reward = domain, reward
+
+    def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:
+        from runtime.rewards.base import RewardError
+
+        try:
+            values = self.reward(samples, completions)
+        except RewardError:
+            raise
+        except Exception as e:
+            raise RewardError(
+                f"the reward of domain `{self.domain}` raised {type(e).__name__}: {str(e).strip() or '(no message)'}",
+                hint="fix the reward; `cascadec run` then resumes from the last checkpoint",
+            ) from e
+        values = [float(v) for v in values]
+        if len(values) != len(completions) or not all(math.isfinite(v) for v in values):
+            raise RewardError(
+                f"the reward of domain `{self.domain}` returned {len(values)} values for {len(completions)} "
+                "completions, or a value that is not finite",
+                hint="return one finite float per completion",
+            )
+        return values
+
+
+def build_rewards(plan: Plan) -> dict[str, GuardedReward]:
+    """Every domain's reward (evals score all domains, not only the ones a stage trains on)."""
+    from runtime.rewards import build_reward
+
+    return {name: GuardedReward(name, build_reward(d.reward, domain=d)) for name, d in sorted(plan.domains.items())}
+
+
+def load_policy(plan: Plan, stage: Stage, run_dir: RunDir) -> tuple[Any, Any]:
+    """The stage's starting weights: the parent's ``final/`` checkpoint, or the base model."""
+    if stage.parent == BASE:
+        return load_model(plan.base, seed=plan.seed)
+    final = run_dir.final(stage.parent)
+    if not (final / "config.json").is_file():
+        raise StageError(
+            f"stage `{stage.name}` starts from `{stage.parent}`, which has no final checkpoint at `{final}`\n"
+            f"help: run the whole cascade (`cascadec run`), which runs `{stage.parent}` first"
+        )
+    return load_checkpoint(final)
+
+
+def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = True) -> StageContext:
+    """Build one rank's StageContext. With ``train=False`` (base-model evals) there is no optimizer."""
+    from accelerate.utils import set_seed
+
+    acc = make_accelerator(stage.resources)
+    # device_specific: each rank gets its own stream, so ranks do not sample identical rollouts.
+    set_seed(plan.seed + stage.seed, device_specific=True)
+    if train:
+        policy, tokenizer = load_policy(plan, stage, run_dir)
+    else:
+        policy, tokenizer = load_model(plan.base, seed=plan.seed)
+    if stage.resources.gradient_checkpointing and train:
+        policy.gradient_checkpointing_enable()
+    dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32
+    optimizer = scheduler = None
+    if train:
+        optimizer = build_optimizer(policy.parameters(), stage.params.optim)
+        scheduler = build_scheduler(optimizer, stage.params.optim.lr, stage.params.steps)
+        policy, optimizer = acc.prepare(policy, optimizer)
+        # Not prepared: accelerate would step it once per process per call; checkpointed all the same.
+        acc.register_for_checkpointing(scheduler)
+    else:
+        policy = policy.to(acc.device).eval()
+    ctx = StageContext(
+        plan=plan, stage=stage, run_dir=run_dir.root, accelerator=acc, device=acc.device, dtype=dtype,
+        policy=policy, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
+        rewards=build_rewards(plan),
+    )
+    ctx.engine = build_engine(ctx)
+    return ctx
+
+
+def stage_batch_size(stage: Stage) -> int:
+    """Global samples per step: SFT's ``batch_size``, RL's ``prompts_per_step``."""
+    return stage.params.batch_size if stage.kind == "sft" else stage.params.prompts_per_step
+
+
+# ------------------------------------------------------------------ the two jobs
+
+
+def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
+    """Run (or resume) one stage to completion; returns its stop reason."""
+    from runtime.evals import load_eval_sets
+    from runtime.loop import checkpoint_step, drop_after, load_checkpoint_state, run_stage
+
+    weights = stage.domains or {}
+    data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
+    sampler = MixtureSampler(data, weights, stage_batch_size(stage), seed=plan.seed + stage.seed)
+    eval_sets = load_eval_sets(plan)
+    ctx = build_context(plan, stage, run_dir)
+    ctx.start_step = checkpoint_step(run_dir.ckpt(stage.name)) if ctx.is_main else 0
+    if ctx.accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        box = [ctx.start_step]
+        broadcast_object_list(box, from_process=0)
+        ctx.start_step = box[0]
+    trainer = trainer_class(stage.kind)(ctx)
+    if ctx.start_step > 0:
+        resumed = load_checkpoint_state(ctx, trainer)
+        if resumed != ctx.start_step:
+            raise RuntimeError(f"checkpoint step changed while resuming ({ctx.start_step} -> {resumed})")
+    if ctx.is_main:
+        drop_after(run_dir, stage.name, ctx.start_step)
+        if ctx.start_step:
+            print(f"[{stage.name}] resuming at step {ctx.start_step}/{stage.params.steps}", flush=True)
+    return run_stage(ctx, trainer, sampler, eval_sets)
+
+
+def eval_base(plan: Plan, run_dir: RunDir) -> None:
+    """Evaluate the base model on every domain's evals; records go to ``evals.jsonl`` as stage ``base``."""
+    from runtime.evals import load_eval_sets, run_evals
+
+    if not plan.stages:
+        return
+    eval_sets = load_eval_sets(plan)
+    ctx = build_context(plan, plan.stages[0], run_dir, train=False)
+    records = run_evals(ctx, eval_sets, stage=BASE, step=0, seed=plan.seed)
+    if ctx.is_main:
+        filter_jsonl(run_dir.evals_jsonl, lambda r: r.get("stage") != BASE)
+        for r in records:
+            append_jsonl(run_dir.evals_jsonl, r)
+
+
+def _configure_threads() -> None:
+    # Share the CPU cores between the ranks of this host instead of oversubscribing them.
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.entry", description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", required=True, type=Path, help="plan.json of the build")
+    parser.add_argument("--stage", required=True, help="stage name, or `base` to evaluate the base model")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    run_dir = RunDir(args.run_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    _configure_threads()
+    _quiet_libraries()
+    try:
+        load_plugins()
+        errors = user_errors()
+    except Exception as e:
+        print(f"error: cannot load runtime plugins: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        plan = Plan.from_json(args.plan.read_text())
+        if args.stage != BASE and args.stage not in {s.name for s in plan.stages}:
+            raise StageError(f"the plan has no stage `{args.stage}`\nhelp: stages: "
+                             + ", ".join(f"`{s.name}`" for s in plan.stages))
+        if args.stage == BASE:
+            eval_base(plan, run_dir)
+        else:
+            train_stage(plan, plan.stage(args.stage), run_dir)
+    except errors as e:
+        # Every rank prints: the failing rank may not be rank 0; the orchestrator drops duplicate lines.
+        print(f"error: stage `{args.stage}`: {e}", file=sys.stderr, flush=True)
+        atomic_write_text(run_dir.error_file(args.stage), f"stage `{args.stage}`: {e}\n")
+        return EXIT_USER_ERROR
+    except Exception as e:
+        log = run_dir.log(args.stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(f"--- rank {rank}\n{traceback.format_exc()}")
+        message = f"stage `{args.stage}` crashed on rank {rank}: {type(e).__name__}: {e} (traceback in {log})"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        atomic_write_text(run_dir.error_file(args.stage), message + "\n")
+        return 1
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Held-out evals of every domain: pass@1 (greedy), avg@k and pass@k, recorded to ``evals.jsonl``.
+
+Each rank scores a strided shard of every eval set with the stage's rollout engine and the domain's
+reward; the per-item scores are gathered so every rank returns the same records (the ``until`` rules
+must agree across ranks). A completion counts as correct for pass@k when its reward is >= 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cascadec.plan import EvalSpec, Plan
+from runtime.data import Sample, load_source
+
+CORRECT = 0.5
+CHUNK = 64  # prompts per generate call: bounds KV-cache memory on long evals
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    domain: str
+    spec: EvalSpec
+    samples: list[Sample]
+
+
+def load_eval_sets(plan: Plan) -> list[EvalSet]:
+    """Every eval of every domain, in sorted domain order. Raises DataError for bad eval data."""
+    sets = []
+    for name in sorted(plan.domains):
+        for spec in plan.domains[name].evals:
+            samples = load_source(spec.data, domain=name, split=f"eval/{spec.name}")
+            sets.append(EvalSet(name, spec, samples))
+    return sets
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples with ``c`` correct (Chen et al. 2021, "Evaluating Large Language
+    Models Trained on Code", Eq. 1): ``1 - C(n-c, k) / C(n, k)``. Raises ValueError when ``k > n``."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def item_score(spec: EvalSpec, rewards: Sequence[float]) -> float:
+    """One item's score from the rewards of its ``n`` completions (``n = 1`` for pass@1)."""
+    if spec.metric == "pass@1":
+        return float(rewards[0])
+    if spec.metric == "avg@k":
+        return sum(rewards) / len(rewards)
+    return pass_at_k(len(rewards), sum(r >= CORRECT for r in rewards), spec.k)
+
+
+def samples_per_item(spec: EvalSpec) -> int:
+    return 1 if spec.metric == "pass@1" else max(1, spec.k)
+
+
+def score_shard(ctx: Any, eval_set: EvalSet, items: Sequence[Sample], seed: int) -> list[float]:
+    """Scores of ``items`` (one float per item) with ``ctx.engine`` and ``ctx.rewards[domain]``."""
+    spec = eval_set.spec
+    n = samples_per_item(spec)
+    # pass@1 is greedy by definition; avg@k / pass@k sample at the spec's temperature.
+    temperature = 0.0 if spec.metric == "pass@1" else spec.temperature
+    reward = ctx.rewards[eval_set.domain]
+    scores: list[float] = []
+    for start in range(0, len(items), CHUNK):
+        chunk = list(items[start : start + CHUNK])
+        prompts = [ctx.render_prompt(s) for s in chunk]
+        out = ctx.engine.generate(
+            prompts, n=n, max_new_tokens=spec.max_tokens, temperature=temperature,
+            top_p=spec.top_p, top_k=0, seed=seed + start,
+        )
+        repeated = [s for s in chunk for _ in range(n)]
+        values = reward(repeated, out.texts)
+        scores.extend(item_score(spec, values[i * n : (i + 1) * n]) for i in range(len(chunk)))
+    return scores
+
+
+def run_evals(ctx: Any, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
+    """Evaluate the current policy on every eval set; returns one record per eval on every rank.
+
+    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n"}`` (``n`` = items scored).
+    The caller (rank 0) appends them to ``evals.jsonl``.
+    """
+    acc = ctx.accelerator
+    rank, world = acc.process_index, acc.num_processes
+    records = []
+    for eval_set in eval_sets:
+        shard = eval_set.samples[rank::world]
+        local = score_shard(ctx, eval_set, shard, seed) if shard else []
+        scores = _gather(acc, local)
+        metric = eval_set.spec.metric.replace("@k", f"@{eval_set.spec.k}")
+        records.append(
+            {
+                "stage": stage,
+                "step": step,
+                "domain": eval_set.domain,
+                "eval": eval_set.spec.name,
+                "metric": metric,
+                "score": sum(scores) / len(scores) if scores else 0.0,
+                "n": len(scores),
+            }
+        )
+    return records
+
+
+def _gather(acc: Any, local: list[float]) -> list[float]:
+    if acc.num_processes == 1:
+        return local
+    from accelerate.utils import gather_object
+
+    # gather_object flattens one level: each rank contributes its list of floats.
+    return list(gather_object(local))

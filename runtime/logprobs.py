@@ -1,0 +1,143 @@
+"""Per-token log-probabilities of the taken tokens without a full ``[B, T, V]`` fp32 log-softmax.
+
+A 135M model with a 49,152-token vocabulary at batch 16 x 512 tokens would need 1.6 GB for fp32 logits
+alone, and as much again for the log-softmax and its gradient. Here the model runs once with
+``logits_to_keep=1`` (so the causal-LM head produces one position only), the final hidden states are read
+from ``output_hidden_states``, and the head is applied chunk by chunk over the sequence. Each chunk's
+``[B, chunk, V]`` logits are recomputed in the backward pass (activation checkpointing), so at most one
+chunk of logits is alive at a time.
+
+The forward goes through the (possibly DDP-wrapped) model object itself, so that data-parallel gradient
+synchronisation still happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+DEFAULT_CHUNK = 256
+
+
+@dataclass
+class TokenLogprobs:
+    """Result of :func:`token_logprobs`.
+
+    ``logprobs[b, t]`` is ``log pi(input_ids[b, t] | input_ids[b, :t])`` where ``completion_mask[b, t]`` is
+    true and 0 elsewhere (shape ``[B, T]``, fp32). ``entropy[b, t]`` is the entropy (nats) of the
+    next-token distribution that produced token ``t`` (same mask), or ``None`` when not asked for.
+    """
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor | None
+
+
+def pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
+    """``R`` ragged id lists -> ``[R, max_len]`` long tensor, right-padded with ``value``."""
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The underlying transformers model of a DDP/accelerate wrapper (for its head and config only)."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return model
+
+
+def _chunk_stats(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+    temperature: float, with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of ``targets`` and entropy for one chunk: hidden ``[B, c, H]`` -> two ``[B, c]`` fp32."""
+    logits = torch.nn.functional.linear(hidden, weight, bias)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if temperature != 1.0:
+        logits = logits / temperature
+    lse = torch.logsumexp(logits, dim=-1)
+    taken = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+    if not with_entropy:
+        return taken, torch.zeros_like(taken)
+    probs = torch.softmax(logits, dim=-1)
+    entropy = lse - (probs * logits).sum(-1)
+    return taken, entropy
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    completion_mask: torch.Tensor,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    position_ids: torch.Tensor | None = None,
+) -> TokenLogprobs:
+    """Log-probs of the tokens in ``input_ids`` under ``model``, computed chunk-wise over the sequence.
+
+    Args:
+        model: a transformers causal LM (or a DDP/accelerate wrapper of one) whose logits are
+            ``lm_head(last hidden state)`` (no final logit soft-capping).
+        input_ids: ``[B, T]`` token ids (any padding side).
+        attention_mask: ``[B, T]`` 1 for real tokens, 0 for padding; ``None`` for packed rows, whose
+            sequence boundaries transformers then reads from ``position_ids`` (restarting at 0 per sample).
+        completion_mask: ``[B, T]`` true at the positions whose log-prob is wanted (position 0 is ignored:
+            it has no prefix).
+        chunk: sequence positions per head evaluation; memory of the logits is ``B * chunk * V * 4`` bytes.
+        temperature: logits are divided by it, matching a sampler run at that temperature (veRL convention).
+        with_entropy: also return the per-token entropy (for the entropy bonus and metrics).
+        position_ids: ``[B, T]`` explicit positions (packed rows); by default the model's own.
+
+    Returns:
+        :class:`TokenLogprobs` with ``[B, T]`` tensors (fp32, or fp64 for an fp64 model), zero where ``completion_mask`` is false.
+
+    Raises:
+        ValueError: on shape mismatch, a non-positive chunk, or a model with logit soft-capping.
+    """
+    shapes = [t.shape for t in (input_ids, attention_mask, completion_mask, position_ids) if t is not None]
+    if any(s != input_ids.shape for s in shapes):
+        raise ValueError(
+            f"input_ids, attention_mask, completion_mask and position_ids must have the same [B, T] shape, "
+            f"got {[tuple(s) for s in shapes]}"
+        )
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    inner = _unwrap(model)
+    if getattr(inner.config, "final_logit_softcapping", None):
+        raise ValueError("token_logprobs does not support models with final logit soft-capping")
+    head = inner.get_output_embeddings()
+
+    kwargs = {"position_ids": position_ids} if position_ids is not None else {}
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+        logits_to_keep=1, use_cache=False, **kwargs,
+    )
+    # Position t predicts token t + 1: shift once here, so every chunk sees aligned (hidden, target) pairs.
+    hidden = out.hidden_states[-1][:, :-1]
+    targets = input_ids[:, 1:]
+    batch, length = input_ids.shape
+    first = hidden.new_zeros((batch, 1), dtype=torch.promote_types(hidden.dtype, torch.float32))
+    lp_parts, ent_parts = [first], [first]
+    recompute = torch.is_grad_enabled() and hidden.requires_grad
+    for start in range(0, length - 1, chunk):
+        h = hidden[:, start:start + chunk]
+        y = targets[:, start:start + chunk]
+        if recompute:
+            lp, ent = checkpoint(
+                _chunk_stats, h, head.weight, head.bias, y, temperature, with_entropy, use_reentrant=False
+            )
+        else:
+            lp, ent = _chunk_stats(h, head.weight, head.bias, y, temperature, with_entropy)
+        lp_parts.append(lp)
+        ent_parts.append(ent)
+    mask = completion_mask.to(torch.bool).clone()
+    mask[:, 0] = False
+    lp_full = torch.cat(lp_parts, dim=1).masked_fill(~mask, 0.0)
+    ent_full = torch.cat(ent_parts, dim=1).masked_fill(~mask, 0.0) if with_entropy else None
+    return TokenLogprobs(lp_full, ent_full)

@@ -1,0 +1,218 @@
+"""The stage loop (docs/ARCHITECTURE.md, "Stage loop and trainers"): batches, trainer steps, metrics,
+checkpoints, evals, ``until`` rules and the final checkpoint.
+
+Crash safety: a checkpoint at ``ckpt/`` holds the number of finished steps ``k``; on resume the loop
+starts at step ``k``, metrics lines with ``step >= k`` and eval records of this stage with ``step > k``
+are dropped first, so every step (and eval point) appears exactly once however often the process dies.
+Evals at an eval point run before that point's checkpoint is written, which is why records at ``step == k``
+are kept. Rank 0 writes every file; all ranks take part in checkpoint saving (sharded optimizers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.data import MixtureSampler
+from runtime.evals import EvalSet, run_evals
+from runtime.progress import StageProgress
+from runtime.state import RunDir, append_jsonl, atomic_dir, atomic_write_json, filter_jsonl, read_jsonl, recover_dir, truncate_metrics
+
+CKPT_META = "meta.json"
+TRAINER_STATE = "trainer.pt"
+ACCEL_STATE = "accelerate"
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """Finished steps recorded in a resumable checkpoint, or 0 when there is none."""
+    ckpt = recover_dir(ckpt)
+    if ckpt is None or not (ckpt / CKPT_META).is_file():
+        return 0
+    return int(json.loads((ckpt / CKPT_META).read_text())["step"])
+
+
+def _barrier(acc: Any) -> None:
+    if acc.num_processes > 1:
+        acc.wait_for_everyone()
+
+
+def save_checkpoint(ctx: Any, trainer: Any, done: int) -> None:
+    """Write ``ckpt/`` for ``done`` finished steps: accelerate state (model, optimizer, scheduler, every
+    rank's RNG), the trainer's extra state, the step. Written to ``ckpt.tmp-step<done>`` (a name every
+    rank agrees on) and renamed by rank 0, so ``ckpt/`` is always complete."""
+    acc = ctx.accelerator
+    final = ctx.rundir.ckpt(ctx.stage.name)
+    tmp = final.with_name(f"{final.name}.tmp-step{done}")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier(acc)
+    acc.save_state(str(tmp / ACCEL_STATE))
+    if acc.is_main_process:
+        torch.save(trainer.state_dict(), tmp / TRAINER_STATE)
+        atomic_write_json(tmp / CKPT_META, {"step": done, "stage": ctx.stage.name, "hash": ctx.stage.hash})
+        old = final.with_name(f"{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        ctx.rundir.update_stage(ctx.stage.name, step=done)
+    _barrier(acc)
+
+
+def load_checkpoint_state(ctx: Any, trainer: Any) -> int:
+    """Restore ``ckpt/`` into the prepared objects and ``trainer``; returns the finished steps (0: none)."""
+    ckpt = ctx.rundir.ckpt(ctx.stage.name)
+    step = checkpoint_step(ckpt)
+    if step == 0:
+        return 0
+    ctx.accelerator.load_state(str(ckpt / ACCEL_STATE))
+    trainer_state = ckpt / TRAINER_STATE
+    if trainer_state.is_file():
+        trainer.load_state_dict(torch.load(trainer_state, map_location="cpu", weights_only=False))
+    return step
+
+
+def save_final(ctx: Any) -> Path:
+    """Save the policy and tokenizer in Hugging Face format to ``final/`` (atomic; rank 0 writes)."""
+    acc = ctx.accelerator
+    state_dict = acc.get_state_dict(ctx.policy)  # every rank: gathers ZeRO-3/FSDP shards
+    final = ctx.rundir.final(ctx.stage.name)
+    if acc.is_main_process:
+        with atomic_dir(final) as tmp:
+            acc.unwrap_model(ctx.policy).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            ctx.tokenizer.save_pretrained(tmp)
+    _barrier(acc)
+    return final
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def reduce_metrics(per_rank: list[dict[str, Any]]) -> dict[str, float]:
+    """Combine each rank's step metrics: throughputs (``*_per_s``) add up, everything else is averaged."""
+    out: dict[str, float] = {}
+    keys = sorted({k for m in per_rank for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for key in keys:
+        values = [float(m[key]) for m in per_rank if key in m]
+        out[key] = sum(values) if key.endswith("_per_s") else sum(values) / len(values)
+    return out
+
+
+def _gather_metrics(acc: Any, metrics: dict[str, Any]) -> dict[str, float]:
+    if acc.num_processes == 1:
+        return reduce_metrics([metrics])
+    from accelerate.utils import gather_object
+
+    return reduce_metrics(list(gather_object([metrics])))
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def stage_evals(run_dir: RunDir, stage: str) -> list[dict]:
+    return [r for r in read_jsonl(run_dir.evals_jsonl) if r.get("stage") == stage]
+
+
+def drop_after(run_dir: RunDir, stage: str, resume_step: int) -> None:
+    """Forget what a crashed attempt logged after its last checkpoint (rank 0 only)."""
+    truncate_metrics(run_dir.metrics(stage), resume_step)
+    filter_jsonl(run_dir.evals_jsonl, lambda r: r.get("stage") != stage or int(r.get("step", 0)) <= resume_step)
+
+
+def _teacher_scores(ctx: Any) -> dict:
+    if not any(c.relative_to for c in ctx.stage.until):
+        return {}
+    from runtime.teachers import recorded_teacher_scores, resolve_teachers
+
+    return recorded_teacher_scores(resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir), ctx.run_dir)
+
+
+def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[EvalSet]) -> str | None:
+    """Run steps ``[ctx.start_step, params.steps)`` of ``ctx.stage``; returns the stop reason or None.
+
+    Each rank trains on its strided shard ``batch[rank::world]`` of the global batch. On return the
+    stage's ``final/`` exists, its final evals are recorded and ``state.json`` marks it done.
+    """
+    from runtime.stop import should_stop
+
+    acc, stage, rd = ctx.accelerator, ctx.stage, ctx.rundir
+    total = stage.params.steps
+    main = acc.is_main_process
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crashed attempt wrote after the checkpoint.
+        writer = SummaryWriter(str(rd.tb(stage.name)), purge_step=ctx.start_step)
+    progress = StageProgress(stage.name, ctx.start_step, total, enabled=main)
+    teacher_scores = _teacher_scores(ctx)
+    reason: str | None = None
+    done = ctx.start_step
+    try:
+        for step in range(ctx.start_step, total):
+            batch = sampler.batch(step)[acc.process_index :: acc.num_processes]
+            t0 = time.perf_counter()
+            local = trainer.step(step, batch)
+            metrics = _gather_metrics(acc, {**local, "step_time_s": time.perf_counter() - t0})
+            metrics["lr"] = ctx.optimizer.param_groups[0]["lr"] if ctx.optimizer is not None else 0.0
+            done = step + 1
+            if main:
+                append_jsonl(rd.metrics(stage.name), {"step": step, **metrics})
+                for key, value in metrics.items():
+                    writer.add_scalar(f"{stage.name}/{key}", value, step)
+                progress.update(step, metrics)
+            if done == total:
+                break
+            if stage.eval_every and done % stage.eval_every == 0:
+                records = run_evals(ctx, eval_sets, stage=stage.name, step=done, seed=stage.seed + done)
+                if main:
+                    for r in records:
+                        append_jsonl(rd.evals_jsonl, r)
+                        progress.note(f"[{stage.name}] eval step {done}: {r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
+            if stage.until:
+                reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
+                reason = _broadcast(acc, reason)
+                if reason:
+                    progress.note(f"[{stage.name}] stopping at step {done}: {reason}")
+                    break
+            if stage.save_every and done % stage.save_every == 0:
+                save_checkpoint(ctx, trainer, done)
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    save_final(ctx)
+    records = run_evals(ctx, eval_sets, stage=stage.name, step=done, seed=stage.seed + done)
+    if main:
+        for r in records:
+            append_jsonl(rd.evals_jsonl, r)
+        rd.update_stage(
+            stage.name, status="done", step=done, stop_reason=reason,
+            checkpoint=str(Path("stages") / stage.name / "final"),
+        )
+        # The resumable checkpoint (weights + optimizer state) is dead weight once final/ is done.
+        shutil.rmtree(rd.ckpt(stage.name), ignore_errors=True)
+    _barrier(acc)
+    return reason
+
+
+def _broadcast(acc: Any, value: Any) -> Any:
+    """Rank 0's value on every rank (only rank 0 reads evals.jsonl)."""
+    if acc.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]

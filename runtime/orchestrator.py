@@ -1,0 +1,325 @@
+"""``cascadec run`` and ``cascadec status``: run a plan's stages in order, skip or resume them, report.
+
+A stage is skipped when ``state.json`` has it ``done`` with the same hash (the hash covers its parent's and
+teachers' hashes, so changing a stage re-runs it and everything that descends from it). A ``running`` or
+``failed`` stage with the same hash resumes from its ``ckpt/``; a changed one starts afresh (its directory,
+TensorBoard events and eval records are removed first). Each stage runs in its own process group
+(``runtime.launch``); whatever happens to that process, the run directory stays resumable.
+
+Before the first stage the base model is evaluated once (stage ``base`` in ``evals.jsonl``), so the final
+table shows every domain's score after base -> stage 1 -> stage 2 -> ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cascadec.plan import Plan, Stage, content_hash
+from runtime.launch import stage_command, stage_env, world_size
+from runtime.progress import format_metrics
+from runtime.state import RunDir, atomic_write_text, filter_jsonl, read_jsonl
+
+BASE = "base"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class RunError(Exception):
+    """A problem the user must fix before the run can go on (bad target, run directory in use, ...)."""
+
+
+# ------------------------------------------------------------------ plan and hashes
+
+
+def resolve_plan_path(target: Path | str) -> Path:
+    """``target`` is a build directory holding ``plan.json`` or a ``plan.json`` file."""
+    target = Path(target)
+    if target.is_dir():
+        if (target / "plan.json").is_file():
+            return target / "plan.json"
+        raise RunError(f"`{target}` has no plan.json\nhelp: compile the spec first: `cascadec compile SPEC`")
+    if target.is_file() and target.suffix == ".json":
+        return target
+    if target.suffix == ".cascade":
+        raise RunError(f"`{target}` is a spec, not a build\nhelp: `cascadec run {target}` compiles it first")
+    raise RunError(f"`{target}` does not exist\nhelp: pass a build directory or its plan.json")
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        return Plan.from_json(path.read_text())
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"cannot read plan `{path}`: {first}\nhelp: recompile the spec with `cascadec compile`") from None
+
+
+def teacher_stages(stage: Stage) -> set[str]:
+    names: set[str] = set()
+    for ref in stage.teachers.values():
+        names.update([ref.stage] if ref.kind == "stage" and ref.stage else ref.candidates)
+    return names
+
+
+def stage_hashes(plan: Plan) -> dict[str, str]:
+    """Each stage's hash: the compiler's ``Stage.hash``, or (for a plan built without one) the same idea
+    computed here: the stage's own fields plus its parent's and teachers' hashes plus the base model and
+    the definitions of the domains it trains on."""
+    hashes: dict[str, str] = {}
+    base = content_hash({"base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"),
+                         "seed": plan.seed})
+    hashes[BASE] = base
+    for stage in plan.stages:
+        if stage.hash:
+            hashes[stage.name] = stage.hash
+            continue
+        own = stage.model_dump(mode="json", exclude={"hash", "origin"})
+        domains = {d: plan.domains[d].model_dump(mode="json", exclude={"origin"}) for d in sorted(stage.domains)
+                   if d in plan.domains}
+        deps = sorted({stage.parent, *teacher_stages(stage)})
+        hashes[stage.name] = content_hash({"stage": own, "domains": domains, "base": base,
+                                           "deps": {d: hashes.get(d, d) for d in deps}})
+    return hashes
+
+
+def base_eval_hash(plan: Plan) -> str:
+    """What the base-model evals depend on: the base model, the chat template and every domain's evals
+    and reward."""
+    return content_hash({
+        "base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"), "seed": plan.seed,
+        "domains": {n: {"evals": [e.model_dump(mode="json") for e in d.evals], "reward": d.reward.model_dump(mode="json", exclude={"origin"}), "system": d.system}
+                    for n, d in sorted(plan.domains.items())},
+        "resources": plan.stages[0].resources.model_dump(mode="json") if plan.stages else None,
+    })
+
+
+def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
+    """What ``run`` will do with each stage: ``skip``, ``resume`` (from step N) or ``run`` (from scratch).
+
+    A stage re-runs from scratch when its hash changed or when its parent or a teacher re-runs.
+    """
+    hashes = stage_hashes(plan)
+    states = rd.read_state()["stages"]
+    fresh: set[str] = set()
+    actions = []
+    for stage in plan.stages:
+        entry = states.get(stage.name, {})
+        same = entry.get("hash") == hashes[stage.name]
+        upstream = ({stage.parent} | teacher_stages(stage)) & fresh
+        if same and not upstream and entry.get("status") == "done":
+            action = "skip"
+        elif same and not upstream and entry.get("status") in ("running", "failed"):
+            action = "resume"
+        else:
+            action = "run"
+            fresh.add(stage.name)
+        actions.append((stage, action))
+    return actions
+
+
+# ------------------------------------------------------------------ running
+
+
+@contextlib.contextmanager
+def run_lock(rd: RunDir) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory (released by the kernel even on SIGKILL)."""
+    rd.root.mkdir(parents=True, exist_ok=True)
+    with open(rd.root / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another `cascadec run` is using `{rd.root}`\nhelp: wait for it, or stop it first") from None
+        yield
+
+
+def _die_with_parent() -> None:
+    # Linux: the stage process gets SIGKILL when the orchestrator dies, so no orphan keeps writing.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def reset_stage(rd: RunDir, name: str) -> None:
+    """Forget a stage's previous attempt: its directory, TensorBoard events and eval records."""
+    shutil.rmtree(rd.stage_dir(name), ignore_errors=True)
+    shutil.rmtree(rd.tb(name), ignore_errors=True)
+    filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != name)
+    rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None)
+
+
+def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> tuple[int, str | None]:
+    """Run one stage's process group; returns (exit status, its user-facing error message or None)."""
+    rd.stage_dir(name).mkdir(parents=True, exist_ok=True)
+    rd.error_file(name).unlink(missing_ok=True)
+    cmd = stage_command(plan_json, name, rd.root, nproc=nproc, nnodes=nnodes)
+    with open(rd.log(name), "a") as log:
+        log.write(f"--- {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=None, stderr=log, env=stage_env(nproc), preexec_fn=_die_with_parent)
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+    err = rd.error_file(name)
+    return rc, err.read_text().strip() if err.is_file() else None
+
+
+def _fail(console: Console, rd: RunDir, name: str, rc: int, message: str | None) -> int:
+    step = rd.stage_state(name).get("step", 0) if name != BASE else 0
+    console.print(f"[bold red]error[/]: {message or f'stage `{name}` exited with status {rc}; see {rd.log(name)}'}",
+                  highlight=False, markup=True)
+    console.print(f"the run is resumable: fix the problem and run `cascadec run` again"
+                  + (f" (stage `{name}` resumes at step {step})" if step else ""), highlight=False)
+    return EXIT_FAILED
+
+
+def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | None = None,
+        dry_run: bool = False, console: Console | None = None) -> int:
+    """Run every stage of a compiled plan; returns the exit status (0 ok, 1 a stage failed, 2 usage).
+
+    ``target``: a build directory or a ``plan.json``. ``run_dir`` defaults to ``runs/<plan name>``.
+    ``nproc`` overrides every stage's ``resources.nproc_per_node``. ``dry_run`` prints what would run.
+    """
+    console = console or Console()
+    try:
+        plan_path = resolve_plan_path(target)
+        plan = load_plan(plan_path)
+        rd = RunDir(run_dir if run_dir is not None else Path("runs") / plan.name)
+        if dry_run:
+            _print_actions(console, plan_actions(plan, rd), rd)
+            return 0
+        with run_lock(rd):
+            return _run_locked(plan, rd, nproc, console)
+    except RunError as e:
+        console.print(f"[bold red]error[/]: {e}", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("interrupted: the run is resumable with `cascadec run`")
+        return 130
+
+
+def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int:
+    plan_json = rd.plan_json
+    atomic_write_text(plan_json, plan.to_json())
+    hashes = stage_hashes(plan)
+    base = rd.read_state().get(BASE, {})
+    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_eval_hash(plan)):
+        console.print("[bold]base[/]: evaluating the base model", highlight=False)
+        first = plan.stages[0]
+        rc, msg = launch(plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes)
+        if rc != 0:
+            return _fail(console, rd, BASE, rc, msg)
+        rd.update_section(BASE, status="done", hash=base_eval_hash(plan))
+    for stage, action in plan_actions(plan, rd):
+        if action == "skip":
+            console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
+            continue
+        if action == "run":
+            reset_stage(rd, stage.name)
+        rd.update_stage(stage.name, status="running", hash=hashes[stage.name])
+        console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps} steps"
+                      + (" (resuming)" if action == "resume" else ""), highlight=False)
+        rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes)
+        entry = rd.stage_state(stage.name)
+        if rc != 0 or entry.get("status") != "done":
+            rd.update_stage(stage.name, status="failed")
+            return _fail(console, rd, stage.name, rc, msg)
+        if entry.get("stop_reason"):
+            console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
+    console.print(score_table(plan, rd))
+    return 0
+
+
+def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDir) -> None:
+    table = Table(title=f"dry run: {rd.root}")
+    for col in ("stage", "kind", "parent", "steps", "action"):
+        table.add_column(col)
+    states = rd.read_state()["stages"]
+    for stage, action in actions:
+        if action == "resume":
+            action = f"resume at step {states.get(stage.name, {}).get('step', 0)}"
+        table.add_row(stage.name, stage.kind, stage.parent, str(stage.params.steps), action)
+    console.print(table)
+
+
+# ------------------------------------------------------------------ reporting
+
+
+def final_scores(rd: RunDir) -> dict[str, dict[str, tuple[float, str]]]:
+    """``{stage: {"domain.eval": (score, metric)}}`` from each stage's last eval point."""
+    out: dict[str, dict[str, tuple[int, float, str]]] = {}
+    for r in read_jsonl(rd.evals_jsonl):
+        key = f"{r['domain']}.{r['eval']}"
+        cur = out.setdefault(r["stage"], {}).get(key)
+        if cur is None or int(r["step"]) >= cur[0]:
+            out[r["stage"]][key] = (int(r["step"]), float(r["score"]), str(r.get("metric", "")))
+    return {s: {k: (v[1], v[2]) for k, v in d.items()} for s, d in out.items()}
+
+
+def score_table(plan: Plan, rd: RunDir) -> Table:
+    """Every domain's eval score after each stage, base first (the papers' per-stage tables)."""
+    scores = final_scores(rd)
+    keys = sorted({k for s in scores.values() for k in s})
+    table = Table(title=f"{plan.name}: eval scores after each stage")
+    table.add_column("stage")
+    metrics = {k: m for s in scores.values() for k, (_, m) in s.items()}
+    for key in keys:
+        table.add_column(f"{key} ({metrics[key]})", justify="right")
+    for name in [BASE, *(s.name for s in plan.stages)]:
+        if name in scores:
+            table.add_row(name, *(f"{scores[name][k][0]:.3f}" if k in scores[name] else "-" for k in keys))
+    return table
+
+
+def _last_metrics(rd: RunDir, stage: str) -> dict[str, Any]:
+    rows = read_jsonl(rd.metrics(stage))
+    return rows[-1] if rows else {}
+
+
+def status(run_dir: Path | str, *, console: Console | None = None) -> int:
+    """Print where a run stands: each stage's status, step/steps, stop reason and last metrics.
+
+    Returns 0, or 2 when ``run_dir`` is not a run directory.
+    """
+    console = console or Console()
+    rd = RunDir(run_dir)
+    if not rd.plan_json.is_file():
+        console.print(f"[bold red]error[/]: `{rd.root}` is not a run directory (no plan.json)\n"
+                      "help: pass the run directory, e.g. runs/<plan name>", highlight=False)
+        return EXIT_USAGE
+    try:
+        plan = load_plan(rd.plan_json)
+    except RunError as e:
+        console.print(f"[bold red]error[/]: {e}", highlight=False)
+        return EXIT_USAGE
+    states = rd.read_state()["stages"]
+    actions = dict((s.name, a) for s, a in plan_actions(plan, rd))
+    table = Table(title=f"{plan.name}: {rd.root}")
+    for col in ("stage", "kind", "status", "step", "stop reason", "last metrics"):
+        table.add_column(col)
+    for stage in plan.stages:
+        entry = states.get(stage.name, {})
+        state = entry.get("status", "pending")
+        if state == "done" and actions.get(stage.name) != "skip":
+            state = "done (stale: plan changed)"
+        table.add_row(stage.name, stage.kind, state, f"{entry.get('step', 0)}/{stage.params.steps}",
+                      entry.get("stop_reason") or "", format_metrics(_last_metrics(rd, stage.name)))
+    console.print(table)
+    if rd.evals_jsonl.is_file():
+        console.print(score_table(plan, rd))
+    return 0

@@ -1,0 +1,283 @@
+"""``cascadec report``: the cascade chart, training curves, one self-contained HTML page, a terminal table.
+
+The cascade chart is the papers' per-stage table drawn as lines: each domain's eval score after each stage,
+base model first (Nemotron-Cascade 1 Tables 2, 4-8; paper-notes §5.2). Curves are read from each stage's
+``metrics.jsonl`` and laid end to end in plan order, so a regression and its recovery are visible at a glance.
+
+Inputs (docs/ARCHITECTURE.md, "Run directory"): ``plan.json``, ``state.json``, ``evals.jsonl``,
+``stages/*/metrics.jsonl``. Outputs (default ``<run>/report/``): ``cascade.png``, ``curves.png``,
+``report.html`` (images embedded as base64), all written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from rich.console import Console
+from rich.table import Table
+
+from runtime.state import RunDir, atomic_write_bytes, atomic_write_text, read_jsonl
+
+BASE = "base"
+
+# panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
+CURVES: dict[str, tuple[str, ...]] = {
+    "reward": ("reward_mean",),
+    "KL (GRPO: to reference; distill: reverse KL to teacher)": ("kl", "reverse_kl"),
+    "response length (tokens)": ("response_len",),
+    "entropy (nats/token)": ("entropy",),
+}
+
+
+class ReportError(Exception):
+    """The run directory cannot be reported on; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str
+    kind: str
+    parent: str
+    branch: bool
+    status: str
+    step: int
+    steps: int
+    stop_reason: str | None
+
+
+@dataclass
+class RunSummary:
+    """Everything the report draws, read from one run directory.
+
+    ``scores[stage][domain.eval]`` is the score recorded at that stage's last eval point; ``columns`` lists
+    the stages with at least one score, ``base`` first, then plan order.
+    """
+
+    name: str
+    stages: list[StageRow]
+    evals: list[str]
+    columns: list[str]
+    scores: dict[str, dict[str, float]]
+    metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def load_run(run_dir: Path | str) -> RunSummary:
+    """Read ``plan.json``, ``state.json``, ``evals.jsonl`` and the stages' metrics of a run.
+
+    Raises:
+        ReportError: no ``plan.json`` in ``run_dir`` (not a run directory).
+    """
+    rd = RunDir(run_dir)
+    if not rd.plan_json.is_file():
+        raise ReportError(
+            f"`{rd.root}` is not a run directory: no plan.json there"
+            "\nhelp: pass the directory `cascadec run` wrote, e.g. `cascadec report runs/<cascade name>`"
+        )
+    plan = json.loads(rd.plan_json.read_text())
+    state = rd.read_state()["stages"]
+    stages = []
+    for s in plan["stages"]:
+        st = state.get(s["name"], {})
+        stages.append(StageRow(
+            name=s["name"], kind=s["kind"], parent=s["parent"], branch=bool(s.get("branch", False)),
+            status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
+            stop_reason=st.get("stop_reason"),
+        ))
+    last: dict[tuple[str, str], tuple[int, float]] = {}
+    for row in read_jsonl(rd.evals_jsonl):
+        if any(row.get(k) is None for k in ("stage", "domain", "eval", "score")):
+            continue  # not an eval record (a foreign or hand-edited line); nothing to draw from it
+        key = (row["stage"], f"{row['domain']}.{row['eval']}")
+        step = int(row.get("step", 0))
+        if key not in last or step >= last[key][0]:
+            last[key] = (step, float(row["score"]))
+    scores: dict[str, dict[str, float]] = {}
+    for (stage, ev), (_, score) in last.items():
+        scores.setdefault(stage, {})[ev] = score
+    declared = [f"{d}.{e['name']}" for d, dom in sorted(plan["domains"].items()) for e in dom.get("evals", [])]
+    recorded = sorted({ev for per in scores.values() for ev in per} - set(declared))
+    order = [BASE] + [s.name for s in stages]
+    columns = [n for n in order if n in scores]
+    metrics = {s.name: read_jsonl(rd.metrics(s.name)) for s in stages}
+    return RunSummary(name=plan["name"], stages=stages, evals=declared + recorded, columns=columns,
+                      scores=scores, metrics={k: v for k, v in metrics.items() if v})
+
+
+def _label(summary: RunSummary, stage: str) -> str:
+    row = next((s for s in summary.stages if s.name == stage), None)
+    return f"{stage} (branch)" if row is not None and row.branch else stage
+
+
+def score_table(summary: RunSummary) -> Table:
+    """A rich table: one row per ``domain.eval``, one column per stage (base first), '-' where not run."""
+    table = Table(title=f"cascade `{summary.name}`: eval score after each stage")
+    table.add_column("domain.eval")
+    for col in summary.columns:
+        table.add_column(_label(summary, col), justify="right")
+    for ev in summary.evals:
+        table.add_row(ev, *(f"{summary.scores[c][ev]:.3f}" if ev in summary.scores[c] else "-" for c in summary.columns))
+    return table
+
+
+def stage_table(summary: RunSummary) -> Table:
+    """A rich table of the stages: kind, parent, status, steps done / planned, stop reason."""
+    table = Table(title="stages")
+    for col in ("stage", "kind", "parent", "status", "steps", "stop reason"):
+        table.add_column(col)
+    for s in summary.stages:
+        table.add_row(_label(summary, s.name), s.kind, s.parent, s.status, f"{s.step}/{s.steps}", s.stop_reason or "")
+    return table
+
+
+def text_report(summary: RunSummary, width: int = 120) -> str:
+    """The score table and the stage table as plain text (no colour codes)."""
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    console.print(score_table(summary))
+    console.print(stage_table(summary))
+    return console.export_text()
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def cascade_chart(summary: RunSummary) -> bytes:
+    """PNG of each ``domain.eval``'s score after each stage (x: stages in plan order, base first)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 1.3 * len(summary.columns) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = range(len(summary.columns))
+    for ev in summary.evals:
+        points = [(i, summary.scores[c][ev]) for i, c in enumerate(summary.columns) if ev in summary.scores[c]]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=ev)
+    ax.set_xticks(list(xs), [_label(summary, c) for c in summary.columns], rotation=20, ha="right")
+    ax.set_ylabel("eval score")
+    ax.set_title(f"{summary.name}: eval score after each stage")
+    ax.grid(alpha=0.3)
+    if summary.evals and summary.columns:
+        ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def curves_chart(summary: RunSummary) -> bytes:
+    """PNG with one panel per :data:`CURVES` entry; stages laid end to end on a cumulative step axis."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    for ax, (title, keys) in zip(axes, CURVES.items()):
+        offset, drawn = 0, False
+        for i, s in enumerate(summary.stages):
+            rows = summary.metrics.get(s.name, [])
+            if not rows:
+                continue
+            key = next((k for k in keys if any(k in r for r in rows)), None)
+            if key is not None:
+                pts = sorted((int(r["step"]), float(r[key])) for r in rows if r.get(key) is not None)
+                ax.plot([offset + p[0] for p in pts], [p[1] for p in pts], color=f"C{i % 10}", label=_label(summary, s.name))
+                drawn = True
+            offset += max(int(r["step"]) for r in rows) + 1
+            ax.axvline(offset - 0.5, color="grey", alpha=0.3, linewidth=0.8)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("step (stages end to end, plan order)")
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize="x-small")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+    return _png(fig)
+
+
+_HTML = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cascade {{ s.name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }
+table { border-collapse: collapse; margin: 1em 0; } th, td { border: 1px solid #ccc; padding: 4px 10px; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font-weight: bold; }
+img { max-width: 100%; }
+</style></head><body>
+<h1>cascade <code>{{ s.name }}</code></h1>
+<h2>eval score after each stage</h2>
+<table id="scores"><tr><th>domain.eval</th>{% for c in s.columns %}<th>{{ label(c) }}</th>{% endfor %}</tr>
+{% for ev in s.evals %}<tr><td>{{ ev }}</td>{% for c in s.columns %}{% set v = s.scores[c].get(ev) %}
+<td class="num{% if v is not none and v == best[ev] %} best{% endif %}">{{ "%.3f"|format(v) if v is not none else "-" }}</td>
+{% endfor %}</tr>
+{% endfor %}</table>
+<img alt="cascade chart" src="data:image/png;base64,{{ cascade }}">
+<h2>stages</h2>
+<table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>status</th><th>steps</th><th>stop reason</th></tr>
+{% for r in s.stages %}<tr><td>{{ label(r.name) }}</td><td>{{ r.kind }}</td><td>{{ r.parent }}</td><td>{{ r.status }}</td>
+<td class="num">{{ r.step }}/{{ r.steps }}</td><td>{{ r.stop_reason or "" }}</td></tr>
+{% endfor %}</table>
+<h2>training curves</h2>
+<img alt="training curves" src="data:image/png;base64,{{ curves }}">
+</body></html>
+""")
+
+
+def html_page(summary: RunSummary, cascade_png: bytes, curves_png: bytes) -> str:
+    """One self-contained HTML page: score table (best score per eval in bold), charts, stage table."""
+    best = {ev: max((summary.scores[c][ev] for c in summary.columns if ev in summary.scores[c]), default=None)
+            for ev in summary.evals}
+    return _HTML.render(
+        s=summary, best=best, label=lambda n: _label(summary, n),
+        cascade=base64.b64encode(cascade_png).decode(), curves=base64.b64encode(curves_png).decode(),
+    )
+
+
+def report(run_dir: Path | str, out_dir: Path | str | None = None, *, console: Console | None = None) -> Path:
+    """Write ``cascade.png``, ``curves.png`` and ``report.html`` for a run and print the score table.
+
+    Args:
+        run_dir: the run directory (``runs/<cascade name>/``).
+        out_dir: where to write; default ``<run_dir>/report``.
+        console: where the terminal tables go (default: standard output).
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        ReportError: ``run_dir`` is not a run directory.
+    """
+    summary = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
+    cascade_png, curves_png = cascade_chart(summary), curves_chart(summary)
+    atomic_write_bytes(out / "cascade.png", cascade_png)
+    atomic_write_bytes(out / "curves.png", curves_png)
+    page = out / "report.html"
+    atomic_write_text(page, html_page(summary, cascade_png, curves_png))
+    console = console or Console()
+    console.print(score_table(summary))
+    console.print(stage_table(summary))
+    console.print(f"report: {page}")
+    return page
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m runtime.report RUN_DIR [OUT_DIR]``; exit 2 with a message (no traceback) on bad input."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        print("usage: python -m runtime.report RUN_DIR [OUT_DIR]", file=sys.stderr)
+        return 2
+    try:
+        report(args[0], args[1] if len(args) == 2 else None)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Rollouts through transformers ``generate``, reproducible for a seed, with sampler log-probs.
+
+transformers samples with the global RNG (``torch.multinomial`` without a generator) and its
+``output_scores`` keeps a ``[rows, V]`` tensor per step. Instead, generation runs in greedy mode with one
+extra logits processor, :class:`SeededSampler`, which applies temperature, top-k and top-p itself, draws the
+next token with a private ``torch.Generator`` and records that token's log-prob under the distribution it
+was drawn from; it then returns scores whose arg-max is the drawn token, so ``generate``'s greedy pick
+takes it. Everything else (KV cache, static cache on CUDA, EOS handling, padding of finished rows) stays
+with transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from runtime.rollout.base import RolloutBatch
+
+
+class SeededSampler(LogitsProcessor):
+    """Temperature -> top-k -> top-p filtering (the order of transformers and vLLM), then a draw.
+
+    ``temperature == 0`` picks the arg-max and records the log-prob under the untempered model
+    (temperature 1): a point mass would record 0 for every token, which no importance ratio can use.
+    ``logprobs`` collects one ``[rows]`` fp32 tensor per generated position.
+    """
+
+    def __init__(self, *, temperature: float, top_p: float, top_k: int, generator: torch.Generator) -> None:
+        if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+            raise ValueError(f"bad sampling parameters: temperature={temperature} (>= 0), top_p={top_p} "
+                             f"(in (0, 1]), top_k={top_k} (>= 0)")
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.generator = generator
+        self.logprobs: list[torch.Tensor] = []
+
+    def warp(self, scores: torch.Tensor) -> torch.Tensor:
+        """``[rows, V]`` raw logits -> filtered, tempered logits (removed tokens at ``-inf``)."""
+        logits = scores.float()
+        if self.temperature > 0:
+            logits = logits / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+            probs = torch.softmax(sorted_logits, dim=-1)
+            # Drop a token when the tokens ranked above it already hold top_p of the mass; the first stays.
+            drop_sorted = (probs.cumsum(dim=-1) - probs) >= self.top_p
+            drop = drop_sorted.scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        return logits
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(self.warp(scores), dim=-1)
+        if self.temperature == 0:
+            chosen = logp.argmax(dim=-1)
+        else:
+            chosen = torch.multinomial(logp.exp(), 1, generator=self.generator).squeeze(1)
+        self.logprobs.append(logp.gather(-1, chosen.unsqueeze(1)).squeeze(1))
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, chosen.unsqueeze(1), 0.0)
+
+
+def _unwrap(model: Any) -> Any:
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return model
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer names an EOS token\n"
+                         "help: set `eos_token_id` in generation_config.json or `eos_token` in the tokenizer")
+    return sorted(ids)
+
+
+class HFRolloutEngine:
+    """A :class:`~runtime.rollout.base.RolloutEngine` on transformers ``generate``.
+
+    Args:
+        model: the policy (a DDP/accelerate wrapper is unwrapped); it is switched to eval mode while
+            generating and back afterwards.
+        tokenizer: its tokenizer; prompts are tokenised without adding special tokens (they are already
+            chat-rendered) and left-padded.
+        max_prompt: prompts longer than this many tokens keep their last ``max_prompt`` tokens.
+        batch_rows: at most this many rows (prompts x n) per ``generate`` call, bounding KV-cache memory.
+        static_cache: use ``cache_implementation="static"`` on CUDA (fixed-shape KV cache, fewer
+            allocations; pays off with ``torch.compile``); ignored on CPU.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_prompt: int | None = None, batch_rows: int = 64,
+                 static_cache: bool = False) -> None:
+        self.model = _unwrap(model)
+        self.tokenizer = tokenizer
+        self.max_prompt = max_prompt
+        self.batch_rows = max(1, batch_rows)
+        self.static_cache = static_cache
+        self.eos_ids = _eos_ids(self.model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+
+    def sync_weights(self, model: Any) -> None:
+        """Nothing to copy: the engine samples from the very module the optimizer updates in place, so
+        every ``generate`` already sees the latest weights. Re-binds only if a different module is given."""
+        self.model = _unwrap(model)
+
+    def _encode(self, prompts: list[str]) -> list[list[int]]:
+        encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        if self.max_prompt is not None:
+            encoded = [ids[-self.max_prompt:] for ids in encoded]
+        return encoded
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], *, n: int, max_new_tokens: int, temperature: float,
+                 top_p: float, top_k: int, seed: int) -> RolloutBatch:
+        """Sample ``n`` completions of each prompt (rows group-contiguous); see ``RolloutEngine.generate``.
+
+        Raises:
+            ValueError: ``n < 1``, ``max_new_tokens < 1`` or bad sampling parameters.
+        """
+        if n < 1 or max_new_tokens < 1:
+            raise ValueError(f"n ({n}) and max_new_tokens ({max_new_tokens}) must be at least 1")
+        device = next(self.model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        sampler = SeededSampler(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
+        rows = [ids for ids in self._encode(prompts) for _ in range(n)]
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+            cache_implementation="static" if self.static_cache and device.type == "cuda" else None,
+        )
+        batch = RolloutBatch(prompt_ids=rows, completion_ids=[], completion_logprobs=[], truncated=[], texts=[])
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(rows), self.batch_rows):
+                self._generate_chunk(rows[start:start + self.batch_rows], config, sampler, device, batch)
+        finally:
+            self.model.train(was_training)
+        return batch
+
+    def _generate_chunk(self, rows: list[list[int]], config: GenerationConfig, sampler: SeededSampler,
+                        device: torch.device, batch: RolloutBatch) -> None:
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            attention[i, width - len(r):] = 1
+        sampler.logprobs = []
+        out = self.model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
+        generated = out[:, width:].cpu()
+        # generate may run (and then undo) extra steps past the last kept token; keep the first ones.
+        logprobs = torch.stack(sampler.logprobs[: generated.shape[1]], dim=1).cpu()
+        eos = torch.tensor(self.eos_ids)
+        for i in range(len(rows)):
+            hits = torch.isin(generated[i], eos).nonzero()
+            length = int(hits[0]) + 1 if len(hits) else generated.shape[1]
+            ids = generated[i, :length].tolist()
+            batch.completion_ids.append(ids)
+            batch.completion_logprobs.append(logprobs[i, :length].tolist())
+            batch.truncated.append(not len(hits))
+            batch.texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))

@@ -1,0 +1,283 @@
+"""Run one untrusted Python program in a throw-away process sandbox (see docs/sandbox.md).
+
+Two isolation levels, chosen once per process by `isolation()`:
+
+- ``namespaces`` (root, kernel allows unshare): new mount, network, pid, IPC and UTS namespaces; the program
+  runs as an unprivileged uid (one per concurrent execution) with a private tmpfs for /tmp, /var/tmp and
+  /dev/shm, the host's /root and /home hidden, and no network interface but loopback (down). When the
+  program exits or is killed, the kernel kills every process left in its pid namespace.
+- ``rlimits`` (anything else): same uid as the caller, rlimits, a new session killed as a group, a network
+  guard made of an audit hook. Weaker: see docs/sandbox.md.
+
+Both levels: rlimits on CPU time, address space, processes (namespaces only), file size and open files;
+environment scrubbed; stdout and stderr written to files capped by the file-size limit; wall-clock kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+_HERE = Path(__file__).resolve().parent
+_BOOT = str(_HERE / "_boot.py")
+_GUARD = str(_HERE / "_guard.py")
+_WORKDIR_NS = "/tmp/sandbox"
+_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_HIDDEN_DIRS = ("/root", "/home")
+_UID_BASE = 61000  # uids 61000.. are unused on Debian/Ubuntu (system range ends at 999, users start at 1000)
+
+Status = Literal["ok", "error", "timeout", "memory", "output_limit", "left_processes", "sandbox_error"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one execution.
+
+    Attributes:
+        timeout_s: wall-clock seconds before the whole process group is killed.
+        cpu_s: CPU seconds (RLIMIT_CPU); default: `timeout_s` rounded up.
+        memory: address-space bytes (RLIMIT_AS) of each process.
+        processes: processes and threads of the sandbox uid (RLIMIT_NPROC; namespaces level only).
+        file_size: largest file in bytes (RLIMIT_FSIZE); also caps captured stdout and stderr.
+        open_files: file descriptors per process (RLIMIT_NOFILE).
+        tmpfs_size: bytes of each private tmpfs (/tmp, /var/tmp, /dev/shm; namespaces level only).
+    """
+
+    timeout_s: float = 6.0
+    cpu_s: int | None = None
+    memory: int = 1 << 30
+    processes: int = 32
+    file_size: int = 16 << 20
+    open_files: int = 64
+    tmpfs_size: int = 64 << 20
+
+    def rlimits(self) -> dict[str, int]:
+        return {"cpu_s": self.cpu_s or max(1, int(-(-self.timeout_s // 1))), "memory": self.memory,
+                "processes": self.processes, "file_size": self.file_size, "open_files": self.open_files}
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one execution did. `status` is ``ok`` only for exit code 0 within the limits."""
+
+    status: Status
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    signal: int | None = None
+    isolation: str = field(default="", compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@cache
+def isolation() -> Literal["namespaces", "rlimits"]:
+    """The isolation level this process can give (probed once by trying the namespaces in a child).
+
+    Set ``CASCADEC_SANDBOX=rlimits`` to force the weaker level (e.g. to test it).
+    """
+    if os.environ.get("CASCADEC_SANDBOX") == "rlimits" or os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        return "rlimits"
+    probe = ("import ctypes,sys;"
+             "sys.exit(ctypes.CDLL(None).unshare(0x00020000|0x40000000|0x20000000|0x08000000|0x04000000)!=0)")
+    ok = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, timeout=30).returncode == 0
+    return "namespaces" if ok else "rlimits"
+
+
+def _others_can_enter(path: str) -> bool:
+    return bool(os.stat(path).st_mode & stat.S_IXOTH)
+
+
+@cache
+def _filesystem_plan() -> tuple[list[str], list[dict[str, object]]]:
+    """(paths of the interpreter to bind back read-only, tmpfs mounts) for the namespaces level."""
+    roots = {sys.base_prefix, sys.prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent)}
+    roots |= {p for p in sys.path if p and os.path.isdir(p)}
+    keep = sorted({os.path.realpath(p) for p in roots})
+    keep = [p for p in keep if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in keep)]
+    hide = {d for d in _HIDDEN_DIRS if os.path.isdir(d)}
+    for p in keep:
+        parts = Path(p).parts
+        for i in range(2, len(parts) + 1):
+            anc = str(Path(*parts[:i]))
+            if not _others_can_enter(anc):
+                hide.add(anc)
+                break
+    hide = {h for h in hide if not any(h != o and h.startswith(o.rstrip("/") + "/") for o in hide)}
+    return keep, [{"path": h, "mode": "755"} for h in sorted(hide)]
+
+
+class _UidSlots:
+    """Gives each concurrent execution its own unprivileged uid, so RLIMIT_NPROC budgets are separate."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: set[int] = set()
+
+    def acquire(self) -> int:
+        with self._lock:
+            slot = next(i for i in range(len(self._busy) + 1) if i not in self._busy)
+            self._busy.add(slot)
+            return slot
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            self._busy.discard(slot)
+
+
+_SLOTS = _UidSlots()
+
+
+def _env(workdir: str) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _config(code_path: str, workdir: str, limits: Limits, level: str, uid: int | None) -> dict[str, object]:
+    cfg: dict[str, object] = {
+        "code_path": code_path, "workdir": workdir, "limits": limits.rlimits(), "python": sys.executable,
+        "guard": _GUARD, "env": _env(workdir), "isolate": level == "namespaces",
+        "guard_net": level != "namespaces", "uid": uid, "gid": uid, "keep": [], "tmpfs": [],
+    }
+    if level == "namespaces":
+        keep, hidden = _filesystem_plan()
+        tmp = [{"path": d, "mode": "1777", "size": limits.tmpfs_size} for d in _TMP_DIRS if os.path.isdir(d)]
+        cfg["keep"] = keep
+        cfg["tmpfs"] = tmp + [{**h, "size": 1 << 20} for h in hidden if h["path"] not in _TMP_DIRS]
+    else:
+        # RLIMIT_NPROC counts all processes of the caller's uid, so it cannot bound only the sandbox here.
+        cfg["limits"] = {**limits.rlimits(), "processes": None}
+    return cfg
+
+
+def _classify(rc: int, timed_out: bool, stderr: str) -> tuple[Status, int | None]:
+    sig = -rc if rc < 0 else (rc - 128 if rc > 128 else None)
+    if timed_out or sig in (signal.SIGXCPU, signal.SIGKILL):
+        return "timeout", sig
+    if sig == signal.SIGXFSZ:
+        return "output_limit", sig
+    if rc == 0:
+        return "ok", None
+    if rc == 125 and stderr.startswith("sandbox:"):
+        return "sandbox_error", None
+    if rc == 123 and "sandbox: the program left" in stderr[-200:]:
+        return "left_processes", None
+    if "[Errno 27] File too large" in stderr[-4000:]:  # Python ignores SIGXFSZ, so writes fail with EFBIG
+        return "output_limit", sig
+    if "MemoryError" in stderr[-4000:]:
+        return "memory", sig
+    return "error", sig
+
+
+def _read_capped(path: str, cap: int) -> str:
+    with open(path, "rb") as f:
+        return f.read(cap).decode("utf-8", errors="replace")
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait for exit without reaping (so the group id stays ours); True when the wall clock ran out."""
+    fd = os.pidfd_open(proc.pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        return not ready
+    finally:
+        os.close(fd)
+
+
+def _leftovers(uid: int | None, sid: int) -> list[int]:
+    """Host pids still owned by the sandbox uid (namespaces level) or still in the session `sid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if uid is not None:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+            else:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[3]) == sid:
+                    found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _sweep(uid: int | None, sid: int, deadline_s: float = 5.0) -> None:
+    """SIGKILL what is left of one execution until nothing is, so that none outlives `run_python`.
+
+    After a wall-clock kill the namespace's pid 1 may still be tearing its children down; a fork bomb
+    may still be forking. Both end within milliseconds under repeated SIGKILL.
+    """
+    end = time.monotonic() + deadline_s
+    while (pids := _leftovers(uid, sid)) and time.monotonic() < end:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+
+
+def run_python(code: str, *, stdin: str = "", limits: Limits = Limits()) -> ExecResult:
+    """Run `code` as `__main__` of a fresh Python interpreter inside the sandbox.
+
+    Args:
+        code: the program text.
+        stdin: text fed on standard input.
+        limits: resource limits.
+
+    Returns:
+        The status, exit code (128 + signal when a signal ended it), captured stdout/stderr (each at most
+        `limits.file_size` bytes) and wall seconds. Never raises for anything the program does.
+    """
+    level = isolation()
+    slot = _SLOTS.acquire()
+    priv = tempfile.mkdtemp(prefix="cascadec-sbx-")
+    try:
+        code_path = os.path.join(priv, "main.py")
+        Path(code_path).write_text(code, encoding="utf-8")
+        Path(priv, "stdin").write_text(stdin, encoding="utf-8")
+        if level == "namespaces":
+            workdir, uid = _WORKDIR_NS, _UID_BASE + slot
+        else:
+            workdir, uid = os.path.join(priv, "work"), None
+        cfg = _config(code_path, workdir, limits, level, uid)
+        out_path, err_path = os.path.join(priv, "stdout"), os.path.join(priv, "stderr")
+        with open(os.path.join(priv, "stdin"), "rb") as fin, open(out_path, "wb") as fout, \
+                open(err_path, "wb") as ferr:
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin,
+                                    stdout=fout, stderr=ferr, start_new_session=True, env={})
+            timed_out = _wait(proc, limits.timeout_s)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            rc = proc.wait()
+            _sweep(uid, proc.pid)
+            wall = time.perf_counter() - start
+        stdout = _read_capped(out_path, limits.file_size)
+        stderr = _read_capped(err_path, limits.file_size)
+        status, sig = _classify(rc, timed_out, stderr)
+        return ExecResult(status, rc if rc >= 0 else 128 - rc, stdout, stderr, wall, sig, level)
+    finally:
+        shutil.rmtree(priv, ignore_errors=True)
+        _SLOTS.release(slot)

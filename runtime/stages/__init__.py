@@ -1,0 +1,66 @@
+"""One training step per stage kind (docs/ARCHITECTURE.md, "Stage loop and trainers").
+
+``TRAINERS`` maps a stage kind to its Trainer class. It is built on first access, so importing one trainer
+module (or this package) does not import the others and their dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import torch
+
+_MODULES = {"sft": ("runtime.stages.sft", "SFTTrainer"), "grpo": ("runtime.stages.grpo", "GRPOTrainer"),
+            "distill": ("runtime.stages.distill", "DistillTrainer")}
+
+
+class Trainer(Protocol):
+    """One stage kind's optimizer step; the loop owns batching, metrics files, checkpoints and evals."""
+
+    def __init__(self, ctx: Any) -> None: ...
+
+    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+        """Exactly one optimizer step (and one scheduler step) on ``batch``; returns scalar metrics."""
+        ...
+
+    def state_dict(self) -> dict:
+        """Extra state to checkpoint (may be ``{}``)."""
+        ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def backward_passes(ctx: Any, local: int) -> int:
+    """The number of micro-batch backward passes every rank runs this step: the most any rank needs.
+
+    DDP all-reduces gradients in each synchronised backward, so ranks must run the same count; a rank with
+    fewer micro-batches pads with zero-weight ones.
+    """
+    acc = ctx.accelerator
+    if acc.num_processes == 1:
+        return local
+    return int(acc.gather(torch.tensor([local], device=ctx.device)).max())
+
+
+def optimizer_step(ctx: Any, grad_clip: float) -> float:
+    """Clip (``grad_clip <= 0``: no clipping), step the optimizer and the LR schedule once, zero the
+    gradients. Parameters without a gradient (a step whose rollouts were all filtered out) are left
+    untouched by AdamW, and the schedule still advances, so step ``s`` always trains at ``lr_at(s)``.
+
+    Returns the gradient norm before clipping (0 when there is no gradient).
+    """
+    max_norm = grad_clip if grad_clip > 0 else float("inf")
+    grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), max_norm))
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TRAINERS":
+        trainers = {kind: getattr(importlib.import_module(mod), cls) for kind, (mod, cls) in _MODULES.items()}
+        globals()["TRAINERS"] = trainers
+        return trainers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

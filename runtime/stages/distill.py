@@ -1,0 +1,353 @@
+"""One step of multi-domain on-policy distillation (Nemotron-Cascade 2 §4.4) or of its GKD-style KL variant.
+
+Per step: the student samples ``rollouts_per_prompt`` completions of each prompt with the rollout engine
+(which also returns ``log pi_inf`` of every sampled token); each row goes to its domain's teacher (the
+stage's ``teachers`` block, ``default`` as the fallback); every teacher scores its rows in batches without
+gradients; then exactly one optimizer step is taken over micro-batches with gradient accumulation. The LR
+warm-up (the paper: 30 steps from 2e-7 to 2e-6) is the plan's ``Schedule``, applied by ``ctx.scheduler``.
+
+Losses (``params.loss``): ``mopd`` needs one log-prob per sampled token from the teacher
+(:func:`runtime.losses.distill.mopd_loss`); ``forward_kl``, ``reverse_kl`` and ``jsd`` compare whole
+next-token distributions (full vocabulary, or the teacher's top ``kl_top_k``) at the student's positions
+(:func:`runtime.losses.distill.logit_distill_loss`).
+
+Both the student's and the teachers' log-probs are taken at the sampling temperature, the convention that
+makes ``pi_train / pi_inf`` equal 1 when the weights and numerics agree (at the paper's T = 1 it is moot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.logprobs import token_logprobs
+from runtime.losses.distill import logit_distill_loss, mopd_loss
+from runtime.rollout.base import RolloutBatch
+from runtime.stages import backward_passes, optimizer_step
+from runtime.stages.grpo import rollout_seed, sequences
+from runtime.state import atomic_write_json
+from runtime.teachers import (
+    BASE,
+    TeacherError,
+    check_embeddings,
+    check_tokenizers,
+    resolve_teachers,
+    route,
+)
+
+# A frozen forward keeps no activations for backward, so a teacher can score more rows at once than the
+# student trains on; the head is applied in sequence chunks (runtime.logprobs) to bound the logits.
+TEACHER_ROWS = 8
+TEACHER_CHUNK = 64
+# AdamW training footprint per policy parameter, in units of the parameter's own size: weights, gradients
+# and two moments. Activations are not counted: the placement plan is a lower bound, see plan_placement.
+TRAIN_FOOTPRINT = 4
+
+
+def plan_placement(teacher_bytes: dict[str, int], policy_bytes: int, budget: int | None) -> dict[str, str]:
+    """Where each teacher lives: ``"device"`` (resident) or ``"cpu"`` (moved to the device to score).
+
+    Teachers are kept resident in the order given while ``TRAIN_FOOTPRINT * policy_bytes`` plus the resident
+    teachers fit in ``budget`` (the plan's ``memory_per_gpu_bytes``); the rest are offloaded, trading a
+    host-to-device copy per step for memory. Without a budget every teacher is resident.
+
+    >>> plan_placement({"a": 4, "b": 4}, policy_bytes=2, budget=14)
+    {'a': 'device', 'b': 'cpu'}
+    """
+    if budget is None:
+        return {name: "device" for name in teacher_bytes}
+    free = budget - TRAIN_FOOTPRINT * policy_bytes
+    out = {}
+    for name, size in teacher_bytes.items():
+        if size <= free:
+            out[name] = "device"
+            free -= size
+        else:
+            out[name] = "cpu"
+    return out
+
+
+def _param_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _describe(ctx: Any, name: str) -> str:
+    return f"{ctx.plan.base.name} (base)" if name == BASE else f"{name} ({ctx.rundir.final(name)})"
+
+
+def _tokenizer_of(ctx: Any, name: str) -> Any:
+    """The tokenizer saved with a teacher checkpoint (the base model's for ``base``)."""
+    from transformers import AutoTokenizer
+
+    if name != BASE:
+        return AutoTokenizer.from_pretrained(ctx.rundir.final(name))
+    from runtime.models import load_model, packaged_checkpoint
+
+    ref = ctx.plan.base
+    if ref.kind == "packaged":
+        return AutoTokenizer.from_pretrained(packaged_checkpoint(ref.name))
+    if ref.kind in ("path", "hub"):
+        return AutoTokenizer.from_pretrained(ref.name)
+    return load_model(ref, seed=ctx.plan.seed)[1]  # a tiny model: building it is cheaper than any lookup
+
+
+class TeacherPool:
+    """The stage's distinct teacher checkpoints, each loaded once and frozen (domains that name the same
+    checkpoint share one model object), checked against the student's tokenizer, and placed on the device
+    or offloaded to the CPU by :func:`plan_placement`."""
+
+    def __init__(self, ctx: Any, names: list[str]) -> None:
+        self.ctx = ctx
+        self.models: dict[str, torch.nn.Module] = {}
+        for name in names:
+            check_tokenizers(ctx.tokenizer, _tokenizer_of(ctx, name), ctx.stage.name, _describe(ctx, name))
+            model = ctx.load_frozen(name)
+            check_embeddings(model, ctx.tokenizer, _describe(ctx, name))
+            self.models[name] = model
+        self.placement = plan_placement(
+            {n: _param_bytes(m) for n, m in self.models.items()},
+            _param_bytes(ctx.unwrapped_policy()),
+            ctx.stage.resources.memory_per_gpu_bytes,
+        )
+        for name, where in self.placement.items():
+            if where == "cpu":
+                self.models[name].to("cpu")
+
+    @contextlib.contextmanager
+    def on_device(self, name: str) -> Iterator[torch.nn.Module]:
+        """The teacher ``name`` on the training device for the duration of the block."""
+        model = self.models[name]
+        offloaded = self.placement[name] == "cpu" and self.ctx.device.type != "cpu"
+        if offloaded:
+            model.to(self.ctx.device)
+        try:
+            yield model
+        finally:
+            if offloaded:
+                model.to("cpu")
+
+
+def place_rows(values: list[list[float]] | list[torch.Tensor], prompt_lens: list[int], width: int,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-row completion values -> ``[R, width]`` with row ``i``'s values at ``prompt_lens[i]`` onwards, 0
+    elsewhere (the layout of :func:`runtime.stages.grpo.sequences`)."""
+    out = torch.zeros(len(values), width, dtype=dtype)
+    for i, (v, start) in enumerate(zip(values, prompt_lens)):
+        if len(v):
+            out[i, start:start + len(v)] = torch.as_tensor(v, dtype=dtype)
+    return out
+
+
+class DistillSetupError(TeacherError):
+    """Stage settings a distill stage cannot run with (a TeacherError, so the entry point reports it as a
+    user error with its ``help:`` line, not a traceback)."""
+
+
+class DistillTrainer:
+    """The ``distill`` stage's step (Trainer protocol in docs/ARCHITECTURE.md).
+
+    Construction resolves the teachers (``best(...)`` from recorded evals), checks that each has finished
+    and shares the student's tokenizer, loads each distinct checkpoint once, and records the resolution in
+    ``stages/<name>/teachers.json``.
+
+    Raises:
+        TeacherError: an unresolvable, unfinished or incompatible teacher.
+        DistillSetupError: ``overlong = penalty`` (a distill stage has no reward to zero) or a ``jsd`` loss
+            whose ``jsd_beta`` is not strictly between 0 and 1.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.params = p = ctx.stage.params
+        if p.overlong == "penalty":
+            raise DistillSetupError(
+                f"distill stage `{ctx.stage.name}` sets `overlong = penalty`, but distillation has no reward to zero"
+                "\nhelp: use `overlong = filter` to drop truncated samples from the loss, or `none`"
+            )
+        if p.loss == "jsd" and not 0.0 < p.jsd_beta < 1.0:
+            raise DistillSetupError(
+                f"distill stage `{ctx.stage.name}` uses `loss = jsd` with `jsd_beta = {p.jsd_beta}`"
+                "\nhelp: give 0 < jsd_beta < 1, or use `loss = forward_kl` (beta 0) or `loss = reverse_kl` (beta 1)"
+            )
+        self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
+        self.pool = TeacherPool(ctx, sorted(set(self.teachers.values())))
+        tok = ctx.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if ctx.is_main:
+            atomic_write_json(Path(ctx.rundir.stage_dir(ctx.stage.name)) / "teachers.json",
+                              {"teachers": self.teachers, "placement": self.pool.placement})
+
+    def state_dict(self) -> dict:
+        """No state beyond model and optimizer: teachers are re-resolved (same evals, same answer) and
+        rollout seeds derive from the step."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see ``state_dict``)."""
+
+    # ---------------------------------------------------------------- one step
+
+    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+        """Sample, route, score with the teachers, and take one optimizer step on ``batch``.
+
+        Returns metrics: loss, reverse_kl (per-token estimate ``mean(log pi_train - log pi_teacher)`` over
+        valid tokens), reverse_kl/<domain>, is_ratio (mean ``pi_train / pi_inf``), gated_frac (tokens outside
+        the band), entropy, response_len, truncated_frac, filtered_frac, teacher_rows/<teacher>,
+        tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s.
+        """
+        ctx, p = self.ctx, self.params
+        start = time.perf_counter()
+        rollouts = ctx.engine.generate(
+            [ctx.render_prompt(s) for s in batch], n=p.rollouts_per_prompt, max_new_tokens=p.max_response,
+            temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+            seed=rollout_seed(ctx.stage.seed, step, ctx.accelerator.process_index),
+        )
+        gen_s = time.perf_counter() - start
+        samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
+        names = [route(s.domain, self.teachers) for s in samples]
+        keep = [not (p.overlong == "filter" and t) for t in rollouts.truncated]
+        rows = [i for i in range(len(samples)) if keep[i]]
+
+        t0 = time.perf_counter()
+        teacher_lp = self._score(rollouts, names, rows) if p.loss == "mopd" else {}
+        teacher_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stats = self._update(rollouts, samples, names, rows, teacher_lp)
+        train_s = time.perf_counter() - t0
+        ctx.engine.sync_weights(ctx.policy)
+
+        lengths = [len(c) for c in rollouts.completion_ids]
+        metrics = {
+            "loss": stats.pop("loss"),
+            "response_len": sum(lengths) / max(len(lengths), 1),
+            "truncated_frac": sum(rollouts.truncated) / max(len(lengths), 1),
+            "filtered_frac": 1.0 - len(rows) / max(len(lengths), 1),
+            "tokens_per_s": sum(lengths) / max(gen_s + teacher_s + train_s, 1e-9),
+            "gen_s": gen_s, "teacher_s": teacher_s, "train_s": train_s,
+            **stats,
+        }
+        for name, count in sorted(Counter(names).items()):
+            metrics[f"teacher_rows/{name}"] = float(count)
+        return metrics
+
+    def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
+        """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.
+
+        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under no_grad.
+        Returns row index -> ``[len(completion)]`` fp32 tensor on the CPU.
+        """
+        ctx, out = self.ctx, {}
+        by_teacher: dict[str, list[int]] = {}
+        for i in rows:
+            by_teacher.setdefault(names[i], []).append(i)
+        for name, idx in sorted(by_teacher.items()):
+            idx = sorted(idx, key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
+            with self.pool.on_device(name) as teacher, torch.no_grad():
+                for k in range(0, len(idx), TEACHER_ROWS):
+                    chunk = idx[k:k + TEACHER_ROWS]
+                    ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, chunk, self.pad_id))
+                    lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK,
+                                        temperature=self.params.temperature).logprobs.float().cpu()
+                    for r, i in enumerate(chunk):
+                        start = len(rollouts.prompt_ids[i])
+                        out[i] = lp[r, start:start + len(rollouts.completion_ids[i])]
+        return out
+
+    def _update(self, rollouts: RolloutBatch, samples: list[Any], names: list[str], rows: list[int],
+                teacher_lp: dict[int, torch.Tensor]) -> dict[str, Any]:
+        """One optimizer step over ``rows``; returns loss and the token statistics of the step.
+
+        Every rank runs the same number of backward passes (DDP all-reduces in each synchronised one): a
+        rank with fewer rows adds zero-weight micro-batches.
+        """
+        ctx, p = self.ctx, self.params
+        acc, policy = ctx.accelerator, ctx.policy
+        nonempty = sum(1 for i in rows if rollouts.completion_ids[i])
+        # Normalise by the step's non-empty sequences on all ranks; DDP averages gradients over ranks, so
+        # multiply by the world size to turn that average into the sum the objective asks for.
+        num_seq = float(acc.reduce(torch.tensor(float(nonempty), device=ctx.device), reduction="sum"))
+        scale = acc.num_processes
+        chunks = [rows[i:i + p.micro_batch] for i in range(0, len(rows), p.micro_batch)]
+        passes = backward_passes(ctx, len(chunks))
+        lr = float(ctx.optimizer.param_groups[0]["lr"])
+        sums: Counter = Counter()
+        domain_kl: dict[str, list[float]] = {}
+        for n in range(passes):
+            real = n < len(chunks)
+            chunk = chunks[n] if real else [0]
+            ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, chunk, self.pad_id))
+            mask = comp.bool() if real else torch.zeros_like(comp, dtype=torch.bool)
+            mask[:, 0] = False
+            prompt_lens = [len(rollouts.prompt_ids[i]) for i in chunk]
+            width = ids.shape[1]
+            inf = place_rows([rollouts.completion_logprobs[i] for i in chunk], prompt_lens, width).to(ctx.device)
+            with acc.no_sync(policy) if n < passes - 1 else contextlib.nullcontext():
+                if p.loss == "mopd":
+                    out = token_logprobs(policy, ids, attn, comp, temperature=p.temperature, with_entropy=True)
+                    lp, entropy = out.logprobs, out.entropy
+                    empty = torch.zeros(0)
+                    lp_t = place_rows([teacher_lp.get(i, empty) for i in chunk], prompt_lens, width).to(ctx.device)
+                    parts = mopd_loss(lp, lp_t, inf, mask, eps_low=p.is_band[0], eps_high=p.is_band[1],
+                                      num_sequences=num_seq)
+                    loss, gated = parts.loss, parts.gated
+                else:
+                    loss, lp, lp_t, entropy = self._logit_loss(ids, attn, mask, [names[i] for i in chunk], num_seq)
+                    gated = torch.zeros_like(mask)
+                acc.backward(loss * scale)
+            lp, lp_t = lp.detach(), lp_t.detach()
+            sums["loss"] += float(loss.detach()) * scale
+            sums["tokens"] += float(mask.sum())
+            sums["kl"] += float((lp - lp_t)[mask].sum())
+            sums["ratio"] += float(torch.exp(lp - inf)[mask].sum())
+            sums["gated"] += float(gated[mask].sum())
+            sums["entropy"] += float(entropy.detach()[mask].sum())
+            for r, i in enumerate(chunk):
+                if mask[r].any():
+                    domain_kl.setdefault(samples[i].domain, []).append(float((lp[r] - lp_t[r])[mask[r]].mean()))
+        grad_norm = optimizer_step(ctx, p.optim.grad_clip)
+        tokens = max(sums["tokens"], 1.0)
+        stats = {
+            "loss": sums["loss"], "reverse_kl": sums["kl"] / tokens, "is_ratio": sums["ratio"] / tokens,
+            "gated_frac": sums["gated"] / tokens, "entropy": sums["entropy"] / tokens,
+            "grad_norm": grad_norm, "lr": lr,
+        }
+        for domain, values in sorted(domain_kl.items()):
+            stats[f"reverse_kl/{domain}"] = sum(values) / len(values)  # mean over that domain's sequences
+        return stats
+
+    def _logit_loss(self, ids: torch.Tensor, attn: torch.Tensor, mask: torch.Tensor, names: list[str],
+                    num_seq: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """GKD-style loss of one micro-batch ``[R, T]``: full next-token distributions of student and teachers.
+
+        Returns ``(loss, logp_train, logp_teacher, entropy)``, the last three ``[R, T]`` in the layout of
+        :func:`runtime.logprobs.token_logprobs` (the value of token ``t`` at position ``t``).
+        """
+        p, vocab = self.params, len(self.ctx.tokenizer)
+        temp = p.temperature if p.temperature > 0 else 1.0
+        # Position t's logits predict token t + 1; cutting to the tokenizer's vocabulary drops padded rows.
+        logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1, :vocab] / temp
+        teacher = torch.empty_like(logits, dtype=torch.float32)
+        with torch.no_grad():
+            for name in sorted(set(names)):
+                sub = [r for r, n in enumerate(names) if n == name]
+                with self.pool.on_device(name) as model:
+                    out = model(input_ids=ids[sub], attention_mask=attn[sub], use_cache=False).logits
+                teacher[sub] = out[:, :-1, :vocab].float() / temp
+        valid = mask[:, 1:]
+        loss, _ = logit_distill_loss(logits, teacher, valid, kind=p.loss, beta=p.jsd_beta, top_k=p.kl_top_k,
+                                     vocab_size=vocab, num_sequences=num_seq)
+        with torch.no_grad():
+            s_logp = logits.float().log_softmax(-1)
+            t_logp = teacher.log_softmax(-1)
+            target = ids[:, 1:, None]
+            pad = torch.zeros_like(ids[:, :1], dtype=torch.float32)
+            lp = torch.cat([pad, s_logp.gather(-1, target)[..., 0]], dim=1)
+            lp_t = torch.cat([pad, t_logp.gather(-1, target)[..., 0]], dim=1)
+            entropy = torch.cat([pad, -(s_logp.exp() * s_logp).sum(-1)], dim=1)
+        return loss, lp, lp_t, entropy

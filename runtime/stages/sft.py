@@ -1,0 +1,165 @@
+"""One SFT step: chat-rendered prompt + completion pairs, loss on the assistant tokens only, packing.
+
+Completion of a sample: its ``completion`` column (``Sample.meta["completion"]``, e.g. a jsonl source with
+``completion = "response"``); when a source has none (reasoning-gym generators, prompt/answer jsonl), the
+answer formatted as ``Answer: <answer>`` (:data:`ANSWER_FORMAT`), a form the reward library's
+``extract_final_answer`` reads for every verifier (gym, math_verify, exact), so SFT teaches exactly the
+format GRPO is rewarded for.
+
+Packing: examples are placed in order into rows of at most ``max_seq`` tokens (first fit of the current
+row); positions restart at 0 for each example and no 2-D attention mask is passed, from which transformers
+builds a block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``), so an example never
+attends to its neighbours. The loss is the mean negative log-likelihood over all assistant tokens of the
+step (every rank, every micro-batch).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from runtime.chat import SFTExample, render_sft
+from runtime.logprobs import pad_right, token_logprobs
+from runtime.stages import backward_passes, optimizer_step
+
+ANSWER_FORMAT = "Answer: {answer}"
+
+
+class SFTDataError(ValueError):
+    """A sample has nothing to train on."""
+
+
+def sft_completion(sample: Any) -> str:
+    """The assistant turn to train on for ``sample`` (see the module docstring).
+
+    Raises:
+        SFTDataError: the sample has neither a ``completion`` column nor an answer.
+    """
+    completion = sample.meta.get("completion")
+    if completion is not None:
+        return str(completion)
+    if sample.answer is not None:
+        return ANSWER_FORMAT.format(answer=sample.answer)
+    raise SFTDataError(
+        f"SFT sample `{sample.id}` has no `completion` column and no answer to train on\n"
+        f'help: map a completion column in the domain\'s data, e.g. jsonl("...", completion = "response")'
+    )
+
+
+def pack(examples: list[SFTExample], max_seq: int) -> list[list[SFTExample]]:
+    """Group examples, in order, into rows of at most ``max_seq`` tokens (a new row when one does not fit)."""
+    rows: list[list[SFTExample]] = []
+    used = max_seq
+    for ex in examples:
+        if used + len(ex.input_ids) > max_seq:
+            rows.append([])
+            used = 0
+        rows[-1].append(ex)
+        used += len(ex.input_ids)
+    return rows
+
+
+def packed_tensors(rows: list[list[SFTExample]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(input_ids, loss_mask, position_ids)``, each ``[R, T]``, for packed rows.
+
+    Positions restart at 0 for each example and for the right padding, which therefore forms its own
+    (masked-out) block.
+    """
+    ids, mask, pos = [], [], []
+    for row in rows:
+        ids.append([t for ex in row for t in ex.input_ids])
+        mask.append([m for ex in row for m in ex.loss_mask])
+        pos.append([i for ex in row for i in range(len(ex.input_ids))])
+    width = max(len(r) for r in ids)
+    pos = [p + list(range(width - len(p))) for p in pos]
+    return pad_right(ids, pad_id), pad_right(mask, 0), torch.tensor(pos, dtype=torch.long)
+
+
+class SFTTrainer:
+    """The ``sft`` stage's step (Trainer protocol in docs/ARCHITECTURE.md)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.params = ctx.stage.params
+        tok = ctx.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def state_dict(self) -> dict:
+        """No state beyond the model and optimizer."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see ``state_dict``)."""
+
+    def _examples(self, batch: list[Any]) -> list[SFTExample]:
+        ctx = self.ctx
+        return [
+            render_sft(ctx.tokenizer, ctx.plan.chat, ctx.stage.mode, ctx.system_prompt(s.domain), s.prompt,
+                       sft_completion(s), max_seq=self.params.max_seq)
+            for s in batch
+        ]
+
+    def _micro_batches(self, examples: list[SFTExample]) -> list[dict[str, torch.Tensor | None]]:
+        p = self.params
+        if p.packing:
+            rows = pack(examples, p.max_seq)
+            out = []
+            for i in range(0, len(rows), p.micro_batch):
+                ids, mask, pos = packed_tensors(rows[i:i + p.micro_batch], self.pad_id)
+                out.append({"input_ids": ids, "attention_mask": None, "completion_mask": mask, "position_ids": pos})
+            return out
+        out = []
+        for i in range(0, len(examples), p.micro_batch):
+            chunk = examples[i:i + p.micro_batch]
+            out.append({
+                "input_ids": pad_right([e.input_ids for e in chunk], self.pad_id),
+                "attention_mask": pad_right([[1] * len(e.input_ids) for e in chunk], 0),
+                "completion_mask": pad_right([e.loss_mask for e in chunk], 0),
+                "position_ids": None,
+            })
+        return out
+
+    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+        """One optimizer step on ``batch`` (``batch_size`` samples, this rank's share).
+
+        Returns metrics: loss (mean NLL per assistant token), tokens (assistant tokens), rows, fill (real
+        tokens / row slots), truncated_frac, tokens_per_s (all tokens per second), grad_norm, lr, train_s.
+
+        Raises:
+            SFTDataError, runtime.chat.ChatError: a sample cannot be rendered.
+        """
+        ctx, p = self.ctx, self.params
+        acc = ctx.accelerator
+        start = time.perf_counter()
+        lr = float(ctx.optimizer.param_groups[0]["lr"])
+        examples = self._examples(batch)
+        micro = self._micro_batches(examples)
+        local_tokens = float(sum(sum(e.loss_mask) for e in examples))
+        total = max(float(acc.reduce(torch.tensor(local_tokens, device=ctx.device), reduction="sum")), 1.0)
+        passes = backward_passes(ctx, len(micro))
+        nll, slots = 0.0, 0
+        for n in range(passes):
+            real = n < len(micro)
+            mb = micro[n] if real else micro[0]
+            tensors = {k: (v.to(ctx.device) if v is not None else None) for k, v in mb.items()}
+            mask = tensors["completion_mask"] if real else torch.zeros_like(tensors["completion_mask"])
+            with acc.no_sync(ctx.policy) if n < passes - 1 else nullcontext():
+                lp = token_logprobs(ctx.policy, tensors["input_ids"], tensors["attention_mask"], mask,
+                                    position_ids=tensors["position_ids"]).logprobs
+                loss = -(lp * mask).sum() / total
+                # DDP averages gradients over ranks; the loss is already a share of the global mean.
+                acc.backward(loss * acc.num_processes)
+            if real:
+                nll += float(loss.detach()) * acc.num_processes
+                slots += mb["input_ids"].numel()
+        grad_norm = optimizer_step(ctx, p.optim.grad_clip)
+        elapsed = time.perf_counter() - start
+        real_tokens = sum(len(e.input_ids) for e in examples)
+        return {
+            "loss": nll, "tokens": local_tokens, "rows": float(sum(len(m["input_ids"]) for m in micro)),
+            "fill": real_tokens / max(slots, 1), "truncated_frac": sum(e.truncated for e in examples) / len(examples),
+            "tokens_per_s": real_tokens / max(elapsed, 1e-9), "grad_norm": grad_norm, "lr": lr, "train_s": elapsed,
+        }

@@ -1,0 +1,249 @@
+"""The run directory: paths, atomic writes, ``state.json``, metrics and eval logs.
+
+Layout (docs/ARCHITECTURE.md, "Run directory")::
+
+    plan.json  state.json  evals.jsonl
+    stages/NAME/metrics.jsonl  stages/NAME/ckpt/  stages/NAME/final/
+    tb/NAME/
+
+Every file a user cares about is written to a temporary name in the same directory, fsynced and
+``os.replace``d into place, so a reader (or a resumed run after SIGKILL) sees either the old or the new
+version, never a torn one. Directories (checkpoints) are written to ``NAME.tmp-<pid>`` and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is only durable once the directory entry itself is flushed.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same directory + fsync + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as sorted, indented JSON with a trailing newline."""
+    atomic_write_text(path, json.dumps(obj, sort_keys=True, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a fresh ``NAME.tmp-<pid>`` directory; on success swap it in as ``path``.
+
+    A stale temp directory of the same pid is removed first (pids are reused after reboots). The old
+    ``path`` is first renamed to ``NAME.old-<pid>`` and deleted after the swap, so there is always one
+    complete directory: if the process dies between the two renames, :func:`recover_dir` restores the old one.
+    On an exception inside the block the temp directory is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f"{path.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(path: Path) -> Path | None:
+    """Return ``path`` if it exists; else restore a complete ``NAME.old-*`` left by a crash mid-swap.
+
+    Leftover ``NAME.tmp-*`` directories (a crash while writing) are incomplete and are deleted.
+    Returns None when no complete directory exists.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        return None
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    olds = sorted(path.parent.glob(f"{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not path.exists() and olds:
+        os.replace(olds.pop(), path)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    return path if path.exists() else None
+
+
+class RunDir:
+    """Paths of one run directory (``runs/<plan name>/`` by default)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @property
+    def plan_json(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def state_json(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def evals_jsonl(self) -> Path:
+        return self.root / "evals.jsonl"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / "stages" / stage
+
+    def metrics(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "metrics.jsonl"
+
+    def ckpt(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "ckpt"
+
+    def final(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "final"
+
+    def tb(self, stage: str) -> Path:
+        return self.root / "tb" / stage
+
+    def log(self, stage: str) -> Path:
+        """Captured stdout/stderr of the stage's process group."""
+        return self.stage_dir(stage) / "stage.log"
+
+    # ------------------------------------------------------------ state.json
+
+    def read_state(self) -> dict[str, Any]:
+        """The parsed ``state.json`` (``{"stages": {}}`` when absent)."""
+        try:
+            text = self.state_json.read_text()
+        except FileNotFoundError:
+            return {"stages": {}}
+        state = json.loads(text)
+        state.setdefault("stages", {})
+        return state
+
+    def stage_state(self, stage: str) -> dict[str, Any]:
+        return dict(self.read_state()["stages"].get(stage, {}))
+
+    def update_section(self, key: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the top-level object ``key`` of ``state.json`` (e.g. ``"base"``), atomically."""
+        state = self.read_state()
+        entry = state.setdefault(key, {})
+        entry.update(fields)
+        atomic_write_json(self.state_json, state)
+        return dict(entry)
+
+    def error_file(self, stage: str) -> Path:
+        """The last user-facing error message of the stage's process group (read by the orchestrator)."""
+        return self.stage_dir(stage) / "error.txt"
+
+    def update_stage(self, stage: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``state.json``'s entry for ``stage`` and write it atomically.
+
+        Only one process writes at a time (the orchestrator between stages, rank 0 inside one), so a
+        read-modify-write is safe. Returns the new entry. Raises ValueError on an unknown ``status``.
+        """
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown stage status {fields['status']!r}")
+        state = self.read_state()
+        entry = state["stages"].setdefault(stage, {})
+        entry.update(fields)
+        atomic_write_json(self.state_json, state)
+        return dict(entry)
+
+
+# ------------------------------------------------------------ JSONL logs
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Parsed lines of a JSONL log; a torn last line (a crash mid-append) is ignored."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync, so a logged step survives a SIGKILL right after it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "ab") as f:
+        # A torn line from an earlier crash must not swallow this record into the same line.
+        if f.tell() > 0:
+            with open(path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    line = "\n" + line
+        f.write(line.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def filter_jsonl(path: Path, keep) -> int:
+    """Atomically rewrite a JSONL log keeping the records where ``keep(record)``; returns how many dropped."""
+    records = read_jsonl(path)
+    kept = [r for r in records if keep(r)]
+    if Path(path).exists():
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    return len(records) - len(kept)
+
+
+def truncate_metrics(path: Path, resume_step: int) -> int:
+    """Drop metrics lines with ``step >= resume_step`` (they will be logged again after resume).
+
+    This keeps the invariant "every step appears exactly once" across crashes: steps after the last
+    checkpoint were trained on weights that the resumed run no longer has.
+    """
+    return filter_jsonl(path, lambda r: int(r.get("step", -1)) < resume_step)

@@ -1,0 +1,305 @@
+"""The CLI's own behaviour (exit codes, streams, formats, delegation) with a stub compiler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import check_snapshot, demo_plan, invoke
+
+from cascadec import cli
+from cascadec.codes import CODES
+from cascadec.compiler import CompileResult
+from cascadec.diagnostics import Diagnostic
+
+pytestmark = pytest.mark.usefixtures("stub_compiler", "specs")
+
+
+# ---------------------------------------------------------------- lint
+
+
+def test_lint_clean_exits_0() -> None:
+    result = invoke(["lint", "clean.cascade"])
+    assert result.exit_code == 0
+    assert result.stdout == "all checks passed (1 file)\n"
+
+
+def test_lint_warning_exits_0_unless_warnings_are_errors() -> None:
+    assert invoke(["lint", "warn.cascade"]).exit_code == 0
+    assert invoke(["lint", "-W", "warn.cascade"]).exit_code == 1
+    assert invoke(["lint", "--warnings-as-errors", "clean.cascade"]).exit_code == 0
+
+
+def test_lint_error_exits_1_and_sorts_many_files() -> None:
+    result = invoke(["lint", "--format", "concise", "warn.cascade", "bad.cascade", "clean.cascade"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "bad.cascade:2:19: error[CAS300] unknown stage `trian`",
+        "warn.cascade:2:38: warning[CAS404] stop rule is never evaluated",
+        "found 1 error and 1 warning",
+    ]
+
+
+def test_lint_missing_file_exits_2_with_a_message() -> None:
+    result = invoke(["lint", "clean.cascade", "nope.cascade"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: `nope.cascade` does not exist\nhelp: ")
+
+
+def test_lint_directory_exits_2(specs: Path) -> None:
+    (specs / "sub").mkdir()
+    result = invoke(["lint", "sub"])
+    assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_lint_unknown_format_is_a_usage_error() -> None:
+    assert invoke(["lint", "--format", "xml", "clean.cascade"]).exit_code == 2
+
+
+@pytest.mark.parametrize("fmt", ["full", "concise", "json", "github", "sarif"])
+def test_lint_format_snapshots(fmt: str, update_goldens: bool) -> None:
+    args = ["lint", "--format", fmt, "bad.cascade", "warn.cascade"]
+    result = invoke(args)
+    assert result.exit_code == 1
+    check_snapshot(f"lint_{fmt}", args, result, update_goldens)
+
+
+def test_lint_json_urls_point_at_documented_anchors() -> None:
+    items = json.loads(invoke(["lint", "--format", "json", "bad.cascade", "warn.cascade"]).stdout)
+    docs = (Path(__file__).parents[2] / "docs" / "diagnostics.md").read_text()
+    for item in items:
+        anchor = item["url"].split("#", 1)[1]
+        assert item["url"].startswith("docs/diagnostics.md#")
+        assert f'<a id="{anchor}"></a>' in docs
+
+
+def test_lint_empty_machine_formats() -> None:
+    assert json.loads(invoke(["lint", "--format", "json", "clean.cascade"]).stdout) == []
+    sarif = json.loads(invoke(["lint", "--format", "sarif", "clean.cascade"]).stdout)
+    assert sarif["runs"][0]["results"] == []
+    assert invoke(["lint", "--format", "github", "clean.cascade"]).stdout == ""
+
+
+def test_check_rewards_reports_a_missing_module_or_adds_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real_import = importlib.import_module
+
+    def no_contracts(name: str, *a: object) -> object:
+        if name == "runtime.rewards.contracts":
+            err = ModuleNotFoundError(f"No module named {name!r}")
+            err.name = name
+            raise err
+        return real_import(name, *a)
+
+    monkeypatch.setattr(cli.importlib, "import_module", no_contracts)
+    result = invoke(["lint", "--check-rewards", "clean.cascade"])
+    assert result.exit_code == 2
+    assert "needs `runtime.rewards.contracts`" in result.stderr
+
+    class Contracts:
+        @staticmethod
+        def check_rewards(plan: object) -> list[Diagnostic]:
+            return [Diagnostic("CAS306", "domain-without-reward", "error", "reward `exact` returned no float")]
+
+    monkeypatch.setattr(
+        cli.importlib, "import_module", lambda n, *a: Contracts if n == "runtime.rewards.contracts" else real_import(n)
+    )
+    result = invoke(["lint", "--check-rewards", "--format", "concise", "clean.cascade"])
+    assert result.exit_code == 1
+    assert "error[CAS306] reward `exact` returned no float" in result.stdout
+
+
+# ---------------------------------------------------------------- compile
+
+
+def test_compile_writes_build_dir_and_prints_its_path(specs: Path) -> None:
+    result = invoke(["compile", "warn.cascade", "-o", "out"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "out/warn\n"
+    assert "warning[CAS404]" in result.stderr
+    assert (specs / "out/warn/plan.json").read_text() == demo_plan("warn").to_json()
+    assert (specs / "out/warn/stages/mopd/launch.sh").is_file()
+
+
+def test_compile_error_exits_1_and_writes_nothing(specs: Path) -> None:
+    result = invoke(["compile", "bad.cascade", "-o", "out"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error[CAS300]: unknown stage `trian`\n --> bad.cascade:2:19\n")
+    assert not (specs / "out").exists()
+
+
+def test_compile_twice_is_byte_identical(specs: Path) -> None:
+    def snapshot(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert invoke(["compile", "clean.cascade", "-o", "a"]).exit_code == 0
+    assert invoke(["compile", "clean.cascade", "-o", "b"]).exit_code == 0
+    first = snapshot(specs / "a")
+    assert invoke(["compile", "clean.cascade", "-o", "a"]).exit_code == 0
+    assert first == snapshot(specs / "b") == snapshot(specs / "a")
+
+
+def test_compile_into_a_foreign_directory_exits_2(specs: Path) -> None:
+    (specs / "out/clean").mkdir(parents=True)
+    (specs / "out/clean/notes.txt").write_text("mine")
+    result = invoke(["compile", "clean.cascade", "-o", "out"])
+    assert result.exit_code == 2
+    assert "not made by cascadec" in result.stderr
+
+
+# ---------------------------------------------------------------- plan / graph
+
+
+def test_plan_table_snapshot(update_goldens: bool) -> None:
+    args = ["plan", "clean.cascade"]
+    result = invoke(args)
+    assert result.exit_code == 0
+    for text in ("rlhf_side (branch)", "math=best(sft, multi_rl by math.gsm)", "teacher(math).gsm", "32 × 8 (256)"):
+        assert text in result.stdout
+    check_snapshot("plan_table", args, result, update_goldens)
+
+
+def test_plan_json_round_trips() -> None:
+    result = invoke(["plan", "--format", "json", "clean.cascade"])
+    assert result.exit_code == 0
+    assert result.stdout == demo_plan("clean").to_json()
+
+
+def test_plan_of_a_bad_spec_exits_1() -> None:
+    result = invoke(["plan", "bad.cascade"])
+    assert result.exit_code == 1 and result.stdout == "" and "CAS300" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_graph_snapshots(fmt: str, update_goldens: bool) -> None:
+    args = ["graph", "--format", fmt, "clean.cascade"]
+    result = invoke(args)
+    assert result.exit_code == 0
+    check_snapshot(f"graph_{fmt}", args, result, update_goldens)
+
+
+# ---------------------------------------------------------------- explain
+
+
+def test_explain_known_code_any_case() -> None:
+    result = invoke(["explain", "cas301"])
+    assert result.exit_code == 0
+    entry = CODES["CAS301"]
+    assert result.stdout.startswith(f"CAS301 ({entry.name}, {entry.severity}): {entry.summary}\n\n")
+    assert entry.explanation in result.stdout
+    assert result.stdout.endswith("see docs/diagnostics.md#cas301\n")
+
+
+def test_explain_unknown_code_lists_known_codes() -> None:
+    result = invoke(["explain", "CAS777"])
+    assert result.exit_code == 2
+    assert "unknown diagnostic code `CAS777`" in result.stderr
+    assert all(code in result.stderr for code in CODES)
+
+
+# ---------------------------------------------------------------- fmt
+
+
+@pytest.fixture
+def upper_formatter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A formatter that upper-cases text, and refuses files containing `!` (a syntax error)."""
+
+    class Fmt:
+        @staticmethod
+        def format_source(text: str, path: str) -> tuple[str | None, list[Diagnostic]]:
+            if "!" in text:
+                return None, [Diagnostic("CAS100", "syntax-error", "error", "unexpected `!`")]
+            return text.upper(), []
+
+    real = cli.importlib.import_module
+    monkeypatch.setattr(cli.importlib, "import_module", lambda n, *a: Fmt if n == "cascadec.fmt" else real(n))
+
+
+@pytest.mark.usefixtures("upper_formatter")
+def test_fmt_check_diff_and_write(specs: Path) -> None:
+    (specs / "done.cascade").write_text("ALREADY\n")
+    (specs / "todo.cascade").write_text("fix me\n")
+    result = invoke(["fmt", "--check", "done.cascade", "todo.cascade"])
+    assert (result.exit_code, result.stderr) == (1, "would reformat todo.cascade\n")
+    assert invoke(["fmt", "--check", "done.cascade"]).exit_code == 0
+    result = invoke(["fmt", "--diff", "todo.cascade"])
+    assert result.exit_code == 1
+    assert "-fix me\n+FIX ME\n" in result.stdout
+    assert (specs / "todo.cascade").read_text() == "fix me\n"
+    result = invoke(["fmt", "todo.cascade", "done.cascade"])
+    assert (result.exit_code, result.stderr) == (0, "reformatted todo.cascade\n")
+    assert (specs / "todo.cascade").read_text() == "FIX ME\n"
+
+
+@pytest.mark.usefixtures("upper_formatter")
+def test_fmt_refuses_a_file_with_errors(specs: Path) -> None:
+    (specs / "broken.cascade").write_text("oops!\n")
+    result = invoke(["fmt", "broken.cascade"])
+    assert result.exit_code == 1
+    assert "error[CAS100]: unexpected `!`" in result.stderr
+    assert (specs / "broken.cascade").read_text() == "oops!\n"
+
+
+# ---------------------------------------------------------------- internal errors, version, runtime
+
+
+def test_unexpected_exception_is_an_internal_error_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(path: object) -> CompileResult:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "compile_file", boom)
+    result = invoke(["lint", "clean.cascade"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("internal error: ZeroDivisionError: division by zero (please report")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_version_and_help() -> None:
+    assert invoke(["--version"]).stdout.startswith("cascadec ")
+    result = invoke([])
+    assert result.exit_code == 2 and "compile" in result.stdout + result.stderr
+
+
+def test_run_status_report_delegate_to_the_runtime(monkeypatch: pytest.MonkeyPatch, specs: Path) -> None:
+    calls: list[tuple[str, object]] = []
+
+    class Orchestrator:
+        @staticmethod
+        def run(target: Path, run_dir: Path | None = None, *, nproc: int | None, dry_run: bool) -> int:
+            calls.append(("run", (target, run_dir, nproc, dry_run)))
+            return 1 if run_dir and run_dir.name == "failing" else 0
+
+        @staticmethod
+        def status(run_dir: Path) -> int:
+            calls.append(("status", run_dir))
+            return 0
+
+    class Report:
+        class ReportError(Exception):
+            pass
+
+        @classmethod
+        def report(cls, run_dir: Path, out: Path | None) -> Path:
+            raise cls.ReportError("no evals yet")
+
+    modules = {"runtime.orchestrator": Orchestrator, "runtime.report": Report}
+    real = cli.importlib.import_module
+    monkeypatch.setattr(cli.importlib, "import_module", lambda n, *a: modules.get(n) or real(n))
+
+    assert invoke(["run", "clean.cascade", "--run-dir", "runs/x", "--nproc", "2"]).exit_code == 0
+    assert calls[-1] == ("run", (Path("build/clean"), Path("runs/x"), 2, False))
+    assert (specs / "build/clean/plan.json").is_file()
+    assert invoke(["run", "build/clean", "--dry-run"]).exit_code == 0
+    assert calls[-1] == ("run", (Path("build/clean"), None, None, True))
+    assert invoke(["run", "build/clean", "--run-dir", "failing"]).exit_code == 3
+    assert invoke(["run", "bad.cascade"]).exit_code == 1
+    assert invoke(["run", "missing"]).exit_code == 2
+    (specs / "runs/x").mkdir(parents=True, exist_ok=True)
+    assert invoke(["status", "runs/x"]).exit_code == 0
+    assert calls[-1] == ("status", Path("runs/x"))
+    result = invoke(["report", "runs/x"])
+    assert (result.exit_code, result.stderr) == (2, "error: no evals yet\n")

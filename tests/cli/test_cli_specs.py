@@ -1,0 +1,136 @@
+"""The CLI end to end on real specs (the real compiler): snapshots, determinism, shipped specs, security."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_helpers import check_snapshot, invoke
+
+ROOT = Path(__file__).parents[2]
+SPECS = Path(__file__).parent / "specs"
+SHIPPED = sorted((ROOT / "specs").glob("*.cascade")) + sorted((ROOT / "examples").glob("*.cascade"))
+MINI = "tests/cli/specs/mini.cascade"
+BAD = "tests/cli/specs/bad.cascade"
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Diagnostics print the path as given; run from the root so snapshots hold repo-relative paths.
+    monkeypatch.chdir(ROOT)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["full", "concise", "json", "github", "sarif"])
+def test_lint_real_diagnostics_snapshots(fmt: str, update_goldens: bool) -> None:
+    args = ["lint", "--format", fmt, MINI, BAD]
+    result = invoke(args)
+    assert result.exit_code == 1
+    check_snapshot(f"real_lint_{fmt}", args, result, update_goldens)
+
+
+def test_lint_json_is_valid_and_points_into_the_file() -> None:
+    items = json.loads(invoke(["lint", "--format", "json", BAD]).stdout)
+    assert {i["code"] for i in items} >= {"CAS300", "CAS301"}
+    lines = (ROOT / BAD).read_text().splitlines()
+    for item in items:
+        row, col = item["location"]["row"], item["location"]["column"]
+        end = item["end_location"]
+        assert item["filename"] == BAD
+        assert row == end["row"] and col < end["column"] <= len(lines[row - 1]) + 1
+
+
+def test_lint_clean_spec_exits_0() -> None:
+    result = invoke(["lint", MINI])
+    assert (result.exit_code, result.stdout) == (0, "all checks passed (1 file)\n")
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=lambda p: p.name)
+def test_shipped_specs_compile_deterministically_and_show(spec: Path, tmp_path: Path) -> None:
+    rel = str(spec.relative_to(ROOT))
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second, first):
+        result = invoke(["compile", rel, "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+    assert tree(first) == tree(second)
+    built = Path(result.stdout.strip())
+    assert (built / "plan.json").is_file()
+    plan = json.loads((built / "plan.json").read_text())
+    stage_dirs = {p.name for p in (built / "stages").iterdir()}
+    assert stage_dirs == {s["name"] for s in plan["stages"]}
+    table = invoke(["plan", rel])
+    assert table.exit_code == 0
+    for stage in plan["stages"]:
+        assert stage["name"] in table.stdout and stage["hash"][:8] in table.stdout
+    for fmt in ("mermaid", "dot"):
+        assert invoke(["graph", "--format", fmt, rel]).exit_code == 0
+
+
+def test_plan_and_graph_snapshots_of_mini(update_goldens: bool) -> None:
+    for name, args in (
+        ("real_plan_mini", ["plan", MINI]),
+        ("real_graph_mini_mermaid", ["graph", MINI]),
+        ("real_graph_mini_dot", ["graph", "--format", "dot", MINI]),
+    ):
+        result = invoke(args)
+        assert result.exit_code == 0, result.stderr
+        check_snapshot(name, args, result, update_goldens)
+
+
+EVIL = "$(touch PWNED)`touch PWNED`;touch PWNED;'\\\"\\n|&"  # as written inside a .cascade string
+
+
+def _evil_spec(directory: Path) -> Path:
+    spec = directory / "evil.cascade"
+    spec.write_text(
+        'cascade "evil" {\n'
+        f'  base = model("./model{EVIL}")\n'
+        "  resources { gpus = 1  micro_batch = 1 }\n"
+        "  domain d {\n"
+        f'    train  = jsonl("data/{EVIL}.jsonl", prompt = "p")\n'
+        "    reward = exact(answer = field(\"a\"))\n"
+        "  }\n"
+        "  stage sft = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }\n"
+        "}\n"
+    )
+    return spec
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_compiled_launch_script_never_executes_spec_values(tmp_path: Path) -> None:
+    spec = _evil_spec(tmp_path)
+    result = invoke(["compile", str(spec), "-o", str(tmp_path / "build")])
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads((tmp_path / "build/evil/plan.json").read_text())
+    model, data = plan["base"]["name"], plan["domains"]["d"]["train"]["path"]
+    assert "$(touch PWNED)" in model and "\n" in data  # the compiler kept the hostile text as data
+    work = tmp_path / "work"
+    work.mkdir()
+    for args, env in (([" --dry-run".strip()], {}), ([], {"CASCADEC_DRY_RUN": "1"})):
+        proc = subprocess.run(
+            ["bash", str(tmp_path / "build/evil/stages/sft/launch.sh"), *args],
+            cwd=work, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert not list(tmp_path.rglob("PWNED")), "a value from the spec was executed"
+        assert f"input: {model}\n" in proc.stdout and f"input: {data}\n" in proc.stdout
+        assert proc.stdout.splitlines()[-1].startswith("torchrun --nnodes 1 --nproc-per-node 1 --standalone ")
+
+
+def test_console_script_module_runs_in_a_fresh_process() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cascadec.cli", "lint", "--format", "concise", BAD],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == "found 2 errors"
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,201 @@
+"""DistillTrainer on a real StageContext: routing, teacher loading, metrics, and on-policy learning."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cascadec.plan import (
+    DataSource, DistillParams, Domain, ModelRef, Optim, Plan, RewardSpec, Schedule, SFTParams, Stage, TeacherRef,
+)
+from runtime.chat import render_sft
+from runtime.data import Sample
+from runtime.entry import build_context
+from runtime.models import load_model, save_checkpoint
+from runtime.rollout.hf import HFRolloutEngine
+from runtime.stages import TRAINERS
+from runtime.stages.distill import DistillSetupError, DistillTrainer, place_rows, plan_placement
+from runtime.state import RunDir
+from runtime.teachers import TeacherError
+
+torch.set_num_threads(2)
+
+TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 64, "intermediate_size": 128,
+                                                    "num_hidden_layers": 2, "num_attention_heads": 4,
+                                                    "num_key_value_heads": 2})
+TARGETS = {"a": "ok", "b": "no"}  # what each domain's teacher answers, whatever the prompt
+
+
+def _samples(domain: str, n: int, offset: int = 0) -> list[Sample]:
+    return [Sample(id=f"{domain}/{i}", domain=domain, prompt=f"{domain.upper()}: {i}?") for i in range(offset, offset + n)]
+
+
+def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
+    def dom(name):
+        return Domain(name=name, train=DataSource(kind="inline", rows=[{"prompt": "x"}]), reward=RewardSpec(kind="exact"))
+
+    args = dict(optim=Optim(lr=Schedule(peak=2e-3)), steps=40, prompts_per_step=4, rollouts_per_prompt=4,
+                micro_batch=8, max_response=4)
+    sft = SFTParams(optim=Optim(lr=Schedule(peak=1e-2)), steps=1)
+    stages = [
+        Stage(name="teach_ok", kind="sft", parent="base", domains={"a": 1.0}, params=sft),
+        Stage(name="teach_no", kind="sft", parent="base", domains={"b": 1.0}, params=sft, branch=True),
+        Stage(name="mopd", kind="distill", parent="base", domains={"a": 0.5, "b": 0.5},
+              params=DistillParams(**{**args, **params}), teachers=teachers),
+    ]
+    return Plan(name="d", base=TINY, domains={"a": dom("a"), "b": dom("b")}, stages=stages)
+
+
+TWO = {"a": TeacherRef(kind="stage", stage="teach_ok"), "default": TeacherRef(kind="stage", stage="teach_no")}
+
+
+def _train_teacher(plan: Plan, answer: str, steps: int = 60) -> tuple[torch.nn.Module, object]:
+    """SFT a copy of the base model to answer `answer` to every prompt of both domains."""
+    model, tok = load_model(plan.base, seed=plan.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    examples = []
+    for s in _samples("a", 8) + _samples("b", 8):
+        examples.append(render_sft(tok, plan.chat, "none", None, s.prompt, answer, max_seq=256))
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.tensor([e.input_ids + [tok.pad_token_id] * (width - len(e.input_ids)) for e in examples])
+    loss_mask = torch.tensor([e.loss_mask + [0] * (width - len(e.loss_mask)) for e in examples], dtype=torch.bool)
+    attn = torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples])
+    for _ in range(steps):
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        target = ids[:, 1:].masked_fill(~loss_mask[:, 1:], -100)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def teachers_dir(tmp_path_factory) -> Path:
+    """A run directory in which `teach_ok` and `teach_no` have finished (trained once per module)."""
+    root = tmp_path_factory.mktemp("run")
+    plan = make_plan(TWO)
+    rd = RunDir(root)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for name, answer in (("teach_ok", "ok"), ("teach_no", "no")):
+            model, tok = _train_teacher(plan, answer)
+            save_checkpoint(model, tok, rd.final(name))
+            rd.update_stage(name, status="done", step=1)
+    return root
+
+
+def _ctx(root: Path, tmp_path: Path, teachers=TWO, **params):
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    for name in ("teach_ok", "teach_no"):
+        (run / "stages" / name).mkdir(parents=True)
+        (run / "stages" / name / "final").symlink_to(root / "stages" / name / "final")
+    (run / "state.json").write_text((root / "state.json").read_text())
+    plan = make_plan(teachers, **params)
+    return build_context(plan, plan.stage("mopd"), RunDir(run))
+
+
+def _greedy_accuracy(ctx, samples: list[Sample], model=None) -> float:
+    """Share of greedy answers equal to the domain's teacher answer (the eval), for the policy or `model`."""
+    engine = ctx.engine if model is None else HFRolloutEngine(model, ctx.tokenizer)
+    out = engine.generate([ctx.render_prompt(s) for s in samples], n=1, max_new_tokens=4, temperature=0.0,
+                          top_p=1.0, top_k=0, seed=0)
+    return sum(t.strip() == TARGETS[s.domain] for s, t in zip(samples, out.texts)) / len(samples)
+
+
+def test_registered_and_teachers_loaded_once_and_recorded(teachers_dir, tmp_path):
+    assert TRAINERS["distill"] is DistillTrainer
+    same = {"a": TeacherRef(kind="stage", stage="teach_ok"), "b": TeacherRef(kind="stage", stage="teach_ok"),
+            "default": TeacherRef(kind="stage", stage="teach_no")}
+    ctx = _ctx(teachers_dir, tmp_path, same)
+    trainer = DistillTrainer(ctx)
+    assert sorted(trainer.pool.models) == ["teach_no", "teach_ok"]  # a and b share one model object
+    assert all(not p.requires_grad for m in trainer.pool.models.values() for p in m.parameters())
+    recorded = json.loads((tmp_path / "run" / "stages" / "mopd" / "teachers.json").read_text())
+    assert recorded["teachers"] == {"a": "teach_ok", "b": "teach_ok", "default": "teach_no"}
+
+
+def test_one_step_routes_rows_and_reports_metrics(teachers_dir, tmp_path):
+    ctx = _ctx(teachers_dir, tmp_path)
+    trainer = DistillTrainer(ctx)
+    before = [p.detach().clone() for p in ctx.policy.parameters()]
+    m = trainer.step(0, _samples("a", 1) + _samples("b", 3))
+    expected = {"loss", "reverse_kl", "is_ratio", "gated_frac", "entropy", "response_len", "truncated_frac",
+                "tokens_per_s", "grad_norm", "lr", "gen_s", "teacher_s", "train_s", "reverse_kl/a", "reverse_kl/b"}
+    assert expected <= set(m)
+    assert m["teacher_rows/teach_ok"] == 4 and m["teacher_rows/teach_no"] == 12  # 4 rollouts per prompt
+    # same weights sample and train: ratios are 1 up to numerics, nothing is gated
+    assert m["is_ratio"] == pytest.approx(1.0, abs=1e-3) and m["gated_frac"] == 0.0
+    assert m["reverse_kl"] > 1.0 and m["grad_norm"] > 0
+    assert ctx.scheduler.last_epoch == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, ctx.policy.parameters()))
+
+
+@pytest.mark.parametrize("loss", ["reverse_kl", "jsd"])
+def test_logit_losses_take_a_step(teachers_dir, tmp_path, loss):
+    ctx = _ctx(teachers_dir, tmp_path, loss=loss, kl_top_k=16)
+    m = DistillTrainer(ctx).step(0, _samples("a", 2) + _samples("b", 2))
+    assert m["loss"] > 0 and m["grad_norm"] > 0 and m["reverse_kl"] > 0
+
+
+def test_bad_settings_and_unfinished_teacher_are_clear_errors(teachers_dir, tmp_path):
+    with pytest.raises(DistillSetupError, match="`overlong = penalty`.*\nhelp: use `overlong = filter`"):
+        DistillTrainer(_ctx(teachers_dir, tmp_path / "1", overlong="penalty"))
+    with pytest.raises(DistillSetupError, match="`jsd_beta = 1.0`"):
+        DistillTrainer(_ctx(teachers_dir, tmp_path / "2", loss="jsd", jsd_beta=1.0))
+    ctx = _ctx(teachers_dir, tmp_path / "3")
+    RunDir(ctx.run_dir).update_stage("teach_no", status="running")
+    with pytest.raises(TeacherError, match="teacher `teach_no` .* has not finished"):
+        DistillTrainer(ctx)
+
+
+def test_a_teacher_with_another_tokenizer_is_rejected(teachers_dir, tmp_path):
+    ctx = _ctx(teachers_dir, tmp_path)
+    final = ctx.rundir.final("teach_no")
+    final.unlink()
+    model, tok = load_model(ModelRef(kind="tiny", name="llama", config=TINY.config))
+    tok.add_tokens(["<extra>"])
+    save_checkpoint(model, tok, final)
+    with pytest.raises(TeacherError, match=r"teacher `teach_no \(.*\)` and student `mopd` use different tokenizers"):
+        DistillTrainer(ctx)
+
+
+def test_overlong_filter_drops_truncated_rows(teachers_dir, tmp_path):
+    ctx = _ctx(teachers_dir, tmp_path, overlong="filter", max_response=1)
+    m = DistillTrainer(ctx).step(0, _samples("a", 2))
+    # one new token never ends with EOS here, so every row is truncated and filtered: no update
+    assert m["truncated_frac"] == 1.0 and m["filtered_frac"] == 1.0 and m["grad_norm"] == 0.0
+
+
+def test_placement_and_row_layout_helpers():
+    assert plan_placement({"a": 10, "b": 10}, policy_bytes=5, budget=None) == {"a": "device", "b": "device"}
+    assert plan_placement({"a": 10, "b": 10}, policy_bytes=5, budget=35) == {"a": "device", "b": "cpu"}
+    assert plan_placement({"a": 10}, policy_bytes=5, budget=25) == {"a": "cpu"}
+    out = place_rows([[1.0, 2.0], [], [3.0]], [1, 2, 0], 4)
+    assert out.tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 0, 0]]
+
+
+def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teachers(teachers_dir, tmp_path):
+    """Two domains, two teachers: after MOPD the student's per-token reverse KL to its teachers falls by
+    more than half and its greedy answers move to each domain's teacher answer (teachers score 1.0)."""
+    t0 = time.perf_counter()
+    ctx = _ctx(teachers_dir, tmp_path)
+    trainer = DistillTrainer(ctx)
+    held = _samples("a", 8, offset=100) + _samples("b", 8, offset=100)
+    for name, domain in (("teach_ok", "a"), ("teach_no", "b")):  # each teacher solves its domain's eval
+        assert _greedy_accuracy(ctx, [s for s in held if s.domain == domain], trainer.pool.models[name]) == 1.0
+    start_acc = _greedy_accuracy(ctx, held)
+    kls = []
+    for step in range(ctx.stage.params.steps):
+        batch = _samples("a", 2, offset=2 * step) + _samples("b", 2, offset=2 * step)
+        kls.append(trainer.step(step, batch)["reverse_kl"])
+    end_acc = _greedy_accuracy(ctx, held)
+    first, last = sum(kls[:3]) / 3, sum(kls[-3:]) / 3
+    assert last < 0.5 * first, kls
+    assert start_acc <= 0.25 and end_acc >= 0.75, (start_acc, end_acc)
+    assert time.perf_counter() - t0 < 90

@@ -1,0 +1,262 @@
+"""Diagnostic renderers, on hand-built `Diagnostic` objects (no parser needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cascadec.diagnostics import Diagnostic, Label, Span
+from cascadec.report_diagnostics import (
+    RENDERERS,
+    diagnostic_url,
+    render_concise,
+    render_full,
+    render_github,
+    render_json,
+    render_sarif,
+    summary_line,
+)
+
+P = "specs/x.cascade"
+SOURCE = (
+    'cascade "x" {\n'
+    "  stage sft = sft(base) { lr = 1e-5 }\n"
+    "\tstage rl = grpo(trian) on math\n"
+    '  domain 数学 { train = jsonl("a") }\n'
+    "  stage d = distill(rl) {\n"
+    "    teachers { }\n"
+    "  }\n"
+    "}\n"
+)
+SOURCES = {P: SOURCE}
+
+UNKNOWN = Diagnostic(
+    "CAS301",
+    "unknown-stage",
+    "error",
+    "unknown stage `trian`",
+    (
+        Label(Span(P, 3, 18, 3, 23), "not defined in this cascade"),
+        Label(Span(P, 2, 9, 2, 12), "similar name defined here", primary=False),
+    ),
+    help="did you mean `sft`?",
+)
+WIDE = Diagnostic(
+    "CAS310", "bad-domain", "warning", "domain `数学` has no reward", (Label(Span(P, 4, 10, 4, 12), "declared here"),)
+)
+MULTILINE = Diagnostic(
+    "CAS320",
+    "empty-teachers",
+    "error",
+    "stage `d` has no teachers",
+    (Label(Span(P, 5, 25, 7, 4)),),
+    notes=("a distill stage needs at least one teacher",),
+)
+EOF_DIAG = Diagnostic(
+    "CAS105", "unexpected-eof", "error", "unexpected end of file", (Label(Span(P, 9, 1, 9, 1), "expected `}`"),)
+)
+CROSS_FILE = Diagnostic(
+    "CAS330",
+    "import-cycle",
+    "error",
+    "import cycle",
+    (
+        Label(Span("specs/a.cascade", 1, 1, 1, 10), "imports `b`"),
+        Label(Span("specs/b.cascade", 1, 1, 1, 10), "imports `a`", primary=False),
+    ),
+)
+NO_SPAN = Diagnostic("CAS200", "no-span", "error", "the spec is empty", help="add a `cascade` block")
+ALL = [UNKNOWN, WIDE, MULTILINE, EOF_DIAG, CROSS_FILE]
+
+
+def test_full_snapshot() -> None:
+    expected = """\
+error[CAS330]: import cycle
+ --> specs/a.cascade:1:1 (imports `b`)
+ ::: specs/b.cascade:1:1 (imports `a`)
+
+error[CAS301]: unknown stage `trian`
+ --> specs/x.cascade:3:18
+  |
+2 |   stage sft = sft(base) { lr = 1e-5 }
+  |         --- similar name defined here
+3 |     stage rl = grpo(trian) on math
+  |                     ^^^^^ not defined in this cascade
+  |
+  = help: did you mean `sft`?
+
+warning[CAS310]: domain `数学` has no reward
+ --> specs/x.cascade:4:10
+  |
+4 |   domain 数学 { train = jsonl("a") }
+  |          ^^^^ declared here
+
+error[CAS320]: stage `d` has no teachers
+ --> specs/x.cascade:5:25
+  |
+5 |   stage d = distill(rl) {
+  |                         ^
+  |
+  = note: a distill stage needs at least one teacher
+
+error[CAS105]: unexpected end of file
+ --> specs/x.cascade:9:1
+  |
+9 |
+  | ^ expected `}`
+
+found 4 errors and 1 warning
+"""
+    assert render_full(list(reversed(ALL)), SOURCES) == expected
+
+
+def test_full_caret_sits_under_the_span_after_a_tab() -> None:
+    lines = render_full([UNKNOWN], SOURCES).splitlines()
+    source_row = next(i for i, line in enumerate(lines) if line.startswith("3 |"))
+    caret_row = lines[source_row + 1]
+    start = caret_row.index("^")
+    assert lines[source_row][start : start + 5] == "trian"
+    assert caret_row.count("^") == 5
+
+
+def test_full_gutter_widens_for_two_digit_lines() -> None:
+    text = "\n".join(f"line {i}" for i in range(1, 13)) + "\n"
+    diag = Diagnostic(
+        "CAS301",
+        "unknown-stage",
+        "error",
+        "m",
+        (Label(Span(P, 12, 1, 12, 5), "here"), Label(Span(P, 3, 1, 3, 5), "there", primary=False)),
+    )
+    out = render_full([diag], {P: text})
+    assert " --> specs/x.cascade:12:1" in out
+    assert "12 | line 12\n   | ^^^^ here" in out
+    assert " 3 | line 3\n   | ---- there" in out
+    assert "...\n12 |" in out
+
+
+def test_full_without_span_or_source() -> None:
+    out = render_full([NO_SPAN], {})
+    assert out == "error[CAS200]: the spec is empty\n  = help: add a `cascade` block\n\nfound 1 error\n"
+
+
+def test_full_has_no_colour_codes_and_is_order_independent() -> None:
+    a = render_full(ALL, SOURCES)
+    b = render_full(list(reversed(ALL)), SOURCES)
+    assert a == b
+    assert "\x1b" not in a
+
+
+def test_empty_input_renders_nothing() -> None:
+    for name, renderer in RENDERERS.items():
+        out = renderer([], {})
+        if name in ("json",):
+            assert json.loads(out) == []
+        elif name == "sarif":
+            assert json.loads(out)["runs"][0]["results"] == []
+        else:
+            assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("errors", "warnings", "expected"),
+    [(0, 0, ""), (1, 0, "found 1 error"), (0, 2, "found 2 warnings"), (3, 1, "found 3 errors and 1 warning")],
+)
+def test_summary_line(errors: int, warnings: int, expected: str) -> None:
+    diags = [UNKNOWN] * errors + [WIDE] * warnings
+    assert summary_line(diags) == expected
+
+
+def test_concise() -> None:
+    assert render_concise([WIDE, UNKNOWN, NO_SPAN]) == (
+        "error[CAS200] the spec is empty\n"
+        "specs/x.cascade:3:18: error[CAS301] unknown stage `trian`\n"
+        "specs/x.cascade:4:10: warning[CAS310] domain `数学` has no reward\n"
+        "found 2 errors and 1 warning\n"
+    )
+
+
+def test_json_keys_and_values() -> None:
+    items = json.loads(render_json([WIDE, UNKNOWN]))
+    assert [i["code"] for i in items] == ["CAS301", "CAS310"]
+    first = items[0]
+    assert first == {
+        "code": "CAS301",
+        "name": "unknown-stage",
+        "message": "unknown stage `trian`",
+        "severity": "error",
+        "filename": P,
+        "location": {"row": 3, "column": 18},
+        "end_location": {"row": 3, "column": 23},
+        "help": "did you mean `sft`?",
+        "notes": [],
+        "labels": [
+            {
+                "filename": P,
+                "location": {"row": 3, "column": 18},
+                "end_location": {"row": 3, "column": 23},
+                "text": "not defined in this cascade",
+                "primary": True,
+            },
+            {
+                "filename": P,
+                "location": {"row": 2, "column": 9},
+                "end_location": {"row": 2, "column": 12},
+                "text": "similar name defined here",
+                "primary": False,
+            },
+        ],
+        "url": "docs/diagnostics.md#cas301",
+    }
+
+
+def test_json_without_span() -> None:
+    (item,) = json.loads(render_json([NO_SPAN]))
+    assert item["filename"] is None and item["location"] is None and item["end_location"] is None
+
+
+def test_github_escapes_properties_and_data() -> None:
+    diag = Diagnostic(
+        "CAS301",
+        "unknown-stage",
+        "error",
+        "100% wrong, really: yes",
+        (Label(Span("dir,1/a:b.cascade", 2, 3, 2, 7)),),
+        help="line one\nline two",
+    )
+    out = render_github([diag, WIDE])
+    lines = out.splitlines()
+    assert out.endswith("\n") and len(lines) == 2
+    assert lines[0] == (
+        "::error title=cascadec (CAS301),file=dir%2C1/a%3Ab.cascade,line=2,col=3,endLine=2,endColumn=7"
+        "::dir,1/a:b.cascade:2:3: CAS301 100%25 wrong, really: yes%0Ahelp: line one%0Aline two"
+    )
+    assert lines[1].startswith("::warning title=cascadec (CAS310),file=specs/x.cascade,line=4,col=10,")
+
+
+def test_sarif_structure() -> None:
+    log = json.loads(render_sarif([WIDE, UNKNOWN, NO_SPAN]))
+    assert log["version"] == "2.1.0"
+    (run,) = log["runs"]
+    rules = run["tool"]["driver"]["rules"]
+    assert [r["id"] for r in rules] == ["CAS200", "CAS301", "CAS310"]
+    results = run["results"]
+    assert [r["ruleId"] for r in results] == ["CAS200", "CAS301", "CAS310"]
+    for r in results:
+        assert rules[r["ruleIndex"]]["id"] == r["ruleId"]
+    assert "locations" not in results[0]
+    unknown = results[1]
+    assert unknown["level"] == "error"
+    region = unknown["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 3, "startColumn": 18, "endLine": 3, "endColumn": 23}
+    assert unknown["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == P
+    (related,) = unknown["relatedLocations"]
+    assert related["message"]["text"] == "similar name defined here"
+    assert related["physicalLocation"]["region"]["startLine"] == 2
+    assert unknown["message"]["text"] == "unknown stage `trian`\nhelp: did you mean `sft`?"
+    assert results[2]["level"] == "warning"
+
+
+def test_diagnostic_url_anchor() -> None:
+    assert diagnostic_url("CAS301") == "docs/diagnostics.md#cas301"

@@ -1,0 +1,99 @@
+"""Eval metrics (pass@1, avg@k, pass@k) and the eval runner with a scripted engine."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from cascadec.plan import DataSource, EvalSpec
+from runtime.data import Sample
+from runtime.evals import EvalSet, item_score, pass_at_k, run_evals
+from runtime.rollout.base import RolloutBatch
+
+
+def test_pass_at_k_matches_the_unbiased_estimator() -> None:
+    assert pass_at_k(4, 0, 1) == 0.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)
+
+
+def test_item_score_per_metric() -> None:
+    src = DataSource(kind="inline", rows=[{"prompt": "x"}])
+    assert item_score(EvalSpec(name="e", data=src), [0.0]) == 0.0
+    assert item_score(EvalSpec(name="e", data=src, metric="avg@k", k=4), [1, 0, 1, 0]) == 0.5
+    assert item_score(EvalSpec(name="e", data=src, metric="pass@k", k=4), [0, 0, 0.9, 0]) == 1.0
+
+
+class ScriptedEngine:
+    """Answers the sum for prompts whose number is even; records its calls."""
+
+    def __init__(self) -> None:
+        self.calls = []
+        self.prompts = []
+
+    def generate(self, prompts, *, n, max_new_tokens, temperature, top_p, top_k, seed):
+        self.calls.append({"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens})
+        self.prompts.extend(p.split("|")[1] for p in prompts)
+        texts = []
+        for p in prompts:
+            value = int(p.split("|")[1])
+            for j in range(n):
+                texts.append(str(value + 1) if value % 2 == 0 or j == 0 else "?")
+        rows = len(texts)
+        return RolloutBatch([[0]] * rows, [[1]] * rows, [[0.0]] * rows, [False] * rows, texts)
+
+
+def fake_ctx(rank: int = 0, world: int = 1):
+    engine = ScriptedEngine()
+    reward = lambda samples, completions: [float(c == s.answer) for s, c in zip(samples, completions)]  # noqa: E731
+    acc = SimpleNamespace(process_index=rank, num_processes=world)
+    return SimpleNamespace(accelerator=acc, engine=engine, rewards={"add": reward},
+                           render_prompt=lambda s: f"user|{s.prompt}|assistant")
+
+
+def eval_set(metric: str, k: int = 1) -> EvalSet:
+    samples = [Sample(id=f"add/e/{i}", domain="add", prompt=str(i), answer=str(i + 1)) for i in range(4)]
+    spec = EvalSpec(name="held", data=DataSource(kind="inline", rows=[{"prompt": "x"}]), metric=metric, k=k,
+                    temperature=0.7, max_tokens=5)
+    return EvalSet("add", spec, samples)
+
+
+def test_pass_at_1_is_greedy_and_records_shape() -> None:
+    ctx = fake_ctx()
+    (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s1", step=7, seed=0)
+    assert rec == {"stage": "s1", "step": 7, "domain": "add", "eval": "held", "metric": "pass@1",
+                   "score": 1.0, "n": 4}
+    assert ctx.engine.calls == [{"n": 1, "temperature": 0.0, "max_new_tokens": 5}]
+
+
+def test_avg_and_pass_at_k() -> None:
+    ctx = fake_ctx()
+    avg, pk = run_evals(ctx, [eval_set("avg@k", 4), eval_set("pass@k", 4)], stage="s", step=0, seed=0)
+    # even items: 4/4 correct; odd items: only the first of 4 samples correct.
+    assert avg["metric"] == "avg@4" and avg["score"] == pytest.approx((1 + 0.25 + 1 + 0.25) / 4)
+    assert pk["metric"] == "pass@4" and pk["score"] == 1.0
+    assert ctx.engine.calls[0]["temperature"] == 0.7 and ctx.engine.calls[0]["n"] == 4
+
+
+def test_each_rank_scores_a_strided_shard_and_reports_the_gathered_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime import evals
+
+    local_scores = {}
+
+    def gather(acc, local):
+        local_scores[acc.process_index] = local
+        return [1.0, 0.0, 1.0, 0.0]  # what all ranks together scored
+
+    monkeypatch.setattr(evals, "_gather", gather)
+    prompts = {}
+    for rank in (0, 1):
+        ctx = fake_ctx(rank=rank, world=2)
+        (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s", step=0, seed=0)
+        assert rec["score"] == 0.5 and rec["n"] == 4
+        prompts[rank] = ctx.engine.prompts
+    assert prompts == {0: ["0", "2"], 1: ["1", "3"]}
+    assert local_scores == {0: [1.0, 1.0], 1: [1.0, 1.0]}

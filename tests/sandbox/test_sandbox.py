@@ -1,0 +1,94 @@
+"""Sandbox basics at both isolation levels: output, stdin, limits, network refusal, the worker pool."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runtime.sandbox import Job, Limits, SandboxPool, core, isolation, run_python
+
+FAST = Limits(timeout_s=2.0, memory=256 << 20, file_size=1 << 20, tmpfs_size=8 << 20)
+
+
+@pytest.fixture(params=["namespaces", "rlimits"])
+def level(request, monkeypatch):
+    """Run a test at each isolation level this machine offers."""
+    if request.param == "namespaces" and isolation() != "namespaces":
+        pytest.skip("namespaces isolation needs root and unshare")
+    if request.param == "rlimits":
+        monkeypatch.setenv("CASCADEC_SANDBOX", "rlimits")
+    core.isolation.cache_clear()
+    yield request.param
+    monkeypatch.delenv("CASCADEC_SANDBOX", raising=False)
+    core.isolation.cache_clear()
+
+
+def test_output_and_stdin(level):
+    r = run_python("import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="1 2 3\n",
+                   limits=FAST)
+    assert (r.status, r.stdout, r.isolation) == ("ok", "6\n", level)
+
+
+def test_nonzero_exit_is_error(level):
+    r = run_python("raise SystemExit(3)", limits=FAST)
+    assert (r.status, r.returncode) == ("error", 3)
+
+
+def test_wall_clock_kill(level):
+    r = run_python("import time\ntime.sleep(30)", limits=Limits(timeout_s=0.5))
+    assert r.status == "timeout" and r.wall_s < 1.5
+
+
+def test_memory_limit(level):
+    r = run_python("x = bytearray(1 << 30)", limits=FAST)
+    assert r.status == "memory"
+
+
+def test_output_cap(level):
+    r = run_python("import sys\nwhile True: sys.stdout.write('y' * 65536)", limits=FAST)
+    assert r.status == "output_limit" and len(r.stdout) <= FAST.file_size
+
+
+def test_network_refused(level):
+    r = run_python("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)", limits=FAST)
+    assert r.status == "error"
+    if level == "rlimits":
+        assert "network access is disabled" in r.stderr
+
+
+def test_environment_scrubbed(level, monkeypatch):
+    monkeypatch.setenv("CASCADEC_TEST_SECRET", "hunter2")
+    r = run_python("import os\nprint(sorted(os.environ))", limits=FAST)
+    assert r.ok and "CASCADEC_TEST_SECRET" not in r.stdout
+
+
+def _running_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_background_child_dies_with_the_program(level):
+    marker = f"cascadec-marker-{os.getpid()}-{level}"
+    code = ("import subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
+    r = run_python(code, limits=FAST)
+    assert r.status == ("left_processes" if level == "namespaces" else "ok")
+    assert _running_with(marker) == []
+
+
+def test_pool_runs_in_parallel_and_keeps_order():
+    jobs = [Job(f"import time\ntime.sleep(0.4)\nprint({i})", limits=FAST) for i in range(4)]
+    with SandboxPool(workers=4) as pool:
+        start = time.monotonic()
+        results = pool.run(jobs)
+        elapsed = time.monotonic() - start
+    assert [r.stdout.strip() for r in results] == ["0", "1", "2", "3"]
+    assert elapsed < 4 * 0.4  # overlapped, not serial
