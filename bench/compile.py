@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = sorted((ROOT / "specs").glob("*.cascade"))
     many_runs = max(3, args.runs // 3)
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     baseline, _ = time_command([sys.executable, "-c", "pass"], args.runs)
     imports, _ = time_command([sys.executable, "-c", "import cascadec.cli"], args.runs)
     single, single_code = time_command([*CLI, "lint", rel_spec], args.runs)
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         many, many_code = time_command([*CLI, "lint", "--format", "concise", *files], many_runs)
         last = subprocess.run([*CLI, "lint", "--format", "concise", *files], cwd=ROOT, env=_env(),
                               capture_output=True, text=True)  # fmt: skip
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     failing = len({line.split(":", 1)[0] for line in last.stdout.splitlines() if ": error[" in line})
     summary = last.stdout.strip().splitlines()[-1] if last.stdout.strip() else "(no output)"
     per_spec = (statistics.median(many) - statistics.median(imports)) / args.copies
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- Machine: {machine()}",
         f"- Versions: {versions()}",
+        f"- 1-minute load average: {load_before:.1f} before, {load_after:.1f} after (a load above the CPU count "
+        "means other processes shared the cores, so the times are upper bounds)",
         f"- Lint of `{rel_spec}` exits {single_code}; the {args.copies}-spec lint exits {many_code} "
         f"({failing} of {args.copies} files with errors; last line: `{summary}`).",
         f"- Generated specs (from {', '.join(p.name for p in sources)}, seed 0): "

@@ -23,9 +23,9 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import click
 import typer
@@ -34,11 +34,10 @@ from rich.table import Table
 
 from cascadec import __version__
 from cascadec.compiler import CompileResult, compile_file
-from cascadec.diagnostics import Diagnostic
+from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 from cascadec.graph import GRAPH_FORMATS
 from cascadec.plan import Condition, Plan, Stage, TeacherRef
-from cascadec.render import RenderError, render_plan, sequences_per_step
-from cascadec.report_diagnostics import RENDERERS, diagnostic_url, sort_diagnostics
+from cascadec.report_diagnostics import RENDERERS, diagnostic_url, highlight_full, sort_diagnostics
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -57,7 +56,7 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     full = "full"
     concise = "concise"
     json = "json"
@@ -65,12 +64,12 @@ class OutputFormat(str, Enum):
     sarif = "sarif"
 
 
-class GraphFormat(str, Enum):
+class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -103,8 +102,9 @@ def _guarded(fn: F) -> F:
             _err("interrupted")
             raise typer.Exit(130) from None
         except BrokenPipeError:
-            # stdout closed early (`cascadec lint ... | head`): not an error of ours
-            sys.stderr.close()
+            # The reader went away (`cascadec plan X | head`). Point stdout at devnull so that the
+            # interpreter's final flush does not raise again (Python docs, "Note on SIGPIPE").
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(EXIT_OK) from None
         except Exception as exc:
             if os.environ.get("CASCADEC_DEBUG"):
@@ -126,9 +126,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Compile, check and run multi-stage LLM post-training cascades written in `.cascade` files."""
 
@@ -150,11 +150,19 @@ def _has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity == "error" for d in diagnostics)
 
 
+def _write(text: str, fmt: OutputFormat, *, to_stderr: bool = False) -> None:
+    """Write rendered diagnostics; human formats are coloured on a terminal unless NO_COLOR is set."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    human = fmt in (OutputFormat.full, OutputFormat.concise)
+    if human and stream.isatty() and not os.environ.get("NO_COLOR"):
+        Console(file=stream, highlight=False, soft_wrap=True).print(highlight_full(text), end="")
+    else:
+        stream.write(text)
+
+
 def _emit(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputFormat, *, to_stderr: bool) -> None:
-    if not diagnostics:
-        return
-    text = RENDERERS[fmt.value](diagnostics, sources)
-    (sys.stderr if to_stderr else sys.stdout).write(text)
+    if diagnostics:
+        _write(RENDERERS[fmt.value](diagnostics, sources), fmt, to_stderr=to_stderr)
 
 
 def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full) -> Plan:
@@ -187,11 +195,13 @@ FORMAT_HELP = "Diagnostic output format."
 @app.command("compile")
 @_guarded
 def compile_cmd(
-    spec: Path = typer.Argument(..., help="The `.cascade` file to compile."),
-    out: Path = typer.Option(Path("build"), "-o", "--out", help="Directory that receives `<name>/`."),
-    fmt: OutputFormat = typer.Option(OutputFormat.full, "--format", help=FORMAT_HELP),
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file to compile.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory that receives `<name>/`.")] = Path("build"),
+    fmt: Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)] = OutputFormat.full,
 ) -> None:
     """Check SPEC and write `OUT/<name>/`: plan.json and per-stage launch scripts and configs."""
+    from cascadec.render import RenderError, render_plan
+
     plan = _plan_or_exit(spec, fmt)
     try:
         target = render_plan(plan, out)
@@ -200,6 +210,31 @@ def compile_cmd(
     except OSError as exc:
         _fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
     sys.stdout.write(f"{target}\n")
+
+
+#: Used while cascadec/codes.py registers no `reward-contract` code; CAS5xx is the range of checks
+#: that need the runtime (the compiler's own phases use CAS0xx-CAS4xx).
+REWARD_CONTRACT_FALLBACK = ("CAS500", "reward-contract", "error")
+
+
+def _reward_contract_code() -> tuple[str, str, Severity]:
+    from cascadec.codes import CODES
+
+    entry = next((c for c in CODES.values() if c.name == "reward-contract"), None)
+    return (entry.code, entry.name, entry.severity) if entry else REWARD_CONTRACT_FALLBACK  # type: ignore[return-value]
+
+
+def problem_to_diagnostic(problem: Any) -> Diagnostic:
+    """A `runtime.rewards.contracts.Problem` (domain, kind, message, hint, origin) as a `Diagnostic`
+    whose span is the reward's (or its domain's) location in the spec."""
+    code, name, severity = _reward_contract_code()
+    labels: tuple[Label, ...] = ()
+    if problem.origin is not None:
+        o = problem.origin
+        span = Span(o.path, o.line, o.column, o.end_line, o.end_column)
+        labels = (Label(span, f"reward of domain `{problem.domain}`"),)
+    message = f"reward `{problem.kind}` of domain `{problem.domain}` breaks its contract: {problem.message}"
+    return Diagnostic(code, name, severity, message, labels, help=problem.hint)
 
 
 def _check_rewards(plan: Plan) -> list[Diagnostic]:
@@ -212,24 +247,20 @@ def _check_rewards(plan: Plan) -> list[Diagnostic]:
             "--check-rewards needs `runtime.rewards.contracts`, which this installation does not have",
             help="install cascadec with its runtime, or lint without --check-rewards",
         )
-    problems = list(contracts.check_rewards(plan))
-    bad = [p for p in problems if not isinstance(p, Diagnostic)]
-    if bad:
-        raise TypeError(f"check_rewards returned {type(bad[0]).__name__}, expected Diagnostic")
-    return problems
+    return [problem_to_diagnostic(p) for p in contracts.check_rewards(plan)]
 
 
 @app.command()
 @_guarded
 def lint(
-    specs: list[Path] = typer.Argument(..., help="One or more `.cascade` files."),
-    fmt: OutputFormat = typer.Option(OutputFormat.full, "--format", help=FORMAT_HELP),
-    warnings_as_errors: bool = typer.Option(
-        False, "--warnings-as-errors", "-W", help="Exit 1 when there are warnings, too."
-    ),
-    check_rewards: bool = typer.Option(
-        False, "--check-rewards", help="Also import each reward and score a tiny batch (slower)."
-    ),
+    specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)] = OutputFormat.full,
+    warnings_as_errors: Annotated[
+        bool, typer.Option("--warnings-as-errors", "-W", help="Exit 1 when there are warnings, too.")
+    ] = False,
+    check_rewards: Annotated[
+        bool, typer.Option("--check-rewards", help="Also run the runtime's reward contract checks on each clean spec.")
+    ] = False,
 ) -> None:
     """Check SPECS and report every problem; exit 0 clean, 1 findings, 2 usage or internal error."""
     _require_files(specs)
@@ -243,7 +274,7 @@ def lint(
             diagnostics.update(dict.fromkeys(_check_rewards(result.plan)))
     found = sort_diagnostics(diagnostics)
     if found:
-        sys.stdout.write(RENDERERS[fmt.value](found, sources))
+        _write(RENDERERS[fmt.value](found, sources), fmt)
     elif fmt in (OutputFormat.full, OutputFormat.concise):
         n = len(specs)
         sys.stdout.write(f"all checks passed ({n} file{'s' if n != 1 else ''})\n")
@@ -282,7 +313,7 @@ def _format_batch(stage: Stage) -> str:
     p = stage.params
     if p.kind == "sft":
         return str(p.batch_size)
-    return f"{p.prompts_per_step} × {p.rollouts_per_prompt} ({sequences_per_step(stage)})"
+    return f"{p.prompts_per_step} × {p.rollouts_per_prompt} ({p.prompts_per_step * p.rollouts_per_prompt})"
 
 
 def plan_table(plan: Plan) -> Table:
@@ -315,8 +346,8 @@ def _natural_width(console: Console, table: Table) -> int:
 @app.command()
 @_guarded
 def plan(
-    spec: Path = typer.Argument(..., help="The `.cascade` file."),
-    fmt: PlanFormat = typer.Option(PlanFormat.table, "--format", help="A table, or the plan.json text."),
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
+    fmt: Annotated[PlanFormat, typer.Option("--format", help="A table, or the plan.json text.")] = PlanFormat.table,
 ) -> None:
     """Show the stages SPEC compiles to: parents, domains, steps, batch, teachers, stop rules, hashes."""
     compiled = _plan_or_exit(spec)
@@ -334,8 +365,8 @@ def plan(
 @app.command()
 @_guarded
 def graph(
-    spec: Path = typer.Argument(..., help="The `.cascade` file."),
-    fmt: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", help="Mermaid or Graphviz DOT."),
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
+    fmt: Annotated[GraphFormat, typer.Option("--format", help="Mermaid or Graphviz DOT.")] = GraphFormat.mermaid,
 ) -> None:
     """Print the stage graph of SPEC (teacher edges dashed)."""
     compiled = _plan_or_exit(spec)
@@ -358,9 +389,11 @@ def _formatter() -> Callable[[str, str], tuple[str | None, list[Diagnostic]]]:
 @app.command("fmt")
 @_guarded
 def fmt_cmd(
-    specs: list[Path] = typer.Argument(..., help="One or more `.cascade` files."),
-    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a file would change."),
-    diff: bool = typer.Option(False, "--diff", help="Write nothing; print a unified diff; exit 1 on changes."),
+    specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if a file would change.")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Write nothing; print a unified diff; exit 1 on changes.")
+    ] = False,
 ) -> None:
     """Rewrite SPECS in canonical layout, keeping comments."""
     _require_files(specs)
@@ -398,7 +431,7 @@ def fmt_cmd(
 
 @app.command()
 @_guarded
-def explain(code: str = typer.Argument(..., help="A diagnostic code such as CAS301.")) -> None:
+def explain(code: Annotated[str, typer.Argument(metavar="CODE", help="A diagnostic code such as CAS301.")]) -> None:
     """Explain what a diagnostic code means and how to fix it."""
     from cascadec.codes import CODES
 
@@ -436,15 +469,24 @@ def _runtime_exit(code: object) -> None:
 @app.command()
 @_guarded
 def run(
-    target: Path = typer.Argument(
-        ..., help="A `.cascade` spec, a build directory made by `cascadec compile`, or its plan.json."
-    ),
-    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default `runs/<name>/`)."),
-    out: Path = typer.Option(Path("build"), "-o", "--out", help="Where a spec is compiled to first."),
-    nproc: int | None = typer.Option(None, "--nproc", min=1, help="Override every stage's processes per node."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run, skip or resume; run nothing."),
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TARGET", help="A `.cascade` spec, a build directory made by `cascadec compile`, or its plan.json."
+        ),
+    ],
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default `runs/<name>/`).")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where a spec is compiled to first.")] = Path("build"),
+    nproc: Annotated[
+        int | None, typer.Option("--nproc", min=1, help="Override every stage's processes per node.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run, skip or resume; run nothing.")
+    ] = False,
 ) -> None:
     """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones."""
+    from cascadec.render import RenderError, render_plan
+
     if not target.exists():
         _fail(f"`{target}` does not exist", help="pass a `.cascade` file or a directory made by `cascadec compile`")
     if target.suffix == ".json":
@@ -464,7 +506,9 @@ def run(
 
 @app.command()
 @_guarded
-def status(run_dir: Path = typer.Argument(..., help="A run directory (`runs/<name>/`).")) -> None:
+def status(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
+) -> None:
     """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
     if not run_dir.is_dir():
         _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
@@ -474,8 +518,10 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (`runs/<nam
 @app.command()
 @_guarded
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory (`runs/<name>/`)."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Output directory (default `RUN_DIR/report/`)."),
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output directory (default `RUN_DIR/report/`).")
+    ] = None,
 ) -> None:
     """Draw the cascade chart and training curves of a run; write one HTML page; print the score table."""
     if not run_dir.is_dir():

@@ -1,7 +1,7 @@
 """Stable diagnostic codes: name, one-line summary and an explanation for `cascadec explain CODE`.
 
 Ranges: CAS0xx files, CAS1xx syntax, CAS2xx values and types, CAS3xx names and structure, CAS4xx
-semantics of the cascade, CAS999 internal errors. Codes are never renumbered; retired codes stay listed.
+semantics of the cascade, CAS5xx checks that need the runtime (run by the CLI), CAS999 internal errors. Codes are never renumbered; retired codes stay listed.
 """
 
 from __future__ import annotations
@@ -92,13 +92,16 @@ _TABLE: tuple[Code, ...] = (
          "A cascade needs at least one `stage NAME = KIND(PARENT) { ... }`."),
     Code("CAS315", "teacher-domain-unused", "warning", "a teacher route names a domain the stage does not train on",
          "The routed domain is not in the stage's `on` list, so no prompt will be routed to that teacher."),
+    Code("CAS316", "teacher-not-routed", "error", "a stop rule reads the teacher of a domain that has none",
+         "`teacher(DOMAIN).EVAL` compares with the score of the teacher that DOMAIN's prompts are routed to. "
+         "The `teachers { }` block must route DOMAIN, or give a `default` teacher."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
          "The total must be divisible by `nodes × gpus × micro_batch`; the help lists nearby valid values."),
     Code("CAS401", "stage-never-runs", "error", "a stage can never run a step",
-         "`steps = 0` (or a stop rule `steps >= 0`) means the stage does nothing, yet its children would start "
-         "from its untouched parent. Remove the stage or give it steps."),
+         "`steps = 0`, or a stop rule such as `steps >= 0` that holds before the first step, means the stage "
+         "does nothing, yet its children would start from its untouched parent. Remove the stage or give it steps."),
     Code("CAS402", "degenerate-group", "error", "GRPO with fewer than 2 rollouts per prompt",
          "GRPO's advantage is the reward minus the group mean divided by the group standard deviation; with "
          "one rollout per prompt every advantage is zero and nothing is learned."),
@@ -108,6 +111,13 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS404", "until-without-evals", "warning", "an eval-based stop rule that is never evaluated",
          "The stage has a stop rule on an eval but `eval_every = 0`, so evals run only at the end of the "
          "stage and the rule can never stop it early."),
+    Code("CAS405", "sampled-eval-at-zero-temperature", "warning", "an `avg@K` or `pass@K` eval with temperature 0",
+         "With `temperature = 0` decoding is greedy, so the K samples of `avg@K` / `pass@K` are identical and "
+         "cost K times the compute of `pass@1`. Set a sampling temperature (the papers use 0.6 to 1.0)."),
+    Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
+         "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
+         "batch: it must build from the spec's arguments and return one finite float per completion. The "
+         "message says which part failed; the label points at the reward in the spec."),
     Code("CAS999", "internal-error", "error", "the compiler hit a bug",
          "This is a bug in cascadec, not in your spec. Please report it with the spec that triggered it."),
 )

@@ -10,6 +10,7 @@ validates; every ``ValidationError`` location is mapped back to the span of the 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Union
@@ -285,10 +286,13 @@ def _shape(v: ast.Value) -> str:
 
 def _quantity(v: ast.Num) -> tuple[str | None, float]:
     try:
-        return scale(v.value, v.unit)
+        dim, value = scale(v.value, v.unit)
     except KeyError:
         raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
                    help="units: counts `k M Ki Mi`, times `ms s min h`, memory `B KB MB GB KiB MiB GiB TiB`") from None
+    if not math.isfinite(value) or abs(value) >= 2**63:
+        raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="numbers must be below 2^63")
+    return dim, value
 
 
 def to_int(v: ast.Value, key: str) -> int:
@@ -307,11 +311,11 @@ def to_int(v: ast.Value, key: str) -> int:
 def to_float(v: ast.Value, key: str) -> float:
     if not isinstance(v, ast.Num):
         raise _bad("CAS200", f"`{key}` takes a number, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 0.5`")
+    _, value = _quantity(v)
     if v.unit is not None:
-        _quantity(v)
         raise _bad("CAS202", f"`{key}` takes a plain number, found the quantity `{v.text}`", v.span,
                    help="drop the unit")
-    return v.value
+    return value
 
 
 def to_bool(v: ast.Value, key: str) -> bool:
@@ -376,7 +380,8 @@ def to_plain(v: ast.Value, key: str) -> Any:
     Quantities become base units (seconds, bytes, counts); ``field("col")`` becomes ``{"field": "col"}``.
     """
     if isinstance(v, ast.Num):
-        return as_number(_quantity(v)[1]) if v.unit else (int(v.value) if v.is_int else v.value)
+        value = _quantity(v)[1]
+        return as_number(value) if v.unit else (int(value) if v.is_int else value)
     if isinstance(v, ast.Str):
         return v.value
     if isinstance(v, ast.Ident):
@@ -686,7 +691,7 @@ def _condition(b: Built, i: int, c: ast.Cond) -> None:
             else:
                 raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `plateau(...)`", kw.key.span,
                            help=did_you_mean(kw.key.name, ("patience", "min_delta"), "arguments"))
-            b.spans[loc + (kw.key.name if kw.key.name != "patience" else "patience",)] = (kw.value.span, kw.key.name)
+            b.spans[loc + (kw.key.name,)] = (kw.value.span, kw.key.name)
     b.spans[loc] = (c.span, "until")
     until.append(out)
 
@@ -740,7 +745,9 @@ def _locate(b: Built, loc: tuple[Any, ...], fallback: Span) -> tuple[Span, str]:
     for n in range(len(loc), 0, -1):
         if loc[:n] in b.spans:
             span, key = b.spans[loc[:n]]
-            return span, key if n == len(loc) else str(loc[-1])
+            rest = [part for part in loc[n:] if isinstance(part, str)]
+            # a tuple element (`betas`, index 1) keeps the key; a missing field names the field
+            return span, rest[-1] if rest else key
     return fallback, str(loc[-1]) if loc else "spec"
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import __version__ as lark_version
 from lark.exceptions import VisitError
 
 from cascadec import ast
@@ -33,12 +36,23 @@ def grammar_text() -> str:
     return resources.files("cascadec").joinpath("grammar.lark").read_text(encoding="utf-8")
 
 
+def _cache_file() -> str | bool:
+    """Where Lark keeps the built LALR tables between processes (it checks the grammar's hash on load and
+    only logs a failed write); building them costs about 0.5 s per cold process."""
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cascadec"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return str(folder / f"grammar-lark{lark_version}.cache")
+
+
 @lru_cache(maxsize=1)
 def build_parser(strict: bool = False) -> Lark:
-    """The LALR parser (cached). ``strict=True`` makes Lark reject any shift/reduce conflict or terminal
-    collision in the grammar (used by a test)."""
+    """The LALR parser (cached in memory and on disk). ``strict=True`` makes Lark reject any shift/reduce
+    conflict or terminal collision in the grammar (used by a test; never read from the disk cache)."""
     return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                strict=strict)
+                strict=strict, cache=False if strict else _cache_file())
 
 
 def _describe(parser: Lark, names: set[str]) -> list[str]:
@@ -88,7 +102,7 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     span = _point(path, text, tok.line, tok.column, tok.start_pos, len(str(tok)))
-    found = _describe(parser, {tok.type})[0] if tok.type in _TERMINAL_WORDS else f"`{tok}`"
+    found = f"`{tok}`"
     if _SCHEDULE_END.search(text, 0, tok.start_pos) and expected == [_TERMINAL_WORDS["NAME"]]:
         return make("CAS100", f"unexpected {found} after a learning-rate schedule", span, label="unexpected here",
                     help="a schedule `PEAK -> END` needs its shape: write `cosine`, `linear` or `constant` after END")

@@ -17,12 +17,16 @@ emits no colour codes. Lines and columns are 1-based; ends are exclusive, as in 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
+from rich.text import Text
+
 from cascadec import __version__
+from cascadec.codes import CODES
 from cascadec.diagnostics import Diagnostic, Label, Span
 
 #: Where the per-code explanations live; each code has the anchor ``#casNNN`` there.
@@ -108,7 +112,8 @@ def _render_one(diag: Diagnostic, sources: Mapping[str, str]) -> str:
         first = diag.span if index == 0 and diag.span else group[0].span
         lines.append(f"{pad}{arrow} {path}:{first.line}:{first.column}")
         lines.append(f"{pad} |")
-        lines.extend(_snippet(group, text.splitlines(), width))
+        # Lark counts lines at "\n" only; str.splitlines would also split at \f, \v, \x1c, U+2028, ...
+        lines.extend(_snippet(group, text.split("\n"), width))
     tail = [f"{pad} = note: {note}" for note in diag.notes]
     if diag.help:
         tail.append(f"{pad} = help: {diag.help}")
@@ -136,7 +141,7 @@ def _snippet(labels: list[Label], source_lines: list[str], width: int) -> list[s
         if previous and line_no > previous + 1:
             out.append("...")
         previous = line_no
-        raw = source_lines[line_no - 1] if 0 < line_no <= len(source_lines) else ""
+        raw = source_lines[line_no - 1].removesuffix("\r") if 0 < line_no <= len(source_lines) else ""
         shown = raw.expandtabs(_TAB_WIDTH)
         out.append(f"{line_no:>{width}} | {shown}".rstrip())
         for label in sorted(by_line[line_no], key=lambda lab: (lab.span.column, not lab.primary)):
@@ -176,6 +181,50 @@ def _display_width(text: str, column: int) -> int:
         else:
             cells += 1
     return cells - column
+
+
+_HEADER = re.compile(r"^(error|warning)(\[[A-Z]+\d+\])?(:)?")
+_ARROW = re.compile(r"^(\s*)(-->|:::)")
+_GUTTER = re.compile(r"^(\s*\d*\s)\|( ?)")
+_MARKS = re.compile(r"^(\s*)(\^+|-+)(.*)$")
+_CONCISE = re.compile(r"^(.*?:\d+:\d+: )?(error|warning)(\[[A-Z]+\d+\])")
+_TAIL = re.compile(r"^(\s*)= (help|note):")
+_STYLES = {"error": "bold red", "warning": "bold yellow", "gutter": "bold blue", "help": "bold green", "note": "bold"}
+
+
+def highlight_full(text: str) -> Text:
+    """Colour the output of `render_full` / `render_concise` for a terminal (rustc's palette).
+
+    Works on the rendered text line by line: headers, ``-->`` arrows and the gutter, carets
+    (primary: the severity's colour, secondary: blue) with their labels, and ``= help:`` / ``= note:``.
+    """
+    out = Text()
+    severity = "error"
+    for line in text.splitlines(keepends=True):
+        piece = Text(line)
+        body = line.rstrip("\n")
+        if m := _HEADER.match(body):
+            severity = m.group(1)
+            piece.stylize(_STYLES[severity], 0, m.end())
+            piece.stylize("bold", m.end(), len(body))
+        elif m := _ARROW.match(body):
+            piece.stylize(_STYLES["gutter"], m.start(2), m.end(2))
+        elif m := _TAIL.match(body):
+            piece.stylize(_STYLES[m.group(2)], m.start(1), m.end())
+        elif m := _GUTTER.match(body):
+            piece.stylize(_STYLES["gutter"], 0, m.end(1) + 1)
+            rest = body[m.end() :]
+            # underline rows have an empty gutter; numbered rows are the user's source, left uncoloured
+            marks = _MARKS.match(rest) if not m.group(1).strip() else None
+            if marks:
+                style = _STYLES[severity] if marks.group(2)[0] == "^" else _STYLES["gutter"]
+                piece.stylize(style, m.end() + marks.start(2), len(body))
+        elif m := _CONCISE.match(body):
+            piece.stylize(_STYLES[m.group(2)], m.start(2), m.end(3))
+        elif body.startswith("found "):
+            piece.stylize("bold", 0, len(body))
+        out.append_text(piece)
+    return out
 
 
 # ---------------------------------------------------------------- concise
@@ -311,6 +360,21 @@ def _primary_label(d: Diagnostic) -> Label | None:
     return next((lab for lab in d.labels if lab.primary), d.labels[0] if d.labels else None)
 
 
+def _sarif_rule(code: str, name: str) -> dict[str, object]:
+    rule: dict[str, object] = {
+        "id": code,
+        "name": name,
+        "shortDescription": {"text": name},
+        # SARIF wants helpUri absolute; our docs link is relative to the repository.
+        "help": {"text": f"see {diagnostic_url(code)}"},
+    }
+    entry = CODES.get(code)
+    if entry is not None:
+        rule["shortDescription"] = {"text": entry.summary}
+        rule["fullDescription"] = {"text": entry.explanation}
+    return rule
+
+
 def render_sarif(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None) -> str:
     """A SARIF 2.1.0 log with one run: one rule per distinct code, one result per diagnostic.
 
@@ -321,16 +385,7 @@ def render_sarif(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] |
     for d in ordered:
         rule_names.setdefault(d.code, d.name)
     codes = sorted(rule_names)
-    rules = [
-        {
-            "id": code,
-            "name": rule_names[code],
-            "shortDescription": {"text": rule_names[code]},
-            # SARIF wants helpUri absolute; our docs link is relative to the repository.
-            "help": {"text": f"see {diagnostic_url(code)}"},
-        }
-        for code in codes
-    ]
+    rules = [_sarif_rule(code, rule_names[code]) for code in codes]
     results = []
     for d in ordered:
         text = "\n".join([d.message, *(f"note: {n}" for n in d.notes), *([f"help: {d.help}"] if d.help else [])])
@@ -381,6 +436,19 @@ a severity. Codes are grouped by compiler phase: `CAS0xx` files, `CAS1xx` syntax
 and types, `CAS3xx` names and structure, `CAS4xx` semantics of the cascade, `CAS999` internal
 errors. `cascadec explain CODE` prints the same text; the `url` of each JSON diagnostic points at
 its section here.
+
+`cascadec lint --format FORMAT` (and `compile --format`) prints diagnostics as:
+
+| format | shape |
+|---|---|
+| `full` (default) | rustc-style: `error[CAS300]: message`, ` --> file:line:col`, the source line with `^^^` under the span, `= note:` / `= help:` lines, a summary |
+| `concise` | one `file:line:col: error[CAS300] message` line per diagnostic, then the summary |
+| `json` | a list of objects with `code`, `name`, `message`, `severity`, `filename`, `location` and `end_location` (`row`, `column`; 1-based, end exclusive), `help`, `notes`, `labels`, `url` |
+| `github` | GitHub Actions annotations (`::error title=cascadec (CAS300),file=...,line=...::...`) |
+| `sarif` | SARIF 2.1.0, one rule per code, secondary labels as `relatedLocations` |
+
+Exit codes: `0` no errors (warnings allowed unless `--warnings-as-errors`), `1` errors found, `2` a
+usage, file or internal error, `3` (`cascadec run` only) a stage failed after a successful compile.
 """
 
 
@@ -393,9 +461,7 @@ def codes_markdown(codes: Iterable[Any]) -> str:
     """
     ordered = sorted(codes, key=lambda c: c.code)
     out = [DOCS_HEADER, "| code | name | severity | summary |", "|---|---|---|---|"]
-    out += [
-        f"| [{c.code}](#{c.code.lower()}) | `{c.name}` | {c.severity} | {_md_cell(c.summary)} |" for c in ordered
-    ]
+    out += [f"| [{c.code}](#{c.code.lower()}) | `{c.name}` | {c.severity} | {_md_cell(c.summary)} |" for c in ordered]
     for c in ordered:
         out += ["", f'<a id="{c.code.lower()}"></a>', "", f"## {c.code} `{c.name}`"]
         out += ["", f"**{c.severity}**: {c.summary}", "", c.explanation]

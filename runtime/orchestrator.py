@@ -241,12 +241,14 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             return _fail(console, rd, stage.name, rc, msg)
         if entry.get("stop_reason"):
             console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
+    console.print(f"{plan.name}: eval scores after each stage", highlight=False)
     console.print(score_table(plan, rd))
     return 0
 
 
 def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDir) -> None:
-    table = Table(title=f"dry run: {rd.root}")
+    console.print(f"dry run: {rd.root}", highlight=False)
+    table = Table()
     for col in ("stage", "kind", "parent", "steps", "action"):
         table.add_column(col)
     states = rd.read_state()["stages"]
@@ -275,7 +277,7 @@ def score_table(plan: Plan, rd: RunDir) -> Table:
     """Every domain's eval score after each stage, base first (the papers' per-stage tables)."""
     scores = final_scores(rd)
     keys = sorted({k for s in scores.values() for k in s})
-    table = Table(title=f"{plan.name}: eval scores after each stage")
+    table = Table()
     table.add_column("stage")
     metrics = {k: m for s in scores.values() for k, (_, m) in s.items()}
     for key in keys:
@@ -309,7 +311,8 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         return EXIT_USAGE
     states = rd.read_state()["stages"]
     actions = dict((s.name, a) for s, a in plan_actions(plan, rd))
-    table = Table(title=f"{plan.name}: {rd.root}")
+    console.print(f"{plan.name}: {rd.root}", highlight=False)
+    table = Table()
     for col in ("stage", "kind", "status", "step", "stop reason", "last metrics"):
         table.add_column(col)
     for stage in plan.stages:
@@ -321,5 +324,6 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
                       entry.get("stop_reason") or "", format_metrics(_last_metrics(rd, stage.name)))
     console.print(table)
     if rd.evals_jsonl.is_file():
-        console.print(score_table(plan, rd))
+        console.print(f"{plan.name}: eval scores after each stage", highlight=False)
+    console.print(score_table(plan, rd))
     return 0

@@ -65,6 +65,8 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
                        label="no `teachers { ... }`",
                        help="add `teachers { default = STAGE }` naming an earlier checkpoint")
             continue
+        routes = {a.key.name for a in blocks[0].assigns}
+        yield from _unrouted(st, routes)
         chain = ancestors(st.name.name, parent_of)
         trained = set(_domains_of(st, view))
         for a in blocks[0].assigns:
@@ -110,3 +112,15 @@ def _available(ref: ast.Ident, st: ast.Stage, i: int, chain: list[str], parent_o
                secondary=((t.name.span, f"`{name}` {note}"),),
                notes=(f"ancestors of `{st.name.name}`: " + ", ".join(f"`{c}`" for c in chain),),
                help="use an ancestor, or a stage declared earlier that starts from one of the ancestors")
+
+
+def _unrouted(st: ast.Stage, routes: set[str]) -> Iterator[Diagnostic]:
+    if "default" in routes:
+        return
+    for until in (i for i in st.items if isinstance(i, ast.Until)):
+        for cond in until.conds:
+            t = cond.teacher if isinstance(cond, ast.Threshold) else None
+            if t is not None and t.domain.name not in routes:
+                yield make("CAS316", f"`teacher({t.domain.name})` but `{st.name.name}` routes no teacher for "
+                           f"`{t.domain.name}`", t.domain.span, label="no teacher for this domain",
+                           help=f"add `{t.domain.name} = STAGE` or `default = STAGE` to the `teachers` block")

@@ -92,6 +92,18 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
         yield from _stage_ref(st.parent, stages)
         on = st.on
         refs = [on] if isinstance(on, ast.Ident) else list(on.items) if isinstance(on, ast.ListV) else []
+        if isinstance(on, ast.ListV) and not on.items:
+            yield make("CAS200", f"stage `{st.name.name}` trains on an empty domain list", on.span,
+                       label="no domains", help="name at least one domain, e.g. `on [math]`, or drop `on` to use all")
+        seen: dict[str, ast.Ident] = {}
+        for r in refs:
+            ident = r.key if isinstance(r, ast.Pair) else r
+            if isinstance(ident, ast.Ident) and ident.name in seen:
+                yield make("CAS303", f"domain `{ident.name}` is listed twice in `on`", ident.span,
+                           label="listed again here", secondary=((seen[ident.name].span, "first listed here"),),
+                           help="list each domain once; give it one weight")
+            elif isinstance(ident, ast.Ident):
+                seen[ident.name] = ident
         for r in refs:
             ident = r.key if isinstance(r, ast.Pair) else r
             if not isinstance(ident, ast.Ident):

@@ -1,5 +1,6 @@
 """Checks on the validated model: zero-step stages (CAS401), degenerate GRPO groups (CAS402), batch
-algebra (CAS400), thinking-mode prefixes (CAS403) and stop rules that are never evaluated (CAS404)."""
+algebra (CAS400), thinking-mode prefixes (CAS403), stop rules that are never evaluated (CAS404) and
+sampled evals at temperature 0 (CAS405)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ def _stages(ctx: CheckContext) -> Iterator[tuple[int, StageIn, Span]]:
         yield i, st, node.name.span
 
 
+_HOLDS_AT_ZERO = {">=": lambda v: 0 >= v, ">": lambda v: 0 > v, "<=": lambda v: 0 <= v, "<": lambda v: 0 < v}
+
+
 def check_steps(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     for i, st, name_span in _stages(ctx):
+        for j, cond in enumerate(st.until):
+            if cond.kind == "steps" and _HOLDS_AT_ZERO[cond.op](cond.value):
+                yield make("CAS401", f"stop rule `steps {cond.op} {cond.value:g}` holds before the first step",
+                           ctx.span_of(("stages", i, "until", j), name_span), label="stops the stage at once",
+                           help="a step cap is written `steps >= N` with N >= 1")
         if st.params.steps == 0:
             yield make("CAS401", f"stage `{st.name}` has `steps = 0` and can never run",
                        ctx.span_of(("stages", i, "params", "steps"), name_span), label="zero steps",
@@ -93,3 +102,15 @@ def check_until_evals(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnos
             yield make("CAS404", f"stage `{st.name}` stops on an eval but never evaluates before its end",
                        ctx.span_of(("stages", i, "until", 0), name_span), label="checked only after the last step",
                        help="set `eval_every = N` in the stage so the rule can stop it early")
+
+
+def check_eval_sampling(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    assert ctx.spec is not None
+    for d in ctx.view.domains:
+        for j, ev in enumerate(ctx.spec.domains[d.name.name].evals):
+            if ev.k > 1 and ev.temperature == 0:
+                loc = ("domains", d.name.name, "evals", j)
+                yield make("CAS405", f"eval `{d.name.name}.{ev.name}` samples {ev.k} completions at temperature 0",
+                           ctx.span_of(loc + ("metric",), ctx.span_of(loc, d.name.span)),
+                           label="greedy decoding gives identical samples",
+                           help=f"set `temperature = 0.6` (or higher) in eval `{ev.name}`, or use `metric = pass@1`")

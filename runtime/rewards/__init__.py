@@ -24,9 +24,9 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "json_schema": ("runtime.rewards.text", "JsonSchemaReward", ("schema",)),
     "instructions": ("runtime.rewards.instructions", "InstructionsReward", ("ids", "kwargs")),
     "unit_tests": ("runtime.rewards.code", "UnitTestsReward", ("tests",)),
-    "reward_model": ("runtime.rewards.models", "RewardModelReward", ("path",)),
+    "reward_model": ("runtime.rewards.models", "RewardModelReward", ("model",)),
     "judge": ("runtime.rewards.models", "JudgeReward", ("model",)),
-    "py": ("runtime.rewards.custom", "PyReward", ("target",)),
+    "py": ("runtime.rewards.custom", "PyReward", ("fn",)),
 }
 COMPOSITE = ("weighted", "combined_if_rm")
 

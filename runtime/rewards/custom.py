@@ -57,12 +57,12 @@ class PyReward:
     """Calls a user function; extra spec arguments are passed on as keyword arguments.
 
     Args:
-        target: `package.module:function`.
+        fn: `package.module:function`.
     """
 
-    def __init__(self, target: str, *, origin: Origin | None = None, **kwargs: Any) -> None:
-        self.target = target
-        self.fn = load_function(target, origin)
+    def __init__(self, fn: str, *, origin: Origin | None = None, **kwargs: Any) -> None:
+        self.target = fn
+        self.fn = load_function(fn, origin)
         self.kwargs = kwargs
         self.origin = origin
 

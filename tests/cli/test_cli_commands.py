@@ -99,17 +99,26 @@ def test_check_rewards_reports_a_missing_module_or_adds_problems(monkeypatch: py
     assert result.exit_code == 2
     assert "needs `runtime.rewards.contracts`" in result.stderr
 
+    from runtime.rewards.contracts import Problem
+
+    from cascadec.plan import Origin
+
     class Contracts:
         @staticmethod
-        def check_rewards(plan: object) -> list[Diagnostic]:
-            return [Diagnostic("CAS306", "domain-without-reward", "error", "reward `exact` returned no float")]
+        def check_rewards(plan: object) -> list[Problem]:
+            origin = Origin(path="clean.cascade", line=2, column=3, end_line=2, end_column=8)
+            return [Problem("math", "exact", "returned None, not a float", "return a float", origin)]
 
     monkeypatch.setattr(
         cli.importlib, "import_module", lambda n, *a: Contracts if n == "runtime.rewards.contracts" else real_import(n)
     )
     result = invoke(["lint", "--check-rewards", "--format", "concise", "clean.cascade"])
     assert result.exit_code == 1
-    assert "error[CAS306] reward `exact` returned no float" in result.stdout
+    code = cli._reward_contract_code()[0]
+    assert result.stdout.splitlines()[0] == (
+        f"clean.cascade:2:3: error[{code}] reward `exact` of domain `math` breaks its contract: "
+        "returned None, not a float"
+    )
 
 
 # ---------------------------------------------------------------- compile

@@ -96,7 +96,7 @@ def _evil_spec(directory: Path) -> Path:
         "  resources { gpus = 1  micro_batch = 1 }\n"
         "  domain d {\n"
         f'    train  = jsonl("data/{EVIL}.jsonl", prompt = "p")\n'
-        "    reward = exact(answer = field(\"a\"))\n"
+        '    reward = exact(answer = field("a"))\n'
         "  }\n"
         "  stage sft = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }\n"
         "}\n"
@@ -114,7 +114,7 @@ def test_compiled_launch_script_never_executes_spec_values(tmp_path: Path) -> No
     assert "$(touch PWNED)" in model and "\n" in data  # the compiler kept the hostile text as data
     work = tmp_path / "work"
     work.mkdir()
-    for args, env in (([" --dry-run".strip()], {}), ([], {"CASCADEC_DRY_RUN": "1"})):
+    for args, env in ((["--dry-run"], {}), ([], {"CASCADEC_DRY_RUN": "1"})):
         proc = subprocess.run(
             ["bash", str(tmp_path / "build/evil/stages/sft/launch.sh"), *args],
             cwd=work, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30,
@@ -134,3 +134,52 @@ def test_console_script_module_runs_in_a_fresh_process() -> None:
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == "found 2 errors"
     assert "Traceback" not in proc.stderr
+
+
+def test_fmt_rewrites_a_spec_in_place_and_keeps_its_stages(tmp_path: Path) -> None:
+    spec = tmp_path / "mini.cascade"
+    spec.write_text((ROOT / MINI).read_text().replace("{ steps = 10 kl = 0.03 }", "{ steps = 10      kl = 0.03 }"))
+    before = json.loads(invoke(["plan", "--format", "json", str(spec)]).stdout)
+    assert invoke(["fmt", "--check", str(spec)]).exit_code == 1
+    result = invoke(["fmt", str(spec)])
+    assert (result.exit_code, result.stderr) == (0, f"reformatted {spec}\n")
+    assert invoke(["fmt", "--check", str(spec)]).exit_code == 0
+    after = json.loads(invoke(["plan", "--format", "json", str(spec)]).stdout)
+    assert [(s["name"], s["hash"]) for s in after["stages"]] == [(s["name"], s["hash"]) for s in before["stages"]]
+
+
+def test_test_specs_are_in_canonical_layout() -> None:
+    assert invoke(["fmt", "--check", MINI, BAD]).exit_code == 0
+
+
+def test_run_dry_run_compiles_then_asks_the_orchestrator(tmp_path: Path) -> None:
+    result = invoke(["run", MINI, "--dry-run", "-o", str(tmp_path / "build"), "--run-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "build/mini/plan.json").is_file()
+    for stage in ("sft", "side", "rl", "mopd"):
+        assert stage in result.stdout
+    assert not (tmp_path / "runs/state.json").exists()
+
+
+def test_check_rewards_points_at_a_broken_reward(tmp_path: Path) -> None:
+    spec = tmp_path / "broken_reward.cascade"
+    spec.write_text(
+        'cascade "br" {\n'
+        '  base = model(packaged("smollm2-135m-instruct"))\n'
+        "  domain d {\n"
+        '    train = inline([{prompt = "1+1", answer = "2"}])\n'
+        '    reward = py("no_such_module_for_cascadec_tests:score")\n'
+        "  }\n"
+        "  stage sft = sft(base) on d { steps = 2 batch_size = 2 lr = 1e-5 }\n"
+        "}\n"
+    )
+    assert invoke(["lint", str(spec)]).exit_code == 0  # the compiler alone cannot know
+    (item,) = json.loads(invoke(["lint", "--check-rewards", "--format", "json", str(spec)]).stdout)
+    assert item["name"] == "reward-contract" and item["severity"] == "error"
+    assert "no_such_module_for_cascadec_tests" in item["message"]
+    assert (item["filename"], item["location"], item["end_location"]) == (
+        str(spec),
+        {"row": 5, "column": 14},
+        {"row": 5, "column": 54},
+    )
+    assert item["help"]

@@ -24,14 +24,18 @@ from runtime.teachers import TeacherError
 
 torch.set_num_threads(2)
 
-TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 64, "intermediate_size": 128,
-                                                    "num_hidden_layers": 2, "num_attention_heads": 4,
-                                                    "num_key_value_heads": 2})
-TARGETS = {"a": "ok", "b": "no"}  # what each domain's teacher answers, whatever the prompt
+TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermediate_size": 64,
+                                                    "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                    "num_key_value_heads": 1})
+TARGETS = {"a": "y", "b": "n"}  # what each domain's teacher answers, whatever the prompt
 
 
 def _samples(domain: str, n: int, offset: int = 0) -> list[Sample]:
-    return [Sample(id=f"{domain}/{i}", domain=domain, prompt=f"{domain.upper()}: {i}?") for i in range(offset, offset + n)]
+    """``n`` prompts of ``domain`` whose numbers have 1 to 3 digits (varied lengths, so that a tiny model
+    learns the answer rather than the position it starts at)."""
+    numbers = [(offset + k) * 379 % 1000 // 10 ** (k % 3) for k in range(n)]
+    return [Sample(id=f"{domain}/{offset + k}", domain=domain, prompt=f"{domain.upper()}: {x}?")
+            for k, x in enumerate(numbers)]
 
 
 def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
@@ -44,7 +48,8 @@ def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
     stages = [
         Stage(name="teach_ok", kind="sft", parent="base", domains={"a": 1.0}, params=sft),
         Stage(name="teach_no", kind="sft", parent="base", domains={"b": 1.0}, params=sft, branch=True),
-        Stage(name="mopd", kind="distill", parent="base", domains={"a": 0.5, "b": 0.5},
+        Stage(name="mix", kind="sft", parent="base", domains={"a": 0.5, "b": 0.5}, params=sft),
+        Stage(name="mopd", kind="distill", parent="mix", domains={"a": 0.5, "b": 0.5},
               params=DistillParams(**{**args, **params}), teachers=teachers),
     ]
     return Plan(name="d", base=TINY, domains={"a": dom("a"), "b": dom("b")}, stages=stages)
@@ -53,13 +58,12 @@ def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
 TWO = {"a": TeacherRef(kind="stage", stage="teach_ok"), "default": TeacherRef(kind="stage", stage="teach_no")}
 
 
-def _train_teacher(plan: Plan, answer: str, steps: int = 60) -> tuple[torch.nn.Module, object]:
-    """SFT a copy of the base model to answer `answer` to every prompt of both domains."""
+def _sft(plan: Plan, answers: list[str], steps: int = 40) -> tuple[torch.nn.Module, object]:
+    """SFT a copy of the base model to answer each of `answers` (equally often) to every prompt."""
     model, tok = load_model(plan.base, seed=plan.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    examples = []
-    for s in _samples("a", 8) + _samples("b", 8):
-        examples.append(render_sft(tok, plan.chat, "none", None, s.prompt, answer, max_seq=256))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    examples = [render_sft(tok, plan.chat, "none", None, s.prompt, answer, max_seq=256)
+                for s in _samples("a", 12) + _samples("b", 12) for answer in answers]
     width = max(len(e.input_ids) for e in examples)
     ids = torch.tensor([e.input_ids + [tok.pad_token_id] * (width - len(e.input_ids)) for e in examples])
     loss_mask = torch.tensor([e.loss_mask + [0] * (width - len(e.loss_mask)) for e in examples], dtype=torch.bool)
@@ -74,16 +78,21 @@ def _train_teacher(plan: Plan, answer: str, steps: int = 60) -> tuple[torch.nn.M
     return model.eval(), tok
 
 
+STAGES = {"teach_ok": [TARGETS["a"]], "teach_no": [TARGETS["b"]], "mix": [TARGETS["a"], TARGETS["b"]]}
+
+
 @pytest.fixture(scope="module")
 def teachers_dir(tmp_path_factory) -> Path:
-    """A run directory in which `teach_ok` and `teach_no` have finished (trained once per module)."""
+    """A run directory in which `teach_ok` (answers y), `teach_no` (answers n) and the student's parent `mix`
+    (answers y or n at random, whatever the domain: a multi-domain checkpoint that mixed the two up) have
+    finished. Trained once per module."""
     root = tmp_path_factory.mktemp("run")
     plan = make_plan(TWO)
     rd = RunDir(root)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for name, answer in (("teach_ok", "ok"), ("teach_no", "no")):
-            model, tok = _train_teacher(plan, answer)
+        for name, answers in STAGES.items():
+            model, tok = _sft(plan, answers)
             save_checkpoint(model, tok, rd.final(name))
             rd.update_stage(name, status="done", step=1)
     return root
@@ -92,7 +101,7 @@ def teachers_dir(tmp_path_factory) -> Path:
 def _ctx(root: Path, tmp_path: Path, teachers=TWO, **params):
     run = tmp_path / "run"
     run.mkdir(parents=True)
-    for name in ("teach_ok", "teach_no"):
+    for name in STAGES:
         (run / "stages" / name).mkdir(parents=True)
         (run / "stages" / name / "final").symlink_to(root / "stages" / name / "final")
     (run / "state.json").write_text((root / "state.json").read_text())

@@ -236,9 +236,7 @@ def test_refuses_to_write_into_a_foreign_directory(tmp_path: Path) -> None:
 
 def _run(script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {"PATH": os.environ["PATH"], **(env or {})}
-    return subprocess.run(
-        [BASH, str(script), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=30
-    )
+    return subprocess.run([BASH, str(script), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=30)
 
 
 @needs_bash
@@ -325,3 +323,32 @@ def test_multi_node_launch_without_master_addr_is_refused(tmp_path: Path) -> Non
     proc = _run(out / "stages/sft/launch.sh", cwd=tmp_path)
     assert proc.returncode == 2
     assert "set MASTER_ADDR" in proc.stderr
+
+
+# ---------------------------------------------------------------- accelerate reads what we write
+
+
+def test_accelerate_loads_the_rendered_configs(tmp_path: Path) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+
+    zero = render_plan(make_plan(name="z", strategy="zero3", nnodes=2), tmp_path)
+    cfg = load_config_from_file(str(zero / "stages/rl/accelerate.yaml"))  # raises on unknown keys
+    assert (cfg.distributed_type.value, cfg.num_machines, cfg.num_processes) == ("DEEPSPEED", 2, 4)
+    ds = HfDeepSpeedConfig(str(zero / "stages/rl/ds_config.json"))
+    assert ds.is_zero3() and ds.get_value("train_micro_batch_size_per_gpu") == 1
+
+    fsdp = render_plan(make_plan(name="f", strategy="fsdp2"), tmp_path)
+    cfg = load_config_from_file(str(fsdp / "stages/rl/accelerate.yaml"))
+    assert cfg.distributed_type.value == "FSDP" and cfg.fsdp_config["fsdp_version"] == 2
+
+
+def test_accelerate_plugin_reads_the_exported_fsdp_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    for key, value in accelerate_env(make_plan(strategy="fsdp2").stage("rl")):
+        monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2
+    assert plugin.state_dict_type.name == "SHARDED_STATE_DICT"
+    assert plugin.reshard_after_forward is True

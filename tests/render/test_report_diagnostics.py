@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +18,9 @@ from cascadec.report_diagnostics import (
     render_sarif,
     summary_line,
 )
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 P = "specs/x.cascade"
 SOURCE = (
@@ -260,3 +264,33 @@ def test_sarif_structure() -> None:
 
 def test_diagnostic_url_anchor() -> None:
     assert diagnostic_url("CAS301") == "docs/diagnostics.md#cas301"
+
+
+def test_full_counts_lines_like_the_parser_does() -> None:
+    """Only "\\n" ends a line (as in Lark); form feeds, U+2028 and CRLF endings do not shift the snippet."""
+    source = "a = 1\x0c b = 2\r\nc\u2028 = 3\r\nstage x\n"
+    diag = Diagnostic("CAS300", "unknown-name", "error", "m", (Label(Span(P, 3, 7, 3, 8), "here"),))
+    out = render_full([diag], {P: source})
+    assert "3 | stage x\n  |       ^ here\n" in out
+    assert "\r" not in out
+
+
+def _styles_of(text: Text, needle: str) -> set[str]:
+    start = text.plain.index(needle)
+    return {str(s.style) for s in text.spans if s.start <= start < s.end}
+
+
+def test_highlight_full_colours_structure_not_source() -> None:
+    from cascadec.report_diagnostics import highlight_full
+
+    plain = render_full([UNKNOWN, WIDE], SOURCES)
+    text = highlight_full(plain)
+    assert text.plain == plain
+    assert _styles_of(text, "error[CAS301]") == {"bold red"}
+    assert _styles_of(text, "warning[CAS310]") == {"bold yellow"}
+    assert _styles_of(text, "^^^^^ not defined") == {"bold red"}
+    assert _styles_of(text, "--- similar name") == {"bold blue"}
+    assert _styles_of(text, "= help:") == {"bold green"}
+    assert _styles_of(text, "stage sft = sft(base)") == set()  # the user's source keeps its own colours
+    concise = highlight_full(render_concise([UNKNOWN]))
+    assert _styles_of(concise, "error[CAS301]") == {"bold red"}

@@ -67,7 +67,7 @@ def test_combined_if_rm_gate_and_sigmoid(mk, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = RewardSpec(kind="combined_if_rm", parts=[
         RewardSpec(kind="instructions", args={"ids": ["punctuation:no_comma"], "kwargs": [{}]}),
-        RewardSpec(kind="py", args={"target": "fake_rm:length"})])
+        RewardSpec(kind="py", args={"fn": "fake_rm:length"})])
     r = build_reward(spec)
     samples = [mk(id="p/0")] * 3 + [mk(id="p/1")]
     out = r(samples, ["aa", "aaaa", "b,b", "x"])
@@ -111,18 +111,18 @@ def test_py_reward_calls_function_with_args(mk, tmp_path, monkeypatch):
     r = build_reward(RewardSpec(kind="py", args={"0": "myrewards.code.based:strict_format", "bonus": 0.5}))
     assert r([mk(), mk()], ["<answer>1</answer>", "1"]) == [1.5, 0.5]
     with pytest.raises(RewardError, match="returned 1 values for 3 completions"):
-        build_reward(RewardSpec(kind="py", args={"target": "myrewards.code.based:wrong_count"}))([mk()] * 3, ["a"] * 3)
+        build_reward(RewardSpec(kind="py", args={"fn": "myrewards.code.based:wrong_count"}))([mk()] * 3, ["a"] * 3)
     with pytest.raises(RewardError, match="non-finite"):
-        build_reward(RewardSpec(kind="py", args={"target": "myrewards.code.based:not_finite"}))([mk()], ["a"])
+        build_reward(RewardSpec(kind="py", args={"fn": "myrewards.code.based:not_finite"}))([mk()], ["a"])
 
 
 def test_py_reward_reference_errors():
     origin = Origin(path="x.cascade", line=3, column=12, end_line=3, end_column=40)
     with pytest.raises(RewardError, match="no `:`") as err:
-        build_reward(RewardSpec(kind="py", args={"target": "rewards.code_based.strict"}, origin=origin))
+        build_reward(RewardSpec(kind="py", args={"fn": "rewards.code_based.strict"}, origin=origin))
     assert str(err.value).startswith("x.cascade:3:12: ")
     assert 'py("rewards.code_based:strict")' in str(err.value)
     with pytest.raises(RewardError, match="cannot import module `no_such_module_xyz`"):
-        build_reward(RewardSpec(kind="py", args={"target": "no_such_module_xyz:f"}))
+        build_reward(RewardSpec(kind="py", args={"fn": "no_such_module_xyz:f"}))
     with pytest.raises(RewardError, match="has no attribute `nope`"):
-        build_reward(RewardSpec(kind="py", args={"target": "math:nope"}))
+        build_reward(RewardSpec(kind="py", args={"fn": "math:nope"}))

@@ -23,9 +23,9 @@ TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermedi
 BATCH = [Sample(id=f"toy/train/{i}", domain="toy", prompt=f"{i}+1=", answer=str(i + 1)) for i in range(4)]
 
 
-def make_ctx(tmp_path: Path, *, packing: bool, max_seq: int = 256):
+def make_ctx(tmp_path: Path, *, packing: bool, max_seq: int = 512):
     stage = Stage(name="sft", kind="sft", parent="base", domains={"toy": 1.0},
-                  params=SFTParams(optim=Optim(lr=Schedule(peak=3e-3)), steps=5, batch_size=4, micro_batch=2,
+                  params=SFTParams(optim=Optim(lr=Schedule(peak=1e-2)), steps=12, batch_size=4, micro_batch=2,
                                    packing=packing, max_seq=max_seq))
     dom = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x", "answer": "1"}]),
                  reward=RewardSpec(kind="exact"), system="Reply with the answer.")
@@ -66,5 +66,5 @@ def test_packing_gives_the_same_loss_and_sft_learns(tmp_path):
     assert first["loss"] == pytest.approx(plain.step(0, BATCH)["loss"], rel=1e-5)
     assert first["rows"] == 1 and plain.ctx.scheduler.last_epoch == 1
     assert first["tokens"] == sum(len(f"Answer: {s.answer}") + 1 for s in BATCH)  # bytes + EOS
-    losses = [packed.step(step, BATCH)["loss"] for step in range(1, 8)]
+    losses = [packed.step(step, BATCH)["loss"] for step in range(1, 12)]
     assert losses[-1] < 0.5 * first["loss"]

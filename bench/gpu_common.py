@@ -1,0 +1,248 @@
+"""Shared pieces of the GPU benchmarks (bench/grpo_vs_trl.py, bench/distill_vs_trl.py).
+
+Both frameworks get the same model (architecture, random weights from one seed, fp32 master weights with
+bf16 autocast), the same tokenizer, the same rendered prompts and the same lengths; only the framework
+differs. Numbers are measured with CUDA synchronisation around each phase.
+
+MFU of the update phase (Kaplan et al. 2020, Eq. 2.1; PaLM, Chowdhery et al. 2022, App. B): model FLOPs
+``6 * N * tokens`` (forward 2N, backward 4N per token, attention FLOPs ignored; N counts tied embeddings
+once) divided by the update time and by the dense bf16 peak of one H200 SXM, 989e12 FLOP/s (NVIDIA H200
+datasheet; the same chip as the H100 SXM). The update time is the step time minus the rollout time, so it
+also holds reward scoring, log-prob passes, teacher scoring, backward and the optimizer step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+H200_BF16_DENSE_PEAK = 989e12
+
+# SmolLM2-135M and Qwen2.5-0.5B shapes (their published config.json files), random weights.
+MODEL_SHAPES: dict[str, dict[str, Any]] = {
+    "smollm2-135m": {
+        "family": "llama",
+        "config": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                       num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True,
+                       max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=100000.0),
+    },
+    # For CPU smoke tests of the scripts only.
+    "tiny": {
+        "family": "llama",
+        "config": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True, max_position_embeddings=512),
+    },
+    "qwen2.5-0.5b": {
+        "family": "qwen2",
+        "config": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
+                       max_position_embeddings=4096, rms_norm_eps=1e-6, rope_theta=1000000.0),
+    },
+}
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def build_tokenizer(vocab_size: int, directory: Path) -> Path:
+    """Save a word-level tokenizer of exactly ``vocab_size`` tokens (ChatML specials, ``w3``...) to
+    ``directory`` and return it: every id the model can sample decodes, and full-vocabulary losses that cut
+    logits to ``len(tokenizer)`` see the whole vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from runtime.models import CHATML_TEMPLATE
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    for word in ("user", "assistant", "system"):
+        vocab[word] = len(vocab)
+    vocab.update({f"w{i}": i for i in range(len(vocab), vocab_size)})
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIALS[0]))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token=SPECIALS[1], eos_token=SPECIALS[2],
+                                  pad_token=SPECIALS[0], unk_token=SPECIALS[0], additional_special_tokens=SPECIALS[1:])
+    tok.chat_template = CHATML_TEMPLATE
+    tok.padding_side = "left"
+    tok.save_pretrained(directory)
+    return directory
+
+
+def make_prompts(count: int, words: int, vocab_size: int, seed: int) -> list[str]:
+    """``count`` user turns of ``words`` random vocabulary words each (one token per word)."""
+    rng = random.Random(seed)
+    return [" ".join(f"w{rng.randrange(8, vocab_size)}" for _ in range(words)) for _ in range(count)]
+
+
+def length_reward(samples, completions, **_: Any) -> list[float]:
+    """A cheap reward with spread inside each group: the share of completion words whose id is even."""
+    out = []
+    for text in completions:
+        words = text.split()
+        out.append(sum(w[1:].isdigit() and int(w[1:]) % 2 == 0 for w in words) / max(len(words), 1))
+    return out
+
+
+def trl_reward(completions, **_: Any) -> list[float]:
+    """:func:`length_reward` in TRL's reward-function signature."""
+    return length_reward(None, completions)
+
+
+def param_count(model: torch.nn.Module) -> int:
+    """Parameters, tied ones once (``named_parameters`` de-duplicates shared tensors)."""
+    return sum(p.numel() for _, p in model.named_parameters())
+
+
+def mfu(params: int, tokens: float, seconds: float, peak: float = H200_BF16_DENSE_PEAK) -> float:
+    """Model FLOPs utilisation ``6 * params * tokens / seconds / peak`` (see the module docstring)."""
+    return 6.0 * params * tokens / max(seconds, 1e-9) / peak
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class CudaTimer:
+    """Accumulates synchronised wall time of named phases (seconds)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        out, self.totals = self.totals, {}
+        return out
+
+
+def environment() -> dict[str, Any]:
+    """Versions and the device, for the result files."""
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("transformers", "accelerate", "trl", "datasets"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+        info["device_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def scratch_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TMPDIR")))
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Atomic JSON write (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def summarise(name: str, steps: list[dict[str, float]], warmup: int, params: int) -> dict[str, Any]:
+    """Median figures over the steps after ``warmup``: step_s, gen_s, update_s, rollout tokens/s, MFU."""
+    timed = steps[warmup:] or steps
+    step_s = median([s["step_s"] for s in timed])
+    gen_s = median([s["gen_s"] for s in timed])
+    update_s = median([s["step_s"] - s["gen_s"] for s in timed])
+    gen_tokens = median([s["gen_tokens"] for s in timed])
+    update_tokens = median([s["update_tokens"] for s in timed])
+    return {
+        "name": name, "steps_timed": len(timed), "step_s": step_s, "gen_s": gen_s, "update_s": update_s,
+        "rollout_tokens_per_s": gen_tokens / max(gen_s, 1e-9), "gen_tokens": gen_tokens,
+        "update_tokens": update_tokens, "update_mfu": mfu(params, update_tokens, update_s),
+        "peak_mem_gib": max(s.get("peak_mem_gib", 0.0) for s in steps), "params": params,
+        "per_step": steps,
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]], baseline: str) -> str:
+    """A result table; ``x vs <baseline>`` is the baseline's step time over the row's."""
+    base = next((r for r in rows if r["name"] == baseline), None)
+    head = ("| run | s/step | rollout s | update s | rollout tok/s | update MFU | peak GiB | x vs "
+            f"{baseline} |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        ratio = base["step_s"] / r["step_s"] if base and r.get("step_s") else float("nan")
+        lines.append(
+            f"| {r['name']} | {r['step_s']:.3f} | {r['gen_s']:.3f} | {r['update_s']:.3f} | "
+            f"{r['rollout_tokens_per_s']:,.0f} | {100 * r['update_mfu']:.1f}% | {r['peak_mem_gib']:.1f} | {ratio:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
+def maybe_profile(enabled: bool):
+    """A ``torch.profiler.profile`` over CPU and CUDA when ``enabled``, else a context yielding None."""
+    if not enabled:
+        return nullcontext()
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    return profile(activities=activities)
+
+
+def profile_table(prof) -> str:
+    """The 25 operators with the most device time (CPU time without CUDA)."""
+    key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+
+
+def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
+    """Run each of ``runs`` as ``python -m module <this command's args> --run R --child part.json`` in
+    turn (fresh CUDA memory and accelerate state each), then write ``out`` with every run and a table."""
+    results = []
+    for run in runs:
+        part = out.with_name(f"{out.stem}.{run}.json")
+        cmd = [sys.executable, "-m", module, *sys.argv[1:], "--run", run, "--child", str(part)]
+        print("+", " ".join(cmd), flush=True)
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0 or not part.exists():
+            results.append({"name": run, "error": f"exit status {proc.returncode}"})
+            continue
+        results.append(json.loads(part.read_text()))
+    ok = [r for r in results if "error" not in r]
+    baseline = "trl" if any(r["name"] == "trl" for r in ok) else (ok[0]["name"] if ok else "")
+    table = markdown_table(ok, baseline=baseline) if ok else "(no run finished)"
+    write_json(out, {"benchmark": benchmark, "command": " ".join([sys.executable, "-m", module, *sys.argv[1:]]),
+                     "runs": results, "table": table})
+    print(table)
+    for r in results:
+        if "error" in r:
+            print(f"{r['name']}: FAILED ({r['error']})")

@@ -1,0 +1,61 @@
+"""Diagnostic code registry and the typed input model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from compiler_helpers import ROOT
+
+from cascadec import plan
+from cascadec.codes import CODES, make
+from cascadec.model import SpecIn, json_schema, stage_keys
+
+
+def test_every_code_used_in_the_compiler_is_registered_and_explained() -> None:
+    used = set()
+    for path in (ROOT / "cascadec").rglob("*.py"):
+        used |= set(re.findall(r'"(CAS\d{3})"', path.read_text(encoding="utf-8")))
+    assert used - set(CODES) == set()
+    for code in CODES.values():
+        assert re.fullmatch(r"CAS\d{3}", code.code) and re.fullmatch(r"[a-z]+(-[a-z]+)*", code.name)
+        assert code.summary and not code.summary.endswith(".") and len(code.explanation) > 40
+
+
+def test_make_fills_name_and_severity_from_the_table() -> None:
+    d = make("CAS315", "x")
+    assert (d.name, d.severity) == ("teacher-domain-unused", "warning")
+
+
+def test_json_schema_exports_the_whole_spec_model() -> None:
+    schema = json_schema()
+    assert schema["title"] == "SpecIn" and {"stages", "domains", "base"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+def test_input_models_keep_the_plan_defaults() -> None:
+    # the input models subclass the plan models; their defaults must not drift apart
+    from cascadec import model
+
+    pairs = [(model.GRPOIn, plan.GRPOParams), (model.DistillIn, plan.DistillParams), (model.SFTIn, plan.SFTParams),
+             (model.OptimIn, plan.Optim), (model.ResourcesIn, plan.Resources), (model.EvalIn, plan.EvalSpec),
+             (model.StageIn, plan.Stage)]
+    for sub, base in pairs:
+        for name, field in base.model_fields.items():
+            if not field.is_required() and field.default_factory is None:
+                assert sub.model_fields[name].default == field.default, (sub.__name__, name)
+    assert SpecIn.model_config["extra"] == "forbid"
+
+
+def test_every_params_field_is_reachable_from_a_key() -> None:
+    targets = {k.target[-1] for kind in ("sft", "grpo", "distill") for k in stage_keys(kind).values()}
+    for params in (plan.SFTParams, plan.GRPOParams, plan.DistillParams):
+        missing = set(params.model_fields) - targets - {"kind", "optim", "lr"}
+        assert not missing, (params.__name__, missing)
+
+
+def test_language_reference_lists_every_stage_key() -> None:
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    for kind in ("sft", "grpo", "distill"):
+        for key in stage_keys(kind):
+            assert f"`{key}`" in doc, key

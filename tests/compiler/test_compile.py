@@ -1,0 +1,104 @@
+"""The compiler API end to end: shipped specs, determinism, imports, never raising."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cascadec import compiler
+from cascadec.compiler import compile_file, compile_source
+from cascadec.report_diagnostics import render_full
+
+from compiler_helpers import ROOT, SHIPPED
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_specs_compile_clean(spec: Path) -> None:
+    result = compile_file(spec)
+    assert result.plan is not None and result.ok, render_full(result.diagnostics, result.sources)
+    if spec.parent.name == "specs":
+        assert not result.diagnostics, render_full(result.diagnostics, result.sources)
+
+
+def test_both_paper_specs_are_shipped() -> None:
+    names = {p.name for p in SHIPPED}
+    assert {"nemotron-cascade-1.cascade", "nemotron-cascade-2.cascade"} <= names
+
+
+def test_c2_chain_order_teachers_and_side_branch() -> None:
+    plan = compile_file(ROOT / "specs/nemotron-cascade-2.cascade").plan
+    assert plan is not None
+    assert [s.name for s in plan.stages] == ["sft", "rlhf_side", "if_rl", "multi_rl", "mopd", "rlhf", "long_rl",
+                                             "code_rl", "swe_agentless", "swe_agentic"]
+    mopd = plan.stage("mopd")
+    assert {k: t.stage for k, t in mopd.teachers.items()} == {"math": "sft", "chat": "rlhf_side",
+                                                              "default": "multi_rl"}
+    assert plan.stage("rlhf_side").branch and not plan.stage("multi_rl").branch
+    assert plan.stage("if_rl").params.max_response == 49152
+    assert plan.stage("rlhf").params.kl == 0.03  # type: ignore[union-attr]
+    assert plan.stage("swe_agentic").params.prompts_per_step * plan.stage("swe_agentic").params.rollouts_per_prompt == 1024  # type: ignore[union-attr]
+
+
+def test_compiling_twice_is_byte_identical() -> None:
+    for spec in SHIPPED:
+        first, second = compile_file(spec), compile_file(spec)
+        assert first.plan is not None and second.plan is not None
+        assert first.plan.to_json() == second.plan.to_json()
+
+
+def test_plan_source_is_the_path_as_given(small: str) -> None:
+    plan = compile_source(small, "some/dir/x.cascade").plan
+    assert plan is not None and plan.source == "some/dir/x.cascade"
+
+
+def test_unreadable_file_is_a_diagnostic(tmp_path: Path) -> None:
+    result = compile_file(tmp_path / "missing.cascade")
+    assert result.plan is None and [d.code for d in result.diagnostics] == ["CAS009"]
+
+
+def test_internal_errors_become_cas999(monkeypatch: pytest.MonkeyPatch, small: str) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(compiler, "lower", boom)
+    result = compile_source(small)
+    assert result.plan is None and [d.code for d in result.diagnostics] == ["CAS999"]
+    assert "bug" in result.diagnostics[0].message
+
+
+def test_imports_resolve_relative_to_the_importing_file(tmp_path: Path, small: str) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "shared.cascade").write_text(
+        'import "more.cascade"\ndomain extra { train = jsonl("extra.jsonl")  reward = exact() }\n')
+    (tmp_path / "lib" / "more.cascade").write_text('defaults grpo { temperature = 0.7 }\n')
+    (tmp_path / "lib" / "other.cascade").write_text('import "more.cascade"\n')  # a diamond is not a cycle
+    main = tmp_path / "main.cascade"
+    main.write_text('import "lib/shared.cascade"\nimport "lib/other.cascade"\n' + small)
+    result = compile_file(main)
+    assert result.plan is not None, render_full(result.diagnostics, result.sources)
+    assert result.plan.domains["extra"].train.path == str(tmp_path / "lib" / "extra.jsonl")
+    assert result.plan.stage("rl").params.temperature == 0.7  # type: ignore[union-attr]
+    assert set(result.sources) == {str(main), str(tmp_path / "lib" / "shared.cascade"),
+                                   str(tmp_path / "lib" / "more.cascade"), str(tmp_path / "lib" / "other.cascade")}
+
+
+def test_errors_in_one_phase_suppress_later_phases(small: str) -> None:
+    # an unknown key (structure phase) must not also produce model or batch diagnostics
+    text = small.replace("batch_size = 2", "batch_sise = 2  micro_batch = 3")
+    codes = [d.code for d in compile_source(text).diagnostics]
+    assert codes == ["CAS301"]
+
+
+def test_all_value_errors_of_one_phase_are_collected(small: str) -> None:
+    text = small.replace("lr = 1e-4", "lr = -1").replace("prompts_per_step = 2  lr = 1e-6", "prompts_per_step = 2  lr = 1e-6  top_p = 2")
+    codes = sorted(d.code for d in compile_source(text).diagnostics)
+    assert codes == ["CAS201", "CAS201"]
+
+
+def test_the_language_reference_example_compiles_clean() -> None:
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    example = doc.split("```\n", 2)[1]
+    assert example.lstrip().startswith("# two domains")
+    result = compile_source(example, str(ROOT / "docs" / "example.cascade"))
+    assert result.plan is not None and not result.diagnostics, render_full(result.diagnostics, result.sources)

@@ -1,0 +1,92 @@
+"""Grammar, parser and AST: conflict-free LALR grammar, spans, values, syntax diagnostics."""
+
+from __future__ import annotations
+
+from cascadec import ast
+from cascadec.parser import build_parser, parse
+
+
+def test_grammar_is_conflict_free_under_lark_strict_mode() -> None:
+    # strict=True rejects shift/reduce conflicts and colliding terminals
+    build_parser.cache_clear()
+    try:
+        assert build_parser(strict=True) is not None
+    finally:
+        build_parser.cache_clear()
+
+
+def _stage(text: str) -> ast.Stage:
+    module, diagnostics = parse('cascade "x" {\n' + text + "\n}", "t.cascade")
+    assert module is not None, diagnostics
+    return next(i for i in module.cascades[0].items if isinstance(i, ast.Stage))
+
+
+def _value(stage: ast.Stage, key: str) -> ast.Value:
+    return next(i.value for i in stage.items if isinstance(i, ast.Assign) and i.key.name == key)
+
+
+def test_spans_are_one_based_with_exclusive_end() -> None:
+    st = _stage("stage rl = grpo(sft) on math { steps = 12 }")
+    assert (st.name.span.line, st.name.span.column, st.name.span.end_column) == (2, 7, 9)
+    steps = _value(st, "steps")
+    assert isinstance(steps, ast.Num)
+    assert (steps.span.column, steps.span.end_column) == (40, 42)
+    assert steps.span.path == "t.cascade"
+
+
+def test_schedules_parse_with_kind_and_inline_warmup() -> None:
+    st = _stage("stage s = sft(base) { lr = 5e-5 -> 5e-6 cosine warmup 200 from 1e-7  warmup = 3 }")
+    lr = _value(st, "lr")
+    assert isinstance(lr, ast.Schedule)
+    assert (lr.peak.value, lr.end.value, lr.kind.name) == (5e-5, 5e-6, "cosine")  # type: ignore[union-attr]
+    assert lr.warmup.value == 200 and lr.warmup_from.value == 1e-7  # type: ignore[union-attr]
+    # `warmup = 3` right after is a separate key, not part of the schedule
+    assert isinstance(_value(st, "warmup"), ast.Num)
+
+
+def test_quantities_metrics_tuples_and_weighted_lists() -> None:
+    st = _stage("stage s = grpo(a) on [m: 0.5, c: 1] { max_response = 48Ki  is_band = (0.5, 2.0) }")
+    q = _value(st, "max_response")
+    assert isinstance(q, ast.Num) and (q.value, q.unit) == (48.0, "Ki")
+    assert isinstance(_value(st, "is_band"), ast.TupleV)
+    assert isinstance(st.on, ast.ListV) and all(isinstance(p, ast.Pair) for p in st.on.items)
+
+
+def test_until_conditions() -> None:
+    st = _stage("stage d = distill(a) { until m.g >= 0.9 * teacher(m).g or plateau(m.g, patience = 2) or steps >= 5 }")
+    until = next(i for i in st.items if isinstance(i, ast.Until))
+    kinds = [type(c).__name__ for c in until.conds]
+    assert kinds == ["Threshold", "Plateau", "StepsCond"]
+    first = until.conds[0]
+    assert isinstance(first, ast.Threshold) and first.teacher is not None and first.value.value == 0.9  # type: ignore[union-attr]
+
+
+def test_comments_are_ignored() -> None:
+    module, diagnostics = parse('# top\ncascade "x" { # inline\n seed = 1 # after\n}\n')
+    assert module is not None and not diagnostics
+
+
+def test_syntax_error_points_at_the_token_with_an_expected_hint() -> None:
+    module, diagnostics = parse('cascade "x" {\n  seed 1\n}\n', "f.cascade")
+    assert module is None
+    (d,) = diagnostics
+    assert d.code == "CAS100" and d.message == "unexpected `1`"
+    assert d.span is not None and (d.span.line, d.span.column, d.span.end_column) == (2, 8, 9)
+    assert d.help == "expected `=`"
+
+
+def test_unexpected_character_and_end_of_file() -> None:
+    _, (bad,) = parse('cascade "x" { seed = 1; }')
+    assert bad.code == "CAS101" and bad.span is not None and bad.span.column == 23
+    _, (eof,) = parse('cascade "x" { seed = 1')
+    assert eof.code == "CAS102" and eof.span is not None and eof.span.end <= len('cascade "x" { seed = 1')
+
+
+def test_invalid_string_escape() -> None:
+    _, (d,) = parse('cascade "x" { base = model("a\\qb") }')
+    assert d.code == "CAS103"
+
+
+def test_empty_file_parses_to_an_empty_module() -> None:
+    module, diagnostics = parse("", "empty.cascade")
+    assert module is not None and not diagnostics and not module.cascades
