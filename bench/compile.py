@@ -22,6 +22,7 @@ import os
 import platform
 import random
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,16 +43,23 @@ def _env() -> dict[str, str]:
     return env
 
 
-def time_command(argv: list[str], runs: int) -> tuple[list[float], int]:
-    """Wall seconds of ``runs`` fresh processes (after one warm-up that fills the bytecode and page caches),
-    and the exit code of the last run."""
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(argv: list[str], runs: int) -> tuple[list[float], list[float], int]:
+    """Wall and CPU (user + system) seconds of ``runs`` fresh processes, after one warm-up run that fills
+    the bytecode and page caches, and the exit code of the last run. CPU time barely moves when other
+    processes share the cores; wall time does."""
     code = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True).returncode
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _child_cpu()
         code = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True).returncode
-        times.append(time.perf_counter() - start)
-    return times, code
+        wall.append(time.perf_counter() - start)
+        cpu.append(_child_cpu() - cpu_start)
+    return wall, cpu, code
 
 
 # ---------------------------------------------------------------- spec generation
@@ -118,9 +126,10 @@ def versions() -> str:
     return f"Python {platform.python_version()}; " + ", ".join(found)
 
 
-def _row(label: str, times: list[float], note: str = "") -> str:
-    med = statistics.median(times)
-    return f"| {label} | {med * 1000:.0f} | {min(times) * 1000:.0f} | {max(times) * 1000:.0f} | {note} |"
+def _row(label: str, measured: tuple[list[float], list[float], int]) -> str:
+    wall, cpu, _ = measured
+    ms = [f"{x * 1000:.0f}" for x in (statistics.median(wall), min(wall), max(wall), statistics.median(cpu))]
+    return f"| {label} | {' | '.join(ms)} | {len(wall)} |"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -145,19 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     many_runs = max(3, args.runs // 3)
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    baseline, _ = time_command([sys.executable, "-c", "pass"], args.runs)
-    imports, _ = time_command([sys.executable, "-c", "import cascadec.cli"], args.runs)
-    single, single_code = time_command([*CLI, "lint", rel_spec], args.runs)
+    baseline = time_command([sys.executable, "-c", "pass"], args.runs)
+    imports = time_command([sys.executable, "-c", "import cascadec.cli"], args.runs)
+    single = time_command([*CLI, "lint", rel_spec], args.runs)
     with tempfile.TemporaryDirectory(prefix="cascadec-bench-") as tmp:
         kinds = generate_specs(sources, args.copies, Path(tmp))
         files = sorted(str(p) for p in Path(tmp).glob("*.cascade"))
-        many, many_code = time_command([*CLI, "lint", "--format", "concise", *files], many_runs)
+        many = time_command([*CLI, "lint", "--format", "concise", *files], many_runs)
         last = subprocess.run([*CLI, "lint", "--format", "concise", *files], cwd=ROOT, env=_env(),
                               capture_output=True, text=True)  # fmt: skip
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     failing = len({line.split(":", 1)[0] for line in last.stdout.splitlines() if ": error[" in line})
     summary = last.stdout.strip().splitlines()[-1] if last.stdout.strip() else "(no output)"
-    per_spec = (statistics.median(many) - statistics.median(imports)) / args.copies
+    per_spec = (statistics.median(many[1]) - statistics.median(imports[1])) / args.copies
 
     lines = [
         "# Compile benchmark",
@@ -168,21 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         f"- Versions: {versions()}",
         f"- 1-minute load average: {load_before:.1f} before, {load_after:.1f} after (a load above the CPU count "
         "means other processes shared the cores, so the times are upper bounds)",
-        f"- Lint of `{rel_spec}` exits {single_code}; the {args.copies}-spec lint exits {many_code} "
+        f"- Lint of `{rel_spec}` exits {single[2]}; the {args.copies}-spec lint exits {many[2]} "
         f"({failing} of {args.copies} files with errors; last line: `{summary}`).",
         f"- Generated specs (from {', '.join(p.name for p in sources)}, seed 0): "
         + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
         "",
-        "Wall clock of fresh processes, in milliseconds (median, min, max).",
+        "Fresh processes, in milliseconds: wall clock (median, min, max) and CPU time (user + system, median).",
         "",
-        "| measurement | median | min | max | runs / note |",
-        "|---|---|---|---|---|",
-        _row("`python -c pass` (interpreter start-up)", baseline, str(args.runs)),
-        _row("`python -c 'import cascadec.cli'`", imports, str(args.runs)),
-        _row(f"`cascadec lint {rel_spec}` (cold process)", single, str(args.runs)),
-        _row(f"`cascadec lint --format concise` of {args.copies} specs (one process)", many, str(many_runs)),
+        "| measurement | wall median | wall min | wall max | CPU median | runs |",
+        "|---|---|---|---|---|---|",
+        _row("`python -c pass` (interpreter start-up)", baseline),
+        _row("`python -c 'import cascadec.cli'`", imports),
+        _row(f"`cascadec lint {rel_spec}` (cold process)", single),
+        _row(f"`cascadec lint --format concise` of {args.copies} specs (one process)", many),
         "",
-        f"Per spec in the {args.copies}-spec run, after start-up and imports: {per_spec * 1000:.1f} ms.",
+        f"CPU time per spec in the {args.copies}-spec run, after start-up and imports: {per_spec * 1000:.1f} ms.",
         "",
         "`cascadec` here is `python -m cascadec.cli`, which runs the same code as the console script.",
         "",

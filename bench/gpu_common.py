@@ -85,12 +85,9 @@ def make_prompts(count: int, words: int, vocab_size: int, seed: int) -> list[str
 
 
 def length_reward(samples, completions, **_: Any) -> list[float]:
-    """A cheap reward with spread inside each group: the share of completion words whose id is even."""
-    out = []
-    for text in completions:
-        words = text.split()
-        out.append(sum(w[1:].isdigit() and int(w[1:]) % 2 == 0 for w in words) / max(len(words), 1))
-    return out
+    """A cheap reward with spread inside each group: the share of completion characters with an even code
+    point (any tokenizer's text works)."""
+    return [sum(ord(c) % 2 == 0 for c in text) / max(len(text), 1) for text in completions]
 
 
 def trl_reward(completions, **_: Any) -> list[float]:
@@ -228,8 +225,9 @@ def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
     """Run each of ``runs`` as ``python -m module <this command's args> --run R --child part.json`` in
     turn (fresh CUDA memory and accelerate state each), then write ``out`` with every run and a table."""
     results = []
+    parts = scratch_dir(f"{benchmark}-parts-")
     for run in runs:
-        part = out.with_name(f"{out.stem}.{run}.json")
+        part = parts / f"{run}.json"
         cmd = [sys.executable, "-m", module, *sys.argv[1:], "--run", run, "--child", str(part)]
         print("+", " ".join(cmd), flush=True)
         proc = subprocess.run(cmd)

@@ -35,8 +35,11 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS103", "invalid-string", "error", "a string literal has an invalid escape",
          "Strings use JSON escapes: `\\n`, `\\t`, `\\\"`, `\\\\` and `\\uXXXX`. Write a literal backslash as `\\\\`."),
     Code("CAS104", "unknown-unit", "error", "a number carries a unit the language does not know",
-         "Quantities are a number directly followed by a unit: counts `k M Ki Mi`, times `ms s min h`, "
-         "memory `B KB MB GB KiB MiB GiB TiB`."),
+         "Quantities are a number directly followed by a unit: counts `k M G Ki Mi`, times `ms s min h`, "
+         "memory `B KB MB GB TB KiB MiB GiB TiB`."),
+    Code("CAS105", "nesting-too-deep", "error", "brackets are nested too deeply",
+         "Lists, calls and blocks may nest at most 64 levels. Real specs nest a handful of levels; deeper "
+         "nesting is almost always generated or corrupted text."),
     Code("CAS200", "invalid-value", "error", "a value has the wrong type",
          "The value given for a key has the wrong shape, for example a string where a number is expected, "
          "or a name that is not one of the allowed choices. The help line gives the expected type."),
@@ -87,7 +90,8 @@ _TABLE: tuple[Code, ...] = (
          "Data sources are `jsonl`, `gym`, `hf_disk`, `inline`; rewards and model sources are listed in "
          "docs/language.md."),
     Code("CAS313", "misplaced-block", "error", "a block that is not allowed here",
-         "`teachers { }` belongs only in `distill` stages; `until` only in stages."),
+         "`teachers { }` belongs only in `distill` stages, and `teacher(DOMAIN).EVAL` in a stop rule only "
+         "there too. `defaults` blocks hold plain keys: `teachers` and `until` go into the stages themselves."),
     Code("CAS314", "no-stages", "error", "the cascade declares no stage",
          "A cascade needs at least one `stage NAME = KIND(PARENT) { ... }`."),
     Code("CAS315", "teacher-domain-unused", "warning", "a teacher route names a domain the stage does not train on",

@@ -40,7 +40,7 @@ def compile_file(path: str | Path) -> CompileResult:
     """Compile the spec at ``path`` (imports resolve relative to its directory)."""
     path = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not a token
     except (OSError, UnicodeDecodeError) as exc:
         return CompileResult(None, [make("CAS009", f"cannot read `{path}`: {exc.__class__.__name__}",
                                          help="check the path and that the file is UTF-8 text")], {})
@@ -113,7 +113,7 @@ def _load_imports(module: ast.Module, sources: dict[str, str], out: list[ast.Mod
         if key in seen:
             continue
         try:
-            text = Path(target).read_text(encoding="utf-8")
+            text = Path(target).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError):
             diagnostics.append(make("CAS309", f"imported file `{rel}` not found", imp.path.span,
                                     label=f"no file at `{target}`",
@@ -138,7 +138,10 @@ def _view(path: str, main: ast.Module, imported: list[ast.Module]) -> ast.SpecVi
     cascade = main.cascades[0] if main.cascades else None
     if cascade is not None:
         items.extend(cascade.items)
-    pick = lambda kind: tuple(i for i in items if isinstance(i, kind))  # noqa: E731
+
+    def pick(kind: type) -> tuple:
+        return tuple(i for i in items if isinstance(i, kind))
+
     return ast.SpecView(path=path, main=main, modules=(*imported, main), cascade=cascade,
                         assigns=pick(ast.Assign), domains=pick(ast.Domain), defaults=pick(ast.Defaults),
                         resources=pick(ast.Resources), stages=pick(ast.Stage))

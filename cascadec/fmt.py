@@ -1,8 +1,9 @@
 """Canonical layout of a `.cascade` file that keeps comments and the user's line breaks.
 
 The formatter re-lexes the text (comments included) and rewrites only whitespace: two-space indentation
-by bracket depth, one space between tokens except around `( ) [ ] , : .` and calls, trailing comments two
-spaces after code, at most one blank line, one final newline. Tokens are unchanged, so the formatted file
+by bracket depth, two spaces between items that share a line (`steps = 70  overlong = filter`), one space
+between other tokens except around `( ) [ ] , : .` and calls, trailing comments two spaces after code, at
+most one blank line, one final newline. Tokens are unchanged, so the formatted file
 compiles to the same plan (up to origins), and formatting is idempotent.
 """
 
@@ -21,6 +22,18 @@ _OPEN = {"LPAR", "LSQB", "LBRACE"}
 _CLOSE = {"RPAR", "RSQB", "RBRACE"}
 _NO_SPACE_BEFORE = {"RPAR", "RSQB", "COMMA", "COLON", "DOT"}
 _NO_SPACE_AFTER = {"LPAR", "LSQB", "DOT"}
+
+
+_ITEM_KEYWORDS = {"UNTIL", "TEACHERS", "RESOURCES", "EVAL", "STAGE", "DOMAIN", "DEFAULTS"}
+
+
+def _starts_item(toks: list[Token], k: int, stack: list[str]) -> bool:
+    """Token ``k`` begins a block item (`key =` or a keyword) that follows another item on the line."""
+    # `eval NAME =` and `stage NAME =` are one item: the name after the keyword starts nothing
+    if stack and stack[-1] != "LBRACE" or toks[k - 1].type in ("LBRACE", "COMMA", *_ITEM_KEYWORDS):
+        return False
+    tok = toks[k]
+    return tok.type in _ITEM_KEYWORDS or (tok.type == "NAME" and k + 1 < len(toks) and toks[k + 1].type == "EQUAL")
 
 
 def _space(prev: Token, tok: Token) -> str:
@@ -51,18 +64,26 @@ def _lines(text: str) -> list[tuple[int, list[Token]]]:
 
 def _render(text: str) -> str:
     out: list[str] = []
-    depth = 0
+    stack: list[str] = []  # open brackets
     for i, (blank, toks) in enumerate(_lines(text)):
         if blank and i:
             out.append("")
-        indent = depth - 1 if toks[0].type in _CLOSE else depth
-        parts = [str(toks[0])]
-        for prev, tok in zip(toks, toks[1:]):
-            parts.append(_space(prev, tok) + _token_text(tok))
-        out.append("  " * max(indent, 0) + _token_text(toks[0]) + "".join(parts[1:]))
-        for tok in toks:
-            depth += (tok.type in _OPEN) - (tok.type in _CLOSE)
+        indent = len(stack) - 1 if toks[0].type in _CLOSE else len(stack)
+        line = "  " * max(indent, 0) + _token_text(toks[0])
+        _push(stack, toks[0])
+        for k in range(1, len(toks)):
+            gap = "  " if _starts_item(toks, k, stack) else _space(toks[k - 1], toks[k])
+            line += gap + _token_text(toks[k])
+            _push(stack, toks[k])
+        out.append(line)
     return "\n".join(out).strip("\n") + "\n"
+
+
+def _push(stack: list[str], tok: Token) -> None:
+    if tok.type in _OPEN:
+        stack.append(tok.type)
+    elif tok.type in _CLOSE and stack:
+        stack.pop()
 
 
 def _token_text(tok: Token) -> str:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from cascadec import ast, plan
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.units import as_number, scale
+from cascadec.units import as_number, scale, unit_help
 
 # ---------------------------------------------------------------- input models
 
@@ -289,7 +289,7 @@ def _quantity(v: ast.Num) -> tuple[str | None, float]:
         dim, value = scale(v.value, v.unit)
     except KeyError:
         raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
-                   help="units: counts `k M Ki Mi`, times `ms s min h`, memory `B KB MB GB KiB MiB GiB TiB`") from None
+                   help="units: " + unit_help()) from None
     if not math.isfinite(value) or abs(value) >= 2**63:
         raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="numbers must be below 2^63")
     return dim, value
@@ -609,13 +609,13 @@ def _stage_assign(b: Built, i: int, a: ast.Assign, keys: dict[str, Key]) -> None
         b.put(loc, value, a.value.span, a.key.name)
 
 
-def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int) -> None:
+def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int, seed_span: Span) -> None:
     kind = st.kind.name
     b.put(("stages", i, "name"), st.name.name, st.name.span, "stage")
     b.put(("stages", i, "kind"), kind, st.kind.span, "kind")
     b.put(("stages", i, "parent"), st.parent.name, st.parent.span, "parent")
     b.put(("stages", i, "params", "kind"), kind, st.kind.span, "kind")
-    b.put(("stages", i, "seed"), seed, st.name.span, "seed")
+    b.put(("stages", i, "seed"), seed, seed_span, "seed")  # the cascade's seed unless the stage sets one
     b.spans[("stages", i)] = (st.name.span, st.name.name)
     b.spans[("stages", i, "params")] = (st.name.span, st.name.name)
     b.spans[("stages", i, "params", "optim")] = (st.name.span, "lr")
@@ -722,8 +722,10 @@ def _domain(b: Built, d: ast.Domain) -> None:
                 spec = EVAL_KEYS.get(a.key.name)
                 if spec is not None:
                     value = convert(a.value, a.key.name, spec)
-                    entry.update(value) if isinstance(value, dict) else entry.__setitem__(spec.target[0], value)
-                    for k in (value if isinstance(value, dict) else {spec.target[0]: 0}):
+                    # `metric = avg@4` sets two fields (metric and k); every other key sets one
+                    fields = value if isinstance(value, dict) else {spec.target[0]: value}
+                    entry.update(fields)
+                    for k in fields:
                         b.spans[loc + ("evals", j, k)] = (a.value.span, a.key.name)
         b.guard(fill)
 
@@ -734,8 +736,9 @@ def _listify(data: dict[str, Any]) -> None:
     data["stages"] = [stages[i] for i in sorted(stages)]
 
 
-_FIELD_WORDS = {"optim": "lr", "nnodes": "nodes", "nproc_per_node": "gpus", "train": "train",
-                "memory_per_gpu_bytes": "memory_per_gpu", "base": "base", "warmup_start": "warmup_from"}
+# plan field → the key a user writes, for messages about fields the user did not set
+_FIELD_WORDS = {"optim": "lr", "nnodes": "nodes", "nproc_per_node": "gpus", "memory_per_gpu_bytes": "memory_per_gpu",
+                "warmup_start": "warmup_from"}
 
 
 def _locate(b: Built, loc: tuple[Any, ...], fallback: Span) -> tuple[Span, str]:
@@ -772,7 +775,8 @@ def _validation_diagnostics(b: Built, exc: ValidationError, fallback: Span) -> l
                                           "value_error") else "CAS200"
         out.append(make(code, f"invalid `{key}`: {msg}", span, label="this value",
                         help=_RANGE_HELP.get(key, "see the ranges in docs/language.md")))
-    return out
+    # one written value can reach several fields (a cascade seed is every stage's seed): report it once
+    return list(dict.fromkeys(out))
 
 
 _RANGE_HELP = {
@@ -795,21 +799,22 @@ def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     cascade = view.cascade
     assert cascade is not None  # CAS311 stops the pipeline before the model is built
     b.put(("name",), cascade.name.value, cascade.name.span, "cascade")
-    seed = 0
     converters = {"base": to_model, "chat": to_chat, "seed": to_int}
     for a in view.assigns:
         fn = converters.get(a.key.name)
         if fn is not None:
             b.guard(lambda a=a, fn=fn: b.put((a.key.name,), fn(a.value, a.key.name), a.value.span, a.key.name))
     seed = b.data.get("seed", 0)
+    seed_span = b.spans[("seed",)][0] if ("seed",) in b.spans else cascade.name.span
     b.data["domains"] = {}
     for d in view.domains:
         _domain(b, d)
     b.data["stages"] = {}
     for i, st in enumerate(view.stages):
-        _stage(b, i, st, view, seed)
+        _stage(b, i, st, view, seed, seed_span)
     if b.diagnostics:
-        return None, b.diagnostics, b.spans
+        # `resources` and `defaults` values are converted once per stage: report each mistake once
+        return None, list(dict.fromkeys(b.diagnostics)), b.spans
     _listify(b.data)
     try:
         return SpecIn.model_validate(b.data), [], b.spans

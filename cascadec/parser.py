@@ -15,7 +15,7 @@ from lark.exceptions import VisitError
 from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.transform import StringEscapeError, ToAst
+from cascadec.transform import StringEscapeError, ToAst, token_span
 
 # terminal name → how a user would call it in "expected ..." hints
 _TERMINAL_WORDS = {
@@ -29,6 +29,7 @@ _TERMINAL_WORDS = {
 }
 
 
+# text ending in `-> END`: the parser wanted a schedule kind (`cosine`, ...) after it
 _SCHEDULE_END = re.compile(r"->\s*[-0-9][^\s]*\s*$")
 
 
@@ -71,13 +72,47 @@ def _describe(parser: Lark, names: set[str]) -> list[str]:
 
 
 def _point(path: str, text: str, line: int, column: int, pos: int, width: int) -> Span:
-    end = min(pos + max(width, 1), len(text)) if text else pos
-    if end <= pos:  # at end of file: point at the last character
-        pos = max(len(text) - 1, 0)
-        end = len(text)
+    end = min(pos + max(width, 1), len(text))
+    if end <= pos:  # at the end of the file: point at its last visible character
+        pos = max(len(text.rstrip()) - 1, 0)
+        end = min(pos + 1, len(text))
         line = text.count("\n", 0, pos) + 1
         column = pos - (text.rfind("\n", 0, pos) + 1) + 1
     return Span(path, line, column, line, column + (end - pos), pos, end)
+
+
+_PAIRS = {"RBRACE": "LBRACE", "RPAR": "LPAR", "RSQB": "LSQB"}
+
+
+def _unclosed(parser: Lark, text: str) -> Token | None:
+    """The innermost bracket still open at the end of ``text`` (None if the text does not lex)."""
+    stack: list[Token] = []
+    try:
+        for tok in parser.lex(text):
+            if tok.type in _PAIRS.values():
+                stack.append(tok)
+            elif tok.type in _PAIRS and stack and stack[-1].type == _PAIRS[tok.type]:
+                stack.pop()
+    except UnexpectedInput:
+        return None
+    return stack[-1] if stack else None
+
+
+MAX_NESTING = 64
+
+
+def _too_deep(parser: Lark, text: str, path: str) -> Diagnostic | None:
+    """CAS105 at the first bracket nested deeper than `MAX_NESTING` (the AST builder recurses per level)."""
+    depth = 0
+    for tok in parser.lex(text):
+        if tok.type in _PAIRS.values():
+            depth += 1
+            if depth > MAX_NESTING:
+                return make("CAS105", f"brackets nested more than {MAX_NESTING} levels deep", token_span(path, tok),
+                            label=f"level {depth}", help="flatten the value; no key takes data nested this deep")
+        elif tok.type in _PAIRS:
+            depth -= 1
+    return None
 
 
 def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
@@ -97,7 +132,9 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
     token = getattr(exc, "token", None)
     if isinstance(exc, UnexpectedEOF) or (isinstance(token, Token) and token.type == "$END"):
         span = _point(path, text, 1, 1, len(text), 0)
-        return make("CAS102", "unexpected end of file", span, label="the file ends here",
+        opener = _unclosed(parser, text)
+        secondary = ((token_span(path, opener), f"this `{opener}` is never closed"),) if opener else ()
+        return make("CAS102", "unexpected end of file", span, label="the file ends here", secondary=secondary,
                     help=f"expected {shown}" if shown else "close the open block with `}`")
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
@@ -116,6 +153,9 @@ def parse(text: str, path: str = "<string>") -> tuple[ast.Module | None, list[Di
         tree = parser.parse(text)
     except UnexpectedInput as exc:
         return None, [_syntax_diagnostic(parser, exc, text, path)]
+    deep = _too_deep(parser, text, path)
+    if deep is not None:
+        return None, [deep]
     try:
         return ToAst(path).transform(tree), []
     except VisitError as exc:

@@ -33,3 +33,9 @@ def scale(value: float, unit: str | None) -> tuple[Dimension | None, float]:
 def as_number(value: float) -> int | float:
     """Integral floats become ints so that `1GiB` is 1073741824, not 1073741824.0."""
     return int(value) if float(value).is_integer() and abs(value) < 2**63 else value
+
+
+def unit_help() -> str:
+    """The known units by dimension, for help lines: ``counts `k M ...`, times `ms ...`, memory `B ...```."""
+    words = {"count": "counts", "time": "times", "memory": "memory"}
+    return ", ".join(f"{words[dim]} `{' '.join(u for u, (d, _) in UNITS.items() if d == dim)}`" for dim in words)

@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 
-from cascadec.plan import Domain, Plan, Resources, Stage
-from runtime.context import StageContext, build_engine, build_optimizer, build_scheduler, load_plugins, trainer_class
+from cascadec.plan import Plan, Resources, Stage
+from runtime.context import (
+    StageContext, build_engine, build_optimizer, build_scheduler, load_plugins, trainer_class,
+)
 from runtime.data import DataError, MixtureSampler, load_domains
 from runtime.models import ModelLoadError, load_checkpoint, load_model
 from runtime.state import RunDir, append_jsonl, atomic_write_text, filter_jsonl
@@ -37,21 +39,30 @@ class StageError(Exception):
     """A user-facing problem with the stage setup (device, parent checkpoint, ...)."""
 
 
+# Exception types whose message is written for the user (lowercase, `help:` line): printed without a
+# traceback. Other runtime parts own most of them; a part that is not installed is skipped.
+USER_ERRORS = (
+    ("runtime.chat", "ChatError"),
+    ("runtime.rewards.base", "RewardError"),
+    ("runtime.stop", "StopRuleError"),
+    ("runtime.teachers", "TeacherError"),
+    ("runtime.stages.sft", "SFTDataError"),
+    ("runtime.rollout", "EngineError"),
+    ("runtime.rollout.fast", "UnsupportedModelError"),
+    ("runtime.rollout.vllm", "VLLMUnavailableError"),
+)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is for the user (no traceback): ours and the other runtime parts'."""
-    from runtime.chat import ChatError
-    from runtime.rewards.base import RewardError
-    from runtime.stop import StopRuleError
-    from runtime.teachers import TeacherError
+    """Our user-error types plus those of :data:`USER_ERRORS` that import."""
+    import importlib
 
-    errors: list[type[BaseException]] = [StageError, ModelLoadError, DataError, RewardError, StopRuleError,
-                                         TeacherError, ChatError]
-    try:
-        from runtime.rollout import EngineError
-
-        errors.append(EngineError)
-    except ImportError:
-        pass
+    errors: list[type[BaseException]] = [StageError, ModelLoadError, DataError]
+    for module, name in USER_ERRORS:
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
     return tuple(errors)
 
 
@@ -146,10 +157,12 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     acc = make_accelerator(stage.resources)
     # device_specific: each rank gets its own stream, so ranks do not sample identical rollouts.
     set_seed(plan.seed + stage.seed, device_specific=True)
-    if train:
-        policy, tokenizer = load_policy(plan, stage, run_dir)
-    else:
-        policy, tokenizer = load_model(plan.base, seed=plan.seed)
+    # Rank 0 first: a packaged model is converted into the shared cache once, then read by the others.
+    with acc.main_process_first():
+        if train:
+            policy, tokenizer = load_policy(plan, stage, run_dir)
+        else:
+            policy, tokenizer = load_model(plan.base, seed=plan.seed)
     if stage.resources.gradient_checkpointing and train:
         policy.gradient_checkpointing_enable()
     dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32

@@ -11,7 +11,6 @@ are kept. Rank 0 writes every file; all ranks take part in checkpoint saving (sh
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +21,10 @@ import torch
 from runtime.data import MixtureSampler
 from runtime.evals import EvalSet, run_evals
 from runtime.progress import StageProgress
-from runtime.state import RunDir, append_jsonl, atomic_dir, atomic_write_json, filter_jsonl, read_jsonl, recover_dir, truncate_metrics
+from runtime.state import (
+    RunDir, append_jsonl, atomic_dir, atomic_write_json, commit_dir, filter_jsonl, read_jsonl, recover_dir,
+    truncate_metrics,
+)
 
 CKPT_META = "meta.json"
 TRAINER_STATE = "trainer.pt"
@@ -60,12 +62,7 @@ def save_checkpoint(ctx: Any, trainer: Any, done: int) -> None:
     if acc.is_main_process:
         torch.save(trainer.state_dict(), tmp / TRAINER_STATE)
         atomic_write_json(tmp / CKPT_META, {"step": done, "stage": ctx.stage.name, "hash": ctx.stage.hash})
-        old = final.with_name(f"{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        commit_dir(tmp, final)
         ctx.rundir.update_stage(ctx.stage.name, step=done)
     _barrier(acc)
 
@@ -125,7 +122,9 @@ def stage_evals(run_dir: RunDir, stage: str) -> list[dict]:
 
 
 def drop_after(run_dir: RunDir, stage: str, resume_step: int) -> None:
-    """Forget what a crashed attempt logged after its last checkpoint (rank 0 only)."""
+    """Forget what a crashed attempt logged after its last checkpoint, and its half-written
+    directories (rank 0 only)."""
+    recover_dir(run_dir.final(stage))
     truncate_metrics(run_dir.metrics(stage), resume_step)
     filter_jsonl(run_dir.evals_jsonl, lambda r: r.get("stage") != stage or int(r.get("step", 0)) <= resume_step)
 
@@ -162,10 +161,11 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
     try:
         for step in range(ctx.start_step, total):
             batch = sampler.batch(step)[acc.process_index :: acc.num_processes]
+            lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this step trains at
             t0 = time.perf_counter()
             local = trainer.step(step, batch)
             metrics = _gather_metrics(acc, {**local, "step_time_s": time.perf_counter() - t0})
-            metrics["lr"] = ctx.optimizer.param_groups[0]["lr"] if ctx.optimizer is not None else 0.0
+            metrics["lr"] = lr
             done = step + 1
             if main:
                 append_jsonl(rd.metrics(stage.name), {"step": step, **metrics})
@@ -179,7 +179,8 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
                 if main:
                     for r in records:
                         append_jsonl(rd.evals_jsonl, r)
-                        progress.note(f"[{stage.name}] eval step {done}: {r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
+                        progress.note(f"[{stage.name}] eval at step {done}: "
+                                      f"{r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
             if stage.until:
                 reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
                 reason = _broadcast(acc, reason)

@@ -116,7 +116,8 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
         entry = states.get(stage.name, {})
         same = entry.get("hash") == hashes[stage.name]
         upstream = ({stage.parent} | teacher_stages(stage)) & fresh
-        if same and not upstream and entry.get("status") == "done":
+        finished = entry.get("status") == "done" and (rd.final(stage.name) / "config.json").is_file()
+        if same and not upstream and finished:
             action = "skip"
         elif same and not upstream and entry.get("status") in ("running", "failed"):
             action = "resume"

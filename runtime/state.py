@@ -86,6 +86,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    commit_dir(tmp, path)
+
+
+def commit_dir(tmp: Path, path: Path) -> None:
+    """Swap the complete directory ``tmp`` in as ``path``: ``path -> NAME.old-<pid>``, ``tmp -> path``,
+    then delete the old one. A crash between the renames is repaired by :func:`recover_dir`."""
     old = path.with_name(f"{path.name}.old-{os.getpid()}")
     if old.exists():
         shutil.rmtree(old)

@@ -102,9 +102,22 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
                 yield from _assign_dupes(item.assigns)
 
 
+def _home(name: str) -> str | None:
+    """Where a key that is valid elsewhere belongs, for the help line of CAS301."""
+    if name in RESOURCE_KEYS:
+        return f"`{name}` belongs in a `resources {{ }}` block"
+    if name in DOMAIN_KEYS:
+        return f"`{name}` is a domain key: set it inside `domain NAME {{ }}`"
+    if any(name in keys for keys in STAGE_KEYS.values()):
+        return f"`{name}` is a stage key: set it in a stage or in `defaults KIND {{ }}`"
+    if name in CASCADE_KEYS:
+        return f"`{name}` is set once, directly inside the `cascade` block"
+    return None
+
+
 def _unknown(key: ast.Ident, valid: Iterable[str], where: str) -> Diagnostic:
     return make("CAS301", f"unknown key `{key.name}` in {where}", key.span, label="unknown key",
-                help=did_you_mean(key.name, tuple(valid), "keys"))
+                help=_home(key.name) or did_you_mean(key.name, tuple(valid), "keys"))
 
 
 def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator[Diagnostic]:

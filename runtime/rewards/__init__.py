@@ -15,42 +15,29 @@ from runtime.rewards.base import Reward, RewardError
 
 __all__ = ["KINDS", "Reward", "RewardError", "build_reward"]
 
-# kind -> (module, class, names of positional arguments in order)
-KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "math_verify": ("runtime.rewards.math", "MathVerifyReward", ("answer",)),
-    "gym": ("runtime.rewards.gym", "GymReward", ("name",)),
-    "exact": ("runtime.rewards.text", "ExactReward", ("answer",)),
-    "choice": ("runtime.rewards.text", "ChoiceReward", ("answer",)),
-    "json_schema": ("runtime.rewards.text", "JsonSchemaReward", ("schema",)),
-    "instructions": ("runtime.rewards.instructions", "InstructionsReward", ("ids", "kwargs")),
-    "unit_tests": ("runtime.rewards.code", "UnitTestsReward", ("tests",)),
-    "reward_model": ("runtime.rewards.models", "RewardModelReward", ("model",)),
-    "judge": ("runtime.rewards.models", "JudgeReward", ("model",)),
-    "py": ("runtime.rewards.custom", "PyReward", ("fn",)),
+# kind -> (module, class); the class's keyword parameters are the kind's arguments. The compiler names
+# positional arguments (`reward_model("m")` -> `model`, `judge("m")` -> `model`, `py("m:f")` -> `fn`).
+KINDS: dict[str, tuple[str, str]] = {
+    "math_verify": ("runtime.rewards.math", "MathVerifyReward"),
+    "gym": ("runtime.rewards.gym", "GymReward"),
+    "exact": ("runtime.rewards.text", "ExactReward"),
+    "choice": ("runtime.rewards.text", "ChoiceReward"),
+    "json_schema": ("runtime.rewards.text", "JsonSchemaReward"),
+    "instructions": ("runtime.rewards.instructions", "InstructionsReward"),
+    "unit_tests": ("runtime.rewards.code", "UnitTestsReward"),
+    "reward_model": ("runtime.rewards.models", "RewardModelReward"),
+    "judge": ("runtime.rewards.models", "JudgeReward"),
+    "py": ("runtime.rewards.custom", "PyReward"),
 }
 COMPOSITE = ("weighted", "combined_if_rm")
-
-
-def _named_args(spec: RewardSpec, positional: tuple[str, ...]) -> dict[str, Any]:
-    """Spec args with positional ones (keys "0", "1", ...) renamed to the kind's parameter names."""
-    out: dict[str, Any] = {}
-    for key, value in spec.args.items():
-        if key.isdigit():
-            i = int(key)
-            if i >= len(positional):
-                raise RewardError(f"reward `{spec.kind}` takes {len(positional)} positional argument(s)",
-                                  hint="name the extra argument", origin=spec.origin)
-            key = positional[i]
-        out[key] = value
-    return out
 
 
 def _construct(cls: type, spec: RewardSpec, args: dict[str, Any]) -> Reward:
     params = inspect.signature(cls).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     known = [n for n, p in params.items() if n != "origin" and p.kind is not inspect.Parameter.VAR_KEYWORD]
-    unknown = [a for a in args if a not in params or a == "origin"]
-    if unknown and not accepts_any:
+    unknown = [a for a in args if a == "origin" or (a not in params and not accepts_any)]
+    if unknown:
         raise RewardError(f"reward `{spec.kind}` has no argument `{unknown[0]}`",
                           hint="arguments: " + ", ".join(f"`{k}`" for k in known), origin=spec.origin)
     missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in args]
@@ -89,9 +76,9 @@ def build_reward(spec: RewardSpec, *, domain: Domain | None = None) -> Reward:
                               origin=spec.origin)
         reward = CombinedIfRm(*(build_reward(p, domain=domain) for p in spec.parts))
     elif spec.kind in KINDS:
-        module, name, positional = KINDS[spec.kind]
+        module, name = KINDS[spec.kind]
         cls = getattr(importlib.import_module(module), name)
-        reward = _construct(cls, spec, _named_args(spec, positional))
+        reward = _construct(cls, spec, dict(spec.args))
     else:
         import difflib
 

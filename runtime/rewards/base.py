@@ -152,20 +152,3 @@ def extract_final_answer(text: str) -> str | None:
         if m:
             return m.group(1).strip().rstrip(".").strip()
     return lines[-1] if lines else None
-
-
-def require_args(kind: str, args: dict[str, Any], required: Sequence[str], allowed: Sequence[str],
-                 origin: Origin | None) -> None:
-    """Raise `RewardError` for a missing or unknown argument of reward `kind`."""
-    for name in required:
-        if name not in args:
-            raise RewardError(f"reward `{kind}` needs argument `{name}`",
-                              hint=f"write {kind}({name} = ...)", origin=origin)
-    known = set(required) | set(allowed)
-    for name in args:
-        if name not in known:
-            raise RewardError(
-                f"reward `{kind}` has no argument `{name}`",
-                hint="arguments: " + ", ".join(f"`{a}`" for a in sorted(known)) if known else "it takes none",
-                origin=origin,
-            )

@@ -16,16 +16,21 @@ around ``forward`` fails with "CUDA-graph output overwritten". This engine owns 
   (``argmax(p / E)`` with ``E ~ Exp(1)``, the Gumbel-max trick), which needs no host synchronisation;
   finished rows are checked every ``SYNC_EVERY`` steps only.
 
-The layer modules, weights and rotary embedding are the policy's own (no copy), so an optimizer step that
-updates the parameters in place is seen by the next rollout without a sync; a different model object
-(``sync_weights``) drops the captured graphs. Parameters must be whole on this rank (DDP, ZeRO-1/2); with
-ZeRO-3 or FSDP2 sharding use the transformers engine.
+When the policy's parameters already have the engine's dtype, the layer modules and weights are the
+policy's own (no copy), and an optimizer step that updates them in place is seen by the next rollout. When
+they do not (fp32 master weights under bf16 autocast, accelerate's mixed precision), the engine keeps one
+bf16 copy of the model and :meth:`FastRolloutEngine.sync_weights` copies the parameters into it in place
+(one fused ``_foreach_copy_``); re-casting every weight inside every decode step instead would move
+6 bytes per parameter per token. Either way the captured graphs stay valid, since no tensor moves; a
+different model object drops them. Parameters must be whole on this rank (DDP, ZeRO-1/2); with ZeRO-3 or
+FSDP2 sharding use the transformers engine.
 
 On a CPU the same code runs eagerly (no graphs); tests compare it with ``transformers`` greedy decoding.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import OrderedDict
@@ -165,14 +170,13 @@ class _DecodeGraph:
     ``copy_`` and call :meth:`replay`, which returns a fresh copy of the ``[B, V]`` logits.
     """
 
-    def __init__(self, decoder: StaticDecoder, autocast: torch.dtype | None):
+    def __init__(self, decoder: StaticDecoder):
         dev = decoder.device
         self.decoder = decoder
         self.ids = torch.zeros(decoder.batch, 1, dtype=torch.long, device=dev)
         self.positions = torch.zeros(decoder.batch, 1, dtype=torch.long, device=dev)
         self.slot = torch.full((1,), decoder.max_len - 1, dtype=torch.long, device=dev)
         self.real = torch.ones(decoder.batch, 1, dtype=torch.bool, device=dev)
-        self.autocast = autocast
         stream = torch.cuda.Stream(device=dev)
         stream.wait_stream(torch.cuda.current_stream(dev))
         # Warm-up on a side stream, as torch.cuda.graphs requires, so that lazy cuBLAS workspaces and
@@ -187,8 +191,7 @@ class _DecodeGraph:
         decoder.reset()
 
     def _step(self) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=self.autocast, enabled=self.autocast is not None):
-            return self.decoder.forward(self.ids, self.positions, self.slot, self.real)
+        return self.decoder.forward(self.ids, self.positions, self.slot, self.real)
 
     def replay(self) -> torch.Tensor:
         self.graph.replay()
@@ -237,7 +240,8 @@ class FastRolloutEngine:
             modules are used directly, so in-place optimizer updates need no weight sync.
         tokenizer: the policy's tokenizer (its pad and EOS ids are used).
         device: where the cache lives; CUDA graphs are used on CUDA only.
-        dtype: compute and KV-cache dtype (bf16 on GPU); an fp32 policy runs under autocast to it.
+        dtype: compute and KV-cache dtype (bf16 on GPU); a policy in another dtype is decoded from a copy
+            in this dtype, refreshed by :meth:`sync_weights`.
         suppress_eos: never sample EOS (every completion runs to ``max_new_tokens``; for benchmarks).
         use_graphs: capture the decode step (default: on CUDA).
 
@@ -248,7 +252,6 @@ class FastRolloutEngine:
     def __init__(self, model: nn.Module, tokenizer, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, suppress_eos: bool = False, use_graphs: bool | None = None):
         check_supported(model)
-        self.model = model
         self.tokenizer = tokenizer
         first = next(_unwrap(model).parameters())
         self.device = torch.device(device) if device is not None else first.device
@@ -256,15 +259,27 @@ class FastRolloutEngine:
         self.suppress_eos = suppress_eos
         self.use_graphs = (self.device.type == "cuda") if use_graphs is None else use_graphs
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_ids = self._eos_ids()
         self._shapes: OrderedDict[tuple[int, int], tuple[StaticDecoder, _DecodeGraph | None]] = OrderedDict()
         self.last_timing: dict[str, float] = {}
+        self._bind(model)
+        self.eos_ids = self._eos_ids()
+
+    def _bind(self, model: nn.Module) -> None:
+        """Decode with ``model``'s modules, or with a copy in ``self.dtype`` when its parameters differ."""
+        self.source = _unwrap(model)
+        self._shapes.clear()
+        if next(self.source.parameters()).dtype == self.dtype:
+            self.model = self.source
+        else:
+            self.model = copy.deepcopy(self.source).to(self.device, self.dtype).requires_grad_(False)
+            for param in self.model.parameters():
+                param.grad = None
 
     def _eos_ids(self) -> torch.Tensor:
         ids = set()
         if self.tokenizer.eos_token_id is not None:
             ids.add(int(self.tokenizer.eos_token_id))
-        gen = getattr(_unwrap(self.model), "generation_config", None)
+        gen = getattr(self.source, "generation_config", None)
         extra = getattr(gen, "eos_token_id", None) if gen is not None else None
         if isinstance(extra, int):
             ids.add(extra)
@@ -272,12 +287,20 @@ class FastRolloutEngine:
             ids.update(int(i) for i in extra)
         return torch.tensor(sorted(ids), dtype=torch.long, device=self.device)
 
+    @torch.no_grad()
     def sync_weights(self, model: nn.Module) -> None:
-        """Use ``model``'s weights from now on; a new model object drops the captured graphs."""
-        if _unwrap(model) is not _unwrap(self.model):
-            check_supported(model)
-            self.model = model
-            self._shapes.clear()
+        """Sample from ``model``'s current weights from now on.
+
+        The same model: nothing to do when the engine decodes with its modules, else an in-place copy of
+        every parameter into the engine's low-precision copy. A different model object is bound afresh
+        (its graphs are captured again on the next rollout).
+        """
+        inner = _unwrap(model)
+        if inner is not self.source:
+            check_supported(inner)
+            self._bind(inner)
+        elif self.model is not self.source:
+            torch._foreach_copy_(list(self.model.parameters()), list(self.source.parameters()))
 
     def _decoder(self, batch: int, max_len: int) -> tuple[StaticDecoder, _DecodeGraph | None]:
         key = (batch, max_len)
@@ -289,16 +312,10 @@ class FastRolloutEngine:
         decoder = StaticDecoder(self.model, batch, max_len, self.dtype, self.device)
         graph = None
         if self.use_graphs:
-            param_dtype = next(_unwrap(self.model).parameters()).dtype
             with torch.no_grad():
-                graph = _DecodeGraph(decoder, self.dtype if param_dtype != self.dtype else None)
+                graph = _DecodeGraph(decoder)
         self._shapes[key] = (decoder, graph)
         return decoder, graph
-
-    def _autocast(self):
-        param_dtype = next(_unwrap(self.model).parameters()).dtype
-        enabled = param_dtype != self.dtype and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
     def _encode(self, prompts: list[str]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
         """Left-padded prompt ids ``[P, L]`` and a ``[P, L]`` bool mask of real tokens."""
@@ -334,8 +351,7 @@ class FastRolloutEngine:
         timing = _Timer(self.device)
         decoder.reset()
         positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
-        with self._autocast():
-            logits = self._prefill(decoder, padded, positions, real, n)
+        logits = self._prefill(decoder, padded, positions, real, n)
         timing.mark("prefill_s")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         tokens_out = torch.full((batch, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
@@ -365,8 +381,7 @@ class FastRolloutEngine:
                 graph.slot.copy_(slot)
                 logits = graph.replay()
             else:
-                with self._autocast():
-                    logits = decoder.forward(tok[:, None], next_pos, slot, ones)
+                logits = decoder.forward(tok[:, None], next_pos, slot, ones)
             next_pos = next_pos + 1
             slot += 1
         timing.mark("decode_s")

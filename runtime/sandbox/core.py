@@ -15,6 +15,7 @@ environment scrubbed; stdout and stderr written to files capped by the file-size
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -124,24 +125,38 @@ def _filesystem_plan() -> tuple[list[str], list[dict[str, object]]]:
 
 
 class _UidSlots:
-    """Gives each concurrent execution its own unprivileged uid, so RLIMIT_NPROC budgets are separate."""
+    """Gives each concurrent execution on the host its own unprivileged uid (RLIMIT_NPROC budgets and the
+    final sweep are per uid). Slots are claimed with `flock` on one lock file per uid, so executions of
+    different processes (e.g. several torchrun ranks on one node) never share a uid."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_dir: str) -> None:
+        self._lock_dir = lock_dir
         self._lock = threading.Lock()
-        self._busy: set[int] = set()
+        self._held: dict[int, int] = {}
 
     def acquire(self) -> int:
+        os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
         with self._lock:
-            slot = next(i for i in range(len(self._busy) + 1) if i not in self._busy)
-            self._busy.add(slot)
-            return slot
+            slot = 0
+            while True:
+                if slot not in self._held:
+                    fd = os.open(os.path.join(self._lock_dir, f"{slot}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        os.close(fd)
+                    else:
+                        self._held[slot] = fd
+                        return slot
+                slot += 1
 
     def release(self, slot: int) -> None:
         with self._lock:
-            self._busy.discard(slot)
+            fd = self._held.pop(slot)
+        os.close(fd)  # closing the descriptor drops the flock
 
 
-_SLOTS = _UidSlots()
+_SLOTS = _UidSlots(os.path.join(tempfile.gettempdir(), "cascadec-sandbox-uids"))
 
 
 def _env(workdir: str) -> dict[str, str]:

@@ -99,9 +99,8 @@ def test_check_rewards_reports_a_missing_module_or_adds_problems(monkeypatch: py
     assert result.exit_code == 2
     assert "needs `runtime.rewards.contracts`" in result.stderr
 
-    from runtime.rewards.contracts import Problem
-
     from cascadec.plan import Origin
+    from runtime.rewards.contracts import Problem
 
     class Contracts:
         @staticmethod

@@ -102,3 +102,20 @@ def test_the_language_reference_example_compiles_clean() -> None:
     assert example.lstrip().startswith("# two domains")
     result = compile_source(example, str(ROOT / "docs" / "example.cascade"))
     assert result.plan is not None and not result.diagnostics, render_full(result.diagnostics, result.sources)
+
+
+def test_a_shared_value_error_is_reported_once(small: str) -> None:
+    # `resources` and `defaults` apply to every stage; a bad value there is one mistake
+    text = small.replace("  domain math", '  resources { gpus = "2" }\n  defaults grpo { top_p = 3 }\n  seed = -1\n  domain math')
+    codes = [d.code for d in compile_source(text).diagnostics]
+    assert codes == ["CAS200"]
+    text = small.replace("  domain math", '  defaults grpo { top_p = 3 }\n  seed = -1\n  domain math')
+    codes = [d.code for d in compile_source(text).diagnostics]
+    assert codes == ["CAS201", "CAS201"]
+
+
+def test_a_byte_order_mark_is_not_a_syntax_error(tmp_path: Path, small: str) -> None:
+    spec = tmp_path / "bom.cascade"
+    spec.write_bytes("\ufeff".encode() + small.encode())
+    result = compile_file(spec)
+    assert result.plan is not None and not result.diagnostics

@@ -28,7 +28,7 @@ def test_layout_is_canonical_and_keeps_comments() -> None:
     out, diagnostics = format_source(messy)
     assert not diagnostics
     assert out == ('# head\n\ncascade "a" {  # trailing\n  seed = 1\n  stage s = sft(base) on [m: 1, c: 2] {\n'
-                   '    lr = 2e-6 warmup 30 from 2e-7 betas = (0.9, 0.95)  # why\n  }\n}\n')
+                   '    lr = 2e-6 warmup 30 from 2e-7  betas = (0.9, 0.95)  # why\n  }\n}\n')
 
 
 def test_syntax_errors_are_reported_not_formatted() -> None:
@@ -47,3 +47,10 @@ def test_shipped_specs_format_idempotently_and_keep_their_plan(spec: Path) -> No
     before, after = compile_source(text, str(spec)).plan, compile_source(once, str(spec)).plan
     assert before is not None and after is not None
     assert _without_origins(before) == _without_origins(after)
+
+
+def test_shipped_paper_specs_are_in_canonical_layout() -> None:
+    for spec in SHIPPED:
+        if spec.parent.name == "specs":
+            text = spec.read_text(encoding="utf-8")
+            assert format_source(text, str(spec))[0] == text, f"run `cascadec fmt {spec.name}`"

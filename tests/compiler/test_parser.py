@@ -90,3 +90,15 @@ def test_invalid_string_escape() -> None:
 def test_empty_file_parses_to_an_empty_module() -> None:
     module, diagnostics = parse("", "empty.cascade")
     assert module is not None and not diagnostics and not module.cascades
+
+
+def test_end_of_file_names_the_bracket_left_open() -> None:
+    _, (d,) = parse('cascade "x" {\n  stage s = sft(base) { steps = 1\n', "f.cascade")
+    assert d.code == "CAS102"
+    (opened,) = [label for label in d.labels if not label.primary]
+    assert (opened.span.line, opened.span.column) == (2, 23) and "never closed" in opened.text
+
+
+def test_pathologically_deep_nesting_is_a_diagnostic_not_a_recursion_error() -> None:
+    module, (d,) = parse('cascade "x" { seed = ' + "[" * 5000 + "]" * 5000 + " }")
+    assert module is None and d.code == "CAS105"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -58,12 +57,12 @@ def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
 TWO = {"a": TeacherRef(kind="stage", stage="teach_ok"), "default": TeacherRef(kind="stage", stage="teach_no")}
 
 
-def _sft(plan: Plan, answers: list[str], steps: int = 40) -> tuple[torch.nn.Module, object]:
+def _sft(plan: Plan, answers: list[str], steps: int = 30) -> tuple[torch.nn.Module, object]:
     """SFT a copy of the base model to answer each of `answers` (equally often) to every prompt."""
     model, tok = load_model(plan.base, seed=plan.seed)
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     examples = [render_sft(tok, plan.chat, "none", None, s.prompt, answer, max_seq=256)
-                for s in _samples("a", 12) + _samples("b", 12) for answer in answers]
+                for s in _samples("a", 8) + _samples("b", 8) for answer in answers]
     width = max(len(e.input_ids) for e in examples)
     ids = torch.tensor([e.input_ids + [tok.pad_token_id] * (width - len(e.input_ids)) for e in examples])
     loss_mask = torch.tensor([e.loss_mask + [0] * (width - len(e.loss_mask)) for e in examples], dtype=torch.bool)
@@ -109,12 +108,13 @@ def _ctx(root: Path, tmp_path: Path, teachers=TWO, **params):
     return build_context(plan, plan.stage("mopd"), RunDir(run))
 
 
-def _greedy_accuracy(ctx, samples: list[Sample], model=None) -> float:
-    """Share of greedy answers equal to the domain's teacher answer (the eval), for the policy or `model`."""
+def _sampled_accuracy(ctx, samples: list[Sample], model=None, k: int = 4) -> float:
+    """avg@k at T=1 of answers equal to the domain's teacher answer (the eval), for the policy or `model`."""
     engine = ctx.engine if model is None else HFRolloutEngine(model, ctx.tokenizer)
-    out = engine.generate([ctx.render_prompt(s) for s in samples], n=1, max_new_tokens=4, temperature=0.0,
-                          top_p=1.0, top_k=0, seed=0)
-    return sum(t.strip() == TARGETS[s.domain] for s, t in zip(samples, out.texts)) / len(samples)
+    out = engine.generate([ctx.render_prompt(s) for s in samples], n=k, max_new_tokens=2, temperature=1.0,
+                          top_p=1.0, top_k=0, seed=123)
+    answers = [TARGETS[s.domain] for s in samples for _ in range(k)]
+    return sum(t.strip() == a for a, t in zip(answers, out.texts)) / len(answers)
 
 
 def test_registered_and_teachers_loaded_once_and_recorded(teachers_dir, tmp_path):
@@ -189,22 +189,17 @@ def test_placement_and_row_layout_helpers():
     assert out.tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 0, 0]]
 
 
-def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teachers(teachers_dir, tmp_path):
-    """Two domains, two teachers: after MOPD the student's per-token reverse KL to its teachers falls by
-    more than half and its greedy answers move to each domain's teacher answer (teachers score 1.0)."""
-    t0 = time.perf_counter()
-    ctx = _ctx(teachers_dir, tmp_path)
+def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teacher(teachers_dir, tmp_path):
+    """The student (`mix`) answers y or n at random; its domain-a teacher always answers y. After a few MOPD
+    steps its per-token reverse KL to the teacher falls by more than half and its sampled accuracy (avg@4 at
+    T=1, the eval) moves from about 0.5 to the teacher's 1.0."""
+    ctx = _ctx(teachers_dir, tmp_path, optim=Optim(lr=Schedule(peak=1e-2)), steps=12, max_response=2)
     trainer = DistillTrainer(ctx)
-    held = _samples("a", 8, offset=100) + _samples("b", 8, offset=100)
-    for name, domain in (("teach_ok", "a"), ("teach_no", "b")):  # each teacher solves its domain's eval
-        assert _greedy_accuracy(ctx, [s for s in held if s.domain == domain], trainer.pool.models[name]) == 1.0
-    start_acc = _greedy_accuracy(ctx, held)
-    kls = []
-    for step in range(ctx.stage.params.steps):
-        batch = _samples("a", 2, offset=2 * step) + _samples("b", 2, offset=2 * step)
-        kls.append(trainer.step(step, batch)["reverse_kl"])
-    end_acc = _greedy_accuracy(ctx, held)
-    first, last = sum(kls[:3]) / 3, sum(kls[-3:]) / 3
-    assert last < 0.5 * first, kls
-    assert start_acc <= 0.25 and end_acc >= 0.75, (start_acc, end_acc)
-    assert time.perf_counter() - t0 < 90
+    held = _samples("a", 8, offset=100)
+    teacher_acc = _sampled_accuracy(ctx, held, trainer.pool.models["teach_ok"])
+    start_acc = _sampled_accuracy(ctx, held)
+    kls = [trainer.step(step, _samples("a", 4, offset=4 * step))["reverse_kl"] for step in range(12)]
+    end_acc = _sampled_accuracy(ctx, held)
+    assert teacher_acc == 1.0
+    assert sum(kls[-3:]) / 3 < 0.5 * sum(kls[:2]) / 2, kls
+    assert start_acc <= 0.75 and end_acc >= 0.9, (start_acc, end_acc)

@@ -186,3 +186,17 @@ def test_cuda_graph_sampling_is_seeded_and_logprobs_match():
     worst = max(float((policy_logprobs(model, p, c) - torch.tensor(lp, device="cuda")).abs().max())
                 for p, c, lp in zip(first.prompt_ids, first.completion_ids, first.completion_logprobs))
     assert worst < 0.1, f"bf16 log-prob mismatch {worst}"
+
+
+def test_low_precision_copy_is_refreshed_by_sync_weights():
+    model, tokenizer = make_model(), make_tokenizer()
+    engine = FastRolloutEngine(model, tokenizer, dtype=torch.bfloat16)
+    assert engine.model is not model and next(engine.model.parameters()).dtype == torch.bfloat16
+    kwargs = dict(n=1, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    before = engine.generate(PROMPTS, **kwargs).completion_ids
+    with torch.no_grad():
+        model.load_state_dict(make_model(seed=7).state_dict())
+    assert engine.generate(PROMPTS, **kwargs).completion_ids == before, "the copy changed without a sync"
+    engine.sync_weights(model)
+    fresh = FastRolloutEngine(model, tokenizer, dtype=torch.bfloat16).generate(PROMPTS, **kwargs).completion_ids
+    assert engine.generate(PROMPTS, **kwargs).completion_ids == fresh != before

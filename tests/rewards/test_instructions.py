@@ -74,8 +74,8 @@ def test_reward_all_and_fraction_with_think(mk):
     assert r_frac([s, s], [text, half]) == [1.0, 0.5]
 
 
-def test_positional_args_and_json_kwargs(mk):
-    spec = RewardSpec(kind="instructions", args={"0": {"field": "ids"}, "1": {"field": "kw"}})
+def test_named_columns_and_json_kwargs(mk):
+    spec = RewardSpec(kind="instructions", args={"ids": {"field": "ids"}, "kwargs": {"field": "kw"}})
     s = mk(ids=["length_constraints:number_words"], kw=json.dumps([{"num_words": 3, "relation": "less than"}]))
     assert build_reward(spec)([s, s], ["two words", "one two three four"]) == [1.0, 0.0]
 

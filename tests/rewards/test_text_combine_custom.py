@@ -108,7 +108,7 @@ def test_py_reward_calls_function_with_args(mk, tmp_path, monkeypatch):
         make = lambda: None
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    r = build_reward(RewardSpec(kind="py", args={"0": "myrewards.code.based:strict_format", "bonus": 0.5}))
+    r = build_reward(RewardSpec(kind="py", args={"fn": "myrewards.code.based:strict_format", "bonus": 0.5}))
     assert r([mk(), mk()], ["<answer>1</answer>", "1"]) == [1.5, 0.5]
     with pytest.raises(RewardError, match="returned 1 values for 3 completions"):
         build_reward(RewardSpec(kind="py", args={"fn": "myrewards.code.based:wrong_count"}))([mk()] * 3, ["a"] * 3)

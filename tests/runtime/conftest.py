@@ -21,6 +21,9 @@ TINY = ModelRef(kind="tiny", name="llama", config={
 })
 
 
+SCHEDULE = Schedule(peak=1e-3, end=1e-4, kind="cosine", warmup=2, warmup_start=1e-4)
+
+
 def rows(n: int, offset: int = 0) -> list[dict]:
     return [{"prompt": f"{i}+1=", "answer": str(i + 1)} for i in range(offset, offset + n)]
 
@@ -39,7 +42,7 @@ def sft_stage(name: str, parent: str, *, steps: int = 3, domains: dict | None = 
               eval_every: int = 0, seed: int = 0, batch_size: int = 2, **extra) -> Stage:
     return Stage(
         name=name, kind="sft", parent=parent, domains=domains or {"add": 1.0},
-        params=SFTParams(optim=Optim(lr=Schedule(peak=1e-3)), steps=steps, batch_size=batch_size),
+        params=SFTParams(optim=Optim(lr=SCHEDULE), steps=steps, batch_size=batch_size),
         save_every=save_every, eval_every=eval_every, seed=seed, **extra,
     )
 

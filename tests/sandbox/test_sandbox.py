@@ -92,3 +92,17 @@ def test_pool_runs_in_parallel_and_keeps_order():
         elapsed = time.monotonic() - start
     assert [r.stdout.strip() for r in results] == ["0", "1", "2", "3"]
     assert elapsed < 4 * 0.4  # overlapped, not serial
+
+
+def test_uid_slots_are_exclusive_across_processes():
+    """A second process must not get a slot this process holds (torchrun ranks share one host)."""
+    import subprocess
+    import sys
+
+    slot = core._SLOTS.acquire()
+    try:
+        code = "from runtime.sandbox import core; print(core._SLOTS.acquire())"
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert int(other.stdout) != slot
+    finally:
+        core._SLOTS.release(slot)

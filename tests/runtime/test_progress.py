@@ -1,0 +1,33 @@
+"""Rank-0 progress lines: step, loss, reward, tokens/s and ETA."""
+
+from __future__ import annotations
+
+import io
+
+from runtime.progress import StageProgress, format_metrics
+
+
+def test_format_metrics_shows_known_keys_only() -> None:
+    text = format_metrics({"loss": 0.5, "reward_mean": 0.25, "tokens_per_s": 1234.4, "other": 1, "kl": "x"})
+    assert text == "loss=0.5 reward=0.250 tok/s=1234"
+
+
+def test_plain_lines_when_not_a_terminal_and_silent_when_disabled() -> None:
+    out = io.StringIO()
+    p = StageProgress("rl", start=2, total=5, enabled=True, stream=out)
+    p.update(2, {"loss": 1.0})
+    p.note("eval done")
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[rl] step 3/5 loss=1 eta=") and lines[1] == "eval done"
+    quiet = io.StringIO()
+    q = StageProgress("rl", start=0, total=5, enabled=False, stream=quiet)
+    q.update(0, {"loss": 1.0})
+    assert quiet.getvalue() == ""
+
+
+def test_eta_from_steps_run_in_this_process() -> None:
+    p = StageProgress("s", start=4, total=10, enabled=False)
+    assert p.eta_s(4) is None
+    p.t0 -= 6.0  # six seconds for the two steps 4 and 5
+    assert abs(p.eta_s(6) - 12.0) < 0.5
