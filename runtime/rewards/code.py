@@ -100,6 +100,12 @@ class UnitTestsReward:
         check_batch(samples, completions)
         per_sample = [self._jobs(s, c) for s, c in zip(samples, completions)]
         results = self._pool.run([j for jobs in per_sample for j in jobs])
+        broken = next((r for r in results if r.status == "sandbox_error"), None)
+        if broken is not None:
+            # A sandbox that cannot start would otherwise score every completion 0 without a word.
+            raise RewardError(f"the code sandbox failed: {broken.stderr.strip()}",
+                              hint="see docs/sandbox.md; CASCADEC_SANDBOX=rlimits selects the weaker level",
+                              origin=self.origin)
         out, k = [], 0
         for sample, jobs in zip(samples, per_sample):
             tests = _decode(resolve(self.tests, sample))

@@ -204,7 +204,8 @@ class JudgeReward:
     """
 
     def __init__(self, model: str | None = None, *, mode: Literal["pairwise", "pointwise"] = "pairwise",
-                 pairs: Literal["all", "circular"] = "all", reference: Any = None, max_new_tokens: int = 256, generate: Callable[[list[str]], list[str]] | str | None = None,
+                 pairs: Literal["all", "circular"] = "all", reference: Any = None, max_new_tokens: int = 256,
+                 generate: Callable[[list[str]], list[str]] | str | None = None,
                  origin: Origin | None = None) -> None:
         if mode not in ("pairwise", "pointwise"):
             raise RewardError(f"reward `judge` has mode `{mode}`", hint="use mode = pairwise or pointwise",

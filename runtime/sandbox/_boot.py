@@ -12,9 +12,10 @@ With `isolate` (root and a kernel that allows namespaces):
   process left in the namespace (daemons included). The tmpfs mounts vanish with the namespace.
 Without `isolate`: rlimits, then exec python on the guard runner that refuses sockets (see _guard.py).
 
-Exit status: the program's exit code, or 128 + signal number when a signal ended it, or 123 (with a
-`sandbox:` line on stderr) when the program exited but left processes running in its namespace; these are
-killed by the kernel either way, and the execution counts as failed.
+Exit status: the program's exit code, or 128 + signal number when a signal ended it. Facts about the sandbox
+itself go to the report descriptor `report_fd` (close-on-exec, so the program cannot forge them): a line
+`error: ...` when setting up failed, `left N process(es) running` when the program exited but left processes
+in its namespace (the kernel kills them either way; the execution counts as failed).
 """
 
 import ctypes
@@ -36,20 +37,36 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 LEFT_PROCESSES = 123  # exit status when the program exits but leaves processes in its namespace
+_report_fd = 2  # replaced by the parent's report descriptor, which the program never inherits
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _fail(what):
-    err = ctypes.get_errno()
-    sys.stderr.write(f"sandbox: {what} failed: {os.strerror(err)}\n")
-    sys.stderr.flush()
+def _report(line):
+    os.write(_report_fd, (line + "\n").encode())
+
+
+def _guarded(fn, *args):
+    """Run a step that must not return (it execs or exits); report anything it raises, then exit 125."""
+    try:
+        fn(*args)
+    except BaseException as err:  # noqa: BLE001 - the report is the only way out of this process
+        _report(f"error: {fn.__name__.lstrip('_')}: {type(err).__name__}: {err}")
     os._exit(125)
 
 
+def _fail(what):
+    err = ctypes.get_errno()
+    _report(f"error: {what} failed: {os.strerror(err)}")
+    os._exit(125)
+
+
+def _enc(text):
+    return text.encode() if text is not None else None
+
+
 def _mount(src, target, fstype, flags, data):
-    enc = (lambda s: s.encode() if s is not None else None)
-    if _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+    if _libc.mount(_enc(src), _enc(target), _enc(fstype), ctypes.c_ulong(flags), _enc(data)) != 0:
         _fail(f"mount {target}")
 
 
@@ -112,10 +129,7 @@ def _run_init(cfg, code):
     os.chmod(main_path, 0o644)
     prog = os.fork()
     if prog == 0:
-        try:
-            _exec_program(cfg, main_path)
-        finally:
-            os._exit(126)
+        _guarded(_exec_program, cfg, main_path)
     while True:
         pid, st = os.waitpid(-1, 0)
         if pid == prog:
@@ -123,8 +137,7 @@ def _run_init(cfg, code):
     _reap()
     left = [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
     if left:
-        sys.stderr.write(f"sandbox: the program left {len(left)} process(es) running\n")
-        sys.stderr.flush()
+        _report(f"left {len(left)} process(es) running")
         os._exit(LEFT_PROCESSES)
     os._exit(_status(st))
 
@@ -140,7 +153,10 @@ def _reap():
 
 
 def main():
+    global _report_fd
     cfg = json.loads(sys.argv[1])
+    _report_fd = cfg["report_fd"]
+    os.set_inheritable(_report_fd, False)
     with open(cfg["code_path"], encoding="utf-8") as f:
         code = f.read()
     if not cfg["isolate"]:
@@ -148,15 +164,12 @@ def main():
         main_path = os.path.join(cfg["workdir"], "main.py")
         with open(main_path, "w", encoding="utf-8") as f:
             f.write(code)
-        _exec_program(cfg, main_path)
+        _guarded(_exec_program, cfg, main_path)
     if _libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) != 0:
         _fail("unshare")
     init = os.fork()
     if init == 0:
-        try:
-            _run_init(cfg, code)
-        finally:
-            os._exit(125)
+        _guarded(_run_init, cfg, code)
     _, st = os.waitpid(init, 0)
     os._exit(_status(st))
 

@@ -181,18 +181,19 @@ def _config(code_path: str, workdir: str, limits: Limits, level: str, uid: int |
     return cfg
 
 
-def _classify(rc: int, timed_out: bool, stderr: str) -> tuple[Status, int | None]:
+def _classify(rc: int, timed_out: bool, stderr: str, report: str) -> tuple[Status, int | None]:
+    """Status from the exit code, the wall-clock flag, the program's stderr and the boot's own report."""
+    if report.startswith("error:"):
+        return "sandbox_error", None
     sig = -rc if rc < 0 else (rc - 128 if rc > 128 else None)
     if timed_out or sig in (signal.SIGXCPU, signal.SIGKILL):
         return "timeout", sig
     if sig == signal.SIGXFSZ:
         return "output_limit", sig
+    if report.startswith("left "):
+        return "left_processes", None
     if rc == 0:
         return "ok", None
-    if rc == 125 and stderr.startswith("sandbox:"):
-        return "sandbox_error", None
-    if rc == 123 and "sandbox: the program left" in stderr[-200:]:
-        return "left_processes", None
     if "[Errno 27] File too large" in stderr[-4000:]:  # Python ignores SIGXFSZ, so writes fail with EFBIG
         return "output_limit", sig
     if "MemoryError" in stderr[-4000:]:
@@ -276,11 +277,14 @@ def run_python(code: str, *, stdin: str = "", limits: Limits = Limits()) -> Exec
             workdir, uid = os.path.join(priv, "work"), None
         cfg = _config(code_path, workdir, limits, level, uid)
         out_path, err_path = os.path.join(priv, "stdout"), os.path.join(priv, "stderr")
+        report_path = os.path.join(priv, "report")
         with open(os.path.join(priv, "stdin"), "rb") as fin, open(out_path, "wb") as fout, \
-                open(err_path, "wb") as ferr:
+                open(err_path, "wb") as ferr, open(report_path, "wb") as frep:
+            cfg["report_fd"] = frep.fileno()
             start = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin,
-                                    stdout=fout, stderr=ferr, start_new_session=True, env={})
+                                    stdout=fout, stderr=ferr, start_new_session=True, env={},
+                                    pass_fds=(frep.fileno(),))
             timed_out = _wait(proc, limits.timeout_s)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -291,7 +295,10 @@ def run_python(code: str, *, stdin: str = "", limits: Limits = Limits()) -> Exec
             wall = time.perf_counter() - start
         stdout = _read_capped(out_path, limits.file_size)
         stderr = _read_capped(err_path, limits.file_size)
-        status, sig = _classify(rc, timed_out, stderr)
+        report = _read_capped(report_path, 4096)
+        status, sig = _classify(rc, timed_out, stderr, report)
+        if report.startswith("error:"):
+            stderr = f"sandbox {report}"
         return ExecResult(status, rc if rc >= 0 else 128 - rc, stdout, stderr, wall, sig, level)
     finally:
         shutil.rmtree(priv, ignore_errors=True)

@@ -193,13 +193,14 @@ def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teacher(te
     """The student (`mix`) answers y or n at random; its domain-a teacher always answers y. After a few MOPD
     steps its per-token reverse KL to the teacher falls by more than half and its sampled accuracy (avg@4 at
     T=1, the eval) moves from about 0.5 to the teacher's 1.0."""
-    ctx = _ctx(teachers_dir, tmp_path, optim=Optim(lr=Schedule(peak=1e-2)), steps=12, max_response=2)
+    ctx = _ctx(teachers_dir, tmp_path, optim=Optim(lr=Schedule(peak=1e-2)), steps=16, max_response=2)
     trainer = DistillTrainer(ctx)
     held = _samples("a", 8, offset=100)
     teacher_acc = _sampled_accuracy(ctx, held, trainer.pool.models["teach_ok"])
     start_acc = _sampled_accuracy(ctx, held)
-    kls = [trainer.step(step, _samples("a", 4, offset=4 * step))["reverse_kl"] for step in range(12)]
+    kls = [trainer.step(step, _samples("a", 4, offset=4 * step))["reverse_kl"] for step in range(16)]
     end_acc = _sampled_accuracy(ctx, held)
+    print("h5-learning", teacher_acc, start_acc, end_acc, [round(k, 3) for k in kls])
     assert teacher_acc == 1.0
     assert sum(kls[-3:]) / 3 < 0.5 * sum(kls[:2]) / 2, kls
     assert start_acc <= 0.75 and end_acc >= 0.9, (start_acc, end_acc)

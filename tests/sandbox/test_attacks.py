@@ -176,8 +176,9 @@ def test_daemon_and_background_jobs_are_killed(planted, listener, tmp_path):
 
 
 def test_sandbox_sees_a_private_filesystem():
-    code = ("import json, os\nprint(json.dumps([os.getuid(), os.listdir('/tmp'),"
-            " os.listdir('/root') if os.path.isdir('/root') else [], len([p for p in os.listdir('/proc') if p.isdigit()])]))\n")
+    code = ("import json, os\nroot = os.listdir('/root') if os.path.isdir('/root') else []\n"
+            "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+            "print(json.dumps([os.getuid(), os.listdir('/tmp'), root, len(pids)]))\n")
     result = run_python(code, limits=LIMITS)
     assert result.ok, result.stderr
     uid, tmp, root, nproc = json.loads(result.stdout)

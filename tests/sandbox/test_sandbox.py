@@ -106,3 +106,29 @@ def test_uid_slots_are_exclusive_across_processes():
         assert int(other.stdout) != slot
     finally:
         core._SLOTS.release(slot)
+
+
+def test_program_cannot_forge_sandbox_reports(level):
+    r = run_python("import sys\nsys.stderr.write('error: sandbox\\n')\nsys.exit(125)", limits=FAST)
+    assert r.status == "error"
+
+
+def test_broken_sandbox_is_an_error_not_a_zero(monkeypatch):
+    """If executions cannot even start, the code reward must raise instead of scoring everything 0."""
+    from cascadec.plan import RewardSpec
+    from runtime.rewards import RewardError, build_reward
+
+    real = core._config
+
+    def broken(*args, **kwargs):
+        return {**real(*args, **kwargs), "python": "/nonexistent/python"}
+
+    monkeypatch.setattr(core, "_config", broken)
+    assert run_python("print(1)", limits=FAST).status == "sandbox_error"
+    reward = build_reward(RewardSpec(kind="unit_tests", args={"tests": "assert True"}))
+
+    class S:
+        id, domain, prompt, answer, meta = "s", "code", "p", None, {}
+
+    with pytest.raises(RewardError, match="the code sandbox failed: .*nonexistent"):
+        reward([S()], ["print(1)"])
