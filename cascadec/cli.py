@@ -36,6 +36,7 @@ from cascadec import __version__
 from cascadec.compiler import CompileResult, compile_file
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 from cascadec.graph import GRAPH_FORMATS
+from cascadec.lower import display_path
 from cascadec.plan import Condition, Plan, Stage, TeacherRef
 from cascadec.report_diagnostics import RENDERERS, diagnostic_url, highlight_full, sort_diagnostics
 
@@ -224,20 +225,21 @@ def _reward_contract_code() -> tuple[str, str, Severity]:
     return (entry.code, entry.name, entry.severity) if entry else REWARD_CONTRACT_FALLBACK  # type: ignore[return-value]
 
 
-def problem_to_diagnostic(problem: Any) -> Diagnostic:
+def problem_to_diagnostic(problem: Any, files: dict[str, str] | None = None) -> Diagnostic:
     """A `runtime.rewards.contracts.Problem` (domain, kind, message, hint, origin) as a `Diagnostic`
-    whose span is the reward's (or its domain's) location in the spec."""
+    whose span is the reward's (or its domain's) location in the spec. ``files`` maps a path as recorded in
+    the plan (`cascadec.lower.display_path`) to the path the file was read from."""
     code, name, severity = _reward_contract_code()
     labels: tuple[Label, ...] = ()
     if problem.origin is not None:
         o = problem.origin
-        span = Span(o.path, o.line, o.column, o.end_line, o.end_column)
+        span = Span((files or {}).get(o.path, o.path), o.line, o.column, o.end_line, o.end_column)
         labels = (Label(span, f"reward of domain `{problem.domain}`"),)
     message = f"reward `{problem.kind}` of domain `{problem.domain}` breaks its contract: {problem.message}"
     return Diagnostic(code, name, severity, message, labels, help=problem.hint)
 
 
-def _check_rewards(plan: Plan) -> list[Diagnostic]:
+def _check_rewards(plan: Plan, sources: dict[str, str]) -> list[Diagnostic]:
     try:
         contracts = importlib.import_module("runtime.rewards.contracts")
     except ModuleNotFoundError as exc:
@@ -247,7 +249,8 @@ def _check_rewards(plan: Plan) -> list[Diagnostic]:
             "--check-rewards needs `runtime.rewards.contracts`, which this installation does not have",
             help="install cascadec with its runtime, or lint without --check-rewards",
         )
-    return [problem_to_diagnostic(p) for p in contracts.check_rewards(plan)]
+    files = {display_path(path): path for path in sources}
+    return [problem_to_diagnostic(p, files) for p in contracts.check_rewards(plan)]
 
 
 @app.command()
@@ -271,7 +274,7 @@ def lint(
         diagnostics.update(dict.fromkeys(result.diagnostics))
         sources.update(result.sources)
         if check_rewards and result.ok and result.plan is not None:
-            diagnostics.update(dict.fromkeys(_check_rewards(result.plan)))
+            diagnostics.update(dict.fromkeys(_check_rewards(result.plan, result.sources)))
     found = sort_diagnostics(diagnostics)
     if found:
         _write(RENDERERS[fmt.value](found, sources), fmt)

@@ -118,6 +118,19 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS405", "sampled-eval-at-zero-temperature", "warning", "an `avg@K` or `pass@K` eval with temperature 0",
          "With `temperature = 0` decoding is greedy, so the K samples of `avg@K` / `pass@K` are identical and "
          "cost K times the compute of `pass@1`. Set a sampling temperature (the papers use 0.6 to 1.0)."),
+    Code("CAS406", "unreachable-stop-rule", "error", "a stop rule compares with a score the eval can never reach",
+         "pass@K scores and the rewards of `math_verify`, `gym`, `exact`, `choice`, `instructions`, `unit_tests` and "
+         "`json_schema` lie in [0, 1] (a `code_switch_penalty` can lower the floor), so a rule such as "
+         "`math.gsm >= 5` never stops the stage and `math.gsm >= 0` stops it at once. A relative rule "
+         "`D.E >= F * teacher(D).E` needs a factor F > 0. Scores of `reward_model`, `judge` and `py` rewards are "
+         "not bounded and are not checked."),
+    Code("CAS407", "greedy-rollouts", "warning", "a GRPO stage samples its rollouts at temperature 0",
+         "With `temperature = 0` decoding is greedy, so the rollouts of a group are identical, their rewards "
+         "equal, and every group-normalised advantage is zero: the stage learns nothing. Sample at a temperature "
+         "near 1.0, as both papers do."),
+    Code("CAS408", "warmup-longer-than-stage", "warning", "the learning-rate warm-up is longer than the stage",
+         "`warmup = N` steps of linear warm-up with N >= `steps` means the stage never trains at its peak "
+         "learning rate, and a decaying schedule never starts to decay. Shorten the warm-up or raise `steps`."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

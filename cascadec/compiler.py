@@ -16,7 +16,7 @@ from pathlib import Path
 from cascadec import ast
 from cascadec.checks import MODEL_CHECKS, PHASES, CheckContext
 from cascadec.codes import make
-from cascadec.diagnostics import Diagnostic
+from cascadec.diagnostics import Diagnostic, Span
 from cascadec.lower import lower
 from cascadec.model import build
 from cascadec.parser import parse
@@ -39,12 +39,37 @@ class CompileResult:
 def compile_file(path: str | Path) -> CompileResult:
     """Compile the spec at ``path`` (imports resolve relative to its directory)."""
     path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not a token
-    except (OSError, UnicodeDecodeError) as exc:
-        return CompileResult(None, [make("CAS009", f"cannot read `{path}`: {exc.__class__.__name__}",
-                                         help="check the path and that the file is UTF-8 text")], {})
+    text = read_spec(path)
+    if isinstance(text, Diagnostic):
+        return CompileResult(None, [text], {})
     return compile_source(text, path)
+
+
+def read_spec(path: str, at: Span | None = None) -> str | Diagnostic:
+    """The text of the spec file at ``path``, or a CAS009 diagnostic saying why it cannot be read.
+
+    ``at`` is where the file was named (an `import`); without it, a decoding error points into the file.
+    """
+    target = Path(path)
+    if target.is_dir():
+        return make("CAS009", f"`{path}` is a directory, not a spec file", at, label="a directory",
+                    help="name a `.cascade` file")
+    try:
+        data = target.read_bytes()
+    except OSError as exc:
+        reason = "does not exist" if isinstance(exc, FileNotFoundError) else \
+            "is not readable (permission denied)" if isinstance(exc, PermissionError) else f"cannot be read ({exc.strerror})"
+        return make("CAS009", f"`{path}` {reason}", at, label="named here" if at else "",
+                    help="check the path" + (" (relative to the importing file)" if at else ""))
+    try:
+        return data.decode("utf-8-sig")  # an editor's byte-order mark is not a token
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = Span(path, line, column, line, column + 1, exc.start, exc.start + 1)
+        return make("CAS009", f"`{path}` is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}",
+                    at or bad, label="imported here" if at else "not UTF-8",
+                    help="save the file as UTF-8; binary files are not specs")
 
 
 def compile_source(text: str, path: str = "<string>") -> CompileResult:
@@ -112,12 +137,18 @@ def _load_imports(module: ast.Module, sources: dict[str, str], out: list[ast.Mod
             continue
         if key in seen:
             continue
-        try:
-            text = Path(target).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError):
+        if not rel.strip():
+            diagnostics.append(make("CAS309", "`import` names no file", imp.path.span, label="empty path",
+                                    help='write `import "common.cascade"` (relative to this file) or remove it'))
+            continue
+        if not os.path.exists(target):
             diagnostics.append(make("CAS309", f"imported file `{rel}` not found", imp.path.span,
                                     label=f"no file at `{target}`",
                                     help="import paths are relative to the directory of the importing file"))
+            continue
+        text = read_spec(target, imp.path.span)
+        if isinstance(text, Diagnostic):
+            diagnostics.append(text)
             continue
         seen.add(key)
         sources[target] = text

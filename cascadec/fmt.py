@@ -1,7 +1,7 @@
 """Canonical layout of a `.cascade` file that keeps comments and the user's line breaks.
 
 The formatter re-lexes the text (comments included) and rewrites only whitespace: two-space indentation
-by bracket depth, two spaces between items that share a line (`steps = 70  overlong = filter`), one space
+by bracket depth (one more for a line that continues the item above), two spaces between items that share a line (`steps = 70  overlong = filter`), one space
 between other tokens except around `( ) [ ] , : .` and calls, trailing comments two spaces after code, at
 most one blank line, one final newline. Tokens are unchanged, so the formatted file
 compiles to the same plan (up to origins), and formatting is idempotent.
@@ -36,6 +36,20 @@ def _starts_item(toks: list[Token], k: int, stack: list[str]) -> bool:
     return tok.type in _ITEM_KEYWORDS or (tok.type == "NAME" and k + 1 < len(toks) and toks[k + 1].type == "EQUAL")
 
 
+_LINE_STARTS = _ITEM_KEYWORDS | _CLOSE | {"COMMENT", "IMPORT", "CASCADE"}
+
+
+def _continues(toks: list[Token], stack: list[str]) -> int:
+    """1 when a line inside a block carries on the item of the line above (`or ...` of a stop rule, the
+    end of a schedule after `->`), so that it is indented one level deeper than the item."""
+    if stack and stack[-1] != "LBRACE":
+        return 0  # inside ( ) or [ ] the bracket depth already indents
+    first = toks[0]
+    if first.type in _LINE_STARTS:
+        return 0
+    return 0 if first.type == "NAME" and (len(toks) == 1 or toks[1].type == "EQUAL") else 1
+
+
 def _space(prev: Token, tok: Token) -> str:
     if tok.type == "COMMENT":
         return "  "
@@ -68,15 +82,22 @@ def _render(text: str) -> str:
     for i, (blank, toks) in enumerate(_lines(text)):
         if blank and i:
             out.append("")
-        indent = len(stack) - 1 if toks[0].type in _CLOSE else len(stack)
+        indent = len(stack) - 1 if toks[0].type in _CLOSE else len(stack) + _continues(toks, stack)
         line = "  " * max(indent, 0) + _token_text(toks[0])
         _push(stack, toks[0])
         for k in range(1, len(toks)):
             gap = "  " if _starts_item(toks, k, stack) else _space(toks[k - 1], toks[k])
+            if _in_record(stack) and (toks[k - 1].type == "LBRACE" or toks[k].type == "RBRACE"):
+                gap = ""  # a record value hugs its braces: `[{prompt = "1+1", answer = "2"}]`
             line += gap + _token_text(toks[k])
             _push(stack, toks[k])
         out.append(line)
     return "\n".join(out).strip("\n") + "\n"
+
+
+def _in_record(stack: list[str]) -> bool:
+    """The innermost open bracket is a record `{...}` inside a call or a list (not a block)."""
+    return len(stack) >= 2 and stack[-1] == "LBRACE" and stack[-2] in ("LPAR", "LSQB")
 
 
 def _push(stack: list[str], tok: Token) -> None:

@@ -11,6 +11,7 @@ Data paths were made absolute by `cascadec.model` (relative to the file that nam
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cascadec import ast, plan
@@ -18,8 +19,20 @@ from cascadec.diagnostics import Span
 from cascadec.model import SpecIn, StageIn
 
 
+def display_path(path: str) -> str:
+    """``path`` as recorded in the plan: an absolute path becomes relative to the working directory, so that
+    `plan.json` and the scripts' headers do not carry the build machine's directory layout (ARCHITECTURE.md
+    rule 4). Pseudo-paths such as ``<string>`` and relative paths are kept as written."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows: no relative form exists
+        return os.path.basename(path)
+
+
 def origin(span: Span) -> plan.Origin:
-    return plan.Origin(path=span.path, line=span.line, column=span.column, end_line=span.end_line,
+    return plan.Origin(path=display_path(span.path), line=span.line, column=span.column, end_line=span.end_line,
                        end_column=span.end_column)
 
 
@@ -85,7 +98,7 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         stages.append(plan.Stage.model_validate({**data, "hash": digest, "branch": st.name not in main_line,
                                                  "origin": origin(nodes[st.name].span).model_dump()}))
     return plan.Plan(name=spec.name, base=base, chat=chat, domains=domains, stages=stages, seed=spec.seed,
-                     source=view.path)
+                     source=display_path(view.path))
 
 
 def _chain(name: str, parent_of: dict[str, str]) -> list[str]:

@@ -9,7 +9,6 @@ validates; every ``ValidationError`` location is mapped back to the span of the 
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from cascadec import ast, plan
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
+from cascadec.reward_args import check_reward_args
+from cascadec.suggest import did_you_mean
 from cascadec.units import as_number, scale, unit_help
 
 # ---------------------------------------------------------------- input models
@@ -162,6 +163,8 @@ DATA_KINDS = ("jsonl", "gym", "hf_disk", "inline")
 REWARD_KINDS = ("math_verify", "gym", "choice", "instructions", "unit_tests", "json_schema", "reward_model",
                 "judge", "py", "exact", "weighted", "combined_if_rm")
 OVERLONG = ("none", "penalty", "filter")
+# models shipped inside PyPI packages; mirrors `runtime.models.PACKAGED` (a test keeps the two equal)
+PACKAGED_MODELS = ("smollm2-135m-instruct",)
 
 
 @dataclass(frozen=True)
@@ -247,20 +250,6 @@ EVAL_KEYS: dict[str, Key] = {
 def stage_keys(kind: str) -> dict[str, Key]:
     """Keys valid in a stage (or `defaults`) of ``kind``."""
     return {**STAGE_KEYS["common"], **STAGE_KEYS.get(kind, {})}
-
-
-def suggest(name: str, candidates: "list[str] | tuple[str, ...] | set[str]") -> str | None:
-    """The closest candidate (difflib ratio ≥ 0.6) or None."""
-    found = difflib.get_close_matches(name, sorted(candidates), n=1)
-    return found[0] if found else None
-
-
-def did_you_mean(name: str, candidates: "list[str] | tuple[str, ...] | set[str]", what: str) -> str:
-    close = suggest(name, candidates)
-    if close:
-        return f"did you mean `{close}`?"
-    listed = ", ".join(f"`{c}`" for c in sorted(candidates)[:8])
-    return f"valid {what}: {listed}" if listed else f"declare a {what.rstrip('s')} first"
 
 
 # ---------------------------------------------------------------- value conversion
@@ -471,6 +460,9 @@ def to_data(v: ast.Value, key: str) -> dict[str, Any]:
                 or not all(isinstance(r, ast.Record) for r in call.args[0].items):
             raise _bad("CAS200", "`inline(...)` takes one list of records", call.span,
                        help='write `inline([{prompt = "1+1", answer = "2"}])`')
+        if not call.args[0].items:
+            raise _bad("CAS201", "`inline([])` holds no rows", call.args[0].span, label="empty list",
+                       help='add at least one row, e.g. `inline([{prompt = "1+1", answer = "2"}])`')
         out["rows"] = [to_plain(r, "rows") for r in call.args[0].items]  # type: ignore[arg-type]
         return out
     first = _one_string(call, "a name" if kind == "gym" else "a path")
@@ -512,6 +504,13 @@ def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
     elif call.args:
         raise _bad("CAS200", f"`{kind}(...)` takes keyword arguments only", call.args[0].span,
                    help=f"name the argument, e.g. `{kind}(answer = field(\"answer\"))`")
+    named: dict[str, ast.Value] = {kw.key.name: kw.value for kw in call.kwargs
+                                   if kw.key.name not in ("code_switch_penalty", "weights")}
+    if kind in _REWARD_POSITIONAL and call.args:
+        named[_REWARD_POSITIONAL[kind]] = call.args[0]
+    problem = check_reward_args(call, named)
+    if problem is not None:
+        raise Invalid(problem)
     for kw in call.kwargs:
         name = kw.key.name
         if name == "code_switch_penalty":
@@ -540,13 +539,20 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
         raise _bad("CAS200", "`model(...)` takes one source", call.span,
                    help='write `model("org/name")`, `model("./dir")`, `model(packaged("...\"))` or `model(tiny(llama))`')
     src = call.args[0]
+    if isinstance(src, ast.Str) and not src.value.strip():
+        raise _bad("CAS200", "`model(...)` names no model", src.span, label="empty string",
+                   help='write `model("org/name")`, `model("./dir")` or `model(packaged("smollm2-135m-instruct"))`')
     if isinstance(src, ast.Str):
         local = src.value.startswith(("./", "../", "/", "~"))
         out.update(kind="path" if local else "hub", name=_resolve(src.value, src.span) if local else src.value)
         return out
     inner = _call(src, "model source", ("packaged", "tiny"), 'packaged("smollm2-135m-instruct")')
     if inner.func.name == "packaged":
-        out.update(kind="packaged", name=_one_string(inner, "a package key"))
+        name = _one_string(inner, "a package key")
+        if name not in PACKAGED_MODELS:
+            raise _bad("CAS312", f"unknown packaged model `{name}`", inner.args[0].span, label="not packaged",
+                       help=did_you_mean(name, PACKAGED_MODELS, "packaged models"))
+        out.update(kind="packaged", name=name)
         return out
     if len(inner.args) != 1 or not isinstance(inner.args[0], (ast.Ident, ast.Str)):
         raise _bad("CAS200", "`tiny(...)` takes an architecture family first", inner.span,

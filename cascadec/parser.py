@@ -121,7 +121,8 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
         span = _point(path, text, exc.line, exc.column, exc.pos_in_stream, 1)
         hint = ("strings use double quotes" if char == "'" else
                 "only `#` starts a comment; keys, values and blocks are listed in docs/language.md")
-        return make("CAS101", f"unexpected character `{char}`", span, label="no token starts here", help=hint)
+        shown = f"`{char}`" if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}" if char else "end"
+        return make("CAS101", f"unexpected character {shown}", span, label="no token starts here", help=hint)
     expected_names = set(getattr(exc, "expected", ()) or ())
     interactive = getattr(exc, "interactive_parser", None)
     if interactive is not None:

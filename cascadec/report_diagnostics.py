@@ -142,7 +142,7 @@ def _snippet(labels: list[Label], source_lines: list[str], width: int) -> list[s
             out.append("...")
         previous = line_no
         raw = source_lines[line_no - 1].removesuffix("\r") if 0 < line_no <= len(source_lines) else ""
-        shown = raw.expandtabs(_TAB_WIDTH)
+        shown = _visible(raw.expandtabs(_TAB_WIDTH))
         out.append(f"{line_no:>{width}} | {shown}".rstrip())
         for label in sorted(by_line[line_no], key=lambda lab: (lab.span.column, not lab.primary)):
             start, length = _underline_extent(label.span, raw)
@@ -150,6 +150,12 @@ def _snippet(labels: list[Label], source_lines: list[str], width: int) -> list[s
             text = f" {label.text}" if label.text else ""
             out.append(f"{' ' * width} | {' ' * start}{mark}{text}")
     return out
+
+
+def _visible(text: str) -> str:
+    """Control characters as their one-cell Unicode "control pictures" (NUL → ␀), so that a stray byte
+    neither corrupts the terminal nor shifts the carets below it."""
+    return "".join(chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421" if ch == "\x7f" else ch for ch in text)
 
 
 def _underline_extent(span: Span, raw: str) -> tuple[int, int]:

@@ -3,9 +3,9 @@
 A 135M model with a 49,152-token vocabulary at batch 16 x 512 tokens would need 1.6 GB for fp32 logits
 alone, and as much again for the log-softmax and its gradient. Here the model runs once with
 ``logits_to_keep=1`` (so the causal-LM head produces one position only), the final hidden states are read
-from ``output_hidden_states``, and the head is applied chunk by chunk over the sequence. Each chunk's
-``[B, chunk, V]`` logits are recomputed in the backward pass (activation checkpointing), so at most one
-chunk of logits is alive at a time.
+from ``output_hidden_states``, and the head is applied only at the wanted (completion) positions, chunk by
+chunk. Each chunk's ``[chunk, V]`` logits are recomputed in the backward pass (activation checkpointing), so
+at most one chunk of logits is alive at a time; prompt positions, most of a rollout row, cost no head at all.
 
 The forward goes through the (possibly DDP-wrapped) model object itself, so that data-parallel gradient
 synchronisation still happens.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-DEFAULT_CHUNK = 256
+DEFAULT_CHUNK = 1024
 
 
 @dataclass
@@ -34,12 +34,12 @@ class TokenLogprobs:
     entropy: torch.Tensor | None
 
 
-def pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
-    """``R`` ragged id lists -> ``[R, max_len]`` long tensor, right-padded with ``value``."""
+def pad_right(rows: list[list], value: float, *, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """``R`` ragged lists -> ``[R, max_len]`` tensor of ``dtype``, right-padded with ``value``."""
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
+    out = torch.full((len(rows), width), value, dtype=dtype)
     for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        out[i, : len(r)] = torch.tensor(r, dtype=dtype)
     return out
 
 
@@ -89,7 +89,8 @@ def token_logprobs(
             sequence boundaries transformers then reads from ``position_ids`` (restarting at 0 per sample).
         completion_mask: ``[B, T]`` true at the positions whose log-prob is wanted (position 0 is ignored:
             it has no prefix).
-        chunk: sequence positions per head evaluation; memory of the logits is ``B * chunk * V * 4`` bytes.
+        chunk: token positions per head evaluation; the logits of one evaluation take ``chunk * V * 4``
+            bytes (fp32).
         temperature: logits are divided by it, matching a sampler run at that temperature (veRL convention).
         with_entropy: also return the per-token entropy (for the entropy bonus and metrics).
         position_ids: ``[B, T]`` explicit positions (packed rows); by default the model's own.
@@ -118,16 +119,16 @@ def token_logprobs(
         input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
         logits_to_keep=1, use_cache=False, **kwargs,
     )
-    # Position t predicts token t + 1: shift once here, so every chunk sees aligned (hidden, target) pairs.
-    hidden = out.hidden_states[-1][:, :-1]
-    targets = input_ids[:, 1:]
-    batch, length = input_ids.shape
-    first = hidden.new_zeros((batch, 1), dtype=torch.promote_types(hidden.dtype, torch.float32))
-    lp_parts, ent_parts = [first], [first]
+    # Position t predicts token t + 1. Only the wanted positions go through the head: prompt positions are
+    # most of a rollout row and need no logits.
+    wanted = completion_mask[:, 1:].to(torch.bool)
+    hidden = out.hidden_states[-1][:, :-1][wanted]
+    targets = input_ids[:, 1:][wanted]
+    lp_parts, ent_parts = [], []
     recompute = torch.is_grad_enabled() and hidden.requires_grad
-    for start in range(0, length - 1, chunk):
-        h = hidden[:, start:start + chunk]
-        y = targets[:, start:start + chunk]
+    for start in range(0, hidden.shape[0], chunk):
+        h = hidden[start:start + chunk]
+        y = targets[start:start + chunk]
         if recompute:
             lp, ent = checkpoint(
                 _chunk_stats, h, head.weight, head.bias, y, temperature, with_entropy, use_reentrant=False
@@ -136,8 +137,14 @@ def token_logprobs(
             lp, ent = _chunk_stats(h, head.weight, head.bias, y, temperature, with_entropy)
         lp_parts.append(lp)
         ent_parts.append(ent)
-    mask = completion_mask.to(torch.bool).clone()
-    mask[:, 0] = False
-    lp_full = torch.cat(lp_parts, dim=1).masked_fill(~mask, 0.0)
-    ent_full = torch.cat(ent_parts, dim=1).masked_fill(~mask, 0.0) if with_entropy else None
+    dtype = torch.promote_types(out.hidden_states[-1].dtype, torch.float32)
+    lp_full = _scatter(wanted, lp_parts, dtype)
+    ent_full = _scatter(wanted, ent_parts, dtype) if with_entropy else None
     return TokenLogprobs(lp_full, ent_full)
+
+
+def _scatter(wanted: torch.Tensor, parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """Per-position values of the ``wanted`` ``[B, T-1]`` positions -> ``[B, T]`` (column 0 and the rest 0)."""
+    values = torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=wanted.device)
+    shifted = torch.zeros(wanted.shape, dtype=values.dtype, device=wanted.device).masked_scatter(wanted, values)
+    return torch.nn.functional.pad(shifted, (1, 0))

@@ -20,6 +20,7 @@ Kinds (``cascadec.plan.ModelRef``):
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,9 @@ def packaged_checkpoint(name: str) -> Path:
         raise ModelLoadError(f"unknown packaged model `{name}`\nhelp: packaged models are {known}")
     target = cache_dir() / "models" / name
     if (target / "config.json").is_file():
-        return target
+        if "quantization_config" not in json.loads((target / "config.json").read_text()):
+            return target
+        # An older conversion kept the GGUF marker, which makes save_pretrained refuse the model.
     package, filename = PACKAGED[name]
     spec = importlib.util.find_spec(package)
     folders = list(spec.submodule_search_locations or []) if spec else []
@@ -157,8 +160,10 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if tokenizer.chat_template is None:
         tokenizer.chat_template = CHATML_TEMPLATE
-    # A GGUF-loaded model refuses save_pretrained; a fresh model of the same config accepts the weights.
-    fresh = type(loaded)(loaded.config)
+    # A GGUF-loaded model refuses save_pretrained; a fresh model of the same config, without the GGUF
+    # quantization marker, accepts the (already dequantised) weights.
+    settings = {k: v for k, v in loaded.config.to_dict().items() if k not in ("quantization_config", "_model_name_or_path")}
+    fresh = type(loaded)(type(loaded.config).from_dict(settings))
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise ModelLoadError(f"converting `{gguf}` lost weights: missing {missing}, unexpected {unexpected}")

@@ -101,7 +101,9 @@ def _available(ref: ast.Ident, st: ast.Stage, i: int, chain: list[str], parent_o
                    help="name an earlier checkpoint, e.g. the parent `" + st.parent.name + "`")
         return
     t = view.stages[index[name]]
-    if index[name] > i:
+    if st.name.name in ancestors(name, parent_of):
+        reason, note = f"is trained from the student `{st.name.name}`", "descends from the student"
+    elif index[name] > i:
         reason, note = "is declared after the student", "declared after the student"
     elif parent_of.get(name) not in chain:
         reason, note = "is not an ancestor or a branch off the student's parent chain", "starts from " \

@@ -95,6 +95,11 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
         if isinstance(on, ast.ListV) and not on.items:
             yield make("CAS200", f"stage `{st.name.name}` trains on an empty domain list", on.span,
                        label="no domains", help="name at least one domain, e.g. `on [math]`, or drop `on` to use all")
+        if isinstance(on, ast.ListV) and 0 < sum(isinstance(r, ast.Pair) for r in on.items) < len(on.items):
+            plain = next(r for r in on.items if not isinstance(r, ast.Pair))
+            yield make("CAS200", f"stage `{st.name.name}` mixes weighted and unweighted domains in `on`", plain.span,
+                       label="no weight", help="give every domain a weight (`on [math: 0.7, code: 0.3]`) or none "
+                       "(equal weights)")
         seen: dict[str, ast.Ident] = {}
         for r in refs:
             ident = r.key if isinstance(r, ast.Pair) else r

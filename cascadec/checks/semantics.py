@@ -1,6 +1,7 @@
 """Checks on the validated model: zero-step stages (CAS401), degenerate GRPO groups (CAS402), batch
 algebra (CAS400), thinking-mode prefixes (CAS403), stop rules that are never evaluated (CAS404) and
-sampled evals at temperature 0 (CAS405)."""
+sampled evals at temperature 0 (CAS405), stop rules that can never hold or hold at once (CAS406), greedy
+GRPO rollouts (CAS407) and warm-ups longer than the stage (CAS408)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.model import GRPOIn, SFTIn, StageIn
+from cascadec.model import DomainIn, GRPOIn, SFTIn, StageIn
 
 
 def _stages(ctx: CheckContext) -> Iterator[tuple[int, StageIn, Span]]:
@@ -114,3 +115,69 @@ def check_eval_sampling(module: ast.Module, ctx: CheckContext) -> Iterator[Diagn
                            ctx.span_of(loc + ("metric",), ctx.span_of(loc, d.name.span)),
                            label="greedy decoding gives identical samples",
                            help=f"set `temperature = 0.6` (or higher) in eval `{ev.name}`, or use `metric = pass@1`")
+
+
+# reward kinds whose value lies in [0, 1] (docs/rewards.md); `code_switch_penalty` can lower the floor
+_UNIT_REWARDS = frozenset({"math_verify", "gym", "exact", "choice", "instructions", "unit_tests", "json_schema"})
+_NEVER = {">=": lambda v, lo, hi: v > hi, ">": lambda v, lo, hi: v >= hi,
+          "<=": lambda v, lo, hi: v < lo, "<": lambda v, lo, hi: v <= lo}
+_ALWAYS = {">=": lambda v, lo, hi: v <= lo, ">": lambda v, lo, hi: v < lo,
+           "<=": lambda v, lo, hi: v >= hi, "<": lambda v, lo, hi: v > hi}
+
+
+def _score_range(domain: DomainIn, eval_name: str) -> tuple[float, float] | None:
+    """Bounds of an eval's score, or None when the reward is not bounded (a reward model, a judge, `py`)."""
+    ev = next((e for e in domain.evals if e.name == eval_name), None)
+    if ev is not None and ev.metric == "pass@k":
+        return 0.0, 1.0  # a probability (Chen et al. 2021), whatever the reward's scale
+    if domain.reward.kind not in _UNIT_REWARDS:
+        return None
+    penalty = domain.reward.code_switch_penalty
+    return min(0.0, penalty) if penalty is not None else 0.0, 1.0
+
+
+def check_until_ranges(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    assert ctx.spec is not None
+    for i, st, name_span in _stages(ctx):
+        for j, cond in enumerate(st.until):
+            if cond.kind != "threshold":
+                continue
+            loc = ("stages", i, "until", j)
+            span = ctx.span_of(loc + ("value",), ctx.span_of(loc, name_span))
+            if cond.relative_to is not None:
+                if cond.value <= 0:
+                    yield make("CAS406", f"stop rule scales the teacher's score by {cond.value:g}", span,
+                               label="factor must be > 0", help="write e.g. `math.gsm >= 0.95 * teacher(math).gsm`")
+                continue
+            bounds = _score_range(ctx.spec.domains[cond.domain], cond.eval)
+            if bounds is None:
+                continue
+            lo, hi = bounds
+            rule = f"`{cond.domain}.{cond.eval} {cond.op} {cond.value:g}`"
+            if _NEVER[cond.op](cond.value, lo, hi):
+                yield make("CAS406", f"stop rule {rule} can never hold", span,
+                           label=f"scores lie in [{lo:g}, {hi:g}]",
+                           help="scores are fractions: write e.g. `>= 0.8` for 80%")
+            elif _ALWAYS[cond.op](cond.value, lo, hi):
+                yield make("CAS406", f"stop rule {rule} holds for every score", span,
+                           label=f"scores lie in [{lo:g}, {hi:g}]",
+                           help="the stage would stop at its first eval; pick a threshold inside the range")
+
+
+def check_greedy_rollouts(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for i, st, name_span in _stages(ctx):
+        if isinstance(st.params, GRPOIn) and st.params.temperature == 0:
+            yield make("CAS407", f"GRPO stage `{st.name}` samples its rollouts greedily (`temperature = 0`)",
+                       ctx.span_of(("stages", i, "params", "temperature"), name_span),
+                       label="identical rollouts, zero advantages",
+                       help="sample at `temperature = 1.0` (both papers); greedy decoding belongs in `pass@1` evals")
+
+
+def check_warmup(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for i, st, name_span in _stages(ctx):
+        warmup, steps = st.params.optim.lr.warmup, st.params.steps
+        if steps > 0 and warmup >= steps:
+            yield make("CAS408", f"stage `{st.name}` warms up for {warmup} steps but runs {steps}",
+                       ctx.span_of(("stages", i, "params", "optim", "lr", "warmup"), name_span),
+                       label="never reaches the peak learning rate",
+                       help=f"use `warmup` below {steps} (a few percent of the steps is usual)")

@@ -98,6 +98,23 @@ def _head(source: DataSource, n: int) -> DataSource:
     return source
 
 
+def _uncached_models(spec: RewardSpec) -> Iterator[str]:
+    """Hub ids of the models a reward loads that are neither local directories nor in the Hugging Face cache.
+
+    Loading such a model would try the network (with retries) in the middle of a lint; the contract check
+    reports it instead.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    source = spec.args.get("model") if spec.kind in ("reward_model", "judge") else None
+    if isinstance(source, str) and not Path(source).expanduser().exists() \
+            and not source.startswith(("./", "../", "/", "~")) and "generate" not in spec.args:
+        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            yield source
+    for part in spec.parts:
+        yield from _uncached_models(part)
+
+
 def tiny_batch(name: str, domain: Domain, n: int = 2) -> tuple[list[Any], str]:
     """(samples, where they came from): `n` samples of the domain's data, else synthetic ones."""
     from runtime.data import DataError, load_source
@@ -108,7 +125,7 @@ def tiny_batch(name: str, domain: Domain, n: int = 2) -> tuple[list[Any], str]:
             return samples, "its training data"
     except (DataError, OSError, ValueError):
         pass
-    return _synthetic(name, domain.reward, n), "synthetic samples (its data could not be loaded)"
+    return _synthetic(name, domain.reward, n), "synthetic samples, as its data could not be loaded"
 
 
 def _completions(samples: list[Any]) -> tuple[list[Any], list[str]]:
@@ -140,6 +157,10 @@ def check_domain(name: str, domain: Domain, *, n: int = 2) -> list[Problem]:
         return problem(err.message, err.hint)
     except Exception as err:  # building runs user imports; any failure is a contract failure
         return problem(f"building the reward raised {type(err).__name__}: {err}")
+    missing = list(_uncached_models(spec))
+    if missing:
+        return problem(f"model `{missing[0]}` is neither a local directory nor in the Hugging Face cache",
+                       f"download it first (`huggingface-cli download {missing[0]}`) or give a local directory")
     samples, where = tiny_batch(name, domain, n)
     batch, texts = _completions(samples)
     try:

@@ -107,7 +107,7 @@ def _build_fs(cfg):
     os.chown(cfg["workdir"], cfg["uid"], cfg["gid"])
 
 
-def _exec_program(cfg, main_path):
+def _drop_privileges(cfg):
     _set_limits(cfg["limits"])
     os.chdir(cfg["workdir"])
     if cfg["uid"] is not None:
@@ -115,6 +115,70 @@ def _exec_program(cfg, main_path):
         os.setgid(cfg["gid"])
         os.setuid(cfg["uid"])
     os.umask(0o077)
+
+
+def _run_in_process(cfg, main_path):
+    """Run the program in this (forked, already initialised) interpreter, as `python main.py` would, and
+    exit with its status. Used by the zygote, which saves an interpreter start-up per execution."""
+    import atexit
+    import io
+    import runpy
+    import signal
+    import traceback
+
+    _drop_privileges(cfg)
+    # No exec here, so close-on-exec protects nothing: close every inherited descriptor but stdio (the
+    # report descriptor included, so the program cannot forge sandbox reports).
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    os.environ.clear()
+    os.environ.update(cfg["env"])
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # CPython's own start-up settings (writes past RLIMIT_FSIZE then fail with EFBIG instead of killing)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=False)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+                                  line_buffering=True)
+    sys.argv = [main_path]
+    sys.path[0] = os.path.dirname(main_path)
+    sys.dont_write_bytecode = True
+    status = 0
+    try:
+        runpy.run_path(main_path, run_name="__main__")
+    except SystemExit as exc:
+        status = _exit_status(exc.code)
+    except BaseException as exc:  # noqa: BLE001 - print it as the interpreter would
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != main_path:
+            tb = tb.tb_next  # hide the sandbox's own frames, as a fresh `python main.py` would show none
+        traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+        status = 1
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001 - a closed or full stdout must not hide the status
+        status = status or 120
+    os._exit(status)
+
+
+def _exit_status(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exec_program(cfg, main_path):
+    if cfg.get("in_process"):
+        _run_in_process(cfg, main_path)
+    _drop_privileges(cfg)
     argv = [cfg["python"], "-I", "-B"]
     argv += [cfg["guard"], main_path] if cfg["guard_net"] else [main_path]
     os.execve(cfg["python"], argv, cfg["env"])
@@ -153,8 +217,12 @@ def _reap():
 
 
 def main():
+    run(json.loads(sys.argv[1]))
+
+
+def run(cfg):
+    """One execution, from this process on (see the module docstring); never returns."""
     global _report_fd
-    cfg = json.loads(sys.argv[1])
     _report_fd = cfg["report_fd"]
     os.set_inheritable(_report_fd, False)
     with open(cfg["code_path"], encoding="utf-8") as f:

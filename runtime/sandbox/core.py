@@ -5,7 +5,8 @@ Two isolation levels, chosen once per process by `isolation()`:
 - ``namespaces`` (root, kernel allows unshare): new mount, network, pid, IPC and UTS namespaces; the program
   runs as an unprivileged uid (one per concurrent execution) with a private tmpfs for /tmp, /var/tmp and
   /dev/shm, the host's /root and /home hidden, and no network interface but loopback (down). When the
-  program exits or is killed, the kernel kills every process left in its pid namespace.
+  program exits or is killed, the kernel kills every process left in its pid namespace. Executions are
+  forked from a per-process zygote (`_zygote.py`), which saves an interpreter start-up each.
 - ``rlimits`` (anything else): same uid as the caller, rlimits, a new session killed as a group, a network
   guard made of an audit hook. Weaker: see docs/sandbox.md.
 
@@ -35,6 +36,7 @@ from typing import Literal
 _HERE = Path(__file__).resolve().parent
 _BOOT = str(_HERE / "_boot.py")
 _GUARD = str(_HERE / "_guard.py")
+_ZYGOTE = str(_HERE / "_zygote.py")
 _WORKDIR_NS = "/tmp/sandbox"
 _TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 _HIDDEN_DIRS = ("/root", "/home")
@@ -252,6 +254,121 @@ def _sweep(uid: int | None, sid: int, deadline_s: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+@dataclass
+class _Call:
+    """One execution served by the zygote: its host pid once forked, its exit status once reaped."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None
+    rc: int | None = None
+
+
+class _Zygote:
+    """Client of this process's `_zygote.py` (namespaces level), started on first use and again after it dies
+    or after this process forks (a forked child must not share its parent's pipe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = 0
+        self._pending: dict[int, _Call] = {}
+        self._next_id = 0
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None or self._owner != os.getpid():
+            self._proc = subprocess.Popen([sys.executable, "-I", "-B", _ZYGOTE], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env={}, cwd="/")
+            self._owner = os.getpid()
+            self._pending = {}
+            threading.Thread(target=self._read, args=(self._proc, self._pending), daemon=True,
+                             name="sandbox-zygote").start()
+        return self._proc
+
+    def _read(self, proc: subprocess.Popen[bytes], pending: dict[int, _Call]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            msg = json.loads(line)
+            with self._lock:
+                call = pending.pop(msg["id"]) if "rc" in msg else pending[msg["id"]]
+            if "pid" in msg:
+                call.pid = msg["pid"]
+                call.started.set()
+            else:
+                call.rc = msg["rc"]
+                call.done.set()
+        with self._lock:  # the zygote died: fail what it still owed
+            calls = list(pending.values())
+            pending.clear()
+        for call in calls:
+            call.started.set()
+            call.done.set()
+
+    def start(self, cfg: dict[str, object], files: dict[str, str]) -> _Call:
+        call = _Call()
+        with self._lock:
+            proc = self._ensure()
+            self._next_id += 1
+            self._pending[self._next_id] = call
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"id": self._next_id, "cfg": cfg, "files": files}).encode() + b"\n")
+            proc.stdin.flush()
+        return call
+
+
+_ZYGOTE_CLIENT = _Zygote()
+
+
+def _wait_pid(pid: int, timeout_s: float) -> bool:
+    """Wait until `pid` exits; True when the wall clock ran out first."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        return not ready
+    finally:
+        os.close(fd)
+
+
+def _run_forked(cfg: dict[str, object], files: dict[str, str], timeout_s: float, uid: int | None) -> tuple[int, bool]:
+    """(exit status, timed out) of one execution forked by the zygote; status 125 if the zygote failed."""
+    call = _ZYGOTE_CLIENT.start(cfg, files)
+    if not call.started.wait(60) or call.pid is None:
+        Path(files["report"]).write_text("error: the sandbox zygote did not start the execution\n")
+        return 125, False
+    timed_out = _wait_pid(call.pid, timeout_s)
+    if timed_out:
+        try:
+            os.killpg(call.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    call.done.wait(60)
+    _sweep(uid, call.pid)
+    if call.rc is None:
+        Path(files["report"]).write_text("error: the sandbox zygote exited during the execution\n")
+        return 125, timed_out
+    return call.rc, timed_out
+
+
+def _run_booted(cfg: dict[str, object], files: dict[str, str], timeout_s: float, uid: int | None) -> tuple[int, bool]:
+    """(exit status, timed out) of one execution started as a fresh `_boot.py` process."""
+    with open(files["stdin"], "rb") as fin, open(files["stdout"], "wb") as fout, \
+            open(files["stderr"], "wb") as ferr, open(files["report"], "wb") as frep:
+        cfg = {**cfg, "report_fd": frep.fileno()}
+        proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin, stdout=fout,
+                                stderr=ferr, start_new_session=True, env={}, pass_fds=(frep.fileno(),))
+        timed_out = _wait(proc, timeout_s)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        rc = proc.wait()
+        _sweep(uid, proc.pid)
+    return rc, timed_out
+
+
 def run_python(code: str, *, stdin: str = "", limits: Limits = Limits()) -> ExecResult:
     """Run `code` as `__main__` of a fresh Python interpreter inside the sandbox.
 
@@ -276,23 +393,14 @@ def run_python(code: str, *, stdin: str = "", limits: Limits = Limits()) -> Exec
         else:
             workdir, uid = os.path.join(priv, "work"), None
         cfg = _config(code_path, workdir, limits, level, uid)
-        out_path, err_path = os.path.join(priv, "stdout"), os.path.join(priv, "stderr")
-        report_path = os.path.join(priv, "report")
-        with open(os.path.join(priv, "stdin"), "rb") as fin, open(out_path, "wb") as fout, \
-                open(err_path, "wb") as ferr, open(report_path, "wb") as frep:
-            cfg["report_fd"] = frep.fileno()
-            start = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin,
-                                    stdout=fout, stderr=ferr, start_new_session=True, env={},
-                                    pass_fds=(frep.fileno(),))
-            timed_out = _wait(proc, limits.timeout_s)
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            rc = proc.wait()
-            _sweep(uid, proc.pid)
-            wall = time.perf_counter() - start
+        files = {name: os.path.join(priv, name) for name in ("stdin", "stdout", "stderr", "report")}
+        for name in ("stdout", "stderr", "report"):
+            Path(files[name]).touch(mode=0o600)
+        start = time.perf_counter()
+        run = _run_forked if level == "namespaces" else _run_booted
+        rc, timed_out = run(cfg, files, limits.timeout_s, uid)
+        wall = time.perf_counter() - start
+        out_path, err_path, report_path = files["stdout"], files["stderr"], files["report"]
         stdout = _read_capped(out_path, limits.file_size)
         stderr = _read_capped(err_path, limits.file_size)
         report = _read_capped(report_path, 4096)

@@ -87,7 +87,9 @@ class GRPOTrainer:
         Returns metrics: loss, reward_mean, reward_std, kl, entropy, response_len, truncated_frac,
         filtered_frac (rollouts left out of the loss by dynamic or overlong filtering), zero_std_frac
         (groups without signal), tokens_per_s (completion tokens per second of the step), grad_norm, lr,
-        gen_s, train_s, and reward_mean/<domain> per domain; this rank's values (the loop combines ranks).
+        logp_mismatch (mean |log pi_train - log pi_inf| per kept token: 0 up to numerics when the engine
+        samples from the trained weights), gen_s, reward_s, train_s, and reward_mean/<domain> per domain;
+        this rank's values (the loop combines ranks).
         """
         ctx, p = self.ctx, self.params
         group = p.rollouts_per_prompt
@@ -99,9 +101,9 @@ class GRPOTrainer:
         )
         gen_s = time.perf_counter() - start
         samples = [s for s in batch for _ in range(group)]
-        raw = score(ctx, samples, rollouts.texts)
         truncated = torch.tensor(rollouts.truncated, dtype=torch.bool)
-        rewards, keep = self._overlong(samples, raw.clone(), truncated)
+        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated)
+        reward_s = time.perf_counter() - start - gen_s
         advantages = group_advantages(rewards, group)
         informative = informative_groups(rewards, group)
         if p.dynamic_filter:
@@ -122,6 +124,7 @@ class GRPOTrainer:
             "zero_std_frac": float(1.0 - informative.float().mean()),
             "tokens_per_s": float(lengths.sum()) / max(gen_s + train_s, 1e-9),
             "gen_s": gen_s,
+            "reward_s": reward_s,
             "train_s": train_s,
             **update,
         }
@@ -131,7 +134,7 @@ class GRPOTrainer:
         return metrics
 
     def _update(self, rollouts: RolloutBatch, advantages: torch.Tensor, keep: torch.Tensor) -> dict[str, float]:
-        """One optimizer step over the kept rollouts; returns loss, kl, entropy, grad_norm, lr.
+        """One optimizer step over the kept rollouts; returns loss, kl, entropy, logp_mismatch, grad_norm, lr.
 
         Every rank runs the same number of backward passes (DDP all-reduces in each synchronised one): a
         rank with fewer kept rollouts adds zero-weight micro-batches.
@@ -148,7 +151,7 @@ class GRPOTrainer:
         chunks = [kept[i:i + p.micro_batch] for i in range(0, len(kept), p.micro_batch)]
         passes = backward_passes(ctx, len(chunks))
         lr = float(ctx.optimizer.param_groups[0]["lr"])
-        totals = {"loss": 0.0, "kl_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0}
+        totals = {"loss": 0.0, "kl_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "mismatch_sum": 0.0}
         for n in range(passes):
             rows = chunks[n] if n < len(chunks) else [0]
             ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, rows, self.pad_id))
@@ -170,7 +173,10 @@ class GRPOTrainer:
             totals["kl_sum"] += parts.kl_sum
             totals["entropy_sum"] += parts.entropy_sum
             totals["tokens"] += parts.tokens
+            sampled = pad_right([[0.0] * len(rollouts.prompt_ids[i]) + rollouts.completion_logprobs[i] for i in rows],
+                                0, dtype=torch.float32).to(ctx.device)
+            totals["mismatch_sum"] += float(((out.logprobs.detach() - sampled).abs() * mask).sum())
         grad_norm = optimizer_step(ctx, p.optim.grad_clip)
         tokens = max(totals["tokens"], 1.0)
         return {"loss": totals["loss"], "kl": totals["kl_sum"] / tokens, "entropy": totals["entropy_sum"] / tokens,
-                "grad_norm": grad_norm, "lr": lr}
+                "logp_mismatch": totals["mismatch_sum"] / tokens, "grad_norm": grad_norm, "lr": lr}

@@ -14,7 +14,7 @@ SMALL = '''cascade "small" {
     reward = gym()
     eval held = gym("basic_arithmetic", size = 16, seed = 2) { metric = pass@1  max_tokens = 8 }
   }
-  domain code { train = jsonl("data/code.jsonl")  reward = unit_tests(timeout = 2s) }
+  domain code { train = jsonl("data/code.jsonl")  reward = unit_tests(tests = field("tests"), timeout = 2s) }
   stage sft = sft(base) on [math, code] { steps = 2  batch_size = 2  lr = 1e-4 }
   stage side = grpo(sft) on code { steps = 2  prompts_per_step = 2  rollouts_per_prompt = 2  lr = 1e-5 }
   stage rl = grpo(sft) on [math: 2, code: 1] { steps = 2  prompts_per_step = 2  rollouts_per_prompt = 2  lr = 1e-5 }

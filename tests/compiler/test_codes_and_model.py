@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from compiler_helpers import ROOT
 
 from cascadec import plan
@@ -58,3 +60,10 @@ def test_language_reference_lists_every_stage_key() -> None:
     for kind in ("sft", "grpo", "distill"):
         for key in stage_keys(kind):
             assert f"`{key}`" in doc, key
+
+
+def test_packaged_models_match_the_runtime() -> None:
+    from cascadec.model import PACKAGED_MODELS
+
+    models = pytest.importorskip("runtime.models")
+    assert set(PACKAGED_MODELS) == set(models.PACKAGED)

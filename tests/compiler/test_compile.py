@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,15 @@ def test_a_byte_order_mark_is_not_a_syntax_error(tmp_path: Path, small: str) -> 
     spec.write_bytes("\ufeff".encode() + small.encode())
     result = compile_file(spec)
     assert result.plan is not None and not result.diagnostics
+
+
+def test_plan_records_an_absolute_spec_path_relative_to_the_cwd(small: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "sub" / "x.cascade"
+    spec.parent.mkdir()
+    spec.write_text(small)
+    monkeypatch.chdir(tmp_path)
+    plan = compile_file(spec.resolve()).plan
+    assert plan is not None and plan.source == os.path.join("sub", "x.cascade")
+    assert str(tmp_path) not in plan.to_json().replace(str(tmp_path / "sub" / "data"), "")
+    assert all(st.origin is not None and st.origin.path == plan.source for st in plan.stages)

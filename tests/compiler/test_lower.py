@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from cascadec.compiler import compile_source
+from cascadec.lower import display_path
 from cascadec.plan import Plan
 
 
@@ -46,7 +47,7 @@ def test_data_paths_resolve_against_the_spec_directory(small: str) -> None:
 
 
 def test_units_and_reward_arguments(small: str) -> None:
-    text = small.replace("reward = unit_tests(timeout = 2s)", "reward = unit_tests(timeout = 1500ms, memory = 1GiB, tests = field(\"tests\"))")
+    text = small.replace("reward = unit_tests(tests = field(\"tests\"), timeout = 2s)", "reward = unit_tests(timeout = 1500ms, memory = 1GiB, tests = field(\"tests\"))")
     text = text.replace("rollouts_per_prompt = 2  lr = 1e-5 }\n  stage opd", "rollouts_per_prompt = 2  lr = 1e-5  max_response = 2k }\n  stage opd")
     plan = _plan(text)
     args = plan.domains["code"].reward.args
@@ -91,4 +92,4 @@ def test_teachers_and_until_lower_to_plan_objects(small: str) -> None:
 def test_plan_round_trips_through_json(small: str) -> None:
     plan = _plan(small)
     assert Plan.from_json(plan.to_json()) == plan
-    assert all(s.origin is not None and s.origin.path == "/spec/dir/x.cascade" for s in plan.stages)
+    assert all(s.origin is not None and s.origin.path == display_path("/spec/dir/x.cascade") for s in plan.stages)

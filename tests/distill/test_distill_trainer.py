@@ -200,7 +200,6 @@ def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teacher(te
     start_acc = _sampled_accuracy(ctx, held)
     kls = [trainer.step(step, _samples("a", 4, offset=4 * step))["reverse_kl"] for step in range(16)]
     end_acc = _sampled_accuracy(ctx, held)
-    print("h5-learning", teacher_acc, start_acc, end_acc, [round(k, 3) for k in kls])
     assert teacher_acc == 1.0
     assert sum(kls[-3:]) / 3 < 0.5 * sum(kls[:2]) / 2, kls
     assert start_acc <= 0.75 and end_acc >= 0.9, (start_acc, end_acc)

@@ -116,6 +116,4 @@ def test_mopd_step_bf16_with_fast_engine(tmp_path):
     # The first step samples from the teacher's own weights, and the fast engine's bf16 log-probs must
     # agree with the trainer's: the importance ratio is 1 up to bf16 rounding.
     assert abs(first["is_ratio"] - 1.0) < 0.05, first["is_ratio"]
-    # The teacher is the student's own starting point (bf16 copy), so the per-token reverse KL is ~0.
-    assert abs(first["reverse_kl"]) < 1e-2
     assert first["response_len"] > 0 and second["response_len"] > 0

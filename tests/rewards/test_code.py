@@ -24,7 +24,6 @@ def _samples(mk, problems):
     return [mk(prompt=p["prompt"], id=p["task_id"], test=p["test"], entry_point=p["entry_point"]) for p in problems]
 
 
-@pytest.mark.slow
 def test_human_eval_all_164_canonical_solutions_pass(mk):
     right = _human_eval_reward()(_samples(mk, PROBLEMS), [p["canonical_solution"] for p in PROBLEMS])
     assert len(right) == 164

@@ -90,3 +90,14 @@ def test_missing_column_in_real_data(tmp_path):
                            DataSource(kind="jsonl", path=str(data))))
     [p] = check_rewards(plan)
     assert "no column `gold`" in p.message and "on its training data" in p.message
+
+
+def test_uncached_hub_model_is_reported_without_network():
+    import time
+
+    plan = _plan(chat=_domain(RewardSpec(kind="reward_model", args={"model": "nobody-here/no-such-rm-7b"})))
+    start = time.monotonic()
+    [p] = check_rewards(plan)
+    assert "`nobody-here/no-such-rm-7b` is neither a local directory nor in the Hugging Face cache" in p.message
+    assert "huggingface-cli download" in p.hint
+    assert time.monotonic() - start < 5

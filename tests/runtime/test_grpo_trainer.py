@@ -8,9 +8,9 @@ import torch
 from cascadec.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, RewardSpec, Schedule, Stage
 from runtime.data import Sample
 from runtime.entry import build_context
-from runtime.state import RunDir
 from runtime.stages import TRAINERS
 from runtime.stages.grpo import GRPOTrainer, rollout_seed
+from runtime.state import RunDir
 
 torch.set_num_threads(2)
 
@@ -20,8 +20,8 @@ TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermedi
 
 
 def make_ctx(tmp_path: Path, *, overlong: str = "none", **params):
-    args = dict(optim=Optim(lr=Schedule(peak=1e-2)), steps=4, prompts_per_step=2, rollouts_per_prompt=4,
-                micro_batch=3, max_response=3)
+    args = {"optim": Optim(lr=Schedule(peak=1e-2)), "steps": 4, "prompts_per_step": 2,
+            "rollouts_per_prompt": 4, "micro_batch": 3, "max_response": 3}
     stage = Stage(name="rl", kind="grpo", parent="base", domains={"toy": 1.0},
                   params=GRPOParams(**{**args, **params}))
     dom = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x", "answer": "1"}]),
@@ -49,11 +49,13 @@ def test_registered_and_metrics_of_one_step(tmp_path):
     before = params_of(ctx)
     m = GRPOTrainer(ctx).step(0, BATCH)
     expected = {"loss", "reward_mean", "reward_std", "kl", "entropy", "response_len", "truncated_frac",
-                "filtered_frac", "zero_std_frac", "tokens_per_s", "grad_norm", "lr", "gen_s", "train_s",
+                "filtered_frac", "zero_std_frac", "tokens_per_s", "grad_norm", "lr", "gen_s", "reward_s", "train_s",
+                "logp_mismatch",
                 "reward_mean/toy"}
     assert expected <= set(m)
     assert m["reward_mean"] == 0.5 and m["zero_std_frac"] == 0.0 and m["grad_norm"] > 0
     assert m["entropy"] > 0 and m["kl"] == 0.0 and m["lr"] == pytest.approx(1e-2)
+    assert m["logp_mismatch"] < 1e-4  # the engine sampled from the weights being trained
     # exactly one optimizer step and one scheduler step
     state = ctx.optimizer.state[next(iter(ctx.optimizer.param_groups[0]["params"]))]
     assert int(state["step"]) == 1 and ctx.scheduler.last_epoch == 1
@@ -99,7 +101,7 @@ def test_rollouts_are_fixed_by_seed_and_step(tmp_path):
     ctx = make_ctx(tmp_path)
     prompts = [ctx.render_prompt(s) for s in BATCH]
     seed = rollout_seed(ctx.stage.seed, 3, 0)
-    kw = dict(n=4, max_new_tokens=3, temperature=1.0, top_p=1.0, top_k=0)
+    kw = {"n": 4, "max_new_tokens": 3, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
     assert ctx.engine.generate(prompts, seed=seed, **kw).completion_ids == \
         ctx.engine.generate(prompts, seed=seed, **kw).completion_ids
     assert rollout_seed(0, 3, 0) != rollout_seed(0, 4, 0) != rollout_seed(0, 3, 1)

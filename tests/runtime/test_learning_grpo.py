@@ -7,10 +7,10 @@ tokenizer a random-init model spreads its first token over 259 ids, so it starts
 import string
 
 import torch
+from test_grpo_trainer import BATCH, make_ctx
 
 from cascadec.plan import Optim, Schedule
 from runtime.stages.grpo import GRPOTrainer
-from test_grpo_trainer import BATCH, make_ctx
 
 torch.set_num_threads(2)
 

@@ -19,7 +19,7 @@ def tiny():
 
 
 def _sample(engine, **kw):
-    args = dict(n=3, max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0, seed=7)
+    args = {"n": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "seed": 7}
     return engine.generate(PROMPTS, **{**args, **kw})
 
 

@@ -11,9 +11,9 @@ from runtime.data import Sample
 from runtime.entry import build_context
 from runtime.logprobs import pad_right, token_logprobs
 from runtime.models import load_model
-from runtime.state import RunDir
 from runtime.stages import TRAINERS
 from runtime.stages.sft import SFTDataError, SFTTrainer, pack, packed_tensors, sft_completion
+from runtime.state import RunDir
 
 torch.set_num_threads(2)
 

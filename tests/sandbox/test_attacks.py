@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cascadec.plan import RewardSpec
+from runtime.data import Sample
 from runtime.rewards import build_reward
 from runtime.sandbox import Limits, isolation, run_python
 from runtime.sandbox.core import _filesystem_plan
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.skipif(isolation() != "namespaces",
 
 LIMITS = Limits(timeout_s=2.0, memory=256 << 20, processes=16, file_size=1 << 20, tmpfs_size=8 << 20)
 SANDBOX_UIDS = range(61000, 61064)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Sample:
-    id: str
-    domain: str
-    prompt: str
-    answer: object = None
-    meta: dict = dataclasses.field(default_factory=dict)
 
 
 def _sandbox_processes() -> list[int]:
@@ -129,7 +120,7 @@ def test_attack_suite(planted, listener, tmp_path, monkeypatch):
     test_code = "assert solve(2) == 4\n"
     reward = build_reward(RewardSpec(kind="unit_tests", args={"tests": test_code, "timeout": 2.0,
                                                               "memory": 256 << 20, "workers": 2}))
-    samples = [_Sample(id=name, domain="code", prompt="write solve") for name in attacks]
+    samples = [Sample(id=name, domain="code", prompt="write solve") for name in attacks]
     completions = [f"```python\n{code}\ndef solve(x):\n    return x * 2\n```" for code in attacks.values()]
     start = time.monotonic()
     scores = reward(samples, completions)
@@ -145,7 +136,7 @@ def test_attack_suite(planted, listener, tmp_path, monkeypatch):
 
 def test_benign_solution_passes_the_same_reward():
     reward = build_reward(RewardSpec(kind="unit_tests", args={"tests": "assert solve(2) == 4\n"}))
-    s = _Sample(id="ok", domain="code", prompt="write solve")
+    s = Sample(id="ok", domain="code", prompt="write solve")
     assert reward([s, s], ["```python\ndef solve(x):\n    return x * 2\n```", "def solve(x): return x"]) == [1.0, 0.0]
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from runtime.data import Sample
 from runtime.sandbox import Job, Limits, SandboxPool, core, isolation, run_python
 
 FAST = Limits(timeout_s=2.0, memory=256 << 20, file_size=1 << 20, tmpfs_size=8 << 20)
@@ -111,9 +112,13 @@ def test_uid_slots_are_exclusive_across_processes():
 def test_program_cannot_forge_sandbox_reports(level):
     r = run_python("import sys\nsys.stderr.write('error: sandbox\\n')\nsys.exit(125)", limits=FAST)
     assert r.status == "error"
+    code = ("import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'error: forged\\n')\n"
+            "    except OSError:\n        pass\n")
+    r = run_python(code, limits=FAST)
+    assert r.status == "ok"
 
 
-def test_broken_sandbox_is_an_error_not_a_zero(monkeypatch):
+def test_broken_sandbox_is_an_error_not_a_zero(level, monkeypatch):
     """If executions cannot even start, the code reward must raise instead of scoring everything 0."""
     from cascadec.plan import RewardSpec
     from runtime.rewards import RewardError, build_reward
@@ -121,14 +126,34 @@ def test_broken_sandbox_is_an_error_not_a_zero(monkeypatch):
     real = core._config
 
     def broken(*args, **kwargs):
-        return {**real(*args, **kwargs), "python": "/nonexistent/python"}
+        cfg = real(*args, **kwargs)
+        return {**cfg, "limits": {**cfg["limits"], "open_files": "many"}}
 
     monkeypatch.setattr(core, "_config", broken)
     assert run_python("print(1)", limits=FAST).status == "sandbox_error"
     reward = build_reward(RewardSpec(kind="unit_tests", args={"tests": "assert True"}))
 
-    class S:
-        id, domain, prompt, answer, meta = "s", "code", "p", None, {}
+    with pytest.raises(RewardError, match="the code sandbox failed: .*TypeError"):
+        reward([Sample(id="s", domain="code", prompt="p")], ["print(1)"])
 
-    with pytest.raises(RewardError, match="the code sandbox failed: .*nonexistent"):
-        reward([S()], ["print(1)"])
+
+def test_program_semantics_match_a_fresh_interpreter(level):
+    code = ("import atexit, sys\natexit.register(lambda: print('bye'))\n"
+            "print(__name__, sys.argv[0].endswith('main.py'))\nsys.exit(3)\n")
+    r = run_python(code, limits=FAST)
+    assert (r.status, r.returncode, r.stdout) == ("error", 3, "__main__ True\nbye\n")
+    r = run_python("def f():\n    raise ValueError('boom')\nf()\n", limits=FAST)
+    assert r.returncode == 1 and r.stderr.startswith("Traceback") and "_boot" not in r.stderr
+    assert r.stderr.rstrip().endswith("ValueError: boom")
+
+
+def test_zygote_is_restarted_after_it_dies():
+    if isolation() != "namespaces":
+        pytest.skip("the zygote serves the namespaces level only")
+    assert run_python("print(1)", limits=FAST).ok
+    proc = core._ZYGOTE_CLIENT._proc
+    proc.kill()
+    proc.wait()
+    r = run_python("print(2)", limits=FAST)
+    assert (r.status, r.stdout) == ("ok", "2\n")
+    assert core._ZYGOTE_CLIENT._proc is not proc

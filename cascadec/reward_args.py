@@ -1,0 +1,127 @@
+"""The arguments each reward kind accepts, checked at compile time (CAS200/CAS202/CAS203/CAS301).
+
+The table mirrors the keyword parameters of the reward classes in `runtime/rewards/` (docs/rewards.md);
+`tests/compiler/test_reward_args.py` compares it with their signatures so the two cannot drift apart.
+The compiler does not import the runtime: a plain `cascadec lint` must stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cascadec import ast
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+from cascadec.suggest import did_you_mean, suggest
+from cascadec.units import UNITS
+
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One reward argument. ``kind``: ``any`` (a literal or `field("col")`), ``str``, ``int``, ``bool``,
+    ``time`` (seconds, or a time quantity), ``memory`` (bytes, or a memory quantity), ``enum``."""
+
+    kind: str = "any"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+_COLUMN = Arg()
+ARGS: dict[str, dict[str, Arg]] = {
+    "math_verify": {"answer": _COLUMN, "timeout": Arg("time")},
+    "gym": {"name": Arg("str")},
+    "exact": {"answer": _COLUMN, "normalize": Arg("bool")},
+    "choice": {"answer": _COLUMN},
+    "json_schema": {"schema": Arg(required=True)},
+    "instructions": {"ids": _COLUMN, "kwargs": _COLUMN, "mode": Arg("enum", choices=("all", "fraction"))},
+    "unit_tests": {"tests": Arg(required=True), "timeout": Arg("time"), "memory": Arg("memory"),
+                   "mode": Arg("enum", choices=("binary", "fraction")), "prefix": _COLUMN,
+                   "entry_point": _COLUMN, "workers": Arg("int")},
+    "reward_model": {"model": Arg("str", required=True), "batch_size": Arg("int"), "max_length": Arg("int")},
+    "judge": {"model": Arg("str"), "mode": Arg("enum", choices=("pairwise", "pointwise")),
+              "pairs": Arg("enum", choices=("all", "circular")), "reference": _COLUMN,
+              "max_new_tokens": Arg("int"), "generate": Arg("str")},
+    "py": {"fn": Arg("str", required=True)},
+}
+# kinds whose class takes extra keyword arguments (passed on to the user's function)
+OPEN_KINDS = frozenset({"py"})
+
+_EXAMPLE = {"str": '"..."', "int": "8", "bool": "on", "time": "6s", "memory": "1GiB"}
+
+
+def check_reward_args(call: ast.Call, named: dict[str, ast.Value]) -> Diagnostic | None:
+    """The first problem with the arguments of reward ``call``, or None.
+
+    ``named`` maps each argument name to its value, positional ones already named (`py("m:f")` → ``fn``).
+    Composite kinds (`weighted`, `combined_if_rm`) are checked part by part by the caller.
+    """
+    kind = call.func.name
+    table = ARGS.get(kind)
+    if table is None:
+        return None
+    keys = {kw.key.name: kw.key for kw in call.kwargs}
+    for name, value in named.items():
+        arg = table.get(name)
+        if arg is None:
+            if kind in OPEN_KINDS:
+                continue
+            return _unknown(kind, name, keys.get(name), value, table)
+        problem = _check_value(kind, name, arg, value)
+        if problem is not None:
+            return problem
+    for name, arg in table.items():
+        if arg.required and name not in named:
+            return make("CAS203", f"reward `{kind}` needs argument `{name}`", call.func.span,
+                        label=f"`{name}` is not set", help=f"write `{kind}({name} = ...)`; see docs/rewards.md")
+    if kind == "py" and isinstance(named.get("fn"), ast.Str) and ":" not in named["fn"].value:  # type: ignore[union-attr]
+        fn = named["fn"]
+        return make("CAS200", f"`py(...)` names a function as `package.module:function`, found `{fn.value}`",  # type: ignore[union-attr]
+                    fn.span, label="no `:` before the function name", help='write e.g. `py("my_rewards:score")`')
+    return None
+
+
+def _unknown(kind: str, name: str, key: ast.Ident | None, value: ast.Value, table: dict[str, Arg]) -> Diagnostic:
+    # the help line lists every argument unless it names a close match; then a note lists them
+    notes = (f"`{kind}` takes " + ", ".join(f"`{n}`" for n in table),) if suggest(name, table) else ()
+    return make("CAS301", f"reward `{kind}` has no argument `{name}`", key.span if key else value.span,
+                label="unknown argument", notes=notes, help=did_you_mean(name, tuple(table), "arguments"))
+
+
+def _check_value(kind: str, name: str, arg: Arg, value: ast.Value) -> Diagnostic | None:
+    where = f"argument `{name}` of reward `{kind}`"
+    if arg.kind == "any":
+        return None
+    if arg.kind in ("str", "enum") and isinstance(value, ast.Str):
+        if arg.kind == "str" or value.value in arg.choices:
+            return None
+    if arg.kind == "enum" and isinstance(value, ast.Ident) and value.name in arg.choices:
+        return None
+    if arg.kind == "bool" and isinstance(value, ast.Ident) and value.name in ("on", "off", "true", "false"):
+        return None
+    if arg.kind in ("int", "time", "memory") and isinstance(value, ast.Num):
+        dims = {"int": ("count",), "time": ("time",), "memory": ("memory",)}[arg.kind]
+        dim = UNITS[value.unit][0] if value.unit in UNITS else None
+        if value.unit is not None and dim not in dims:
+            return make("CAS202", f"{where} takes {_words(arg)}, found a {dim or 'unknown'} quantity `{value.text}`",
+                        value.span, label="wrong unit", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
+        if arg.kind == "int" and not (value.is_int or value.unit is not None):
+            return make("CAS200", f"{where} takes an integer, found `{value.text}`", value.span,
+                        label="not an integer", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
+        if value.value <= 0:
+            return make("CAS201", f"{where} must be positive, found `{value.text}`", value.span,
+                        label="this value", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
+        return None
+    if arg.kind == "enum":
+        shown = value.name if isinstance(value, ast.Ident) else value.value if isinstance(value, ast.Str) else None
+        return make("CAS200", f"{where} cannot be " + (f"`{shown}`" if shown is not None else "this value"),
+                    value.span, label="not a valid choice",
+                    help=did_you_mean(shown, arg.choices, "values") if shown else
+                    "valid values: " + ", ".join(f"`{c}`" for c in arg.choices))
+    return make("CAS200", f"{where} takes {_words(arg)}", value.span, label="wrong type",
+                help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
+
+
+def _words(arg: Arg) -> str:
+    return {"str": "a string", "int": "an integer", "bool": "`on` or `off`", "time": "a time such as `6s`",
+            "memory": "a memory size such as `1GiB`"}[arg.kind]
