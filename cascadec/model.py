@@ -247,6 +247,11 @@ EVAL_KEYS: dict[str, Key] = {
 }
 
 
+def is_dir_name(name: str) -> bool:
+    """``name`` can be one directory name (the cascade's `build/<name>/` and `runs/<name>/`)."""
+    return name not in ("", ".", "..") and not any(c in "/\\" or ord(c) < 32 or c == "\x7f" for c in name)
+
+
 def stage_keys(kind: str) -> dict[str, Key]:
     """Keys valid in a stage (or `defaults`) of ``kind``."""
     return {**STAGE_KEYS["common"], **STAGE_KEYS.get(kind, {})}

@@ -29,6 +29,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cascadec import __version__
+from cascadec.model import is_dir_name
 from cascadec.plan import Plan, Stage
 
 #: Files the renderer writes into a stage directory (only these are ever deleted when stale).
@@ -101,8 +102,7 @@ _ENV.filters.update(shquote=shquote, comment=comment, shname=shname, token=token
 
 def check_path_component(kind: str, name: str) -> None:
     """Raise `RenderError` unless ``name`` can be one directory name (no ``/``, no control characters)."""
-    bad = name in ("", ".", "..") or "/" in name or "\\" in name or any(ord(c) < 32 or c == "\x7f" for c in name)
-    if bad:
+    if not is_dir_name(name):
         raise RenderError(
             f"{kind} name {name!r} cannot be used as a directory name; "
             "use letters, digits, `-`, `_` or `.` without `/` or control characters"

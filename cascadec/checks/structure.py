@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Iterable, Iterator
 
 from cascadec import ast
@@ -10,7 +11,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.model import (CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, STAGE_KEYS, STAGE_KINDS,
-                            did_you_mean, stage_keys)
+                            did_you_mean, is_dir_name, stage_keys)
 
 
 def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -30,6 +31,11 @@ def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnosti
             yield make("CAS311", "an imported file holds a `cascade` block", mod.cascades[0].name.span,
                        label="imported files hold only domains, defaults and resources",
                        help="move the shared domains into a file without a `cascade` block")
+    name = module.cascades[0].name
+    if not is_dir_name(name.value):
+        yield make("CAS200", f"cascade name {json.dumps(name.value, ensure_ascii=False)} cannot name a directory",
+                   name.span, label="used as `build/<name>/` and `runs/<name>/`",
+                   help="use letters, digits, `-`, `_` or `.`, without `/`, `\\` or control characters")
     if not ctx.view.stages:
         yield make("CAS314", "the cascade declares no stage", module.cascades[0].name.span,
                    label="this cascade", help="add e.g. `stage sft = sft(base) { steps = 100  lr = 1e-5 }`")
@@ -87,8 +93,13 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
         yield from _dupes(((e.name.name, e.name) for e in d.evals), "eval")
         for e in d.evals:
             yield from _assign_dupes(e.body)
-    for res in view.resources:
-        yield from _assign_dupes(res.assigns)
+    for mod in view.modules:
+        # one file's cascade-level `resources` blocks are one table; the main file may override an import's
+        yield from _assign_dupes(a for res in view.resources if res.span.path == mod.path for a in res.assigns)
+    for d in view.domains:
+        if d.name.name == "default":
+            yield make("CAS303", "a domain named `default`", d.name.span, label="`default` is the fallback route",
+                       help="pick another name; in `teachers { }`, `default = STAGE` means every other domain")
     for block in (*view.stages, *view.defaults):
         yield from _assign_dupes(i for i in block.items if isinstance(i, ast.Assign))
         for kind, word in ((ast.Teachers, "teachers"), (ast.Until, "until"), (ast.Resources, "resources")):
@@ -100,6 +111,11 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
         for item in block.items:
             if isinstance(item, (ast.Teachers, ast.Resources)):
                 yield from _assign_dupes(item.assigns)
+            if isinstance(item, ast.Teachers):
+                for a in item.assigns:
+                    if isinstance(a.value, ast.Call) and a.value.func.name == "best":
+                        yield from _dupes(((c.name, c) for c in a.value.args if isinstance(c, ast.Ident)),
+                                          "`best(...)` candidate")
 
 
 def _home(name: str) -> str | None:
