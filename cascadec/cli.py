@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cascadec import __version__
+from cascadec.checks.memory import memory_lower_bound
 from cascadec.compiler import CompileResult, compile_file
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 from cascadec.graph import GRAPH_FORMATS
@@ -319,11 +320,17 @@ def _format_batch(stage: Stage) -> str:
     return f"{p.prompts_per_step} × {p.rollouts_per_prompt} ({p.prompts_per_step * p.rollouts_per_prompt})"
 
 
+def _format_memory(plan: Plan, stage: Stage) -> str:
+    """The lower bound of `cascadec.checks.memory` (model states and frozen models), blank when unknown."""
+    need = memory_lower_bound(plan.base, stage)
+    return "" if need is None else f"≥ {need / 1024**3:.1f} GiB"
+
+
 def plan_table(plan: Plan) -> Table:
     """The rich table `cascadec plan` prints: one row per stage, in run order."""
     table = Table(title=f"cascade {plan.name!r}: {len(plan.stages)} stages from {plan.base.name}")
-    for column in ("stage", "kind", "parent", "domains", "steps", "batch", "teachers", "until", "hash"):
-        table.add_column(column, justify="right" if column in ("steps",) else "left")
+    for column in ("stage", "kind", "parent", "domains", "steps", "batch", "memory/GPU", "teachers", "until", "hash"):
+        table.add_column(column, justify="right" if column in ("steps", "memory/GPU") else "left")
     for s in plan.stages:
         domains = "\n".join(f"{d} {w:.3g}" for d, w in s.domains.items())
         table.add_row(
@@ -333,6 +340,7 @@ def plan_table(plan: Plan) -> Table:
             domains,
             str(s.params.steps),
             _format_batch(s),
+            _format_memory(plan, s),
             _format_teachers(s.teachers),
             "\nor ".join(_format_condition(c) for c in s.until),
             s.hash[:8],
@@ -352,7 +360,8 @@ def plan(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
     fmt: Annotated[PlanFormat, typer.Option("--format", help="A table, or the plan.json text.")] = PlanFormat.table,
 ) -> None:
-    """Show the stages SPEC compiles to: parents, domains, steps, batch, teachers, stop rules, hashes."""
+    """Show the stages SPEC compiles to: parents, domains, steps, batch, memory per GPU, teachers, stop rules,
+    hashes."""
     compiled = _plan_or_exit(spec)
     if fmt is PlanFormat.json:
         sys.stdout.write(compiled.to_json())

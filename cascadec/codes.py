@@ -99,6 +99,9 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS316", "teacher-not-routed", "error", "a stop rule reads the teacher of a domain that has none",
          "`teacher(DOMAIN).EVAL` compares with the score of the teacher that DOMAIN's prompts are routed to. "
          "The `teachers { }` block must route DOMAIN, or give a `default` teacher."),
+    Code("CAS317", "domain-without-teacher", "error", "a distill stage trains on a domain that no teacher covers",
+         "Every sampled completion is scored by the teacher its domain is routed to. A domain the stage trains "
+         "on (its `on` list, or every domain without `on`) needs a route of its own or a `default` route."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
@@ -131,6 +134,12 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS408", "warmup-longer-than-stage", "warning", "the learning-rate warm-up is longer than the stage",
          "`warmup = N` steps of linear warm-up with N >= `steps` means the stage never trains at its peak "
          "learning rate, and a decaying schedule never starts to decay. Shorten the warm-up or raise `steps`."),
+    Code("CAS409", "model-states-exceed-gpu-memory", "warning", "a stage's model states alone exceed `memory_per_gpu`",
+         "A lower bound on memory per GPU: weights, gradients and AdamW states (16 bytes per parameter in mixed "
+         "precision, ZeRO paper §3.1) divided over the data-parallel ranks as the `strategy` shards them, plus "
+         "frozen reference or teacher models. Activations, the KV cache and the rollout engine come on top. It is "
+         "checked when `resources { memory_per_gpu = ... }` is set and the parameter count is known: a packaged "
+         "model, or a model name that states it (`Qwen3-8B`)."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

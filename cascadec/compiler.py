@@ -57,18 +57,20 @@ def read_spec(path: str, at: Span | None = None) -> str | Diagnostic:
     try:
         data = target.read_bytes()
     except OSError as exc:
-        reason = "does not exist" if isinstance(exc, FileNotFoundError) else \
-            "is not readable (permission denied)" if isinstance(exc, PermissionError) else f"cannot be read ({exc.strerror})"
+        reason = ("does not exist" if isinstance(exc, FileNotFoundError) else
+                  "is not readable (permission denied)" if isinstance(exc, PermissionError) else
+                  f"cannot be read ({exc.strerror})")
         return make("CAS009", f"`{path}` {reason}", at, label="named here" if at else "",
                     help="check the path" + (" (relative to the importing file)" if at else ""))
     try:
         return data.decode("utf-8-sig")  # an editor's byte-order mark is not a token
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        # columns count characters, as in every other span; the bytes before the bad one on its line decode
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
         bad = Span(path, line, column, line, column + 1, exc.start, exc.start + 1)
-        return make("CAS009", f"`{path}` is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}",
-                    at or bad, label="imported here" if at else "not UTF-8",
+        return make("CAS009", f"`{path}` is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
+                    f"column {column}", at or bad, label="imported here" if at else "not UTF-8",
                     help="save the file as UTF-8; binary files are not specs")
 
 

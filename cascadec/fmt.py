@@ -1,9 +1,10 @@
 """Canonical layout of a `.cascade` file that keeps comments and the user's line breaks.
 
 The formatter re-lexes the text (comments included) and rewrites only whitespace: two-space indentation
-by bracket depth (one more for a line that continues the item above), two spaces between items that share a line (`steps = 70  overlong = filter`), one space
-between other tokens except around `( ) [ ] , : .` and calls, trailing comments two spaces after code, at
-most one blank line, one final newline. Tokens are unchanged, so the formatted file
+by bracket depth (one level more for a line that continues the item above), two spaces between items that
+share a line (`steps = 70  overlong = filter`), one space between other tokens except around `( ) [ ] , : .`,
+calls and the braces of a record, trailing comments two spaces after code, at most one blank line, one
+final newline. Tokens are unchanged, so the formatted file
 compiles to the same plan (up to origins), and formatting is idempotent.
 """
 

@@ -163,8 +163,9 @@ DATA_KINDS = ("jsonl", "gym", "hf_disk", "inline")
 REWARD_KINDS = ("math_verify", "gym", "choice", "instructions", "unit_tests", "json_schema", "reward_model",
                 "judge", "py", "exact", "weighted", "combined_if_rm")
 OVERLONG = ("none", "penalty", "filter")
-# models shipped inside PyPI packages; mirrors `runtime.models.PACKAGED` (a test keeps the two equal)
-PACKAGED_MODELS = ("smollm2-135m-instruct",)
+# models shipped inside PyPI packages (`runtime.models.PACKAGED`; a test keeps the two equal) and their
+# parameter counts, summed over the tensors of the shipped GGUF file (for the memory estimate, CAS409)
+PACKAGED_MODELS = {"smollm2-135m-instruct": 134_515_008}
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,7 @@ def _call(v: ast.Value, what: str, kinds: tuple[str, ...], example: str) -> ast.
         raise _bad("CAS312", f"unknown {what} `{v.func.name}`", v.func.span, label=f"not a {what}",
                    help=did_you_mean(v.func.name, kinds, f"{what}s"))
     if v.by is not None:
-        raise _bad("CAS200", f"`by` is only valid inside `best(...)`", v.by.span, help="remove `by ...`")
+        raise _bad("CAS200", "`by` is only valid inside `best(...)`", v.by.span, help="remove `by ...`")
     return v
 
 
@@ -703,6 +704,14 @@ def _condition(b: Built, i: int, c: ast.Cond) -> None:
                 raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `plateau(...)`", kw.key.span,
                            help=did_you_mean(kw.key.name, ("patience", "min_delta"), "arguments"))
             b.spans[loc + (kw.key.name,)] = (kw.value.span, kw.key.name)
+        # the runtime stops after `patience` eval points without a gain (Keras EarlyStopping); 0 means nothing
+        if "patience" not in out:
+            raise _bad("CAS203", "`plateau(...)` needs `patience`", c.span, label="how many eval points to wait",
+                       help=f"write e.g. `plateau({c.ref.first.name}.{c.ref.second.name}, patience = 3)`")
+        if out["patience"] < 1:
+            raise _bad("CAS201", f"`plateau(...)` needs `patience` of at least 1, found {out['patience']}",
+                       b.spans[loc + ("patience",)][0], label="eval points to wait for a gain",
+                       help="write e.g. `patience = 3`")
     b.spans[loc] = (c.span, "until")
     until.append(out)
 

@@ -16,6 +16,7 @@ from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.transform import StringEscapeError, ToAst, token_span
+from cascadec.units import UNITS
 
 # terminal name → how a user would call it in "expected ..." hints
 _TERMINAL_WORDS = {
@@ -138,22 +139,197 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
         return make("CAS102", "unexpected end of file", span, label="the file ends here", secondary=secondary,
                     help=f"expected {shown}" if shown else "close the open block with `}`")
     assert isinstance(exc, UnexpectedToken)
+    dangling = _dangling_assign(parser, text, exc.token.start_pos)
+    if dangling is not None:
+        equal, keyword = dangling
+        return make("CAS100", "missing value after `=`", token_span(path, equal), label="no value",
+                    secondary=((token_span(path, keyword), f"`{keyword}` is a reserved word that starts a new item"),),
+                    help="write the value after `=`, or remove the key")
     tok = exc.token
     span = _point(path, text, tok.line, tok.column, tok.start_pos, len(str(tok)))
     found = f"`{tok}`"
+    number = _number_mistake(parser, text, tok)
+    if number is not None:
+        message, at, label, help_line = number
+        return make("CAS100", message, token_span(path, at), label=label, help=help_line)
     if _SCHEDULE_END.search(text, 0, tok.start_pos) and expected == [_TERMINAL_WORDS["NAME"]]:
         return make("CAS100", f"unexpected {found} after a learning-rate schedule", span, label="unexpected here",
                     help="a schedule `PEAK -> END` needs its shape: write `cosine`, `linear` or `constant` after END")
+    in_brackets = "COMMA" in expected_names and expected_names & {"RPAR", "RSQB"}
+    if in_brackets and tok.type in ("NAME", "NUM", "STRING", "METRIC"):
+        bracket = _unclosed(parser, text[:tok.start_pos])
+        if bracket is not None and not text[text.rfind("\n", 0, tok.start_pos) + 1:tok.start_pos].strip():
+            # the token opens a line: more likely a bracket left open on the line above than a missing comma
+            close = ")" if bracket.type == "LPAR" else "]"
+            return make("CAS100", f"unexpected {found}: the `{bracket}` before it is not closed", span,
+                        label="unexpected here",
+                        secondary=((token_span(path, bracket), f"this `{bracket}` is not closed"),),
+                        help=f"close it with `{close}`, or separate items with `,`")
+        return make("CAS100", f"missing `,` before {found}", span, label="`,` expected before this",
+                    help="separate the items of a call `( )` or list `[ ]` with `,`")
+    opener = _unclosed(parser, text[:tok.start_pos]) if tok.type in _ITEM_STARTS and "RBRACE" in expected_names \
+        else None
+    if opener is not None and opener.type == "LBRACE":
+        return make("CAS100", f"unexpected `{tok}`: the block before it is not closed", span,
+                    label="starts a new item",
+                    secondary=((token_span(path, opener), "this `{` is not closed"),),
+                    help=f"close the block with `}}` before `{tok}`")
     return make("CAS100", f"unexpected {found}", span, label="unexpected here", help=f"expected {shown}")
 
 
+_DIGITS = re.compile(r"[0-9_]*")  # matches at any position, possibly empty
+
+
+def _number_mistake(parser: Lark, text: str, tok: Token) -> tuple[str, Token, str, str] | None:
+    """(message, token to point at, label, help) for a number written as in another language: `.5`, `5.`,
+    `2 k` (a unit after a space) or `1,000` (a thousands separator); None otherwise."""
+    before = _tolerant_tokens(parser, text[:tok.start_pos]) or []
+    prev = before[-1] if before else None
+    prev_type = prev.type if prev is not None else ""
+    glued = prev is not None and prev.end_pos == tok.start_pos
+    found = _DIGITS.match(text, tok.end_pos) if tok.type == "DOT" else None
+    digits = found.group() if found else ""
+    if digits and not (glued and prev_type in ("NAME", "NUM", "RPAR")):
+        return "a number starts with a digit", tok, "no digit before `.`", f"write `0.{digits}`"
+    if tok.type == "DOT" and glued and prev_type == "NUM":
+        return "a number ends with a digit", tok, "no digit after `.`", f"write `{prev}.0` or `{prev}`"
+    if prev_type == "NAME" and str(prev) in UNITS and len(before) > 1 \
+            and before[-2].type == "NUM" and before[-2].end_pos != prev.start_pos:
+        return (f"a space between the number `{before[-2]}` and its unit `{prev}`", prev, "separated from its number",
+                f"write the unit directly after the number: `{before[-2]}{prev}`")
+    if tok.type == "NUM" and glued and prev_type == "COMMA" and len(before) > 1 \
+            and before[-2].type == "NUM" and before[-2].end_pos == tok.start_pos - 1:
+        return ("`,` is not a thousands separator", prev, "separates items, not digits",
+                f"write `{before[-2]}{tok}` or `{before[-2]}_{tok}`")
+    return None
+
+
+MAX_SYNTAX_ERRORS = 10
+_ITEM_STARTS = {"IMPORT", "DOMAIN", "DEFAULTS", "RESOURCES", "STAGE"}
+
+
+def _error_pos(exc: UnexpectedInput) -> int | None:
+    """Character offset of a syntax error, or None at the end of the file (nothing after it to recover)."""
+    if isinstance(exc, UnexpectedCharacters):
+        return exc.pos_in_stream
+    token = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedToken) and isinstance(token, Token) and token.type != "$END":
+        return token.start_pos
+    return None
+
+
+def _recovery_pos(parser: Lark, exc: UnexpectedInput, text: str) -> int | None:
+    """Where recovery starts: the error, or the reserved word after a dangling `=` (`_dangling_assign`)."""
+    pos = _error_pos(exc)
+    if pos is not None and isinstance(exc, UnexpectedToken):
+        dangling = _dangling_assign(parser, text, pos)
+        if dangling is not None:
+            return dangling[1].start_pos
+    return pos
+
+
+def _tolerant_tokens(parser: Lark, text: str, limit: int = 100) -> list[Token] | None:
+    """The tokens of ``text`` (context-free lexing: reserved words are always keywords), skipping up to
+    ``limit`` characters that start no token; None if there are more."""
+    for _ in range(limit):
+        try:
+            return list(parser.lex(text))
+        except UnexpectedCharacters as exc:
+            text = text[:exc.pos_in_stream] + " " + text[exc.pos_in_stream + 1:]
+    return None
+
+
+def _dangling_assign(parser: Lark, text: str, pos: int) -> tuple[Token, Token] | None:
+    """``(=, keyword)`` when the last reserved word before ``pos`` that starts an item directly follows an `=`
+    (`base =` and then `stage ...` on the next line): the value is missing. The contextual lexer reads
+    the keyword as a name there, so the parser only fails later, at a confusing place."""
+    tokens = _tolerant_tokens(parser, text[:pos + 1])
+    if not tokens:
+        return None
+    starts = [k for k, t in enumerate(tokens) if t.type in _ITEM_STARTS or t.type == "CASCADE"]
+    if not starts or starts[-1] == 0 or tokens[starts[-1] - 1].type != "EQUAL":
+        return None
+    return tokens[starts[-1] - 1], tokens[starts[-1]]
+
+
+def _is_key(tokens: list[Token], k: int) -> bool:
+    """Token ``k`` is the key of `key = value` (not the name in `stage NAME =` or `eval NAME =`)."""
+    return (tokens[k].type == "NAME" and k + 1 < len(tokens) and tokens[k + 1].type == "EQUAL"
+            and (k == 0 or tokens[k - 1].type not in ("STAGE", "EVAL")))
+
+
+def _item_starts(parser: Lark, text: str) -> list[int] | None:
+    """Offsets where an item of a file or of the cascade block begins (`import`, `domain`, `defaults`,
+    `resources`, `stage`, `key =` at depth 1), plus where the cascade block closes; None when the text does not
+    lex or its brackets do not balance (item boundaries would then be guesses)."""
+    tokens = _tolerant_tokens(parser, text)
+    if tokens is None:
+        return None
+    starts: list[int] = []
+    depth = 0
+    for k, tok in enumerate(tokens):
+        if tok.type in _PAIRS:
+            depth -= 1
+            if depth < 0:
+                return None
+            if depth == 0:
+                starts.append(tok.start_pos)
+        elif depth <= 1 and (tok.type in _ITEM_STARTS or _is_key(tokens, k) and depth == 1):
+            starts.append(tok.start_pos)
+        if tok.type in _PAIRS.values():
+            depth += 1
+    return starts if depth == 0 else None
+
+
+def _recovery_region(parser: Lark, text: str, pos: int) -> tuple[int, int] | None:
+    """The item to blank out so that parsing can go on after an error at ``pos``: the item that holds it, or
+    the item before when the error is the first token of an item (the one before did not finish)."""
+    starts = _item_starts(parser, text)
+    if not starts:
+        return None
+    before = [s for s in starts if s <= pos]
+    if not before:
+        return None
+    start = before[-1]
+    if start == pos and len(before) > 1:
+        start = before[-2]
+    after = [s for s in starts if s > start]
+    return start, after[0] if after else len(text)
+
+
+def _syntax_errors(parser: Lark, first: UnexpectedInput, text: str, path: str) -> list[Diagnostic]:
+    """The first syntax error, then (up to `MAX_SYNTAX_ERRORS`) later ones: blank out the item that holds each
+    error, keeping line breaks so positions stay put, and parse again. Only errors after the blanked item are
+    kept, so a recovery that went wrong cannot report the same place twice or point backwards."""
+    diagnostics = [_syntax_diagnostic(parser, first, text, path)]
+    exc, current = first, text
+    while len(diagnostics) < MAX_SYNTAX_ERRORS:
+        pos = _recovery_pos(parser, exc, current)
+        region = _recovery_region(parser, current, pos) if pos is not None else None
+        if region is None:
+            break
+        start, end = region
+        current = current[:start] + re.sub(r"[^\n]", " ", current[start:end]) + current[end:]
+        try:
+            parser.parse(current)
+            break
+        except UnexpectedInput as nxt:
+            nxt_pos = _recovery_pos(parser, nxt, current)
+            if nxt_pos is None or nxt_pos < end or nxt_pos <= pos:
+                break
+            diagnostics.append(_syntax_diagnostic(parser, nxt, current, path))
+            exc = nxt
+    return diagnostics
+
+
 def parse(text: str, path: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
-    """Parse ``text``; on a syntax error return ``(None, [one CAS1xx diagnostic])``."""
+    """Parse ``text``; on syntax errors return ``(None, CAS1xx diagnostics)`` (several when the items holding
+    them can be skipped, see `_syntax_errors`)."""
     parser = build_parser()
     try:
         tree = parser.parse(text)
     except UnexpectedInput as exc:
-        return None, [_syntax_diagnostic(parser, exc, text, path)]
+        return None, _syntax_errors(parser, exc, text, path)
     deep = _too_deep(parser, text, path)
     if deep is not None:
         return None, [deep]

@@ -25,6 +25,7 @@ class Arg:
     kind: str = "any"
     required: bool = False
     choices: tuple[str, ...] = ()
+    positional: bool = False  # written first without a name: `reward_model("m")`, `py("m:f")`
 
 
 _COLUMN = Arg()
@@ -38,11 +39,11 @@ ARGS: dict[str, dict[str, Arg]] = {
     "unit_tests": {"tests": Arg(required=True), "timeout": Arg("time"), "memory": Arg("memory"),
                    "mode": Arg("enum", choices=("binary", "fraction")), "prefix": _COLUMN,
                    "entry_point": _COLUMN, "workers": Arg("int")},
-    "reward_model": {"model": Arg("str", required=True), "batch_size": Arg("int"), "max_length": Arg("int")},
-    "judge": {"model": Arg("str"), "mode": Arg("enum", choices=("pairwise", "pointwise")),
+    "reward_model": {"model": Arg("str", required=True, positional=True), "batch_size": Arg("int"), "max_length": Arg("int")},
+    "judge": {"model": Arg("str", positional=True), "mode": Arg("enum", choices=("pairwise", "pointwise")),
               "pairs": Arg("enum", choices=("all", "circular")), "reference": _COLUMN,
               "max_new_tokens": Arg("int"), "generate": Arg("str")},
-    "py": {"fn": Arg("str", required=True)},
+    "py": {"fn": Arg("str", required=True, positional=True)},
 }
 # kinds whose class takes extra keyword arguments (passed on to the user's function)
 OPEN_KINDS = frozenset({"py"})
@@ -72,11 +73,12 @@ def check_reward_args(call: ast.Call, named: dict[str, ast.Value]) -> Diagnostic
             return problem
     for name, arg in table.items():
         if arg.required and name not in named:
+            example = f'{kind}("...")' if arg.positional else f"{kind}({name} = ...)"
             return make("CAS203", f"reward `{kind}` needs argument `{name}`", call.func.span,
-                        label=f"`{name}` is not set", help=f"write `{kind}({name} = ...)`; see docs/rewards.md")
-    if kind == "py" and isinstance(named.get("fn"), ast.Str) and ":" not in named["fn"].value:  # type: ignore[union-attr]
-        fn = named["fn"]
-        return make("CAS200", f"`py(...)` names a function as `package.module:function`, found `{fn.value}`",  # type: ignore[union-attr]
+                        label=f"`{name}` is not set", help=f"write `{example}`; see docs/rewards.md")
+    fn = named.get("fn")
+    if kind == "py" and isinstance(fn, ast.Str) and ":" not in fn.value:
+        return make("CAS200", f"`py(...)` names a function as `package.module:function`, found `{fn.value}`",
                     fn.span, label="no `:` before the function name", help='write e.g. `py("my_rewards:score")`')
     return None
 

@@ -124,7 +124,9 @@ def _load_jsonl(source: DataSource, domain: str, split: str) -> list[Sample]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})\nhelp: each line must be one JSON object") from None
+            raise DataError(
+                f"{where}: malformed JSON ({e.msg} at column {e.colno})\nhelp: each line must be one JSON object"
+            ) from None
         samples.append(_row_to_sample(row, source.fields, domain, split, lineno - 1, where=where))
     return samples
 

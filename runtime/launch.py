@@ -30,8 +30,8 @@ def stage_command(plan_json: Path, stage: str, run_dir: Path, *, nproc: int, nno
         rdzv = ["--standalone"]
     else:
         # Multi-node: the sbatch script of the build exports these for every node.
-        rdzv = ["--nnodes", str(nnodes), "--rdzv-backend", "c10d",
-                "--rdzv-endpoint", f"{os.environ.get('MASTER_ADDR', 'localhost')}:{os.environ.get('MASTER_PORT', '29500')}"]
+        endpoint = f"{os.environ.get('MASTER_ADDR', 'localhost')}:{os.environ.get('MASTER_PORT', '29500')}"
+        rdzv = ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint]
     return [sys.executable, "-m", "torch.distributed.run", *rdzv, "--nproc-per-node", str(nproc),
             "-m", ENTRY_MODULE, *entry]
 

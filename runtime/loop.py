@@ -99,7 +99,10 @@ def save_final(ctx: Any) -> Path:
 def reduce_metrics(per_rank: list[dict[str, Any]]) -> dict[str, float]:
     """Combine each rank's step metrics: throughputs (``*_per_s``) add up, everything else is averaged."""
     out: dict[str, float] = {}
-    keys = sorted({k for m in per_rank for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    def numeric(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    keys = sorted({k for m in per_rank for k, v in m.items() if numeric(v)})
     for key in keys:
         values = [float(m[key]) for m in per_rank if key in m]
         out[key] = sum(values) if key.endswith("_per_s") else sum(values) / len(values)

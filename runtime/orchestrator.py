@@ -61,7 +61,9 @@ def load_plan(path: Path) -> Plan:
         return Plan.from_json(path.read_text())
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunError(f"cannot read plan `{path}`: {first}\nhelp: recompile the spec with `cascadec compile`") from None
+        raise RunError(
+            f"cannot read plan `{path}`: {first}\nhelp: recompile the spec with `cascadec compile`"
+        ) from None
 
 
 def teacher_stages(stage: Stage) -> set[str]:
@@ -97,8 +99,11 @@ def base_eval_hash(plan: Plan) -> str:
     and reward."""
     return content_hash({
         "base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"), "seed": plan.seed,
-        "domains": {n: {"evals": [e.model_dump(mode="json") for e in d.evals], "reward": d.reward.model_dump(mode="json", exclude={"origin"}), "system": d.system}
-                    for n, d in sorted(plan.domains.items())},
+        "domains": {
+            n: {"evals": [e.model_dump(mode="json") for e in d.evals],
+                "reward": d.reward.model_dump(mode="json", exclude={"origin"}), "system": d.system}
+            for n, d in sorted(plan.domains.items())
+        },
         "resources": plan.stages[0].resources.model_dump(mode="json") if plan.stages else None,
     })
 
@@ -139,7 +144,9 @@ def run_lock(rd: RunDir) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(f"another `cascadec run` is using `{rd.root}`\nhelp: wait for it, or stop it first") from None
+            raise RunError(
+                f"another `cascadec run` is using `{rd.root}`\nhelp: wait for it, or stop it first"
+            ) from None
         yield
 
 
@@ -183,9 +190,9 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> t
 def _fail(console: Console, rd: RunDir, name: str, rc: int, message: str | None) -> int:
     step = rd.stage_state(name).get("step", 0) if name != BASE else 0
     console.print(f"[bold red]error[/]: {message or f'stage `{name}` exited with status {rc}; see {rd.log(name)}'}",
-                  highlight=False, markup=True)
-    console.print(f"the run is resumable: fix the problem and run `cascadec run` again"
-                  + (f" (stage `{name}` resumes at step {step})" if step else ""), highlight=False)
+                  highlight=False, soft_wrap=True)
+    console.print("the run is resumable: fix the problem and run `cascadec run` again"
+                  + (f" (stage `{name}` resumes at step {step})" if step else ""), highlight=False, soft_wrap=True)
     return EXIT_FAILED
 
 
@@ -207,7 +214,7 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
         with run_lock(rd):
             return _run_locked(plan, rd, nproc, console)
     except RunError as e:
-        console.print(f"[bold red]error[/]: {e}", highlight=False)
+        console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         console.print("interrupted: the run is resumable with `cascadec run`")
@@ -321,8 +328,14 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         state = entry.get("status", "pending")
         if state == "done" and actions.get(stage.name) != "skip":
             state = "done (stale: plan changed)"
-        table.add_row(stage.name, stage.kind, state, f"{entry.get('step', 0)}/{stage.params.steps}",
-                      entry.get("stop_reason") or "", format_metrics(_last_metrics(rd, stage.name)))
+        last = _last_metrics(rd, stage.name)
+        # state.json moves at checkpoints; a live or crashed stage has logged steps past its checkpoint.
+        saved, logged = entry.get("step", 0), last.get("step", -1) + 1
+        step = f"{max(saved, logged)}/{stage.params.steps}"
+        if logged > saved and not state.startswith("done"):
+            step += f" (checkpoint {saved})"
+        table.add_row(stage.name, stage.kind, state, step,
+                      entry.get("stop_reason") or "", format_metrics(last))
     console.print(table)
     if rd.evals_jsonl.is_file():
         console.print(f"{plan.name}: eval scores after each stage", highlight=False)

@@ -48,11 +48,13 @@ def _threshold(cond: Condition, evals: Sequence[Mapping[str, Any]], teacher_scor
     target = cond.value
     described = f"{cond.value:g}"
     if cond.relative_to is not None:
-        scores = teacher_scores.get(cond.relative_to)
+        # a domain without its own teacher learns from the `default` one, so that is its teacher here too
+        scores = teacher_scores.get(cond.relative_to, teacher_scores.get("default"))
         if scores is None:
             raise StopRuleError(
                 f"until rule `{key} {cond.op} teacher({cond.relative_to}).{cond.eval}` names no teacher of this stage"
-                f"\nhelp: add `{cond.relative_to} = <stage>` to the stage's `teachers` block, or compare with a number"
+                f"\nhelp: add `{cond.relative_to} = <stage>` or `default = <stage>` to the stage's `teachers` block, "
+                "or compare with a number"
             )
         if key not in scores:
             raise StopRuleError(
@@ -108,8 +110,9 @@ def should_stop(
             ``evals.jsonl``); a threshold looks at the latest score of its ``domain.eval``, a plateau at
             the whole history. Rows of other stages must not be passed.
         step: optimizer steps completed so far in this stage.
-        teacher_scores: teacher domain -> ``{"domain.eval": score}`` recorded for that teacher (see
-            :func:`runtime.teachers.recorded_teacher_scores`); needed only by relative thresholds.
+        teacher_scores: teacher domain (or ``"default"``) -> ``{"domain.eval": score}`` recorded for that
+            teacher (see :func:`runtime.teachers.recorded_teacher_scores`); needed only by relative
+            thresholds. ``teacher(d)`` uses the ``default`` entry when ``d`` has none of its own.
 
     Returns:
         A human-readable stop reason (recorded in ``state.json``), or None. Calling it again at a later

@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.graph import check_cycles, check_teachers
+from cascadec.checks.memory import check_memory
 from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
                                        check_modes, check_steps, check_until_evals, check_until_ranges, check_warmup)
@@ -27,6 +28,7 @@ PHASES: tuple[tuple[Check, ...], ...] = (
 )
 
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
-                                   check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup)
+                                   check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
+                                   check_memory)
 
 __all__ = ["CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

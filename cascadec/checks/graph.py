@@ -69,6 +69,13 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
         yield from _unrouted(st, routes)
         chain = ancestors(st.name.name, parent_of)
         trained = set(_domains_of(st, view))
+        uncovered = sorted(trained - routes) if "default" not in routes else []
+        if uncovered:
+            listed = ", ".join(f"`{d}`" for d in uncovered)
+            yield make("CAS317", f"distill stage `{st.name.name}` trains on {listed} but routes no teacher there",
+                       blocks[0].span, label="no route for " + listed + " and no `default`",
+                       help=f"add `{uncovered[0]} = STAGE` or `default = STAGE` to the `teachers` block, or drop "
+                       "the domain from the stage's `on` list")
         for a in blocks[0].assigns:
             refs = [a.value] if isinstance(a.value, ast.Ident) else \
                 [c for c in a.value.args if isinstance(c, ast.Ident)] if isinstance(a.value, ast.Call) else []

@@ -23,10 +23,9 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
-from cascadec.model import DistillIn, GRPOIn, StageIn
+from cascadec.model import PACKAGED_MODELS
+from cascadec.plan import ModelRef, Stage
 
-# parameters of the packaged models (runtime/models.py `PACKAGED`), counted from their checkpoints
-PACKAGED_PARAMS = {"smollm2-135m-instruct": 134_515_008}
 
 # the first `<number>B` or `<number>M` that stands alone in the last path component: `Qwen3-8B`, `72B-Instruct`
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)([BM])(?![A-Za-z0-9])")
@@ -36,14 +35,14 @@ _SCALE = {"B": 1e9, "M": 1e6}
 def parameter_count(kind: str, name: str) -> int | None:
     """Ψ of the base model, or None when neither its kind nor its name tells it."""
     if kind == "packaged":
-        return PACKAGED_PARAMS.get(name)
+        return PACKAGED_MODELS.get(name)
     if kind not in ("hub", "path"):
         return None
     found = _SIZE.search(name.rstrip("/").rsplit("/", 1)[-1])
     return int(float(found.group(1)) * _SCALE[found.group(2)]) if found else None
 
 
-def model_state_bytes(params: int, st: StageIn, frozen: int) -> tuple[float, float]:
+def model_state_bytes(params: int, st: Stage, frozen: int) -> tuple[float, float]:
     """(trained model's states, frozen models) in bytes per rank for stage ``st`` (see the module docstring)."""
     r = st.resources
     n = r.nnodes * r.nproc_per_node
@@ -55,16 +54,22 @@ def model_state_bytes(params: int, st: StageIn, frozen: int) -> tuple[float, flo
     return weights / w + grads / g + optimizer / o, frozen * width * params
 
 
-def _frozen_models(st: StageIn) -> int:
-    if isinstance(st.params, GRPOIn):
+def frozen_models(st: Stage) -> int:
+    """How many frozen models the stage holds at least: a GRPO reference, or distinct teachers (a `best(...)`
+    route loads one candidate, which may be one of the fixed teachers)."""
+    if st.params.kind == "grpo":
         return 1 if st.params.kl > 0 else 0
-    if isinstance(st.params, DistillIn):
-        names = set()
-        for t in st.teachers.values():
-            names.update([t.stage] if t.kind == "stage" else t.candidates)  # `best` loads the chosen one only
-        return len({n for n in names if n}) if all(t.kind == "stage" for t in st.teachers.values()) else \
-            max(1, len({t.stage for t in st.teachers.values() if t.kind == "stage"}) + 1)
+    if st.params.kind == "distill":
+        fixed = {t.stage for t in st.teachers.values() if t.kind == "stage"}
+        chosen = any(t.kind == "best" for t in st.teachers.values())
+        return max(len(fixed), 1 if chosen else 0)
     return 0
+
+
+def memory_lower_bound(base: ModelRef, st: Stage) -> float | None:
+    """Bytes per GPU that stage ``st`` needs at least, or None when the base model's size is unknown."""
+    params = parameter_count(base.kind, base.name)
+    return None if params is None else sum(model_state_bytes(params, st, frozen_models(st)))
 
 
 def _gib(n: float) -> str:
@@ -80,7 +85,7 @@ def check_memory(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
         limit = st.resources.memory_per_gpu_bytes
         if limit is None:
             continue
-        trained, frozen = model_state_bytes(params, st, _frozen_models(st))
+        trained, frozen = model_state_bytes(params, st, frozen_models(st))
         if trained + frozen <= limit:
             continue
         n = st.resources.nnodes * st.resources.nproc_per_node
@@ -90,7 +95,8 @@ def check_memory(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
                  + "; activations, KV cache and the rollout engine come on top",)
         yield make("CAS409", f"stage `{st.name}` needs at least {_gib(trained + frozen)} per GPU, more than "
                    f"`memory_per_gpu` = {_gib(limit)}",
-                   ctx.span_of(("stages", i, "resources", "memory_per_gpu_bytes"), node.name.span),
-                   label="GPU memory set here", secondary=((node.name.span, "this stage"),), notes=notes,
+                   node.name.span, label="does not fit",
+                   secondary=((ctx.span_of(("stages", i, "resources", "memory_per_gpu_bytes"), node.name.span),
+                               "GPU memory set here"),), notes=notes,
                    help="shard the model states: `strategy = zero3` or `fsdp2` divides them by the number of "
                    "GPUs; or add GPUs (`gpus`, `nodes`)")

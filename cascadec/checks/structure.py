@@ -120,6 +120,8 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
 
 def _home(name: str) -> str | None:
     """Where a key that is valid elsewhere belongs, for the help line of CAS301."""
+    if name in ("data", "domains", "dataset", "datasets"):
+        return "a stage picks its domains with `on` after its parent: `stage NAME = sft(base) on [math, code] { ... }`"
     if name in RESOURCE_KEYS:
         return f"`{name}` belongs in a `resources {{ }}` block"
     if name in DOMAIN_KEYS:

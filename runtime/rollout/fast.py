@@ -5,7 +5,7 @@ batch 128 x 256 new tokens on one H200 the SmolLM2-135M architecture took 6.4 s 
 1.34 s with ``cache_implementation="static"`` (issue 6), and ``torch.compile(mode="reduce-overhead")``
 around ``forward`` fails with "CUDA-graph output overwritten". This engine owns the decode loop instead:
 
-* one static KV cache per batch shape, ``[layers, B, kv_heads, T_max, head_dim]``, written in place with
+* one static KV cache per batch shape, ``[B, kv_heads, T_max, head_dim]`` per layer, written in place with
   ``index_copy_`` at a slot index held in a tensor, so the step has no Python-side shape or position;
 * the decode step (embedding, every layer, final norm and head for one new token) is compiled with
   ``torch.compile`` and captured once per ``(B, T_max)`` into a ``torch.cuda.CUDAGraph`` and replayed:
@@ -107,9 +107,11 @@ class StaticDecoder:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.batch, self.max_len, self.dtype, self.device = batch, max_len, dtype, device
-        shape = (len(self.base.layers), batch, self.n_kv, max_len, self.head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # One tensor per layer, not one [layers, ...] tensor: an in-place write into a view of a larger
+        # input makes torch.compile copy the whole cache on every write (seen on an H200: 350 us per layer).
+        shape = (batch, self.n_kv, max_len, self.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.base.layers]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.base.layers]
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.slot_index = torch.arange(max_len, device=device)
 
@@ -216,6 +218,21 @@ class _DecodeGraph:
         return self.logits.clone()
 
 
+def _replay_ms(graph: _DecodeGraph, repeats: int = 10) -> float:
+    """Median milliseconds of one replay of ``graph`` (CUDA events, after three untimed replays)."""
+    for _ in range(3):
+        graph.graph.replay()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
 def sample_tokens(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row and return ``(tokens [B] int64, logprobs [B] fp32)``.
@@ -262,8 +279,9 @@ class FastRolloutEngine:
             in this dtype, refreshed by :meth:`sync_weights`.
         suppress_eos: never sample EOS (every completion runs to ``max_new_tokens``; for benchmarks).
         use_graphs: capture the decode step (default: on CUDA).
-        compile: ``torch.compile`` the decode step before capturing it (CUDA graphs only; the first
-            rollout of each batch shape then takes tens of seconds, cached by Inductor on disk).
+        compile: also capture a ``torch.compile``d decode step and keep whichever graph replays faster
+            (CUDA graphs only; the first rollout of each batch shape then takes tens of seconds, cached
+            by Inductor on disk). ``graph_timing`` holds both replay times in milliseconds.
 
     Raises:
         UnsupportedModelError: the architecture is not supported (see :func:`check_supported`).
@@ -283,6 +301,7 @@ class FastRolloutEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._shapes: OrderedDict[tuple[int, int], tuple[StaticDecoder, _DecodeGraph | None]] = OrderedDict()
         self.last_timing: dict[str, float] = {}
+        self.graph_timing: dict[str, float] = {}
         self._bind(model)
         self.eos_ids = self._eos_ids()
 
@@ -335,7 +354,15 @@ class FastRolloutEngine:
         graph = None
         if self.use_graphs:
             with torch.no_grad():
-                graph = _DecodeGraph(decoder, compile=self.compile)
+                graph = _DecodeGraph(decoder, compile=False)
+                self.graph_timing = {"eager_graph_ms": _replay_ms(graph)}
+                if self.compile:
+                    compiled = _DecodeGraph(decoder, compile=True)
+                    if compiled.compiled:
+                        self.graph_timing["compiled_graph_ms"] = _replay_ms(compiled)
+                        if self.graph_timing["compiled_graph_ms"] < self.graph_timing["eager_graph_ms"]:
+                            graph = compiled
+                decoder.reset()
         self._shapes[key] = (decoder, graph)
         return decoder, graph
 
@@ -409,7 +436,8 @@ class FastRolloutEngine:
         timing.mark("decode_s")
         batch_out = self._collect(prompt_ids, n, tokens_out[:, :steps].cpu(), logprobs_out[:, :steps].cpu())
         timing.mark("collect_s")
-        self.last_timing = dict(timing.marks, decode_steps=float(steps), rows=float(batch))
+        self.last_timing = dict(timing.marks, decode_steps=float(steps), rows=float(batch), **self.graph_timing,
+                                compiled=float(bool(graph is not None and graph.compiled)))
         return batch_out
 
     def _prefill(self, decoder: StaticDecoder, padded: torch.Tensor, positions: torch.Tensor,
@@ -421,8 +449,8 @@ class FastRolloutEngine:
             return decoder.forward(padded, positions, slots, real)
         unique = StaticDecoder(self.model, prompts, decoder.max_len, decoder.dtype, decoder.device)
         logits = unique.forward(padded, positions, slots, real)
-        decoder.keys[:, :, :, :width].copy_(unique.keys[:, :, :, :width].repeat_interleave(n, dim=1))
-        decoder.values[:, :, :, :width].copy_(unique.values[:, :, :, :width].repeat_interleave(n, dim=1))
+        for mine, theirs in zip(decoder.keys + decoder.values, unique.keys + unique.values):
+            mine[:, :, :width].copy_(theirs[:, :, :width].repeat_interleave(n, dim=0))
         decoder.valid[:, :width].copy_(unique.valid[:, :width].repeat_interleave(n, dim=0))
         return logits.repeat_interleave(n, dim=0)
 

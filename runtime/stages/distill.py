@@ -179,6 +179,8 @@ class DistillTrainer:
         self.pool = TeacherPool(ctx, sorted(set(self.teachers.values())))
         tok = ctx.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
+        self.temperature = p.temperature if p.temperature > 0 else 1.0
         if ctx.is_main:
             atomic_write_json(Path(ctx.rundir.stage_dir(ctx.stage.name)) / "teachers.json",
                               {"teachers": self.teachers, "placement": self.pool.placement})
@@ -253,7 +255,7 @@ class DistillTrainer:
                     chunk = idx[k:k + TEACHER_ROWS]
                     ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, chunk, self.pad_id))
                     lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK,
-                                        temperature=self.params.temperature).logprobs.float().cpu()
+                                        temperature=self.temperature).logprobs.float().cpu()
                     for r, i in enumerate(chunk):
                         start = len(rollouts.prompt_ids[i])
                         out[i] = lp[r, start:start + len(rollouts.completion_ids[i])]
@@ -289,7 +291,7 @@ class DistillTrainer:
             inf = place_rows([rollouts.completion_logprobs[i] for i in chunk], prompt_lens, width).to(ctx.device)
             with acc.no_sync(policy) if n < passes - 1 else contextlib.nullcontext():
                 if p.loss == "mopd":
-                    out = token_logprobs(policy, ids, attn, comp, temperature=p.temperature, with_entropy=True)
+                    out = token_logprobs(policy, ids, attn, comp, temperature=self.temperature, with_entropy=True)
                     lp, entropy = out.logprobs, out.entropy
                     empty = torch.zeros(0)
                     lp_t = place_rows([teacher_lp.get(i, empty) for i in chunk], prompt_lens, width).to(ctx.device)
@@ -328,8 +330,7 @@ class DistillTrainer:
         Returns ``(loss, logp_train, logp_teacher, entropy)``, the last three ``[R, T]`` in the layout of
         :func:`runtime.logprobs.token_logprobs` (the value of token ``t`` at position ``t``).
         """
-        p, vocab = self.params, len(self.ctx.tokenizer)
-        temp = p.temperature if p.temperature > 0 else 1.0
+        p, vocab, temp = self.params, len(self.ctx.tokenizer), self.temperature
         # Position t's logits predict token t + 1; cutting to the tokenizer's vocabulary drops padded rows.
         logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1, :vocab] / temp
         teacher = torch.empty_like(logits, dtype=torch.float32)

@@ -132,3 +132,28 @@ def test_plan_records_an_absolute_spec_path_relative_to_the_cwd(small: str, tmp_
     assert plan is not None and plan.source == os.path.join("sub", "x.cascade")
     assert str(tmp_path) not in plan.to_json().replace(str(tmp_path / "sub" / "data"), "")
     assert all(st.origin is not None and st.origin.path == plan.source for st in plan.stages)
+
+
+def test_a_directory_is_a_diagnostic(tmp_path: Path) -> None:
+    (d,) = compile_file(tmp_path).diagnostics
+    assert d.code == "CAS009" and "is a directory" in d.message
+
+
+def test_non_utf8_text_points_at_the_first_bad_byte(tmp_path: Path) -> None:
+    spec = tmp_path / "latin1.cascade"
+    spec.write_bytes(b'cascade "x" {\n  # caf\xe9\n}\n')
+    (d,) = compile_file(spec).diagnostics
+    assert d.code == "CAS009" and "byte 0xe9 at line 2, column 8" in d.message
+    assert d.span is not None and (d.span.line, d.span.column) == (2, 8)
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "secret.cascade"
+    spec.write_text('cascade "x" {}\n')
+
+    def denied(self: Path) -> bytes:  # root reads any file whatever its mode, so simulate the refusal
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    (d,) = compile_file(spec).diagnostics
+    assert d.code == "CAS009" and "permission denied" in d.message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cascadec import ast
-from cascadec.parser import build_parser, parse
+from cascadec.parser import MAX_SYNTAX_ERRORS, build_parser, parse
 
 
 def test_grammar_is_conflict_free_under_lark_strict_mode() -> None:
@@ -102,3 +102,37 @@ def test_end_of_file_names_the_bracket_left_open() -> None:
 def test_pathologically_deep_nesting_is_a_diagnostic_not_a_recursion_error() -> None:
     module, (d,) = parse('cascade "x" { seed = ' + "[" * 5000 + "]" * 5000 + " }")
     assert module is None and d.code == "CAS105"
+
+
+def _errors(text: str) -> list[tuple[int, int, str]]:
+    module, diagnostics = parse(text, "x.cascade")
+    assert module is None
+    return [(d.span.line, d.span.column, d.message) for d in diagnostics if d.span is not None]
+
+
+def test_several_syntax_errors_are_reported_in_order() -> None:
+    text = ('cascade "x" {\n'
+            '  domain d { train = gym("a" size = 2)  reward = gym() }\n'
+            '  stage s grpo(base) { steps = 2 }\n'
+            '  seed = $\n'
+            '  stage t = grpo(base) { steps 2 }\n'
+            '}\n')
+    found = _errors(text)
+    assert [(line, col) for line, col, _ in found] == [(2, 30), (3, 11), (4, 10), (5, 32)]
+    assert found[0][2] == "missing `,` before `size`" and found[2][2] == "unexpected character `$`"
+
+
+def test_recovery_stops_at_unbalanced_brackets() -> None:
+    text = 'cascade "x" {\n  stage s = grpo(base) { steps = 2\n  stage t = grpo(base) { steps 2 }\n}\n'
+    (only,) = _errors(text)
+    assert only[:2] == (3, 3) and "not closed" in only[2]
+
+
+def test_recovery_reports_at_most_the_limit() -> None:
+    body = "".join(f"  stage s{i} grpo(base) {{ steps = 1 }}\n" for i in range(3 * MAX_SYNTAX_ERRORS))
+    assert len(_errors('cascade "x" {\n' + body + "}\n")) == MAX_SYNTAX_ERRORS
+
+
+def test_missing_value_before_a_keyword() -> None:
+    (only,) = _errors('cascade "x" {\n  base =\n  stage s = grpo(base) { steps = 2 }\n}\n')
+    assert only == (2, 8, "missing value after `=`")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic_run import make_plan, write_run
 
 from cascadec.plan import Plan
-from synthetic_run import make_plan, write_run
 
 
 @pytest.fixture

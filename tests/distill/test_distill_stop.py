@@ -40,9 +40,15 @@ def test_relative_threshold_uses_the_teacher_recorded_score():
     assert reason is not None and "0.76 (0.95 × teacher(math).gsm = 0.8)" in reason
 
 
+def test_relative_threshold_falls_back_to_the_default_teacher():
+    teachers = {"code": {"math.gsm": 0.9}, "default": {"math.gsm": 0.6}}
+    reason = should_stop([thr(1.0, relative_to="math")], rows(0.7), 10, teachers)
+    assert reason == "math.gsm = 0.7 >= 0.6 (teacher(math).gsm = 0.6) at step 10"
+
+
 def test_relative_threshold_errors_name_the_rule():
-    with pytest.raises(StopRuleError, match=r"names no teacher.*\nhelp: add `math = <stage>`"):
-        should_stop([thr(1.0, relative_to="math")], rows(0.7), 10, {})
+    with pytest.raises(StopRuleError, match=r"names no teacher.*\nhelp: add `math = <stage>` or `default = <stage>`"):
+        should_stop([thr(1.0, relative_to="math")], rows(0.7), 10, {"code": {"math.gsm": 0.9}})
     with pytest.raises(StopRuleError, match="no recorded `math.gsm` score"):
         should_stop([thr(1.0, relative_to="math")], rows(0.7), 10, {"math": {"code.he": 0.3}})
 

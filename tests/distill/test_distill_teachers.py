@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from synthetic_run import make_plan, write_run
 
 from cascadec.plan import TeacherRef
 from runtime.models import byte_tokenizer
@@ -19,8 +20,6 @@ from runtime.teachers import (
     resolve_teachers,
     route,
 )
-
-from synthetic_run import make_plan, write_run
 
 
 def test_best_picks_the_candidate_with_the_highest_final_score(run_dir):

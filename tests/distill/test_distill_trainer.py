@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from cascadec.plan import (
-    DataSource, DistillParams, Domain, ModelRef, Optim, Plan, RewardSpec, Schedule, SFTParams, Stage, TeacherRef,
+    DataSource,
+    DistillParams,
+    Domain,
+    ModelRef,
+    Optim,
+    Plan,
+    RewardSpec,
+    Schedule,
+    SFTParams,
+    Stage,
+    TeacherRef,
 )
 from runtime.chat import render_sft
 from runtime.data import Sample
@@ -17,7 +27,12 @@ from runtime.entry import build_context
 from runtime.models import load_model, save_checkpoint
 from runtime.rollout.hf import HFRolloutEngine
 from runtime.stages import TRAINERS
-from runtime.stages.distill import DistillSetupError, DistillTrainer, place_rows, plan_placement
+from runtime.stages.distill import (
+    DistillSetupError,
+    DistillTrainer,
+    place_rows,
+    plan_placement,
+)
 from runtime.state import RunDir
 from runtime.teachers import TeacherError
 
@@ -41,8 +56,8 @@ def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
     def dom(name):
         return Domain(name=name, train=DataSource(kind="inline", rows=[{"prompt": "x"}]), reward=RewardSpec(kind="exact"))
 
-    args = dict(optim=Optim(lr=Schedule(peak=2e-3)), steps=40, prompts_per_step=4, rollouts_per_prompt=4,
-                micro_batch=8, max_response=4)
+    args = {"optim": Optim(lr=Schedule(peak=2e-3)), "steps": 40, "prompts_per_step": 4, "rollouts_per_prompt": 4,
+            "micro_batch": 8, "max_response": 4}
     sft = SFTParams(optim=Optim(lr=Schedule(peak=1e-2)), steps=1)
     stages = [
         Stage(name="teach_ok", kind="sft", parent="base", domains={"a": 1.0}, params=sft),
@@ -203,3 +218,20 @@ def test_on_policy_distillation_moves_reverse_kl_and_eval_towards_the_teacher(te
     assert teacher_acc == 1.0
     assert sum(kls[-3:]) / 3 < 0.5 * sum(kls[:2]) / 2, kls
     assert start_acc <= 0.75 and end_acc >= 0.9, (start_acc, end_acc)
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(teachers_dir, tmp_path):
+    """The same rollouts trained as 8 micro-batches of 2 or as one of 16 give the same update (plain SGD, no
+    clipping, so the update is the gradient itself)."""
+    deltas = []
+    for micro in (2, 16):
+        ctx = _ctx(teachers_dir, tmp_path / str(micro), micro_batch=micro,
+                   optim=Optim(lr=Schedule(peak=1.0), grad_clip=0.0))
+        ctx.optimizer = torch.optim.SGD(ctx.policy.parameters(), lr=1.0)
+        ctx.scheduler = torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, lambda s: 1.0)
+        before = [p.detach().clone() for p in ctx.policy.parameters()]
+        DistillTrainer(ctx).step(0, _samples("a", 2) + _samples("b", 2))
+        deltas.append([p.detach() - b for p, b in zip(ctx.policy.parameters(), before)])
+    assert max(d.abs().max().item() for d in deltas[1]) > 1e-4
+    for a, b in zip(*deltas):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

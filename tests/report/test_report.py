@@ -8,9 +8,9 @@ import re
 
 import pytest
 from rich.console import Console
+from synthetic_run import FINAL_SCORES, make_plan, write_run
 
 from runtime.report import ReportError, load_run, main, report, text_report
-from synthetic_run import FINAL_SCORES, make_plan, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -75,7 +75,7 @@ def test_checkpoint_step_reads_meta_and_recovers_a_half_swapped_dir(tmp_path: Pa
 
 
 def test_entry_reports_unknown_stage_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from conftest import tiny_plan
+    from cascadec_runtime_plans import tiny_plan
 
     plan = tmp_path / "plan.json"
     plan.write_text(tiny_plan().to_json())

@@ -50,6 +50,18 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
 
 
+def test_tokenizer_override_of_a_path_model(tmp_path: Path) -> None:
+    model, tok = load_model(TINY, seed=1)
+    save_checkpoint(model, tok, tmp_path / "model")
+    other = byte_tokenizer()
+    other.chat_template = "{{ messages[0]['content'] }}"
+    other.save_pretrained(tmp_path / "tok")
+    _, loaded = load_model(ModelRef(kind="path", name=str(tmp_path / "model"), tokenizer=str(tmp_path / "tok")))
+    assert loaded.chat_template == other.chat_template
+    with pytest.raises(ModelLoadError, match="cannot load tokenizer"):
+        load_model(ModelRef(kind="path", name=str(tmp_path / "model"), tokenizer=str(tmp_path / "absent")))
+
+
 def test_missing_path_names_model_and_fix(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError) as err:
         load_model(ModelRef(kind="path", name=str(tmp_path / "nowhere")))

@@ -6,14 +6,12 @@ Stages run in real subprocesses (``runtime.entry``) with the toy trainer of
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, domain, rows, sft_stage, tiny_plan, write_build
-from rich.console import Console
+from cascadec_runtime_plans import TINY, console, domain, rows, run_ok, sft_stage, tiny_plan, write_build
 
 from cascadec.plan import DataSource, ModelRef, RewardSpec
 from runtime.context import lr_at
@@ -24,10 +22,6 @@ from runtime.state import RunDir, read_jsonl
 pytestmark = pytest.mark.usefixtures("toy_env")
 
 
-def console() -> Console:
-    return Console(file=io.StringIO(), width=200, color_system=None)
-
-
 def launches(rd: RunDir, stage: str) -> int:
     """How many times the stage's process group was started (one ``--- argv`` header per launch)."""
     log = rd.log(stage)
@@ -36,14 +30,6 @@ def launches(rd: RunDir, stage: str) -> int:
 
 def metric_steps(rd: RunDir, stage: str) -> list[int]:
     return [r["step"] for r in read_jsonl(rd.metrics(stage))]
-
-
-def run_ok(build: Path, rd: RunDir, **kw) -> str:
-    out = console()
-    rc = run(build, rd.root, console=out, **kw)
-    text = out.file.getvalue()
-    assert rc == 0, text + "\n".join(p.read_text() for p in rd.root.glob("stages/*/stage.log"))
-    return text
 
 
 def test_resolve_plan_path_errors(tmp_path: Path) -> None:
@@ -152,7 +138,7 @@ def test_malformed_jsonl_row_names_file_and_line_then_fixed(tmp_path: Path) -> N
 def test_reward_that_raises_then_fixed(tmp_path: Path) -> None:
     flag = tmp_path / "broken"
     flag.write_text("1")
-    reward = RewardSpec(kind="toy_flag", args={"flag": str(flag)})
+    reward = RewardSpec(kind="py", args={"fn": "cascadec_toy_plugin:flag_reward", "flag": str(flag)})
     plan = tiny_plan(domains={"add": domain("add", reward=reward)}, stages=[sft_stage("s1", "base", steps=2)])
     fail_then_fix(tmp_path, plan, flag.unlink,
                   ["the reward of domain `add` raised ValueError", "toy reward broken", "help:"])
@@ -179,6 +165,9 @@ def test_stage_process_killed_mid_stage_resumes_exactly_once(tmp_path: Path, mon
     assert run(build, rd.root, console=out) == 1
     assert "exited with status -9" in out.file.getvalue() and "resumes at step 3" in out.file.getvalue()
     assert rd.read_state()["stages"]["s1"]["status"] == "failed"
+    shown = console()
+    assert status(rd.root, console=shown) == 0
+    assert "failed" in shown.file.getvalue() and "3/5" in shown.file.getvalue()
     monkeypatch.delenv("TOY_KILL_AT_STEP")
     text = run_ok(build, rd)
     assert "(resuming)" in text
@@ -222,3 +211,14 @@ def test_status_of_a_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     out = console()
     assert status(tmp_path / "nowhere", console=out) == 2
     assert "not a run directory" in out.file.getvalue()
+
+
+def test_second_run_on_a_locked_run_directory_is_refused(tmp_path: Path) -> None:
+    from runtime.orchestrator import run_lock
+
+    build = write_build(tmp_path, tiny_plan())
+    rd = RunDir(tmp_path / "run")
+    with run_lock(rd):
+        out = console()
+        assert run(build, rd.root, console=out) == 2
+    assert "another `cascadec run` is using" in out.file.getvalue()

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import sft_stage, tiny_plan, write_build
-from test_orchestrator import console, run_ok
+from cascadec_runtime_plans import console, run_ok, sft_stage, tiny_plan, write_build
 
 from cascadec.plan import ModelRef
 from runtime.models import load_model
