@@ -447,7 +447,25 @@ def _call(v: ast.Value, what: str, kinds: tuple[str, ...], example: str) -> ast.
                    help=did_you_mean(v.func.name, kinds, f"{what}s"))
     if v.by is not None:
         raise _bad("CAS200", "`by` is only valid inside `best(...)`", v.by.span, help="remove `by ...`")
+    _positional_order(v)
     return v
+
+
+def _positional_order(call: ast.Call) -> None:
+    """Positional arguments come before keyword ones; `size = 1,000` is the usual way to break that."""
+    if not call.kwargs:
+        return
+    first_kw = call.kwargs[0]
+    late = [a for a in call.args if a.span.start > first_kw.span.start]
+    if not late:
+        return
+    arg = late[0]
+    before = max((kw for kw in call.kwargs if kw.span.start < arg.span.start), key=lambda kw: kw.span.start)
+    if isinstance(arg, ast.Num) and isinstance(before.value, ast.Num) and arg.span.start == before.value.span.end + 1:
+        raise _bad("CAS200", "`,` is not a thousands separator", arg.span, label="read as another argument",
+                   help=f"write `{before.value.text}{arg.text}` or `{before.value.text}_{arg.text}`")
+    raise _bad("CAS200", f"a positional argument after `{before.key.name} = ...` in `{call.func.name}(...)`", arg.span,
+               label="positional argument", help="put positional arguments first, or name this one")
 
 
 def _one_string(call: ast.Call, what: str) -> str:
