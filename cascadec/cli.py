@@ -34,7 +34,7 @@ from rich.table import Table
 
 from cascadec import __version__
 from cascadec.checks.memory import memory_lower_bound
-from cascadec.compiler import CompileResult, compile_file
+from cascadec.compiler import CompileResult, compile_file, read_spec
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 from cascadec.graph import GRAPH_FORMATS
 from cascadec.lower import display_path
@@ -412,7 +412,11 @@ def fmt_cmd(
     format_source = _formatter()
     changed, failed = [], False
     for spec in specs:
-        text = spec.read_text(encoding="utf-8")
+        text = read_spec(str(spec))
+        if isinstance(text, Diagnostic):
+            _emit([text], {}, OutputFormat.full, to_stderr=True)
+            failed = True
+            continue
         formatted, diagnostics = format_source(text, str(spec))
         if formatted is None:
             _emit(diagnostics, {str(spec): text}, OutputFormat.full, to_stderr=True)

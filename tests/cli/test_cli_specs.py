@@ -150,6 +150,24 @@ def test_fmt_rewrites_a_spec_in_place_and_keeps_its_stages(tmp_path: Path) -> No
     assert [(s["name"], s["hash"]) for s in after["stages"]] == [(s["name"], s["hash"]) for s in before["stages"]]
 
 
+def test_fmt_reads_a_byte_order_mark_and_crlf_like_lint_does(tmp_path: Path) -> None:
+    spec = tmp_path / "windows.cascade"
+    original = (ROOT / MINI).read_text()
+    spec.write_bytes(b"\xef\xbb\xbf" + original.replace("\n", "\r\n").encode())
+    assert invoke(["lint", str(spec)]).exit_code == 0
+    result = invoke(["fmt", str(spec)])
+    assert (result.exit_code, result.stderr) == (0, f"reformatted {spec}\n")
+    assert spec.read_text() == original  # canonical: no byte-order mark, LF line ends
+
+
+def test_fmt_reports_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    spec = tmp_path / "latin1.cascade"
+    spec.write_bytes(b'cascade "caf\xe9" {}\n')
+    result = invoke(["fmt", str(spec)])
+    assert result.exit_code == 1 and "error[CAS009]" in result.stderr
+    assert "byte 0xe9 at line 1, column 13" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_run_dry_run_compiles_then_asks_the_orchestrator(tmp_path: Path) -> None:
     result = invoke(["run", MINI, "--dry-run", "-o", str(tmp_path / "build"), "--run-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.stderr
