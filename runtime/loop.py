@@ -178,12 +178,7 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
             if done == total:
                 break
             if stage.eval_every and done % stage.eval_every == 0:
-                records = run_evals(ctx, eval_sets, stage=stage.name, step=done, seed=stage.seed + done)
-                if main:
-                    for r in records:
-                        append_jsonl(rd.evals_jsonl, r)
-                        progress.note(f"[{stage.name}] eval at step {done}: "
-                                      f"{r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
+                _record_evals(ctx, eval_sets, done, writer, progress)
             if stage.until:
                 reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
                 reason = _broadcast(acc, reason)
@@ -192,15 +187,14 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
                     break
             if stage.save_every and done % stage.save_every == 0:
                 save_checkpoint(ctx, trainer, done)
+        progress.close()
+        save_final(ctx)
+        _record_evals(ctx, eval_sets, done, writer, progress)
     finally:
         progress.close()
         if writer is not None:
             writer.close()
-    save_final(ctx)
-    records = run_evals(ctx, eval_sets, stage=stage.name, step=done, seed=stage.seed + done)
     if main:
-        for r in records:
-            append_jsonl(rd.evals_jsonl, r)
         rd.update_stage(
             stage.name, status="done", step=done, stop_reason=reason,
             checkpoint=str(Path("stages") / stage.name / "final"),
@@ -209,6 +203,19 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
         shutil.rmtree(rd.ckpt(stage.name), ignore_errors=True)
     _barrier(acc)
     return reason
+
+
+def _record_evals(ctx: Any, eval_sets: list[EvalSet], done: int, writer: Any, progress: StageProgress) -> None:
+    """Run every eval at ``done`` finished steps; rank 0 appends the records to ``evals.jsonl`` and
+    TensorBoard (``eval/<domain>.<eval>``) and prints them."""
+    name = ctx.stage.name
+    records = run_evals(ctx, eval_sets, stage=name, step=done, seed=ctx.stage.seed + done)
+    if not ctx.accelerator.is_main_process:
+        return
+    for r in records:
+        append_jsonl(ctx.rundir.evals_jsonl, r)
+        writer.add_scalar(f"eval/{r['domain']}.{r['eval']}", r["score"], done)
+        progress.note(f"[{name}] eval at step {done}: {r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
 
 
 def _broadcast(acc: Any, value: Any) -> Any:

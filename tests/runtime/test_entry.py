@@ -59,7 +59,8 @@ def test_cuda_request_without_cuda_is_a_user_error() -> None:
 
 def test_stage_command_direct_for_one_process_and_torchrun_for_more(tmp_path: Path) -> None:
     one = stage_command(tmp_path / "plan.json", "s1", tmp_path, nproc=1)
-    assert one[:3] == [sys.executable, "-m", "runtime.entry"] and one[-4:] == ["--stage", "s1", "--run-dir", str(tmp_path)]
+    assert one[:3] == [sys.executable, "-m", "runtime.entry"]
+    assert one[-4:] == ["--stage", "s1", "--run-dir", str(tmp_path)]
     two = stage_command(tmp_path / "plan.json", "s1", tmp_path, nproc=2)
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node"] and two[5] == "2"
     env = stage_env(2, {"X": "1"})

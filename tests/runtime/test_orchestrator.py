@@ -174,7 +174,14 @@ def test_stage_process_killed_mid_stage_resumes_exactly_once(tmp_path: Path, mon
     rows_ = read_jsonl(rd.metrics("s1"))
     assert [r["step"] for r in rows_] == [0, 1, 2, 3, 4]
     assert rows_[-1]["steps_seen"] == 5  # the trainer's own state came back from the checkpoint
-    assert [(r["stage"], r["step"]) for r in read_jsonl(rd.evals_jsonl)] == [("base", 0), ("s1", 2), ("s1", 4), ("s1", 5)]
+    evals = [(r["stage"], r["step"]) for r in read_jsonl(rd.evals_jsonl)]
+    assert evals == [("base", 0), ("s1", 2), ("s1", 4), ("s1", 5)]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(rd.tb("s1")))
+    events.Reload()
+    assert [e.step for e in events.Scalars("s1/loss")] == [0, 1, 2, 3, 4]  # purge_step dropped the lost step
+    assert [e.step for e in events.Scalars("eval/add.held")] == [2, 4, 5]
 
 
 @pytest.mark.slow

@@ -1,0 +1,516 @@
+"""The issue-7 study: per-stage gains, and how fast MOPD vs continued GRPO recover a regressed domain.
+
+    python bench/study.py examples/study/study.cascade --seeds 3 --runs runs/study --out bench/results/study.md
+    python bench/study.py --from-runs runs/study/seed0 runs/study/seed1 --out bench/results/study.md
+
+The first form runs the spec once per seed through the real CLI (`cascadec compile`, then `cascadec run`
+with its own run directory ``RUNS/seedN``; the spec's top-level ``seed = N`` line is rewritten per seed, and
+a re-run resumes or skips finished stages). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
+and write a Markdown report (atomically) with:
+
+1. the per-stage, per-domain table: each eval's score after each stage, mean ± std across seeds;
+2. both arms' eval curves (a PNG next to the report), the arms' parent's final score as step 0;
+3. the steps each arm needs to bring domain A back to 95% of its teacher's score;
+4. MOPD minus GRPO, paired by seed, with a t interval and a bootstrap interval, and a plain verdict.
+
+The analysis functions (everything between "analysis" and "report") are pure and unit-tested
+(tests/study/). The study's design and the choice of domains are in examples/study/study.cascade.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "cascadec.cli"]
+BASE = "base"
+RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issue 7)
+CONFIDENCE = 0.95
+SEED_LINE = re.compile(r"^(?P<indent>[ \t]*)seed[ \t]*=[ \t]*-?[0-9_]+[ \t]*(?P<rest>#.*)?$", re.M)
+
+
+class StudyError(Exception):
+    """A problem the user must fix (a missing run, a plan without the named arms, ...)."""
+
+
+# ------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class Run:
+    """One seed's run directory: its plan (as JSON) and its eval records."""
+
+    path: Path
+    plan: dict
+    evals: list[dict]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL file; a torn last line (a run killed mid-write) is skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def load_run(path: Path) -> Run:
+    """Read ``plan.json`` and ``evals.jsonl`` of a run directory. Raises StudyError when either is missing."""
+    plan, evals = path / "plan.json", path / "evals.jsonl"
+    for f in (plan, evals):
+        if not f.is_file():
+            raise StudyError(f"`{path}` has no {f.name}\nhelp: pass a run directory written by `cascadec run`")
+    return Run(path, json.loads(plan.read_text()), read_jsonl(evals))
+
+
+def stage_order(plan: dict) -> list[str]:
+    """``base`` then the plan's stages in topological order."""
+    return [BASE, *(s["name"] for s in plan["stages"])]
+
+
+def plan_stage(plan: dict, name: str) -> dict:
+    for stage in plan["stages"]:
+        if stage["name"] == name:
+            return stage
+    raise StudyError(f"the plan `{plan['name']}` has no stage `{name}`\n"
+                     f"help: name the arms with --mopd/--grpo; stages: {', '.join(stage_order(plan)[1:])}")
+
+
+def teacher_candidates(plan: dict, mopd: str, domain: str) -> list[str]:
+    """The stages the MOPD stage may take ``domain``'s teacher from: one fixed stage, or the candidates of
+    ``best(...)``; the domain's own route first, else ``default``. Raises StudyError without a route."""
+    routes = plan_stage(plan, mopd).get("teachers", {})
+    ref = routes.get(domain) or routes.get("default")
+    if ref is None:
+        raise StudyError(f"stage `{mopd}` has no teacher for `{domain}`\nhelp: pass --domain-a with a routed domain")
+    return [ref["stage"]] if ref["kind"] == "stage" else list(ref["candidates"])
+
+
+# ------------------------------------------------------------------ analysis (pure)
+
+
+def last_scores(records: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """``{stage: {"domain.eval": score}}`` at each stage's last eval step (for equal steps the later line
+    wins: the loop may record its last eval point and its final eval at the same step)."""
+    best: dict[str, dict[str, tuple[int, float]]] = {}
+    for r in records:
+        key = f"{r['domain']}.{r['eval']}"
+        cur = best.setdefault(r["stage"], {}).get(key)
+        if cur is None or int(r["step"]) >= cur[0]:
+            best[r["stage"]][key] = (int(r["step"]), float(r["score"]))
+    return {s: {k: v[1] for k, v in d.items()} for s, d in best.items()}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation (0 for one value) of ``n`` values."""
+
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}" if self.n > 1 else f"{self.mean:.3f}"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """Raises ValueError on an empty sequence."""
+    if not values:
+        raise ValueError("spread of no values")
+    return Spread(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+def stage_table(per_run: Sequence[dict[str, dict[str, float]]], stages: Sequence[str]
+                ) -> dict[str, dict[str, Spread]]:
+    """Each stage's score on each eval, across runs (``per_run``: :func:`last_scores` of each seed).
+
+    A run that lacks a stage (failed, or not run yet) does not count for it, so ``Spread.n`` may differ."""
+    table: dict[str, dict[str, Spread]] = {}
+    keys = sorted({k for run in per_run for scores in run.values() for k in scores})
+    for stage in stages:
+        row = {k: spread([run[stage][k] for run in per_run if k in run.get(stage, {})]) for k in keys
+               if any(k in run.get(stage, {}) for run in per_run)}
+        if row:
+            table[stage] = row
+    return table
+
+
+def arm_curve(records: Sequence[dict], arm: str, parent: str, key: str) -> list[tuple[int, float]]:
+    """The eval curve ``[(step, score)]`` of ``key`` ("domain.eval") in stage ``arm``, sorted by step, with
+    the parent's last score as step 0 (where both arms start). A repeated step keeps its last record."""
+    start = last_scores(records).get(parent, {}).get(key)
+    points: dict[int, float] = {} if start is None else {0: start}
+    for r in records:
+        if r["stage"] == arm and f"{r['domain']}.{r['eval']}" == key:
+            points[int(r["step"])] = float(r["score"])
+    return sorted(points.items())
+
+
+def steps_to_reach(curve: Sequence[tuple[int, float]], target: float) -> int | None:
+    """The first eval step whose score is >= ``target`` (0 when the start already is), None if never.
+
+    Resolution is the stage's ``eval_every``: the true crossing lies between the previous eval point and this."""
+    for step, score in curve:
+        if score >= target:
+            return step
+    return None
+
+
+def teacher_score(scores: dict[str, dict[str, float]], candidates: Sequence[str], key: str) -> float:
+    """The teacher's score on ``key``: the best of the candidates' last scores, as ``best(...)`` picks it.
+
+    Raises StudyError when no candidate has a score on ``key``."""
+    found = [scores[c][key] for c in candidates if key in scores.get(c, {})]
+    if not found:
+        raise StudyError(f"no score on `{key}` for the teacher candidates {', '.join(candidates)}\n"
+                         "help: the run has not finished its teacher stages yet")
+    return max(found)
+
+
+def curve_mean(curve: Sequence[tuple[int, float]]) -> float:
+    """The time-average of a step curve over its eval points after step 0 (trapezoid rule over the steps):
+    the normalised area under the recovery curve, which rewards recovering early as well as high."""
+    if len(curve) < 2:
+        raise ValueError("a curve needs its start and at least one eval point")
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(curve, curve[1:]))
+    return area / (curve[-1][0] - curve[0][0])
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Paired difference ``a - b`` across seeds: mean, ``CONFIDENCE`` t interval (Student, n - 1 degrees of
+    freedom) and percentile-bootstrap interval of the mean; intervals are None with fewer than two pairs."""
+
+    diffs: list[float]
+    mean: float
+    t_interval: tuple[float, float] | None
+    bootstrap: tuple[float, float] | None
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000, seed: int = 0
+                      ) -> Paired:
+    """Compare two arms seed by seed (``a[i]`` and ``b[i]`` come from seed i). Raises ValueError when the
+    lengths differ or are zero.
+
+    The t interval is ``mean ± t_{(1+c)/2, n-1} · s / sqrt(n)``; the bootstrap resamples the n differences
+    with replacement (Efron & Tibshirani 1993, percentile method). With 3 seeds both are wide: that is the
+    honest uncertainty of a 3-seed study."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired difference needs equal, non-zero lengths, got {len(a)} and {len(b)}")
+    import numpy as np
+
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return Paired(diffs, mean, None, None)
+    from scipy.stats import t as student_t
+
+    half = student_t.ppf((1 + CONFIDENCE) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(diffs)
+    means = arr[rng.integers(0, len(arr), size=(resamples, len(arr)))].mean(axis=1)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Paired(diffs, mean, (mean - half, mean + half), (float(low), float(high)))
+
+
+def verdict(p: Paired, *, what: str, higher_is_better: bool = True) -> str:
+    """One plain sentence: which arm did better on ``what`` (MOPD = a, GRPO = b), by how much, how sure."""
+    sign = 1 if higher_is_better else -1
+    better = "MOPD" if sign * p.mean > 0 else "continued GRPO"
+    if p.mean == 0:
+        head = f"MOPD and continued GRPO tied on {what} (difference 0)"
+    else:
+        head = f"{better} did better on {what}: MOPD − GRPO = {p.mean:+.3f}"
+    if p.t_interval is None:
+        return head + f" from {len(p.diffs)} seed; no uncertainty estimate is possible from one seed."
+    lo, hi = p.t_interval
+    blo, bhi = p.bootstrap or (lo, hi)
+    ci = (f"{CONFIDENCE:.0%} t interval [{lo:+.3f}, {hi:+.3f}], bootstrap [{blo:+.3f}, {bhi:+.3f}], "
+          f"{len(p.diffs)} seeds")
+    if lo > 0 or hi < 0:
+        return head + f" ({ci}); the interval excludes 0."
+    return head + f" ({ci}); the interval includes 0, so this is not a clear difference."
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One seed's outcome for both arms on domain A."""
+
+    seed_run: str
+    teacher: float
+    target: float
+    steps: dict[str, int | None]      # arm -> steps to reach the target
+    budget: dict[str, int]            # arm -> last eval step (the steps it ran)
+    area: dict[str, float]            # arm -> curve_mean of domain A
+    final: dict[str, dict[str, float]]  # arm -> {"domain.eval": last score}
+
+
+def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, key_a: str,
+                candidates: Sequence[str], name: str = "") -> ArmResult:
+    """Both arms of one seed: teacher score on ``key_a``, target = ``RECOVERY`` × teacher, steps to reach
+    it, area under the domain-A curve, and every eval's last score. Raises StudyError if an arm has no
+    eval points."""
+    scores = last_scores(records)
+    teacher = teacher_score(scores, candidates, key_a)
+    target = RECOVERY * teacher
+    steps, budget, area, final = {}, {}, {}, {}
+    for arm in arms:
+        curve = arm_curve(records, arm, parent, key_a)
+        if len(curve) < 2 or arm not in scores:
+            raise StudyError(f"run {name or '?'}: stage `{arm}` has no eval points on `{key_a}`\n"
+                             "help: wait until both arms have finished, or set `eval_every` on them")
+        steps[arm] = steps_to_reach(curve, target)
+        budget[arm] = curve[-1][0]
+        area[arm] = curve_mean(curve)
+        final[arm] = scores[arm]
+    return ArmResult(name, teacher, target, steps, budget, area, final)
+
+
+def steps_cell(steps: int | None, budget: int) -> str:
+    return str(steps) if steps is not None else f"not reached (> {budget})"
+
+
+def steps_summary(results: Sequence[ArmResult], arm: str) -> str:
+    """Mean ± std of the steps over the seeds that reached the target, and how many did."""
+    reached = [r.steps[arm] for r in results if r.steps[arm] is not None]
+    head = f"reached in {len(reached)}/{len(results)} seeds"
+    return head + (f"; {spread([float(s) for s in reached])} steps where reached" if reached else "")
+
+
+# ------------------------------------------------------------------ report
+
+
+def plot_curves(runs: Sequence[Run], *, arms: Sequence[str], parent: str, keys: Sequence[str],
+                targets: dict[str, float], path: Path) -> None:
+    """One panel per eval key: each arm's per-seed curves (thin) and their mean (thick); domain A's panel
+    also shows the 95%-of-teacher target (mean over seeds). Written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    colours = dict(zip(arms, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    for ax, key in zip(axes[0], keys):
+        for arm in arms:
+            curves = [arm_curve(run.evals, arm, parent, key) for run in runs]
+            for curve in curves:
+                ax.plot(*zip(*curve), color=colours[arm], alpha=0.3, linewidth=1)
+            common = sorted(set.intersection(*(set(dict(c)) for c in curves)))
+            if common:
+                ax.plot(common, [statistics.fmean(dict(c)[s] for c in curves) for s in common],
+                        color=colours[arm], linewidth=2.5, marker="o", markersize=3,
+                        label=f"{arm} (mean of {len(curves)})")
+        if key in targets:
+            ax.axhline(targets[key], color="grey", linestyle="--", label=f"{RECOVERY:.0%} of teacher")
+        ax.set_title(key)
+        ax.set_xlabel(f"steps after `{parent}`")
+        ax.set_ylabel("eval score")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def render_markdown(runs: Sequence[Run], results: Sequence[ArmResult], *, arms: tuple[str, str], parent: str,
+                    key_a: str, candidates: Sequence[str], png: str, title: str, note: str,
+                    command: str) -> str:
+    """The report's Markdown text (see the module docstring for its sections)."""
+    plan = runs[0].plan
+    stages = stage_order(plan)
+    table = stage_table([last_scores(r.evals) for r in runs], stages)
+    keys = sorted({k for row in table.values() for k in row})
+    mopd, grpo = arms
+    lines = [f"# {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += [
+        f"Spec `{plan['name']}`, {len(runs)} seed(s): " + ", ".join(f"`{r.path}`" for r in runs) + ".",
+        f"Written by `{command}`.", "",
+        "## Score after each stage (mean ± std across seeds)", "",
+        "| stage | " + " | ".join(keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for stage in stages:
+        if stage in table:
+            lines.append(f"| {stage} | " + " | ".join(str(table[stage].get(k, "-")) for k in keys) + " |")
+    lines += ["", "Each cell is the stage's last eval point (its final checkpoint); `n` seeds per cell unless a",
+              "run is missing the stage.", "",
+              f"## Recovery curves of the two arms (both start from `{parent}`)", "", f"![curves]({png})", "",
+              f"## Steps to bring `{key_a}` back to {RECOVERY:.0%} of its teacher's score", "",
+              f"Teacher score: the best last score on `{key_a}` among {', '.join(f'`{c}`' for c in candidates)} "
+              f"(the MOPD stage's teacher for domain A), per seed. Steps are counted at eval points.", "",
+              f"| seed run | teacher | target | {mopd} | {grpo} |", "|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| `{r.seed_run}` | {r.teacher:.3f} | {r.target:.3f} | "
+                     f"{steps_cell(r.steps[mopd], r.budget[mopd])} | {steps_cell(r.steps[grpo], r.budget[grpo])} |")
+    lines += ["", f"- `{mopd}`: {steps_summary(results, mopd)}", f"- `{grpo}`: {steps_summary(results, grpo)}",
+              "", "## MOPD vs continued GRPO (paired by seed)", "",
+              "| measure | MOPD | GRPO | MOPD − GRPO | t interval | bootstrap |", "|---|---:|---:|---:|---:|---:|"]
+    comparisons = [(f"mean `{key_a}` over the arm (area under the curve)",
+                    [r.area[mopd] for r in results], [r.area[grpo] for r in results])]
+    for key in keys:
+        comparisons.append((f"last `{key}`", [r.final[mopd].get(key, math.nan) for r in results],
+                            [r.final[grpo].get(key, math.nan) for r in results]))
+    verdicts = []
+    for i, (what, a, b) in enumerate(comparisons):
+        p = paired_difference(a, b)
+        ci = (lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "-")
+        lines.append(f"| {what} | {spread(a)} | {spread(b)} | {p.mean:+.3f} | {ci(p.t_interval)} | "
+                     f"{ci(p.bootstrap)} |")
+        if i == 0:
+            verdicts.append(verdict(p, what=f"recovering `{key_a}` (mean score over the arm's steps)"))
+    both = [r for r in results if r.steps[mopd] is not None and r.steps[grpo] is not None]
+    faster = sum(1 for r in results if _rank_steps(r, mopd) < _rank_steps(r, grpo))
+    slower = sum(1 for r in results if _rank_steps(r, mopd) > _rank_steps(r, grpo))
+    verdicts.append(f"MOPD reached {RECOVERY:.0%} of the teacher's `{key_a}` score sooner than continued GRPO "
+                    f"in {faster} of {len(results)} seeds, later in {slower}, at the same step in "
+                    f"{len(results) - faster - slower} (\"not reached\" counts as later than any step).")
+    if len(both) >= 1:
+        p = paired_difference([float(r.steps[mopd]) for r in both], [float(r.steps[grpo]) for r in both])
+        verdicts.append(verdict(p, what=f"steps to {RECOVERY:.0%} (seeds where both arms got there)",
+                                higher_is_better=False))
+    lines += ["", "**Verdict.** " + " ".join(verdicts), ""]
+    return "\n".join(lines)
+
+
+def _rank_steps(r: ArmResult, arm: str) -> float:
+    return math.inf if r.steps[arm] is None else float(r.steps[arm])
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def report(run_dirs: Sequence[Path], out: Path, *, mopd: str, grpo: str, domain_a: str, title: str,
+           note: str, command: str) -> str:
+    """Analyse ``run_dirs`` and write ``out`` (Markdown) and ``out``'s ``-curves.png``; returns the text."""
+    runs = [load_run(Path(d)) for d in run_dirs]
+    if not runs:
+        raise StudyError("no run directories\nhelp: pass --from-runs DIR... or a spec to run")
+    plan = runs[0].plan
+    parents = {plan_stage(plan, mopd)["parent"], plan_stage(plan, grpo)["parent"]}
+    if len(parents) != 1:
+        raise StudyError(f"the arms `{mopd}` and `{grpo}` start from different stages ({', '.join(sorted(parents))})"
+                         "\nhelp: both arms must be children of the same stage")
+    parent = parents.pop()
+    candidates = teacher_candidates(plan, mopd, domain_a)
+    evals = [e["name"] for e in plan["domains"].get(domain_a, {}).get("evals", [])]
+    if not evals:
+        raise StudyError(f"domain `{domain_a}` has no eval in plan `{plan['name']}`\nhelp: pass --domain-a")
+    key_a = f"{domain_a}.{evals[0]}"
+    results = [analyse_run(r.evals, arms=(mopd, grpo), parent=parent, key_a=key_a, candidates=candidates,
+                           name=str(r.path)) for r in runs]
+    keys = sorted({k for r in results for arm in (mopd, grpo) for k in r.final[arm]})
+    png = out.with_name(out.stem + "-curves.png")
+    plot_curves(runs, arms=(mopd, grpo), parent=parent, keys=keys,
+                targets={key_a: statistics.fmean(r.target for r in results)}, path=png)
+    text = render_markdown(runs, results, arms=(mopd, grpo), parent=parent, key_a=key_a, candidates=candidates,
+                           png=png.name, title=title, note=note, command=command)
+    write_atomic(out, text)
+    return text
+
+
+# ------------------------------------------------------------------ driver
+
+
+def with_seed(spec_text: str, seed: int) -> str:
+    """The spec with its one top-level ``seed = N`` line set to ``seed``. Raises StudyError unless exactly
+    one ``seed = ...`` line exists."""
+    found = SEED_LINE.findall(spec_text)
+    if len(found) != 1:
+        raise StudyError(f"expected exactly one `seed = N` line in the spec, found {len(found)}\n"
+                         "help: put `seed = 0` on its own line inside `cascade { }`")
+    return SEED_LINE.sub(lambda m: f"{m['indent']}seed = {seed}" + (f"  {m['rest']}" if m["rest"] else ""),
+                         spec_text)
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run_seed(spec: Path, seed: int, runs: Path) -> Path:
+    """Compile ``spec`` with ``seed`` and run it in ``runs/seedN`` (resuming what is there); returns the run
+    directory. The seeded copy is written next to the spec (so its relative paths resolve) and removed after
+    compiling. Raises StudyError when compiling or running fails."""
+    run_dir = runs / f"seed{seed}"
+    build = run_dir / "build"
+    copy = spec.with_name(f".{spec.stem}.seed{seed}.{os.getpid()}.cascade")
+    try:
+        copy.write_text(with_seed(spec.read_text(), seed))
+        done = subprocess.run([*CLI, "compile", str(copy), "-o", str(build)], env=_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finally:
+        copy.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise StudyError(f"`cascadec compile` failed for seed {seed}:\n{done.stdout.strip()}")
+    target = done.stdout.strip().splitlines()[-1]
+    print(f"seed {seed}: running {target} in {run_dir}", flush=True)
+    # The run streams its progress to this terminal; it can take hours on a GPU.
+    proc = subprocess.run([*CLI, "run", target, "--run-dir", str(run_dir)], env=_env())
+    if proc.returncode != 0:
+        raise StudyError(f"`cascadec run` failed for seed {seed} (exit {proc.returncode}); the run in "
+                         f"`{run_dir}` is resumable: run this command again")
+    return run_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("spec", nargs="?", type=Path, help="the study spec to run (omit with --from-runs)")
+    ap.add_argument("--seeds", type=int, default=3, help="run seeds 0..S-1 (default 3)")
+    ap.add_argument("--runs", type=Path, default=None, help="parent of the seedN run directories "
+                    "(default runs/<spec stem>)")
+    ap.add_argument("--from-runs", nargs="+", type=Path, metavar="DIR", help="analyse existing run directories")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "study.md")
+    ap.add_argument("--mopd", default="mopd", help="the distillation arm's stage (default mopd)")
+    ap.add_argument("--grpo", default="grpo_mix", help="the continued-GRPO arm's stage (default grpo_mix)")
+    ap.add_argument("--domain-a", default="arith", help="the regressed domain to recover (default arith)")
+    ap.add_argument("--title", default="Study: per-stage gains and MOPD recovery (issue 7)")
+    ap.add_argument("--note", default="", help="a paragraph under the title (e.g. what machine, what size)")
+    args = ap.parse_args(argv)
+    command = "python bench/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.from_runs:
+            run_dirs = list(args.from_runs)
+        elif args.spec is not None:
+            if not args.spec.is_file():
+                raise StudyError(f"`{args.spec}` does not exist\nhelp: pass a .cascade spec")
+            runs = args.runs or Path("runs") / args.spec.stem
+            run_dirs = [run_seed(args.spec, s, runs) for s in range(args.seeds)]
+        else:
+            raise StudyError("nothing to do\nhelp: pass a spec to run, or --from-runs DIR...")
+        report(run_dirs, args.out, mopd=args.mopd, grpo=args.grpo, domain_a=args.domain_a, title=args.title,
+               note=args.note, command=command)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

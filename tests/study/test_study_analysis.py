@@ -1,0 +1,171 @@
+"""The study's analysis on synthetic eval records: per-stage table, curves, steps to 95% of the teacher,
+paired comparison, the seed rewrite, and a whole report from synthetic run directories."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cascadec.compiler import compile_file
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_SPEC = ROOT / "examples" / "study" / "study-cpu.cascade"
+
+
+def rec(stage: str, step: int, domain: str, score: float, eval_: str = "held") -> dict:
+    return {"stage": stage, "step": step, "domain": domain, "eval": eval_, "metric": "pass@1", "score": score,
+            "n": 32}
+
+
+def synthetic_run(*, teacher_a: float, mopd_a: list[float], grpo_a: list[float], every: int = 2) -> list[dict]:
+    """A cascade base -> format -> rl_arith -> rl_json -> {mopd, grpo_mix}: rl_json drops `arith` to 0.1,
+    then the arms' `arith` curves are ``mopd_a`` / ``grpo_a`` at steps every, 2*every, ..."""
+    out = [rec("base", 0, "arith", 0.0), rec("base", 0, "json", 0.0),
+           rec("format", 8, "arith", teacher_a - 0.1), rec("format", 8, "json", 0.0),
+           rec("rl_arith", 4, "arith", teacher_a), rec("rl_arith", 4, "json", 0.0),
+           rec("rl_json", 4, "arith", 0.1), rec("rl_json", 4, "json", 0.9)]
+    for arm, curve in (("mopd", mopd_a), ("grpo_mix", grpo_a)):
+        for i, score in enumerate(curve, 1):
+            out += [rec(arm, i * every, "arith", score), rec(arm, i * every, "json", 0.8)]
+    return out
+
+
+def test_last_scores_takes_last_step_and_later_line_on_ties(study):
+    records = [rec("s", 2, "a", 0.1), rec("s", 4, "a", 0.3), rec("s", 4, "a", 0.4), rec("s", 3, "a", 0.9)]
+    assert study.last_scores(records) == {"s": {"a.held": 0.4}}
+
+
+def test_stage_table_mean_std_and_missing_stage(study):
+    runs = [study.last_scores(synthetic_run(teacher_a=0.8, mopd_a=[0.5], grpo_a=[0.2])),
+            study.last_scores(synthetic_run(teacher_a=0.6, mopd_a=[0.5], grpo_a=[0.2]))]
+    del runs[1]["mopd"]
+    table = study.stage_table(runs, ["base", "rl_arith", "mopd", "absent"])
+    assert list(table) == ["base", "rl_arith", "mopd"]
+    cell = table["rl_arith"]["arith.held"]
+    assert cell.mean == pytest.approx(0.7) and cell.std == pytest.approx(math.sqrt(0.02)) and cell.n == 2
+    assert table["mopd"]["arith.held"].n == 1 and str(table["mopd"]["arith.held"]) == "0.500"
+    assert str(cell) == "0.700 ± 0.141"
+
+
+def test_arm_curve_starts_at_parent_score(study):
+    records = synthetic_run(teacher_a=0.8, mopd_a=[0.3, 0.6, 0.9], grpo_a=[0.2, 0.2, 0.3])
+    assert study.arm_curve(records, "mopd", "rl_json", "arith.held") == [(0, 0.1), (2, 0.3), (4, 0.6), (6, 0.9)]
+
+
+@pytest.mark.parametrize(("curve", "target", "expected"), [
+    ([(0, 0.1), (2, 0.5), (4, 0.76)], 0.76, 4),   # equal to the target counts
+    ([(0, 0.1), (2, 0.5), (4, 0.7)], 0.76, None),  # never
+    ([(0, 0.9), (2, 0.5)], 0.76, 0),               # the start already is
+    ([(0, 0.1), (2, 0.8), (4, 0.2)], 0.76, 2),     # the first crossing, even if it drops again
+])
+def test_steps_to_reach(study, curve, target, expected):
+    assert study.steps_to_reach(curve, target) == expected
+
+
+def test_teacher_score_is_best_candidate_and_errors_without_one(study):
+    scores = {"format": {"a.held": 0.5}, "rl_arith": {"a.held": 0.7}}
+    assert study.teacher_score(scores, ["format", "rl_arith"], "a.held") == 0.7
+    with pytest.raises(study.StudyError, match="teacher candidates"):
+        study.teacher_score(scores, ["other"], "a.held")
+
+
+def test_curve_mean_is_trapezoid_area_over_span(study):
+    assert study.curve_mean([(0, 0.0), (2, 1.0), (4, 1.0)]) == pytest.approx((1.0 + 2.0) / 4)
+    with pytest.raises(ValueError):
+        study.curve_mean([(0, 0.5)])
+
+
+def test_paired_difference_t_and_bootstrap(study):
+    p = study.paired_difference([0.5, 0.7, 0.6], [0.4, 0.4, 0.5])
+    assert p.diffs == pytest.approx([0.1, 0.3, 0.1]) and p.mean == pytest.approx(0.5 / 3)
+    sd = math.sqrt(sum((d - 0.5 / 3) ** 2 for d in (0.1, 0.3, 0.1)) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t_{0.975, 2}, as printed in any t table
+    assert p.t_interval == pytest.approx((0.5 / 3 - half, 0.5 / 3 + half))
+    lo, hi = p.bootstrap
+    assert 0.1 - 1e-9 <= lo <= p.mean <= hi <= 0.3 + 1e-9
+    one = study.paired_difference([0.5], [0.4])
+    assert one.t_interval is None and one.bootstrap is None
+    with pytest.raises(ValueError):
+        study.paired_difference([0.5], [0.4, 0.3])
+
+
+def test_verdict_sentences(study):
+    clear = study.paired_difference([0.9, 0.8, 0.85], [0.2, 0.25, 0.3])
+    assert "MOPD did better" in study.verdict(clear, what="x") and "excludes 0" in study.verdict(clear, what="x")
+    unclear = study.paired_difference([0.5, 0.2, 0.6], [0.4, 0.5, 0.3])
+    assert "includes 0" in study.verdict(unclear, what="x")
+    fewer_steps = study.paired_difference([2.0, 4.0, 2.0], [10.0, 12.0, 14.0])
+    text = study.verdict(fewer_steps, what="steps", higher_is_better=False)
+    assert text.startswith("MOPD did better") and "excludes 0" in text
+    assert "one seed" in study.verdict(study.paired_difference([1.0], [0.0]), what="x")
+
+
+def test_analyse_run_steps_and_not_reached(study):
+    records = synthetic_run(teacher_a=0.8, mopd_a=[0.5, 0.77, 0.8], grpo_a=[0.2, 0.3, 0.4])
+    r = study.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
+                          candidates=["format", "rl_arith"])
+    assert r.teacher == 0.8 and r.target == pytest.approx(0.76)
+    assert r.steps == {"mopd": 4, "grpo_mix": None} and r.budget == {"mopd": 6, "grpo_mix": 6}
+    assert study.steps_cell(r.steps["grpo_mix"], r.budget["grpo_mix"]) == "not reached (> 6)"
+    assert r.area["mopd"] > r.area["grpo_mix"]
+    with pytest.raises(study.StudyError, match="no eval points"):
+        study.analyse_run(records, arms=("mopd", "absent"), parent="rl_json", key_a="arith.held",
+                          candidates=["rl_arith"])
+
+
+@pytest.mark.parametrize(("text", "seed", "expected"), [
+    ('cascade "x" {\n  seed = 0\n  base = m\n}', 3, 'cascade "x" {\n  seed = 3\n  base = m\n}'),
+    ("  seed = 12  # the run seed\n", 1, "  seed = 1  # the run seed\n"),
+])
+def test_with_seed_rewrites_the_seed_line(study, text, seed, expected):
+    assert study.with_seed(text, seed) == expected
+
+
+def test_with_seed_needs_exactly_one_line(study):
+    with pytest.raises(study.StudyError, match="found 0"):
+        study.with_seed('cascade "x" { }', 1)
+    with pytest.raises(study.StudyError, match="found 2"):
+        study.with_seed("seed = 1\nseed = 2\n", 1)
+
+
+def test_study_specs_keep_one_seed_line(study):
+    for spec in sorted((ROOT / "examples" / "study").glob("*.cascade")):
+        assert "seed = 5" in study.with_seed(spec.read_text(), 5), spec
+
+
+def _write_run(path: Path, plan_json: str, records: list[dict]) -> Path:
+    path.mkdir(parents=True)
+    (path / "plan.json").write_text(plan_json)
+    (path / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    return path
+
+
+def test_report_from_synthetic_runs(study, tmp_path):
+    result = compile_file(CPU_SPEC)
+    assert result.ok, result.diagnostics
+    plan_json = result.plan.to_json()
+    runs = [_write_run(tmp_path / f"seed{i}", plan_json, synthetic_run(teacher_a=0.8, mopd_a=m, grpo_a=g))
+            for i, (m, g) in enumerate([([0.5, 0.8, 0.8], [0.2, 0.3, 0.4]), ([0.6, 0.7, 0.79], [0.3, 0.5, 0.5]),
+                                         ([0.4, 0.78, 0.8], [0.2, 0.3, 0.77])])]
+    out = tmp_path / "res" / "study.md"
+    assert study.main(["--from-runs", *map(str, runs), "--out", str(out), "--note", "synthetic"]) == 0
+    text = out.read_text()
+    assert (tmp_path / "res" / "study-curves.png").stat().st_size > 1000
+    assert "![curves](study-curves.png)" in text and "synthetic" in text
+    assert "| rl_arith | 0.800 ± 0.000 |" in text
+    assert "not reached (> 6)" in text and "reached in 3/3 seeds; 4.667 ± 1.155 steps" in text
+    assert "reached in 1/3 seeds; 6.000 steps" in text
+    assert "sooner than continued GRPO in 3 of 3 seeds" in text
+    assert "MOPD did better on recovering `arith.held`" in text and "excludes 0" in text
+
+
+def test_report_errors_are_messages_not_tracebacks(study, tmp_path, capsys):
+    assert study.main(["--from-runs", str(tmp_path / "nope")]) == 2
+    assert "has no plan.json" in capsys.readouterr().err
+    result = compile_file(CPU_SPEC)
+    run = _write_run(tmp_path / "r", result.plan.to_json(), synthetic_run(teacher_a=0.8, mopd_a=[0.5], grpo_a=[0.2]))
+    assert study.main(["--from-runs", str(run), "--out", str(tmp_path / "o.md"), "--mopd", "nope"]) == 2
+    assert "has no stage `nope`" in capsys.readouterr().err
