@@ -34,21 +34,21 @@ H200_BF16_DENSE_PEAK = 989e12
 MODEL_SHAPES: dict[str, dict[str, Any]] = {
     "smollm2-135m": {
         "family": "llama",
-        "config": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                       num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True,
-                       max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=100000.0),
+        "config": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+                       "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True,
+                       "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 100000.0},
     },
     # For CPU smoke tests of the scripts only.
     "tiny": {
         "family": "llama",
-        "config": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=512, tie_word_embeddings=True, max_position_embeddings=512),
+        "config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "num_key_value_heads": 2, "vocab_size": 512, "tie_word_embeddings": True, "max_position_embeddings": 512},
     },
     "qwen2.5-0.5b": {
         "family": "qwen2",
-        "config": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-                       max_position_embeddings=4096, rms_norm_eps=1e-6, rope_theta=1000000.0),
+        "config": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                       "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+                       "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0},
     },
 }
 
@@ -232,7 +232,7 @@ def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
         part = parts / f"{run}.json"
         cmd = [sys.executable, "-m", module, *sys.argv[1:], "--run", run, "--child", str(part)]
         print("+", " ".join(cmd), flush=True)
-        proc = subprocess.run(cmd)
+        proc = subprocess.run(cmd, check=False)
         if proc.returncode != 0 or not part.exists():
             results.append({"name": run, "error": f"exit status {proc.returncode}"})
         else:

@@ -34,7 +34,18 @@ RUNS = ("cascadec-fast", "cascadec-hf", "trl")
 
 def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str]):
     """A one-stage GRPO plan over an inline domain of the benchmark prompts."""
-    from cascadec.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, Resources, RewardSpec, Schedule, Stage
+    from cascadec.plan import (
+        DataSource,
+        Domain,
+        GRPOParams,
+        ModelRef,
+        Optim,
+        Plan,
+        Resources,
+        RewardSpec,
+        Schedule,
+        Stage,
+    )
 
     shape = common.MODEL_SHAPES[args.shape]
     domain = Domain(name="bench", train=DataSource(kind="inline", rows=[{"prompt": p} for p in prompts]),

@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ CLI = [sys.executable, "-m", "cascadec.cli"]
 BASE = "base"
 RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issue 7)
 CONFIDENCE = 0.95
-SEED_LINE = re.compile(r"^(?P<indent>[ \t]*)seed[ \t]*=[ \t]*-?[0-9_]+[ \t]*(?P<rest>#.*)?$", re.M)
+SEED_LINE = re.compile(r"^(?P<indent>[ \t]*)seed[ \t]*=[ \t]*-?[0-9_]+[ \t]*(?P<rest>#.*)?$", re.MULTILINE)
 
 
 class StudyError(Exception):
@@ -185,7 +186,7 @@ def curve_mean(curve: Sequence[tuple[int, float]]) -> float:
     the normalised area under the recovery curve, which rewards recovering early as well as high."""
     if len(curve) < 2:
         raise ValueError("a curve needs its start and at least one eval point")
-    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(curve, curve[1:]))
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in pairwise(curve))
     return area / (curve[-1][0] - curve[0][0])
 
 
@@ -352,13 +353,13 @@ def render_markdown(runs: Sequence[Run], results: Sequence[ArmResult], *, arms: 
     ]
     for stage in stages:
         if stage in table:
-            lines.append(f"| {stage} | " + " | ".join(str(table[stage].get(k, "-")) for k in keys) + " |")
-    lines += ["", "Each cell is the stage's last eval point (its final checkpoint); `n` seeds per cell unless a",
-              "run is missing the stage.", "",
+            lines.append(f"| {stage} | " + " | ".join(_cell(table[stage].get(k), len(runs)) for k in keys) + " |")
+    lines += ["", "Each cell is the stage's last eval point (its final checkpoint), over every seed unless marked",
+              "`(n=k)` (a run that lacks the stage).", "",
               f"## Recovery curves of the two arms (both start from `{parent}`)", "", f"![curves]({png})", "",
               f"## Steps to bring `{key_a}` back to {RECOVERY:.0%} of its teacher's score", "",
-              f"Teacher score: the best last score on `{key_a}` among {', '.join(f'`{c}`' for c in candidates)} "
-              f"(the MOPD stage's teacher for domain A), per seed. Steps are counted at eval points.", "",
+              (f"Teacher score: the best last score on `{key_a}` among {', '.join(f'`{c}`' for c in candidates)} "
+               "(the MOPD stage's teacher for domain A), per seed. Steps are counted at eval points."), "",
               f"| seed run | teacher | target | {mopd} | {grpo} |", "|---|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| `{r.seed_run}` | {r.teacher:.3f} | {r.target:.3f} | "
@@ -374,9 +375,8 @@ def render_markdown(runs: Sequence[Run], results: Sequence[ArmResult], *, arms: 
     verdicts = []
     for i, (what, a, b) in enumerate(comparisons):
         p = paired_difference(a, b)
-        ci = (lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "-")
-        lines.append(f"| {what} | {spread(a)} | {spread(b)} | {p.mean:+.3f} | {ci(p.t_interval)} | "
-                     f"{ci(p.bootstrap)} |")
+        lines.append(f"| {what} | {spread(a)} | {spread(b)} | {p.mean:+.3f} | {_interval(p.t_interval)} | "
+                     f"{_interval(p.bootstrap)} |")
         if i == 0:
             verdicts.append(verdict(p, what=f"recovering `{key_a}` (mean score over the arm's steps)"))
     both = [r for r in results if r.steps[mopd] is not None and r.steps[grpo] is not None]
@@ -391,6 +391,16 @@ def render_markdown(runs: Sequence[Run], results: Sequence[ArmResult], *, arms: 
                                 higher_is_better=False))
     lines += ["", "**Verdict.** " + " ".join(verdicts), ""]
     return "\n".join(lines)
+
+
+def _interval(iv: tuple[float, float] | None) -> str:
+    return f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "-"
+
+
+def _cell(value: Spread | None, runs: int) -> str:
+    if value is None:
+        return "-"
+    return str(value) if value.n == runs else f"{value} (n={value.n})"
 
 
 def _rank_steps(r: ArmResult, arm: str) -> float:
@@ -461,7 +471,7 @@ def run_seed(spec: Path, seed: int, runs: Path) -> Path:
     copy = spec.with_name(f".{spec.stem}.seed{seed}.{os.getpid()}.cascade")
     try:
         copy.write_text(with_seed(spec.read_text(), seed))
-        done = subprocess.run([*CLI, "compile", str(copy), "-o", str(build)], env=_env(), text=True,
+        done = subprocess.run([*CLI, "compile", str(copy), "-o", str(build)], env=_env(), text=True, check=False,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     finally:
         copy.unlink(missing_ok=True)
@@ -470,7 +480,7 @@ def run_seed(spec: Path, seed: int, runs: Path) -> Path:
     target = done.stdout.strip().splitlines()[-1]
     print(f"seed {seed}: running {target} in {run_dir}", flush=True)
     # The run streams its progress to this terminal; it can take hours on a GPU.
-    proc = subprocess.run([*CLI, "run", target, "--run-dir", str(run_dir)], env=_env())
+    proc = subprocess.run([*CLI, "run", target, "--run-dir", str(run_dir)], env=_env(), check=False)
     if proc.returncode != 0:
         raise StudyError(f"`cascadec run` failed for seed {seed} (exit {proc.returncode}); the run in "
                          f"`{run_dir}` is resumable: run this command again")

@@ -89,6 +89,8 @@ class VLLMRolloutEngine:
         suppress_eos: never stop at EOS (every completion runs to ``max_new_tokens``; for benchmarks).
         workdir: where the config and tokenizer are written (a temporary directory by default).
         enforce_eager: do not capture CUDA graphs (faster start, slower decode).
+        seed: vLLM's engine seed (each request also carries its own ``seed``).
+        max_prompt: prompts longer than this many tokens keep their last ``max_prompt`` tokens.
 
     Raises:
         VLLMUnavailableError: vLLM cannot be imported.
@@ -96,7 +98,7 @@ class VLLMRolloutEngine:
 
     def __init__(self, model: nn.Module, tokenizer, *, dtype: str = "auto", gpu_memory_utilization: float = 0.3,
                  max_model_len: int = 4096, suppress_eos: bool = False, workdir: str | Path | None = None,
-                 enforce_eager: bool = False, seed: int = 0):
+                 enforce_eager: bool = False, seed: int = 0, max_prompt: int | None = None):
         try:
             from vllm import LLM
         except ImportError as err:  # the optional extra is missing
@@ -117,6 +119,7 @@ class VLLMRolloutEngine:
         tokenizer.save_pretrained(self.workdir)
         self.tokenizer = tokenizer
         self.suppress_eos = suppress_eos
+        self.max_prompt = max_prompt
         self.llm = LLM(
             model=str(self.workdir), tokenizer=str(self.workdir), dtype=dtype, load_format="dummy",
             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
@@ -153,6 +156,8 @@ class VLLMRolloutEngine:
         if n < 1 or max_new_tokens < 1:
             raise ValueError(f"n and max_new_tokens must be >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if self.max_prompt is not None:
+            prompt_ids = [ids[-self.max_prompt:] for ids in prompt_ids]
         # vLLM refuses n > 1 with greedy decoding; submit each prompt n times instead (rows stay grouped).
         copies, per_request = (n, 1) if temperature <= 0 else (1, n)
         params = SamplingParams(
@@ -175,3 +180,26 @@ class VLLMRolloutEngine:
                 rows["truncated"].append(completion.finish_reason == "length")
                 rows["texts"].append(self.tokenizer.decode(tokens, skip_special_tokens=True))
         return RolloutBatch(**rows)
+
+
+def context_limits(plan, stage) -> tuple[int | None, int]:
+    """``(max_prompt, max_model_len)`` for a stage: its prompt cap, and room for that prompt plus the
+    longest completion the stage or any domain's eval asks for."""
+    params = stage.params
+    max_prompt = getattr(params, "max_prompt", None)
+    longest = max([getattr(params, "max_response", 0)] + [e.max_tokens for d in plan.domains.values() for e in d.evals])
+    prompt = max_prompt if max_prompt is not None else getattr(params, "max_seq", 2048)
+    return max_prompt, prompt + longest
+
+
+def build_vllm_engine(ctx) -> VLLMRolloutEngine:
+    """The vLLM engine of a stage context (``engine = vllm``), in the stage dtype, its scratch directory
+    under the stage's run directory."""
+    import torch
+
+    max_prompt, max_model_len = context_limits(ctx.plan, ctx.stage)
+    return VLLMRolloutEngine(
+        ctx.policy, ctx.tokenizer, dtype="bfloat16" if ctx.dtype == torch.bfloat16 else "float32",
+        max_model_len=max_model_len, max_prompt=max_prompt, seed=ctx.stage.seed,
+        workdir=Path(ctx.run_dir) / "stages" / ctx.stage.name / "vllm",
+    )

