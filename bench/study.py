@@ -20,6 +20,7 @@ The analysis functions (everything between "analysis" and "report") are pure and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -462,29 +463,48 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-def run_seed(spec: Path, seed: int, runs: Path) -> Path:
-    """Compile ``spec`` with ``seed`` and run it in ``runs/seedN`` (resuming what is there); returns the run
-    directory. The seeded copy is written next to the spec (so its relative paths resolve) and removed after
-    compiling. Raises StudyError when compiling or running fails."""
+def compile_seed(spec: Path, seed: int, runs: Path) -> tuple[str, Path]:
+    """Compile ``spec`` with ``seed`` into ``runs/seedN/build``; returns (build directory, run directory).
+
+    The seeded copy is written next to the spec (so its relative paths resolve) and removed after compiling.
+    Raises StudyError when compiling fails."""
     run_dir = runs / f"seed{seed}"
-    build = run_dir / "build"
     copy = spec.with_name(f".{spec.stem}.seed{seed}.{os.getpid()}.cascade")
     try:
         copy.write_text(with_seed(spec.read_text(), seed))
-        done = subprocess.run([*CLI, "compile", str(copy), "-o", str(build)], env=_env(), text=True, check=False,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        done = subprocess.run([*CLI, "compile", str(copy), "-o", str(run_dir / "build")], env=_env(), text=True,
+                              check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     finally:
         copy.unlink(missing_ok=True)
     if done.returncode != 0:
         raise StudyError(f"`cascadec compile` failed for seed {seed}:\n{done.stdout.strip()}")
-    target = done.stdout.strip().splitlines()[-1]
-    print(f"seed {seed}: running {target} in {run_dir}", flush=True)
-    # The run streams its progress to this terminal; it can take hours on a GPU.
-    proc = subprocess.run([*CLI, "run", target, "--run-dir", str(run_dir)], env=_env(), check=False)
-    if proc.returncode != 0:
-        raise StudyError(f"`cascadec run` failed for seed {seed} (exit {proc.returncode}); the run in "
-                         f"`{run_dir}` is resumable: run this command again")
-    return run_dir
+    return done.stdout.strip().splitlines()[-1], run_dir
+
+
+def run_seeds(spec: Path, seeds: int, runs: Path, parallel: int) -> list[Path]:
+    """Run seeds 0..seeds-1 with ``cascadec run`` (a re-run resumes or skips finished stages), up to
+    ``parallel`` at once; with ``parallel > 1`` run k sees only GPU ``k % parallel`` (``CUDA_VISIBLE_DEVICES``)
+    and logs to ``RUN/study.log`` instead of this terminal. Returns the run directories.
+    Raises StudyError when a seed fails (after the others have finished)."""
+    jobs = [compile_seed(spec, seed, runs) for seed in range(seeds)]
+    failed = []
+    for start in range(0, len(jobs), parallel):
+        with contextlib.ExitStack() as stack:
+            procs = []
+            for slot, (target, run_dir) in enumerate(jobs[start : start + parallel]):
+                print(f"running {target} in {run_dir}", flush=True)
+                env, log = _env(), None
+                if parallel > 1:
+                    env["CUDA_VISIBLE_DEVICES"] = str(slot)
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    log = stack.enter_context(open(run_dir / "study.log", "a"))
+                cmd = [*CLI, "run", target, "--run-dir", str(run_dir)]
+                procs.append((run_dir, subprocess.Popen(cmd, env=env, stdout=log, stderr=log)))
+            failed += [f"`{run_dir}` (exit {proc.returncode})" for run_dir, proc in procs if proc.wait() != 0]
+    if failed:
+        raise StudyError(f"`cascadec run` failed for {', '.join(failed)}\n"
+                         "help: the runs are resumable: fix the cause (see each run's stage logs) and run this again")
+    return [run_dir for _, run_dir in jobs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -494,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="run seeds 0..S-1 (default 3)")
     ap.add_argument("--runs", type=Path, default=None, help="parent of the seedN run directories "
                     "(default runs/<spec stem>)")
+    ap.add_argument("--parallel", type=int, default=1, help="seeds run at once, one GPU each (default 1)")
     ap.add_argument("--from-runs", nargs="+", type=Path, metavar="DIR", help="analyse existing run directories")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "study.md")
     ap.add_argument("--mopd", default="mopd", help="the distillation arm's stage (default mopd)")
@@ -504,13 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = "python bench/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
+        if args.seeds < 1 or args.parallel < 1:
+            raise StudyError("--seeds and --parallel must be at least 1")
         if args.from_runs:
             run_dirs = list(args.from_runs)
         elif args.spec is not None:
             if not args.spec.is_file():
                 raise StudyError(f"`{args.spec}` does not exist\nhelp: pass a .cascade spec")
             runs = args.runs or Path("runs") / args.spec.stem
-            run_dirs = [run_seed(args.spec, s, runs) for s in range(args.seeds)]
+            run_dirs = run_seeds(args.spec, args.seeds, runs, args.parallel)
         else:
             raise StudyError("nothing to do\nhelp: pass a spec to run, or --from-runs DIR...")
         report(run_dirs, args.out, mopd=args.mopd, grpo=args.grpo, domain_a=args.domain_a, title=args.title,

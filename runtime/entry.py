@@ -40,14 +40,14 @@ class StageError(Exception):
 
 
 # Exception types whose message is written for the user (lowercase, `help:` line): printed without a
-# traceback. Other runtime parts own most of them; a part that is not installed is skipped.
+# traceback. They are imported lazily because the trainers and engines that define them import this module's
+# neighbours (and the vLLM engine module is only importable where its optional extra is installed).
 USER_ERRORS = (
     ("runtime.chat", "ChatError"),
     ("runtime.rewards.base", "RewardError"),
     ("runtime.stop", "StopRuleError"),
     ("runtime.teachers", "TeacherError"),
     ("runtime.stages.sft", "SFTDataError"),
-    ("runtime.rollout", "EngineError"),
     ("runtime.rollout.fast", "UnsupportedModelError"),
     ("runtime.rollout.vllm", "VLLMUnavailableError"),
 )

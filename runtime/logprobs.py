@@ -55,7 +55,9 @@ def _chunk_stats(
     temperature: float, with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of ``targets`` and entropy for one chunk: hidden ``[B, c, H]`` -> two ``[B, c]`` fp32."""
-    logits = torch.nn.functional.linear(hidden, weight, bias)
+    # Under autocast the hidden states and the head's weights can differ in dtype (fp32 residual stream,
+    # bf16 weights or the reverse); the head runs in the weights' dtype.
+    logits = torch.nn.functional.linear(hidden.to(weight.dtype), weight, bias)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if temperature != 1.0:
         logits = logits / temperature
@@ -96,7 +98,8 @@ def token_logprobs(
         position_ids: ``[B, T]`` explicit positions (packed rows); by default the model's own.
 
     Returns:
-        :class:`TokenLogprobs` with ``[B, T]`` tensors (fp32, or fp64 for an fp64 model), zero where ``completion_mask`` is false.
+        :class:`TokenLogprobs` with ``[B, T]`` tensors (fp32, or fp64 for an fp64 model), zero where
+        ``completion_mask`` is false.
 
     Raises:
         ValueError: on shape mismatch, a non-positive chunk, or a model with logit soft-capping.

@@ -1,39 +1,79 @@
-"""Rollout engines behind one interface (``base.RolloutEngine``); ``build_engine`` picks the plan's."""
+"""Rollout engines behind one interface (``base.RolloutEngine``); ``build_engine`` picks the stage's.
+
+| engine | when |
+|---|---|
+| ``fast.FastRolloutEngine`` (static KV cache, CUDA-graph decode) | ``engine = hf`` on CUDA, a Llama-family policy, whole parameters per rank (``ddp``, ``zero1``, ``zero2``) |
+| ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3/FSDP2 |
+| ``vllm.VLLMRolloutEngine`` (colocated vLLM) | ``engine = vllm`` |
+
+All three draw the same distribution and return the same ``RolloutBatch``; ``fast`` is an implementation of
+``hf`` for speed (docs/gpu.md), so the plan does not name it. ``CASCADEC_FAST_ROLLOUT=0`` in the
+environment keeps transformers ``generate`` on CUDA too (to rule the fast engine out when debugging).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import torch
 
 from runtime.rollout.base import RolloutBatch, RolloutEngine
 
-__all__ = ["RolloutBatch", "RolloutEngine", "build_engine"]
+__all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "select_engine"]
 
 # Rows per generate call: bounds the KV cache (rows x (prompt + response) x layers x 2 x hidden).
 DEFAULT_BATCH_ROWS = 64
+FAST_STRATEGIES = ("ddp", "zero1", "zero2")
+FAST_ENV = "CASCADEC_FAST_ROLLOUT"
+# Prompt budget (tokens) for vLLM's max_model_len when the stage kind has no max_prompt (SFT evals).
+DEFAULT_PROMPT_BUDGET = 1024
 
 
-class EngineError(RuntimeError):
-    """The plan asks for a rollout engine this installation cannot provide."""
+def select_engine(ctx: Any) -> str:
+    """``"fast"``, ``"hf"`` or ``"vllm"`` for ``ctx`` (see the module table)."""
+    if ctx.stage.resources.engine == "vllm":
+        return "vllm"
+    if (ctx.device.type != "cuda" or ctx.stage.resources.strategy not in FAST_STRATEGIES
+            or os.environ.get(FAST_ENV, "1") == "0"):
+        return "hf"
+    from runtime.rollout.fast import UnsupportedModelError, check_supported
+
+    try:
+        check_supported(ctx.policy)
+    except UnsupportedModelError:
+        return "hf"
+    return "fast"
+
+
+def _max_model_len(ctx: Any) -> int:
+    """Prompt + response tokens vLLM must hold: the stage's own limits, and every eval's."""
+    params = ctx.stage.params
+    prompt = getattr(params, "max_prompt", None) or getattr(params, "max_seq", None) or DEFAULT_PROMPT_BUDGET
+    responses = [getattr(params, "max_response", 0)]
+    responses += [e.max_tokens for d in ctx.plan.domains.values() for e in d.evals]
+    return prompt + max(responses)
 
 
 def build_engine(ctx: Any) -> RolloutEngine:
-    """The rollout engine of ``ctx.stage.resources.engine`` for the stage's policy and tokenizer.
-
-    ``hf`` is transformers ``generate`` (:class:`runtime.rollout.hf.HFRolloutEngine`); prompts are cut to
-    the stage's ``max_prompt`` tokens (kept from the end) where the stage kind has one.
+    """The rollout engine of ``ctx``'s stage for its policy and tokenizer; prompts are cut to the stage's
+    ``max_prompt`` tokens (kept from the end) where the stage kind has one.
 
     Raises:
-        EngineError: for ``vllm``, which this runtime does not ship.
+        runtime.rollout.vllm.VLLMUnavailableError: ``engine = vllm`` without vLLM installed.
     """
-    kind = ctx.stage.resources.engine
-    if kind != "hf":
-        raise EngineError(
-            f"stage `{ctx.stage.name}` asks for rollout engine `{kind}`, which this runtime does not provide\n"
-            "help: set `engine = hf` in the stage's resources"
-        )
+    max_prompt = getattr(ctx.stage.params, "max_prompt", None)
+    kind = select_engine(ctx)
+    if kind == "vllm":
+        from runtime.rollout.vllm import VLLMRolloutEngine
+
+        dtype = "bfloat16" if ctx.dtype == torch.bfloat16 else "auto"
+        return VLLMRolloutEngine(ctx.policy, ctx.tokenizer, dtype=dtype, max_model_len=_max_model_len(ctx),
+                                 seed=ctx.stage.seed, max_prompt=max_prompt)
+    if kind == "fast":
+        from runtime.rollout.fast import FastRolloutEngine
+
+        return FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype, max_prompt=max_prompt)
     from runtime.rollout.hf import HFRolloutEngine
 
-    return HFRolloutEngine(
-        ctx.policy, ctx.tokenizer, max_prompt=getattr(ctx.stage.params, "max_prompt", None),
-        batch_rows=DEFAULT_BATCH_ROWS,
-    )
+    return HFRolloutEngine(ctx.policy, ctx.tokenizer, max_prompt=max_prompt, batch_rows=DEFAULT_BATCH_ROWS)

@@ -134,9 +134,11 @@ class HFRolloutEngine:
         generator = torch.Generator(device=device).manual_seed(seed)
         sampler = SeededSampler(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
         rows = [ids for ids in self._encode(prompts) for _ in range(n)]
+        # Neutral values set explicitly: generate fills only unset fields from the model's
+        # generation_config.json, whose repetition penalty would otherwise change the sampled distribution.
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id,
-            eos_token_id=self.eos_ids,
+            eos_token_id=self.eos_ids, repetition_penalty=1.0, no_repeat_ngram_size=0,
             cache_implementation="static" if self.static_cache and device.type == "cuda" else None,
         )
         batch = RolloutBatch(prompt_ids=rows, completion_ids=[], completion_logprobs=[], truncated=[], texts=[])

@@ -43,7 +43,7 @@ from runtime.teachers import (
 
 # A frozen forward keeps no activations for backward, so a teacher can score more rows at once than the
 # student trains on; the head is applied in sequence chunks (runtime.logprobs) to bound the logits.
-TEACHER_ROWS = 8
+TEACHER_ROWS = 32
 TEACHER_CHUNK = 64
 # AdamW training footprint per policy parameter, in units of the parameter's own size: weights, gradients
 # and two moments. Activations are not counted: the placement plan is a lower bound, see plan_placement.

@@ -156,6 +156,9 @@ class SFTTrainer:
                 nll += float(loss.detach()) * acc.num_processes
                 slots += mb["input_ids"].numel()
         grad_norm = optimizer_step(ctx, p.optim.grad_clip)
+        # Evals sample with the engine; one that keeps its own copy of the weights (bf16 fast engine, vLLM)
+        # must see the updated policy.
+        ctx.engine.sync_weights(ctx.policy)
         elapsed = time.perf_counter() - start
         real_tokens = sum(len(e.input_ids) for e in examples)
         return {

@@ -41,7 +41,12 @@ def test_model_mode_is_restored(tiny):
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
 def test_logprobs_are_the_sampling_distribution(tiny, temperature):
     model, tok = tiny
-    batch = _sample(HFRolloutEngine(model, tok), temperature=temperature)
+    # a model default that generate would otherwise apply on top of the sampler
+    model.generation_config.repetition_penalty = 1.5
+    try:
+        batch = _sample(HFRolloutEngine(model, tok), temperature=temperature)
+    finally:
+        model.generation_config.repetition_penalty = 1.0
     for prompt, comp, lps in zip(batch.prompt_ids, batch.completion_ids, batch.completion_logprobs):
         ids = torch.tensor([prompt + comp])
         mask = torch.tensor([[0] * len(prompt) + [1] * len(comp)])

@@ -169,3 +169,15 @@ def test_report_errors_are_messages_not_tracebacks(study, tmp_path, capsys):
     run = _write_run(tmp_path / "r", result.plan.to_json(), synthetic_run(teacher_a=0.8, mopd_a=[0.5], grpo_a=[0.2]))
     assert study.main(["--from-runs", str(run), "--out", str(tmp_path / "o.md"), "--mopd", "nope"]) == 2
     assert "has no stage `nope`" in capsys.readouterr().err
+
+
+def test_compile_seed_builds_a_seeded_plan_and_removes_its_copy(study, tmp_path):
+    spec = tmp_path / "s.cascade"
+    spec.write_text(CPU_SPEC.read_text())
+    target, run_dir = study.compile_seed(spec, 4, tmp_path / "runs")
+    assert run_dir == tmp_path / "runs" / "seed4"
+    assert json.loads((Path(target) / "plan.json").read_text())["seed"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.cascade"]
+    spec.write_text(CPU_SPEC.read_text().replace("steps = 4", "steps = 0"))
+    with pytest.raises(study.StudyError, match="compile` failed for seed 1"):
+        study.compile_seed(spec, 1, tmp_path / "runs")
