@@ -40,8 +40,8 @@ class StageError(Exception):
 
 
 # Exception types whose message is written for the user (lowercase, `help:` line): printed without a
-# traceback. They are imported lazily because the trainers and engines that define them import this module's
-# neighbours (and the vLLM engine module is only importable where its optional extra is installed).
+# traceback. They are imported lazily: the modules that define them import torch-heavy code this module
+# does not need before a stage starts.
 USER_ERRORS = (
     ("runtime.chat", "ChatError"),
     ("runtime.rewards.base", "RewardError"),
