@@ -1,16 +1,18 @@
 """The issue-7 study: per-stage gains, and how fast MOPD vs continued GRPO recover a regressed domain.
 
-    python bench/study.py examples/study/study.cascade --seeds 3 --runs runs/study --out bench/results/study.md
+    python bench/study.py examples/study/study.cascade --seeds 3 [--parallel 3] --runs runs/study \
+        --out bench/results/study.md
     python bench/study.py --from-runs runs/study/seed0 runs/study/seed1 --out bench/results/study.md
 
 The first form runs the spec once per seed through the real CLI (`cascadec compile`, then `cascadec run`
 with its own run directory ``RUNS/seedN``; the spec's top-level ``seed = N`` line is rewritten per seed, and
-a re-run resumes or skips finished stages). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
+a re-run resumes or skips finished stages; ``--parallel N`` runs N seeds at once, one GPU each). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
 and write a Markdown report (atomically) with:
 
 1. the per-stage, per-domain table: each eval's score after each stage, mean ± std across seeds;
 2. both arms' eval curves (a PNG next to the report), the arms' parent's final score as step 0;
-3. the steps each arm needs to bring domain A back to 95% of its teacher's score;
+3. how far stage B dropped domain A below its teacher (and whether beyond eval noise), and the steps each
+   arm needs to bring domain A back to 95% of its teacher's score;
 4. MOPD minus GRPO, paired by seed, with a t interval and a bootstrap interval, and a plain verdict.
 
 The analysis functions (everything between "analysis" and "report") are pure and unit-tested
@@ -25,10 +27,10 @@ import json
 import math
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -255,6 +257,8 @@ class ArmResult:
     seed_run: str
     teacher: float
     target: float
+    start: float                      # domain A's score where both arms start (the parent's last eval)
+    items: int                        # items in domain A's eval set
     steps: dict[str, int | None]      # arm -> steps to reach the target
     budget: dict[str, int]            # arm -> last eval step (the steps it ran)
     area: dict[str, float]            # arm -> curve_mean of domain A
@@ -263,12 +267,15 @@ class ArmResult:
 
 def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, key_a: str,
                 candidates: Sequence[str], name: str = "") -> ArmResult:
-    """Both arms of one seed: teacher score on ``key_a``, target = ``RECOVERY`` × teacher, steps to reach
-    it, area under the domain-A curve, and every eval's last score. Raises StudyError if an arm has no
-    eval points."""
+    """Both arms of one seed: teacher score on ``key_a``, target = ``RECOVERY`` × teacher, the score where
+    the arms start, steps to reach the target, area under the domain-A curve, and every eval's last score.
+    Raises StudyError if the parent or an arm has no eval points."""
     scores = last_scores(records)
     teacher = teacher_score(scores, candidates, key_a)
     target = RECOVERY * teacher
+    if key_a not in scores.get(parent, {}):
+        raise StudyError(f"run {name or '?'}: stage `{parent}`, where the arms start, has no score on `{key_a}`\n"
+                         "help: wait until the run has finished it")
     steps, budget, area, final = {}, {}, {}, {}
     for arm in arms:
         curve = arm_curve(records, arm, parent, key_a)
@@ -279,7 +286,24 @@ def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, ke
         budget[arm] = curve[-1][0]
         area[arm] = curve_mean(curve)
         final[arm] = scores[arm]
-    return ArmResult(name, teacher, target, steps, budget, area, final)
+    items = max(int(r["n"]) for r in records if r["stage"] == parent and f"{r['domain']}.{r['eval']}" == key_a)
+    return ArmResult(name, teacher, target, scores[parent][key_a], items, steps, budget, area, final)
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a pass@1 score ``p`` measured on ``n`` items, ``sqrt(p (1 - p) / n)`` (binomial).
+    Raises ValueError for ``n < 1``."""
+    if n < 1:
+        raise ValueError("no eval items")
+    return math.sqrt(p * (1 - p) / n)
+
+
+def regression_is_real(teacher: float, start: float, n: int) -> bool:
+    """Whether domain A's drop from its teacher to the arms' start exceeds the eval's own noise: the drop is
+    larger than the ``CONFIDENCE`` normal quantile times the standard error of a difference of two
+    independent n-item pass@1 scores."""
+    z = statistics.NormalDist().inv_cdf((1 + CONFIDENCE) / 2)
+    return teacher - start > z * math.hypot(binomial_se(teacher, n), binomial_se(start, n))
 
 
 def steps_cell(steps: int | None, budget: int) -> str:
@@ -338,60 +362,79 @@ def render_markdown(runs: Sequence[Run], results: Sequence[ArmResult], *, arms: 
                     command: str) -> str:
     """The report's Markdown text (see the module docstring for its sections)."""
     plan = runs[0].plan
-    stages = stage_order(plan)
-    table = stage_table([last_scores(r.evals) for r in runs], stages)
-    keys = sorted({k for row in table.values() for k in row})
-    mopd, grpo = arms
-    lines = [f"# {title}", ""]
-    if note:
-        lines += [note, ""]
-    lines += [
+    lines = [f"# {title}", ""] + ([note, ""] if note else []) + [
         f"Spec `{plan['name']}`, {len(runs)} seed(s): " + ", ".join(f"`{r.path}`" for r in runs) + ".",
-        f"Written by `{command}`.", "",
-        "## Score after each stage (mean ± std across seeds)", "",
-        "| stage | " + " | ".join(keys) + " |",
-        "|---|" + "---:|" * len(keys),
-    ]
-    for stage in stages:
-        if stage in table:
-            lines.append(f"| {stage} | " + " | ".join(_cell(table[stage].get(k), len(runs)) for k in keys) + " |")
-    lines += ["", "Each cell is the stage's last eval point (its final checkpoint), over every seed unless marked",
-              "`(n=k)` (a run that lacks the stage).", "",
-              f"## Recovery curves of the two arms (both start from `{parent}`)", "", f"![curves]({png})", "",
-              f"## Steps to bring `{key_a}` back to {RECOVERY:.0%} of its teacher's score", "",
-              (f"Teacher score: the best last score on `{key_a}` among {', '.join(f'`{c}`' for c in candidates)} "
-               "(the MOPD stage's teacher for domain A), per seed. Steps are counted at eval points."), "",
-              f"| seed run | teacher | target | {mopd} | {grpo} |", "|---|---:|---:|---:|---:|"]
+        f"Written by `{command}`.", ""]
+    lines += _stage_section(runs)
+    lines += [f"## Recovery curves of the two arms (both start from `{parent}`)", "", f"![curves]({png})", ""]
+    lines += _steps_section(results, arms, parent, key_a, candidates)
+    lines += _comparison_section(results, arms, key_a)
+    return "\n".join(lines)
+
+
+def _stage_section(runs: Sequence[Run]) -> list[str]:
+    table = stage_table([last_scores(r.evals) for r in runs], stage_order(runs[0].plan))
+    keys = sorted({k for row in table.values() for k in row})
+    items = {f"{r['domain']}.{r['eval']}": int(r.get("n", 0)) for run in runs for r in run.evals}
+    lines = ["## Score after each stage (mean ± std across seeds)", "",
+             "| stage | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {stage} | " + " | ".join(_cell(row.get(k), len(runs)) for k in keys) + " |"
+              for stage, row in table.items()]
+    sizes = ", ".join(f"`{k}` {items[k]} items (one item = {1 / items[k]:.3f})" for k in keys if items.get(k))
+    return lines + ["", ("Each cell is the stage's last eval point (its final checkpoint), over every seed unless "
+                         f"marked `(n=k)` (a run that lacks the stage). Eval sets: {sizes}; a pass@1 score p on n "
+                         "items has a binomial standard error of sqrt(p(1-p)/n)."), ""]
+
+
+def _steps_section(results: Sequence[ArmResult], arms: tuple[str, str], parent: str, key_a: str,
+                   candidates: Sequence[str]) -> list[str]:
+    mopd, grpo = arms
+    lines = [f"## Steps to bring `{key_a}` back to {RECOVERY:.0%} of its teacher's score", "",
+             (f"Teacher score: the best last score on `{key_a}` among {', '.join(f'`{c}`' for c in candidates)} "
+              f"(the MOPD stage's teacher for domain A), per seed; start: `{parent}`'s score, where both arms "
+              "begin. Steps are counted at eval points."), "",
+             f"| seed run | teacher | start | drop | target | {mopd} | {grpo} |", "|---|" + "---:|" * 6]
     for r in results:
-        lines.append(f"| `{r.seed_run}` | {r.teacher:.3f} | {r.target:.3f} | "
+        drop = f"{r.teacher - r.start:+.3f}" + ("" if regression_is_real(r.teacher, r.start, r.items) else " (noise)")
+        lines.append(f"| `{r.seed_run}` | {r.teacher:.3f} | {r.start:.3f} | {drop} | {r.target:.3f} | "
                      f"{steps_cell(r.steps[mopd], r.budget[mopd])} | {steps_cell(r.steps[grpo], r.budget[grpo])} |")
-    lines += ["", f"- `{mopd}`: {steps_summary(results, mopd)}", f"- `{grpo}`: {steps_summary(results, grpo)}",
-              "", "## MOPD vs continued GRPO (paired by seed)", "",
-              "| measure | MOPD | GRPO | MOPD − GRPO | t interval | bootstrap |", "|---|---:|---:|---:|---:|---:|"]
+    return lines + ["", f"- `{mopd}`: {steps_summary(results, mopd)}", f"- `{grpo}`: {steps_summary(results, grpo)}",
+                    (f"- a drop marked (noise) is within {CONFIDENCE:.0%} eval noise of zero (two-score binomial "
+                     "standard error): that seed's stage B did not measurably hurt domain A."), ""]
+
+
+def _comparison_section(results: Sequence[ArmResult], arms: tuple[str, str], key_a: str) -> list[str]:
+    mopd, grpo = arms
+    lines = ["## MOPD vs continued GRPO (paired by seed)", "",
+             "| measure | MOPD | GRPO | MOPD − GRPO | t interval | bootstrap |", "|---|---:|---:|---:|---:|---:|"]
+    keys = sorted({k for r in results for arm in arms for k in r.final[arm]})
     comparisons = [(f"mean `{key_a}` over the arm (area under the curve)",
                     [r.area[mopd] for r in results], [r.area[grpo] for r in results])]
-    for key in keys:
-        comparisons.append((f"last `{key}`", [r.final[mopd].get(key, math.nan) for r in results],
-                            [r.final[grpo].get(key, math.nan) for r in results]))
+    comparisons += [(f"last `{key}`", [r.final[mopd].get(key, math.nan) for r in results],
+                     [r.final[grpo].get(key, math.nan) for r in results]) for key in keys]
     verdicts = []
-    for i, (what, a, b) in enumerate(comparisons):
+    for what, a, b in comparisons:
         p = paired_difference(a, b)
         lines.append(f"| {what} | {spread(a)} | {spread(b)} | {p.mean:+.3f} | {_interval(p.t_interval)} | "
                      f"{_interval(p.bootstrap)} |")
-        if i == 0:
+        if not verdicts:
             verdicts.append(verdict(p, what=f"recovering `{key_a}` (mean score over the arm's steps)"))
-    both = [r for r in results if r.steps[mopd] is not None and r.steps[grpo] is not None]
     faster = sum(1 for r in results if _rank_steps(r, mopd) < _rank_steps(r, grpo))
     slower = sum(1 for r in results if _rank_steps(r, mopd) > _rank_steps(r, grpo))
     verdicts.append(f"MOPD reached {RECOVERY:.0%} of the teacher's `{key_a}` score sooner than continued GRPO "
                     f"in {faster} of {len(results)} seeds, later in {slower}, at the same step in "
                     f"{len(results) - faster - slower} (\"not reached\" counts as later than any step).")
-    if len(both) >= 1:
+    both = [r for r in results if r.steps[mopd] is not None and r.steps[grpo] is not None]
+    if both:
         p = paired_difference([float(r.steps[mopd]) for r in both], [float(r.steps[grpo]) for r in both])
         verdicts.append(verdict(p, what=f"steps to {RECOVERY:.0%} (seeds where both arms got there)",
                                 higher_is_better=False))
-    lines += ["", "**Verdict.** " + " ".join(verdicts), ""]
-    return "\n".join(lines)
+    real = sum(regression_is_real(r.teacher, r.start, r.items) for r in results)
+    if real < len(results):
+        verdicts.append(f"Caveat: stage B hurt domain A beyond eval noise in only {real} of {len(results)} seeds; "
+                        "where it did not, there was nothing to recover and the arms' difference on domain A "
+                        "measures drift, not recovery.")
+    return lines + ["", "**Verdict.** " + " ".join(verdicts), ""]
 
 
 def _interval(iv: tuple[float, float] | None) -> str:
@@ -410,9 +453,9 @@ def _rank_steps(r: ArmResult, arm: str) -> float:
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not NamedTemporaryFile: its files are mode 600
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def report(run_dirs: Sequence[Path], out: Path, *, mopd: str, grpo: str, domain_a: str, title: str,
@@ -523,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--title", default="Study: per-stage gains and MOPD recovery (issue 7)")
     ap.add_argument("--note", default="", help="a paragraph under the title (e.g. what machine, what size)")
     args = ap.parse_args(argv)
-    command = "python bench/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "bench/study.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         if args.seeds < 1 or args.parallel < 1:
             raise StudyError("--seeds and --parallel must be at least 1")

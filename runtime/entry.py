@@ -50,6 +50,7 @@ USER_ERRORS = (
     ("runtime.stages.sft", "SFTDataError"),
     ("runtime.rollout.fast", "UnsupportedModelError"),
     ("runtime.rollout.vllm", "VLLMUnavailableError"),
+    ("runtime.loop", "CheckpointError"),
 )
 
 
@@ -252,6 +253,15 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _log_traceback(run_dir: RunDir, stage: str, rank: int, err: BaseException) -> Path:
+    """Append ``err``'s traceback to the stage log; returns the log's path."""
+    log = run_dir.log(stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"--- rank {rank}\n{''.join(traceback.format_exception(err))}")
+    return log
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.entry", description=__doc__.splitlines()[0])
     parser.add_argument("--plan", required=True, type=Path, help="plan.json of the build")
@@ -278,15 +288,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             train_stage(plan, plan.stage(args.stage), run_dir)
     except errors as e:
+        message = f"stage `{args.stage}`: {e}"
+        if e.__cause__ is not None:
+            # The cause is user code (a reward function, a checkpoint loader): its traceback is what the
+            # user needs to fix it, so it goes to the stage log and the message says where.
+            log = _log_traceback(run_dir, args.stage, rank, e.__cause__)
+            message += f"\n  (traceback of the {type(e.__cause__).__name__} in {log})"
         # Every rank prints: the failing rank may not be rank 0; the orchestrator drops duplicate lines.
-        print(f"error: stage `{args.stage}`: {e}", file=sys.stderr, flush=True)
-        atomic_write_text(run_dir.error_file(args.stage), f"stage `{args.stage}`: {e}\n")
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        atomic_write_text(run_dir.error_file(args.stage), message + "\n")
         return EXIT_USER_ERROR
     except Exception as e:
-        log = run_dir.log(args.stage)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
-            f.write(f"--- rank {rank}\n{traceback.format_exc()}")
+        log = _log_traceback(run_dir, args.stage, rank, e)
         message = f"stage `{args.stage}` crashed on rank {rank}: {type(e).__name__}: {e} (traceback in {log})"
         print(f"error: {message}", file=sys.stderr, flush=True)
         atomic_write_text(run_dir.error_file(args.stage), message + "\n")

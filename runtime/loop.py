@@ -34,12 +34,33 @@ ACCEL_STATE = "accelerate"
 # ------------------------------------------------------------------ checkpoints
 
 
+class CheckpointError(Exception):
+    """A resumable checkpoint that exists but cannot be read (edited, truncated or partly deleted by hand:
+    the runtime itself only ever renames complete checkpoints into place)."""
+
+    def __init__(self, ckpt: Path, err: BaseException) -> None:
+        first = (str(err).strip().splitlines() or [""])[0]
+        super().__init__(
+            f"the checkpoint `{ckpt}` cannot be read ({type(err).__name__}: {first})\n"
+            f"help: restore it, or delete it to restart this stage from step 0: rm -r '{ckpt}'"
+        )
+
+
 def checkpoint_step(ckpt: Path) -> int:
-    """Finished steps recorded in a resumable checkpoint, or 0 when there is none."""
+    """Finished steps recorded in a resumable checkpoint, or 0 when there is none.
+
+    Raises CheckpointError when ``ckpt/`` exists but its ``meta.json`` is missing or malformed.
+    """
     ckpt = recover_dir(ckpt)
-    if ckpt is None or not (ckpt / CKPT_META).is_file():
+    if ckpt is None:
         return 0
-    return int(json.loads((ckpt / CKPT_META).read_text())["step"])
+    try:
+        step = json.loads((ckpt / CKPT_META).read_text())["step"]
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"`step` is {step!r}, not a count of finished steps")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(ckpt, e) from None
+    return step
 
 
 def _barrier(acc: Any) -> None:
@@ -73,10 +94,15 @@ def load_checkpoint_state(ctx: Any, trainer: Any) -> int:
     step = checkpoint_step(ckpt)
     if step == 0:
         return 0
-    ctx.accelerator.load_state(str(ckpt / ACCEL_STATE))
     trainer_state = ckpt / TRAINER_STATE
-    if trainer_state.is_file():
-        trainer.load_state_dict(torch.load(trainer_state, map_location="cpu", weights_only=False))
+    # A checkpoint that does not load is reported as such; a trainer bug while restoring stays a crash.
+    try:
+        ctx.accelerator.load_state(str(ckpt / ACCEL_STATE))
+        state = torch.load(trainer_state, map_location="cpu", weights_only=False) if trainer_state.is_file() else None
+    except Exception as e:
+        raise CheckpointError(ckpt, e) from e
+    if state is not None:
+        trainer.load_state_dict(state)
     return step
 
 

@@ -138,9 +138,19 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
 
 @contextlib.contextmanager
 def run_lock(rd: RunDir) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory (released by the kernel even on SIGKILL)."""
-    rd.root.mkdir(parents=True, exist_ok=True)
-    with open(rd.root / ".lock", "w") as f:
+    """Hold an exclusive lock on the run directory (released by the kernel even on SIGKILL).
+
+    Raises RunError when the run directory is a file or cannot be created or written.
+    """
+    if rd.root.exists() and not rd.root.is_dir():
+        raise RunError(f"run directory `{rd.root}` is a file\nhelp: pass another `--run-dir`, or move the file away")
+    try:
+        rd.root.mkdir(parents=True, exist_ok=True)
+        lock = open(rd.root / ".lock", "w")
+    except OSError as e:
+        raise RunError(f"cannot write to run directory `{rd.root}`: {e.strerror or e}\n"
+                       "help: pass a writable `--run-dir`, or fix its permissions") from None
+    with lock as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -221,7 +231,34 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
         return 130
 
 
+def check_local_data(plan: Plan) -> None:
+    """Load the spec-local data (``jsonl`` files and ``inline`` rows) of every domain a stage trains on
+    and of every eval, so that a wrong path, a malformed row or a missing column is reported before the
+    base-model evals rather than after them. Generators and datasets on disk are checked by the stage.
+
+    Raises runtime.data.DataError (message with file:line and a ``help:`` line).
+    """
+    from runtime.data import load_source
+
+    trained = {d for s in plan.stages for d, w in (s.domains or {}).items() if w > 0}
+    for name in sorted(plan.domains):
+        domain = plan.domains[name]
+        sources = [(domain.train, "train")] if name in trained else []
+        sources += [(e.data, f"eval/{e.name}") for e in domain.evals]
+        for source, split in sources:
+            if source.kind in ("jsonl", "inline"):
+                load_source(source, domain=name, split=split)
+
+
 def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int:
+    from runtime.data import DataError
+
+    try:
+        check_local_data(plan)
+    except DataError as e:
+        console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
+        console.print("the run is resumable: fix the data and run `cascadec run` again", highlight=False)
+        return EXIT_FAILED
     plan_json = rd.plan_json
     atomic_write_text(plan_json, plan.to_json())
     hashes = stage_hashes(plan)
@@ -249,8 +286,12 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             return _fail(console, rd, stage.name, rc, msg)
         if entry.get("stop_reason"):
             console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
-    console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-    console.print(score_table(plan, rd))
+    if final_scores(rd):
+        console.print(f"{plan.name}: eval scores after each stage", highlight=False)
+        console.print(score_table(plan, rd))
+    else:
+        console.print(f"{plan.name}: done (no evals in the spec: add `eval NAME = ...` to a domain to score "
+                      "each stage)", highlight=False)
     return 0
 
 
@@ -339,5 +380,5 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     console.print(table)
     if rd.evals_jsonl.is_file():
         console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-    console.print(score_table(plan, rd))
+        console.print(score_table(plan, rd))
     return 0

@@ -36,7 +36,8 @@ def load_function(target: str, origin: Origin | None = None) -> Any:
     except Exception as err:  # an import runs arbitrary user code; report whatever it raised
         raise RewardError(f"cannot import module `{module_name}` for reward `{target}`: "
                           f"{type(err).__name__}: {err}",
-                          hint="make the module importable from the run directory (installed or on PYTHONPATH)",
+                          hint="modules are imported from the directory `cascadec run` starts in: start it in the "
+                               "folder that holds the module, or put that folder on PYTHONPATH",
                           origin=origin) from None
     for part in attr_path.split("."):
         if not hasattr(obj, part):

@@ -181,3 +181,28 @@ def test_compile_seed_builds_a_seeded_plan_and_removes_its_copy(study, tmp_path)
     spec.write_text(CPU_SPEC.read_text().replace("steps = 4", "steps = 0"))
     with pytest.raises(study.StudyError, match="compile` failed for seed 1"):
         study.compile_seed(spec, 1, tmp_path / "runs")
+
+
+def test_binomial_se_and_regression_noise(study):
+    assert study.binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert study.binomial_se(1.0, 32) == 0.0
+    with pytest.raises(ValueError):
+        study.binomial_se(0.5, 0)
+    # 0.8 -> 0.1 on 32 items is far beyond noise; 0.34 -> 0.28 (two items of 32) is not.
+    assert study.regression_is_real(0.8, 0.1, 32)
+    assert not study.regression_is_real(0.34375, 0.28125, 32)
+    assert not study.regression_is_real(0.5, 0.6, 1000)  # a gain is never a regression
+
+
+def test_report_flags_runs_without_a_regression(study, tmp_path):
+    records = [r if not (r["stage"] == "rl_json" and r["domain"] == "arith") else {**r, "score": 0.78}
+               for r in synthetic_run(teacher_a=0.8, mopd_a=[0.8], grpo_a=[0.7])]
+    run = _write_run(tmp_path / "seed0", compile_file(CPU_SPEC).plan.to_json(), records)
+    r = study.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
+                          candidates=["format", "rl_arith"])
+    assert (r.start, r.items) == (0.78, 32)
+    out = tmp_path / "o.md"
+    assert study.main(["--from-runs", str(run), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "+0.020 (noise)" in text and "Caveat: stage B hurt domain A beyond eval noise in only 0 of 1" in text
+    assert "`arith.held` 32 items (one item = 0.031)" in text
