@@ -550,6 +550,18 @@ def run_seeds(spec: Path, seeds: int, runs: Path, parallel: int) -> list[Path]:
     return [run_dir for _, run_dir in jobs]
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command that reproduces the report, without the free text of --title and --note."""
+    argv = ["python", "bench/study.py"]
+    if args.from_runs:
+        argv += ["--from-runs", *map(str, args.from_runs)]
+    else:
+        argv += [str(args.spec), "--seeds", str(args.seeds), "--parallel", str(args.parallel)]
+        argv += ["--runs", str(args.runs)] if args.runs else []
+    argv += ["--out", str(args.out), "--mopd", args.mopd, "--grpo", args.grpo, "--domain-a", args.domain_a]
+    return shlex.join(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -559,14 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(default runs/<spec stem>)")
     ap.add_argument("--parallel", type=int, default=1, help="seeds run at once, one GPU each (default 1)")
     ap.add_argument("--from-runs", nargs="+", type=Path, metavar="DIR", help="analyse existing run directories")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "study.md")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/study.md"), help="the report (default %(default)s)")
     ap.add_argument("--mopd", default="mopd", help="the distillation arm's stage (default mopd)")
     ap.add_argument("--grpo", default="grpo_mix", help="the continued-GRPO arm's stage (default grpo_mix)")
     ap.add_argument("--domain-a", default="arith", help="the regressed domain to recover (default arith)")
     ap.add_argument("--title", default="Study: per-stage gains and MOPD recovery (issue 7)")
     ap.add_argument("--note", default="", help="a paragraph under the title (e.g. what machine, what size)")
     args = ap.parse_args(argv)
-    command = shlex.join(["python", "bench/study.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         if args.seeds < 1 or args.parallel < 1:
             raise StudyError("--seeds and --parallel must be at least 1")
@@ -580,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             raise StudyError("nothing to do\nhelp: pass a spec to run, or --from-runs DIR...")
         report(run_dirs, args.out, mopd=args.mopd, grpo=args.grpo, domain_a=args.domain_a, title=args.title,
-               note=args.note, command=command)
+               note=args.note, command=_command(args))
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from rich.table import Table
 from cascadec.plan import Plan, Stage, content_hash
 from runtime.launch import stage_command, stage_env, world_size
 from runtime.progress import format_metrics
-from runtime.state import RunDir, atomic_write_text, filter_jsonl, read_jsonl
+from runtime.state import RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl
 
 BASE = "base"
 EXIT_FAILED = 1
@@ -160,6 +161,19 @@ def run_lock(rd: RunDir) -> Iterator[None]:
         yield
 
 
+def run_in_progress(rd: RunDir) -> bool:
+    """Whether a `cascadec run` holds the run directory's lock now (``status`` tells a live stage from one
+    whose run was killed, which ``state.json`` alone cannot: a SIGKILL leaves it ``running``)."""
+    try:
+        with open(rd.root / ".lock") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _die_with_parent() -> None:
     # Linux: the stage process gets SIGKILL when the orchestrator dies, so no orphan keeps writing.
     with contextlib.suppress(Exception):
@@ -218,12 +232,13 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
         plan_path = resolve_plan_path(target)
         plan = load_plan(plan_path)
         rd = RunDir(run_dir if run_dir is not None else Path("runs") / plan.name)
+        check_same_cascade(plan, rd)
         if dry_run:
             _print_actions(console, plan_actions(plan, rd), rd)
             return 0
         with run_lock(rd):
             return _run_locked(plan, rd, nproc, console)
-    except RunError as e:
+    except (RunError, StateError) as e:
         console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -248,6 +263,24 @@ def check_local_data(plan: Plan) -> None:
         for source, split in sources:
             if source.kind in ("jsonl", "inline"):
                 load_source(source, domain=name, split=split)
+
+
+def check_same_cascade(plan: Plan, rd: RunDir) -> None:
+    """Refuse a run directory that holds another cascade: re-running would reset its stages of the same
+    names. A changed spec of the same cascade is fine (its changed stages re-run).
+
+    Raises RunError.
+    """
+    if not rd.plan_json.is_file():
+        return
+    try:
+        previous = json.loads(rd.plan_json.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return  # unreadable: this run rewrites it, as it always does
+    if previous is not None and previous != plan.name:
+        raise RunError(f"run directory `{rd.root}` holds the run of cascade `{previous}`, not `{plan.name}`\n"
+                       f"help: pass another `--run-dir` (the default is `runs/{plan.name}`), or delete that "
+                       "directory to reuse it")
 
 
 def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int:
@@ -355,12 +388,14 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         return EXIT_USAGE
     try:
         plan = load_plan(rd.plan_json)
-    except RunError as e:
+        states = rd.read_state()["stages"]
+        actions = dict((s.name, a) for s, a in plan_actions(plan, rd))
+    except (RunError, StateError) as e:
         console.print(f"[bold red]error[/]: {e}", highlight=False)
         return EXIT_USAGE
-    states = rd.read_state()["stages"]
-    actions = dict((s.name, a) for s, a in plan_actions(plan, rd))
-    console.print(f"{plan.name}: {rd.root}", highlight=False)
+    live = run_in_progress(rd)
+    console.print(f"{plan.name}: {rd.root}" + (" (a `cascadec run` is in progress)" if live else ""),
+                  highlight=False)
     table = Table()
     for col in ("stage", "kind", "status", "step", "stop reason", "last metrics"):
         table.add_column(col)
@@ -369,6 +404,8 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         state = entry.get("status", "pending")
         if state == "done" and actions.get(stage.name) != "skip":
             state = "done (stale: plan changed)"
+        elif state == "running" and not live:
+            state = "interrupted (resumable)"
         last = _last_metrics(rd, stage.name)
         # state.json moves at checkpoints; a live or crashed stage has logged steps past its checkpoint.
         saved, logged = entry.get("step", 0), last.get("step", -1) + 1

@@ -24,12 +24,13 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from runtime.state import RunDir, atomic_write_bytes, atomic_write_text, read_jsonl
+from runtime.state import RunDir, StateError, atomic_write_bytes, atomic_write_text, read_jsonl
 
 BASE = "base"
 
 # panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
 CURVES: dict[str, tuple[str, ...]] = {
+    "training loss (SFT: cross-entropy; GRPO/distill: policy loss)": ("loss",),
     "reward": ("reward_mean",),
     "KL (GRPO: to reference; distill: reverse KL to teacher)": ("kl", "reverse_kl"),
     "response length (tokens)": ("response_len",),
@@ -73,7 +74,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
     """Read ``plan.json``, ``state.json``, ``evals.jsonl`` and the stages' metrics of a run.
 
     Raises:
-        ReportError: no ``plan.json`` in ``run_dir`` (not a run directory).
+        ReportError: no ``plan.json`` in ``run_dir`` (not a run directory), or a damaged ``state.json``.
     """
     rd = RunDir(run_dir)
     if not rd.plan_json.is_file():
@@ -82,7 +83,10 @@ def load_run(run_dir: Path | str) -> RunSummary:
             "\nhelp: pass the directory `cascadec run` wrote, e.g. `cascadec report runs/<cascade name>`"
         )
     plan = json.loads(rd.plan_json.read_text())
-    state = rd.read_state()["stages"]
+    try:
+        state = rd.read_state()["stages"]
+    except StateError as e:
+        raise ReportError(str(e)) from None
     stages = []
     for s in plan["stages"]:
         st = state.get(s["name"], {})
@@ -175,8 +179,12 @@ def curves_chart(summary: RunSummary) -> bytes:
     """PNG with one panel per :data:`CURVES` entry; stages laid end to end on a cumulative step axis."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 7), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
+    cols = 3
+    rows_ = -(-len(CURVES) // cols)
+    fig = Figure(figsize=(15, 3.6 * rows_), layout="constrained")
+    axes = fig.subplots(rows_, cols).ravel()
+    for ax in axes[len(CURVES):]:
+        ax.set_visible(False)
     for ax, (title, keys) in zip(axes, CURVES.items()):
         offset, drawn = 0, False
         for i, s in enumerate(summary.stages):

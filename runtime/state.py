@@ -39,12 +39,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same directory + fsync + ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would, so that a team sharing
+        # the run directory can read state, metrics and evals.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -121,6 +131,16 @@ def recover_dir(path: Path) -> Path | None:
     return path if path.exists() else None
 
 
+class StateError(Exception):
+    """A ``state.json`` that cannot be parsed; the message names the file and how to recover."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"`{path}` is damaged ({problem})\n"
+            "help: restore it from a backup, or delete it to start the run over (every stage then runs again)"
+        )
+
+
 class RunDir:
     """Paths of one run directory (``runs/<plan name>/`` by default)."""
 
@@ -161,13 +181,20 @@ class RunDir:
     # ------------------------------------------------------------ state.json
 
     def read_state(self) -> dict[str, Any]:
-        """The parsed ``state.json`` (``{"stages": {}}`` when absent)."""
+        """The parsed ``state.json`` (``{"stages": {}}`` when absent).
+
+        Raises StateError when it is not a JSON object (edited by hand: the runtime writes it atomically).
+        """
         try:
             text = self.state_json.read_text()
         except FileNotFoundError:
             return {"stages": {}}
-        state = json.loads(text)
-        state.setdefault("stages", {})
+        try:
+            state = json.loads(text)
+        except ValueError as e:
+            raise StateError(self.state_json, str(e)) from None
+        if not isinstance(state, dict) or not isinstance(state.setdefault("stages", {}), dict):
+            raise StateError(self.state_json, "not an object with a `stages` object")
         return state
 
     def stage_state(self, stage: str) -> dict[str, Any]:

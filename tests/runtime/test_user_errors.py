@@ -7,18 +7,19 @@ Stages that start run in real subprocesses with the toy trainer of ``fixtures/ca
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from cascadec_runtime_plans import console, domain, rows, run_ok, sft_stage, tiny_plan, write_build
 
-from cascadec.plan import DataSource, Domain, RewardSpec
+from cascadec.plan import DataSource, Domain, Plan, RewardSpec
 from runtime.loop import CheckpointError, checkpoint_step
 from runtime.orchestrator import run
 from runtime.rewards.base import RewardError
 from runtime.rewards.custom import load_function
-from runtime.state import RunDir, read_jsonl
+from runtime.state import RunDir, StateError, read_jsonl
 
 pytestmark = pytest.mark.usefixtures("toy_env")
 
@@ -139,3 +140,82 @@ def test_run_without_evals_says_so_instead_of_an_empty_table(tmp_path: Path) -> 
                      stages=[sft_stage("s1", "base", steps=1)])
     text = run_ok(write_build(tmp_path, plan), RunDir(tmp_path / "run"))
     assert "no evals in the spec" in text and "eval scores after each stage" not in text
+
+
+def test_damaged_state_file_is_a_clear_error_for_run_status_and_report(tmp_path: Path) -> None:
+    from runtime.orchestrator import status
+    from runtime.report import ReportError, report
+
+    build = write_build(tmp_path, tiny_plan())
+    rd = RunDir(tmp_path / "run")
+    rd.root.mkdir()
+    (rd.root / "plan.json").write_text((build / "plan.json").read_text())
+    rd.state_json.write_text('{"stages": {')
+    run_fails(build, rd, 2, f"`{rd.state_json}` is damaged", "help: restore it")
+    out = console()
+    assert status(rd.root, console=out) == 2 and "is damaged" in out.file.getvalue()
+    with pytest.raises(ReportError, match="is damaged"):
+        report(rd.root)
+    rd.state_json.write_text("[1]")
+    with pytest.raises(StateError, match="not an object"):
+        rd.read_state()
+
+
+def test_status_tells_an_interrupted_stage_from_a_live_one(tmp_path: Path) -> None:
+    from runtime.orchestrator import run_lock, status
+
+    build = write_build(tmp_path, tiny_plan())
+    rd = RunDir(tmp_path / "run")
+    rd.root.mkdir()
+    (rd.root / "plan.json").write_text((build / "plan.json").read_text())
+    rd.update_stage("s1", status="running", step=2)  # what a SIGKILL of the whole run leaves behind
+    out = console()
+    assert status(rd.root, console=out) == 0
+    assert "interrupted (resumable)" in out.file.getvalue() and "in progress" not in out.file.getvalue()
+    with run_lock(rd):
+        out = console()
+        assert status(rd.root, console=out) == 0
+    assert "running" in out.file.getvalue() and "a `cascadec run` is in progress" in out.file.getvalue()
+
+
+def test_atomic_writes_get_the_usual_file_mode_not_0600(tmp_path: Path) -> None:
+    from runtime.state import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "state.json", "{}\n")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_curves_show_the_loss_of_an_sft_only_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.report as report_module
+
+    build = write_build(tmp_path, tiny_plan(stages=[sft_stage("s1", "base", steps=3)]))
+    rd = RunDir(tmp_path / "run")
+    rd.stage_dir("s1").mkdir(parents=True)
+    (rd.root / "plan.json").write_text((build / "plan.json").read_text())
+    rd.metrics("s1").write_text("".join(json.dumps({"step": i, "loss": 3.0 - i}) + "\n" for i in range(3)))
+    figures = []
+    monkeypatch.setattr(report_module, "_png", lambda fig: figures.append(fig) or b"")
+    report_module.curves_chart(report_module.load_run(rd.root))
+    loss_panel = figures[0].axes[0]
+    assert "loss" in loss_panel.get_title()
+    curves = [line for line in loss_panel.lines if not line.get_label().startswith("_")]  # not the stage rules
+    assert [[float(y) for y in line.get_ydata()] for line in curves] == [[3.0, 2.0, 1.0]]
+
+
+def test_run_dir_of_another_cascade_is_refused_and_left_alone(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "run")
+    rd.root.mkdir()
+    other = tiny_plan().model_copy(update={"name": "other"})
+    (rd.root / "plan.json").write_text(other.to_json())
+    rd.update_stage("s1", status="done", step=4)
+    before = rd.state_json.read_text()
+    build = write_build(tmp_path, tiny_plan())
+    run_fails(build, rd, 2, f"run directory `{rd.root}` holds the run of cascade `other`, not `tiny`",
+              "help: pass another `--run-dir`")
+    out = console()
+    assert run(build, rd.root, console=out, dry_run=True) == 2 and "holds the run of cascade" in out.file.getvalue()
+    assert rd.state_json.read_text() == before and Plan.from_json(rd.plan_json.read_text()).name == "other"
