@@ -167,7 +167,9 @@ def _load_hf_disk(source: DataSource, domain: str, split: str) -> list[Sample]:
             "help: pip install datasets"
         ) from None
     if not source.path or not Path(source.path).exists():
-        raise DataError(f"dataset directory `{source.path}` of domain `{domain}` does not exist")
+        raise DataError(f"dataset directory `{source.path}` of domain `{domain}` does not exist\n"
+                        "help: fix the path in the spec (a directory written by `datasets.save_to_disk`; relative "
+                        "paths are resolved from the spec's directory)")
     try:
         ds = datasets.load_from_disk(source.path)
     except Exception as e:

@@ -39,11 +39,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    # The only portable way to read the umask is to set it; set it straight back.
+def _read_umask() -> int:
+    # The only portable way to read the umask is to set it; done once at import, before any thread
+    # could create a file while it is 0.
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -54,7 +58,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would, so that a team sharing
         # the run directory can read state, metrics and evals.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

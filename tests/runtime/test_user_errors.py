@@ -7,7 +7,6 @@ Stages that start run in real subprocesses with the toy trainer of ``fixtures/ca
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -178,14 +177,11 @@ def test_status_tells_an_interrupted_stage_from_a_live_one(tmp_path: Path) -> No
     assert "running" in out.file.getvalue() and "a `cascadec run` is in progress" in out.file.getvalue()
 
 
-def test_atomic_writes_get_the_usual_file_mode_not_0600(tmp_path: Path) -> None:
-    from runtime.state import atomic_write_text
+def test_atomic_writes_get_the_usual_file_mode_not_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.state
 
-    mask = os.umask(0o022)
-    try:
-        atomic_write_text(tmp_path / "state.json", "{}\n")
-    finally:
-        os.umask(mask)
+    monkeypatch.setattr(runtime.state, "_UMASK", 0o022)  # the usual umask, whatever this process has
+    runtime.state.atomic_write_text(tmp_path / "state.json", "{}\n")
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o644
 
 
@@ -219,3 +215,11 @@ def test_run_dir_of_another_cascade_is_refused_and_left_alone(tmp_path: Path) ->
     out = console()
     assert run(build, rd.root, console=out, dry_run=True) == 2 and "holds the run of cascade" in out.file.getvalue()
     assert rd.state_json.read_text() == before and Plan.from_json(rd.plan_json.read_text()).name == "other"
+
+
+def test_missing_dataset_directory_says_how_to_fix_it(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    from runtime.data import DataError, load_source
+
+    with pytest.raises(DataError, match=r"`.*nowhere` of domain `add` does not exist\nhelp: fix the path"):
+        load_source(DataSource(kind="hf_disk", path=str(tmp_path / "nowhere")), domain="add")
