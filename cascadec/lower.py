@@ -36,11 +36,19 @@ def origin(span: Span) -> plan.Origin:
                        end_column=span.end_column)
 
 
-def _strip_origins(data: Any) -> Any:
+def _hashable(data: Any, spec_dir: str) -> Any:
+    """``data`` without origins and with absolute ``path`` values made relative to the spec's directory, so
+    that a stage's hash does not change when the checkout moves (the plan itself keeps absolute paths)."""
     if isinstance(data, dict):
-        return {k: _strip_origins(v) for k, v in data.items() if k != "origin"}
+        # a local model (`ModelRef` of kind `path`) keeps its path in `name`
+        path_keys = {"path", "name"} if data.get("kind") == "path" else {"path"}
+        return {
+            k: os.path.relpath(v, spec_dir) if k in path_keys and isinstance(v, str) and os.path.isabs(v)
+            else _hashable(v, spec_dir)
+            for k, v in data.items() if k != "origin"
+        }
     if isinstance(data, list):
-        return [_strip_origins(v) for v in data]
+        return [_hashable(v, spec_dir) for v in data]
     return data
 
 
@@ -79,6 +87,7 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
     nodes = {st.name.name: st for st in view.stages}
     ordered = topological(spec.stages)
     main_line = {ordered[-1].name, *_chain(ordered[-1].name, {s.name: s.parent for s in ordered})}
+    spec_dir = os.path.dirname(os.path.abspath(view.path))
     hashes: dict[str, str] = {}
     stages: list[plan.Stage] = []
     for st in ordered:
@@ -87,8 +96,8 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         data["domains"] = {k: v / total for k, v in st.domains.items()}
         payload = {
             "stage": data,
-            "domains": {k: _strip_origins(domains[k].model_dump(mode="json")) for k in sorted(st.domains)},
-            "base": base.model_dump(mode="json"),
+            "domains": {k: _hashable(domains[k].model_dump(mode="json"), spec_dir) for k in sorted(st.domains)},
+            "base": _hashable(base.model_dump(mode="json"), spec_dir),
             "chat": chat.model_dump(mode="json"),
             "parent": hashes.get(st.parent),
             "teachers": {d: hashes.get(d) for d in sorted(_deps(st))},
