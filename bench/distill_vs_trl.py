@@ -160,42 +160,16 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
     return summary
 
 
-def child(args: argparse.Namespace) -> None:
-    torch.manual_seed(0)
-    shape = common.MODEL_SHAPES[args.shape]
-    tok_dir = common.build_tokenizer(shape["config"]["vocab_size"], common.scratch_dir("bench-tok-"))
-    prompts = common.make_prompts(args.prompts, args.prompt_words, shape["config"]["vocab_size"], seed=1)
+def run_one(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict[str, Any]:
     if args.run == "trl":
-        result = run_trl(args, tok_dir, prompts)
-    else:
-        _, engine, loss = args.run.split("-", 2)
-        result = run_cascadec(args, tok_dir, prompts, engine=engine, loss=loss)
-    result["environment"] = common.environment()
-    result["args"] = {k: v for k, v in vars(args).items() if k != "child"}
-    common.write_json(Path(args.child), result)
+        return run_trl(args, tok_dir, prompts)
+    _, engine, loss = args.run.split("-", 2)
+    return run_cascadec(args, tok_dir, prompts, engine=engine, loss=loss)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", default="smollm2-135m", choices=sorted(common.MODEL_SHAPES))
-    ap.add_argument("--prompts", type=int, default=128)
-    ap.add_argument("--new", type=int, default=256, help="completion tokens (forced)")
-    ap.add_argument("--prompt-words", type=int, default=64, help="words (= tokens) per user turn")
-    ap.add_argument("--micro-batch", type=int, default=32, help="cascadec rows per forward/backward")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2, help="steps left out of the medians")
-    ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke test of the script")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the last cascadec step")
-    ap.add_argument("--runs", default=",".join(RUNS))
-    ap.add_argument("--out", default="bench/results/distill_vs_trl.json")
-    ap.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args)
-    else:
-        common.run_parent("bench.distill_vs_trl", "distill", args.runs.split(","), Path(args.out))
+    ap = common.argument_parser(__doc__, RUNS, "bench/results/distill_vs_trl.json", prompts=128, micro_batch=32)
+    common.main(ap, "bench.distill_vs_trl", "distill", run_one)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ also holds reward scoring, log-prob passes, teacher scoring, backward and the op
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -248,3 +250,49 @@ def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
     for r in results:
         if "error" in r:
             print(f"{r['name']}: FAILED ({r['error']})")
+
+
+def argument_parser(doc: str, runs: tuple[str, ...], out: str, *, prompts: int, micro_batch: int,
+                    group: int | None = None) -> argparse.ArgumentParser:
+    """The command line both benchmarks share; ``group`` (rollouts per prompt) only where it is given."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--shape", default="smollm2-135m", choices=sorted(MODEL_SHAPES))
+    ap.add_argument("--prompts", type=int, default=prompts)
+    if group is not None:
+        ap.add_argument("--group", type=int, default=group)
+    ap.add_argument("--new", type=int, default=256, help="completion tokens (forced)")
+    ap.add_argument("--prompt-words", type=int, default=64, help="words (= tokens) per user turn")
+    ap.add_argument("--micro-batch", type=int, default=micro_batch, help="cascadec rows per forward/backward")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2, help="steps left out of the medians")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke test of the script")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the last cascadec step")
+    ap.add_argument("--runs", default=",".join(runs))
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--run", choices=runs, help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    return ap
+
+
+def run_child(args: argparse.Namespace, run: Callable[[Path, list[str]], dict[str, Any]]) -> None:
+    """One run in this process: seed, build the tokenizer and prompts, call ``run(tok_dir, prompts)`` and
+    write its summary (with the environment and arguments) to ``--child``."""
+    torch.manual_seed(0)
+    shape = MODEL_SHAPES[args.shape]
+    tok_dir = build_tokenizer(shape["config"]["vocab_size"], scratch_dir("bench-tok-"))
+    prompts = make_prompts(args.prompts, args.prompt_words, shape["config"]["vocab_size"], seed=1)
+    result = run(tok_dir, prompts)
+    result["environment"] = environment()
+    result["args"] = {k: v for k, v in vars(args).items() if k != "child"}
+    write_json(Path(args.child), result)
+
+
+def main(ap: argparse.ArgumentParser, module: str, benchmark: str,
+         run: Callable[[argparse.Namespace, Path, list[str]], dict[str, Any]]) -> None:
+    """Parse the command line; as a child (``--child``) do one run, else drive every run (:func:`run_parent`)."""
+    args = ap.parse_args()
+    if args.child:
+        run_child(args, lambda tok_dir, prompts: run(args, tok_dir, prompts))
+    else:
+        run_parent(module, benchmark, args.runs.split(","), Path(args.out))

@@ -22,10 +22,9 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench import gpu_common as common
 
@@ -128,12 +127,12 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
         def on_step_begin(self, *_, **__):
             common.reset_peak_memory()
             common.synchronize()
-            self.start = __import__("time").perf_counter()
+            self.start = time.perf_counter()
 
         def on_step_end(self, *_, **__):
             common.synchronize()
             phases = timer.pop()
-            steps.append({"step_s": __import__("time").perf_counter() - self.start, "gen_s": phases.get("gen", 0.0),
+            steps.append({"step_s": time.perf_counter() - self.start, "gen_s": phases.get("gen", 0.0),
                           "gen_tokens": args.prompts * args.group * args.new,
                           "update_tokens": args.prompts * args.group * args.new + prompt_tokens * args.group,
                           "peak_mem_gib": common.peak_memory_gib()})
@@ -156,46 +155,15 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
     return summary
 
 
-def child(args: argparse.Namespace) -> None:
-    torch.manual_seed(0)
-    shape = common.MODEL_SHAPES[args.shape]
-    tok_dir = common.build_tokenizer(shape["config"]["vocab_size"], common.scratch_dir("bench-tok-"))
-    prompts = common.make_prompts(args.prompts, args.prompt_words, shape["config"]["vocab_size"], seed=1)
+def run_one(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict[str, Any]:
     if args.run == "trl":
-        result = run_trl(args, tok_dir, prompts)
-    else:
-        result = run_cascadec(args, tok_dir, prompts, engine=args.run.split("-", 1)[1])
-    result["environment"] = common.environment()
-    result["args"] = {k: v for k, v in vars(args).items() if k != "child"}
-    common.write_json(Path(args.child), result)
-
-
-def parent(args: argparse.Namespace) -> None:
-    common.run_parent("bench.grpo_vs_trl", "grpo", args.runs.split(","), Path(args.out))
+        return run_trl(args, tok_dir, prompts)
+    return run_cascadec(args, tok_dir, prompts, engine=args.run.split("-", 1)[1])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", default="smollm2-135m", choices=sorted(common.MODEL_SHAPES))
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--new", type=int, default=256, help="completion tokens (forced)")
-    ap.add_argument("--prompt-words", type=int, default=64, help="words (= tokens) per user turn")
-    ap.add_argument("--micro-batch", type=int, default=128, help="cascadec rows per forward/backward")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2, help="steps left out of the medians")
-    ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke test of the script")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the last cascadec step")
-    ap.add_argument("--runs", default=",".join(RUNS))
-    ap.add_argument("--out", default="bench/results/grpo_vs_trl.json")
-    ap.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args)
-    else:
-        parent(args)
+    ap = common.argument_parser(__doc__, RUNS, "bench/results/grpo_vs_trl.json", prompts=16, group=8, micro_batch=128)
+    common.main(ap, "bench.grpo_vs_trl", "grpo", run_one)
 
 
 if __name__ == "__main__":

@@ -214,16 +214,12 @@ def compile_cmd(
     sys.stdout.write(f"{target}\n")
 
 
-#: Used while cascadec/codes.py registers no `reward-contract` code; CAS5xx is the range of checks
-#: that need the runtime (the compiler's own phases use CAS0xx-CAS4xx).
-REWARD_CONTRACT_FALLBACK = ("CAS500", "reward-contract", "error")
-
-
 def _reward_contract_code() -> tuple[str, str, Severity]:
+    """Code, name and severity of a broken reward contract (CAS5xx: checks that need the runtime)."""
     from cascadec.codes import CODES
 
-    entry = next((c for c in CODES.values() if c.name == "reward-contract"), None)
-    return (entry.code, entry.name, entry.severity) if entry else REWARD_CONTRACT_FALLBACK  # type: ignore[return-value]
+    entry = CODES["CAS500"]
+    return entry.code, entry.name, entry.severity
 
 
 def problem_to_diagnostic(problem: Any, files: dict[str, str] | None = None) -> Diagnostic:
@@ -520,14 +516,18 @@ def run(
     _runtime_exit(orchestrator.run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
 
 
+def _require_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+
+
 @app.command()
 @_guarded
 def status(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
 ) -> None:
     """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
-    if not run_dir.is_dir():
-        _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+    _require_run_dir(run_dir)
     _runtime_exit(_runtime("runtime.orchestrator").status(run_dir))
 
 
@@ -540,8 +540,7 @@ def report(
     ] = None,
 ) -> None:
     """Draw the cascade chart and training curves of a run; write one HTML page; print the score table."""
-    if not run_dir.is_dir():
-        _fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+    _require_run_dir(run_dir)
     module = _runtime("runtime.report")
     try:
         module.report(run_dir, out)

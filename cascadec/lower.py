@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from cascadec import ast, plan
+from cascadec.checks.graph import ancestors
 from cascadec.diagnostics import Span
 from cascadec.model import SpecIn, StageIn
 
@@ -86,7 +87,7 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
     chat = plan.ChatTemplate.model_validate(spec.chat.model_dump())
     nodes = {st.name.name: st for st in view.stages}
     ordered = topological(spec.stages)
-    main_line = {ordered[-1].name, *_chain(ordered[-1].name, {s.name: s.parent for s in ordered})}
+    main_line = {ordered[-1].name, *ancestors(ordered[-1].name, {s.name: s.parent for s in ordered})}
     spec_dir = os.path.dirname(os.path.abspath(view.path))
     hashes: dict[str, str] = {}
     stages: list[plan.Stage] = []
@@ -108,12 +109,3 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
                                                  "origin": origin(nodes[st.name].span).model_dump()}))
     return plan.Plan(name=spec.name, base=base, chat=chat, domains=domains, stages=stages, seed=spec.seed,
                      source=display_path(view.path))
-
-
-def _chain(name: str, parent_of: dict[str, str]) -> list[str]:
-    out: list[str] = []
-    cur = parent_of.get(name)
-    while cur is not None and cur != "base" and cur not in out:
-        out.append(cur)
-        cur = parent_of.get(cur)
-    return out

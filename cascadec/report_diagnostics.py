@@ -439,8 +439,8 @@ DOCS_HEADER = """\
 
 Every problem the compiler reports has a stable code (`CAS` and three digits), a kebab-case name and
 a severity. Codes are grouped by compiler phase: `CAS0xx` files, `CAS1xx` syntax, `CAS2xx` values
-and types, `CAS3xx` names and structure, `CAS4xx` semantics of the cascade, `CAS999` internal
-errors. `cascadec explain CODE` prints the same text; the `url` of each JSON diagnostic points at
+and types, `CAS3xx` names and structure, `CAS4xx` semantics of the cascade, `CAS5xx` reward
+contracts (`lint --check-rewards`), `CAS999` internal errors. `cascadec explain CODE` prints the same text; the `url` of each JSON diagnostic points at
 its section here.
 
 `cascadec lint --format FORMAT` (and `compile --format`) prints diagnostics as:

@@ -16,7 +16,6 @@ from cascadec.suggest import did_you_mean, suggest
 from cascadec.units import UNITS
 
 
-
 @dataclass(frozen=True)
 class Arg:
     """One reward argument. ``kind``: ``any`` (a literal or `field("col")`), ``str``, ``int``, ``bool``,
