@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from cascadec.plan import Optim, Plan, Schedule, Stage
 from runtime.data import Sample
 from runtime.models import ModelLoadError, load_checkpoint, load_model
-from runtime.state import RunDir
+from runtime.state import BASE, RunDir
 
 
 PLUGINS_ENV = "CASCADEC_PLUGINS"
@@ -148,7 +148,7 @@ class StageContext:
         on this rank's device in the stage dtype. Cached per name. Raises ModelLoadError when the stage has
         no final checkpoint yet."""
         if stage_or_base not in self._frozen:
-            if stage_or_base == "base":
+            if stage_or_base == BASE:
                 model, _ = load_model(self.plan.base, dtype=self.dtype, seed=self.plan.seed)
             else:
                 final = self.rundir.final(stage_or_base)
@@ -164,7 +164,7 @@ class StageContext:
 
     def system_prompt(self, domain: str) -> str | None:
         d = self.plan.domains.get(domain)
-        return (d.system if d is not None and d.system is not None else None) or self.plan.chat.system
+        return (d.system if d is not None else None) or self.plan.chat.system
 
     def render_prompt(self, sample: Sample) -> str:
         """The full prompt text of ``sample``: chat template, system prompt and the stage's mode prefix."""

@@ -29,9 +29,8 @@ from runtime.context import (
 )
 from runtime.data import DataError, MixtureSampler, load_domains
 from runtime.models import ModelLoadError, load_checkpoint, load_model
-from runtime.state import RunDir, append_jsonl, atomic_write_text, filter_jsonl
+from runtime.state import BASE, RunDir, append_jsonl, atomic_write_text, filter_jsonl
 
-BASE = "base"
 EXIT_USER_ERROR = 2
 
 
@@ -196,20 +195,16 @@ def stage_batch_size(stage: Stage) -> int:
 def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
     """Run (or resume) one stage to completion; returns its stop reason."""
     from runtime.evals import load_eval_sets
-    from runtime.loop import checkpoint_step, drop_after, load_checkpoint_state, run_stage
+    from runtime.loop import broadcast_from_main, checkpoint_step, drop_after, load_checkpoint_state, run_stage
 
     weights = stage.domains or {}
     data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
     sampler = MixtureSampler(data, weights, stage_batch_size(stage), seed=plan.seed + stage.seed)
     eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)
-    ctx.start_step = checkpoint_step(run_dir.ckpt(stage.name)) if ctx.is_main else 0
-    if ctx.accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        box = [ctx.start_step]
-        broadcast_object_list(box, from_process=0)
-        ctx.start_step = box[0]
+    ctx.start_step = broadcast_from_main(
+        ctx.accelerator, checkpoint_step(run_dir.ckpt(stage.name)) if ctx.is_main else 0
+    )
     trainer = trainer_class(stage.kind)(ctx)
     if ctx.start_step > 0:
         resumed = load_checkpoint_state(ctx, trainer)
@@ -294,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # user needs to fix it, so it goes to the stage log and the message says where.
             log = _log_traceback(run_dir, args.stage, rank, e.__cause__)
             message += f"\n  (traceback of the {type(e.__cause__).__name__} in {log})"
-        # Every rank prints: the failing rank may not be rank 0; the orchestrator drops duplicate lines.
+        # Every rank reports: the failing rank may not be rank 0. stderr goes to the stage log; the
+        # orchestrator shows the error file.
         print(f"error: {message}", file=sys.stderr, flush=True)
         atomic_write_text(run_dir.error_file(args.stage), message + "\n")
         return EXIT_USER_ERROR

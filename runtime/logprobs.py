@@ -43,7 +43,12 @@ def pad_right(rows: list[list], value: float, *, dtype: torch.dtype = torch.long
     return out
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def pad_token_id(tokenizer) -> int:
+    """The id to pad rows with: the tokenizer's pad token, else its end-of-sequence token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The underlying transformers model of a DDP/accelerate wrapper (for its head and config only)."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module
@@ -112,7 +117,7 @@ def token_logprobs(
         )
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     if getattr(inner.config, "final_logit_softcapping", None):
         raise ValueError("token_logprobs does not support models with final logit soft-capping")
     head = inner.get_output_embeddings()

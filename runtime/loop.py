@@ -207,7 +207,7 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
                 _record_evals(ctx, eval_sets, done, writer, progress)
             if stage.until:
                 reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
-                reason = _broadcast(acc, reason)
+                reason = broadcast_from_main(acc, reason)
                 if reason:
                     progress.note(f"[{stage.name}] stopping at step {done}: {reason}")
                     break
@@ -244,8 +244,8 @@ def _record_evals(ctx: Any, eval_sets: list[EvalSet], done: int, writer: Any, pr
         progress.note(f"[{name}] eval at step {done}: {r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
 
 
-def _broadcast(acc: Any, value: Any) -> Any:
-    """Rank 0's value on every rank (only rank 0 reads evals.jsonl)."""
+def broadcast_from_main(acc: Any, value: Any) -> Any:
+    """Rank 0's value on every rank (only rank 0 reads the run directory's files)."""
     if acc.num_processes == 1:
         return value
     from accelerate.utils import broadcast_object_list

@@ -29,9 +29,8 @@ from rich.table import Table
 from cascadec.plan import Plan, Stage, content_hash
 from runtime.launch import stage_command, stage_env, world_size
 from runtime.progress import format_metrics
-from runtime.state import RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl
+from runtime.state import BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl
 
-BASE = "base"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -295,14 +294,14 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
     plan_json = rd.plan_json
     atomic_write_text(plan_json, plan.to_json())
     hashes = stage_hashes(plan)
-    base = rd.read_state().get(BASE, {})
-    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_eval_hash(plan)):
+    base, base_hash = rd.read_state().get(BASE, {}), base_eval_hash(plan)
+    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_hash):
         console.print("[bold]base[/]: evaluating the base model", highlight=False)
         first = plan.stages[0]
         rc, msg = launch(plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes)
         if rc != 0:
             return _fail(console, rd, BASE, rc, msg)
-        rd.update_section(BASE, status="done", hash=base_eval_hash(plan))
+        rd.update_section(BASE, status="done", hash=base_hash)
     for stage, action in plan_actions(plan, rd):
         if action == "skip":
             console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
@@ -389,7 +388,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     try:
         plan = load_plan(rd.plan_json)
         states = rd.read_state()["stages"]
-        actions = dict((s.name, a) for s, a in plan_actions(plan, rd))
+        actions = {s.name: a for s, a in plan_actions(plan, rd)}
     except (RunError, StateError) as e:
         console.print(f"[bold red]error[/]: {e}", highlight=False)
         return EXIT_USAGE

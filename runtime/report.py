@@ -24,9 +24,8 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from runtime.state import RunDir, StateError, atomic_write_bytes, atomic_write_text, read_jsonl
+from runtime.state import BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, read_jsonl
 
-BASE = "base"
 
 # panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
 CURVES: dict[str, tuple[str, ...]] = {

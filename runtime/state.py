@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("pending", "running", "done", "failed")
+# The name that stands for the base model wherever a stage name can: a parent, a teacher, the stage of the
+# base-model evals in evals.jsonl and their section of state.json.
+BASE = "base"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -235,7 +238,7 @@ class RunDir:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Parsed lines of a JSONL log; a torn last line (a crash mid-append) is ignored."""
+    """Parsed lines of a JSONL log; a line that does not parse (torn by a crash mid-append) is skipped."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:

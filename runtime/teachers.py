@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cascadec.plan import Plan, Stage, TeacherRef
-from runtime.state import RunDir, read_jsonl
+from runtime.state import BASE, RunDir, read_jsonl
 
-BASE = "base"
 DEFAULT = "default"
 
 

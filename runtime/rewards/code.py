@@ -74,12 +74,13 @@ class UnitTestsReward:
         self.origin = origin
         self._pool = SandboxPool(workers)
 
-    def _jobs(self, sample: Any, completion: str) -> list[Job]:
+    def _jobs(self, sample: Any, completion: str) -> tuple[list[Job], list[str] | None]:
+        """The sample's executions, and the expected stdout of each (None: pass = exit code 0)."""
         tests = _decode(resolve(self.tests, sample))
         program = str(resolve(self.prefix, sample) or "") + extract_code(completion)
         pairs = _io_pairs(tests)
         if pairs is not None:
-            return [Job(program, stdin=i, limits=self.limits) for i, _ in pairs]
+            return [Job(program, stdin=i, limits=self.limits) for i, _ in pairs], [o for _, o in pairs]
         snippets = tests if isinstance(tests, list) else [tests]
         if not snippets or not all(isinstance(t, str) for t in snippets):
             raise RewardError(f"sample `{sample.id}` has tests of type {type(tests).__name__}",
@@ -87,19 +88,12 @@ class UnitTestsReward:
                               origin=self.origin)
         entry = resolve(self.entry_point, sample)
         call = f"\n\ncheck({entry})\n" if entry else "\n"
-        return [Job(f"{program}\n\n{t}{call}", limits=self.limits) for t in snippets]
-
-    @staticmethod
-    def _passed(sample_tests: Any, job_index: int, result: Any) -> bool:
-        pairs = _io_pairs(sample_tests)
-        if pairs is None:
-            return result.ok
-        return result.ok and result.stdout.split() == pairs[job_index][1].split()
+        return [Job(f"{program}\n\n{t}{call}", limits=self.limits) for t in snippets], None
 
     def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:
         check_batch(samples, completions)
         per_sample = [self._jobs(s, c) for s, c in zip(samples, completions)]
-        results = self._pool.run([j for jobs in per_sample for j in jobs])
+        results = self._pool.run([j for jobs, _ in per_sample for j in jobs])
         broken = next((r for r in results if r.status == "sandbox_error"), None)
         if broken is not None:
             # A sandbox that cannot start would otherwise score every completion 0 without a word.
@@ -107,10 +101,11 @@ class UnitTestsReward:
                               hint="see docs/sandbox.md; CASCADEC_SANDBOX=rlimits selects the weaker level",
                               origin=self.origin)
         out, k = [], 0
-        for sample, jobs in zip(samples, per_sample):
-            tests = _decode(resolve(self.tests, sample))
-            passed = [self._passed(tests, i, results[k + i]) for i in range(len(jobs))]
+        for jobs, expected in per_sample:
+            done = results[k:k + len(jobs)]
             k += len(jobs)
+            passed = [r.ok and (expected is None or r.stdout.split() == expected[i].split())
+                      for i, r in enumerate(done)]
             if self.mode == "binary":
                 out.append(1.0 if all(passed) else 0.0)
             else:

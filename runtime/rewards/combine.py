@@ -12,7 +12,8 @@ from runtime.rewards.base import Reward, RewardError, check_batch, group_normali
 
 
 def _checked(reward: Reward, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:
-    """Call a part and insist on one finite float per completion (peers.md pain point 7)."""
+    """Call a part and insist on one value per completion, as floats (peers.md pain point 7); finiteness
+    is checked on the domain's total reward (runtime.entry.GuardedReward)."""
     values = reward(samples, completions)
     if len(values) != len(completions):
         raise RewardError(f"reward part `{type(reward).__name__}` returned {len(values)} values "

@@ -74,7 +74,7 @@ class MathVerifyReward:
 
     def __init__(self, answer: Any = None, *, timeout: float = 5, origin: Origin | None = None) -> None:
         self.answer = {"field": "answer"} if answer is None else answer
-        self.timeout = max(1, int(round(timeout)))
+        self.timeout = max(1, round(timeout))
         self.origin = origin
 
     def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:

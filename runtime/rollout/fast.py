@@ -41,6 +41,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from runtime.logprobs import pad_token_id, unwrap_model
 from runtime.rollout.base import RolloutBatch
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral"})
@@ -53,19 +54,13 @@ class UnsupportedModelError(ValueError):
     """The policy's architecture is not one this engine implements (use the transformers engine)."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
 def check_supported(model: nn.Module) -> None:
     """Raise :class:`UnsupportedModelError` unless ``model`` is a Llama-family causal LM this engine runs.
 
     Supported: model types in :data:`SUPPORTED_MODEL_TYPES` with full (not sliding-window) attention, no
     logit soft-capping and the standard ``model.model.{embed_tokens, layers, norm, rotary_emb}`` layout.
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     cfg = inner.config
     if cfg.model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
@@ -100,7 +95,7 @@ class StaticDecoder:
 
     def __init__(self, model: nn.Module, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
         check_supported(model)
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
         cfg = self.model.config
         self.base = self.model.model
         self.head = self.model.get_output_embeddings()
@@ -295,14 +290,14 @@ class FastRolloutEngine:
                  compile: bool = True, max_prompt: int | None = None):
         check_supported(model)
         self.tokenizer = tokenizer
-        first = next(_unwrap(model).parameters())
+        first = next(unwrap_model(model).parameters())
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = dtype or first.dtype
         self.suppress_eos = suppress_eos
         self.use_graphs = (self.device.type == "cuda") if use_graphs is None else use_graphs
         self.compile = compile
         self.max_prompt = max_prompt
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_token_id(tokenizer)
         self._shapes: OrderedDict[tuple[int, int], tuple[StaticDecoder, _DecodeGraph | None]] = OrderedDict()
         self.last_timing: dict[str, float] = {}
         self.graph_timing: dict[str, float] = {}
@@ -311,7 +306,7 @@ class FastRolloutEngine:
 
     def _bind(self, model: nn.Module) -> None:
         """Decode with ``model``'s modules, or with a copy in ``self.dtype`` when its parameters differ."""
-        self.source = _unwrap(model)
+        self.source = unwrap_model(model)
         self._shapes.clear()
         if next(self.source.parameters()).dtype == self.dtype:
             self.model = self.source
@@ -340,7 +335,7 @@ class FastRolloutEngine:
         every parameter into the engine's low-precision copy. A different model object is bound afresh
         (its graphs are captured again on the next rollout).
         """
-        inner = _unwrap(model)
+        inner = unwrap_model(model)
         if inner is not self.source:
             check_supported(inner)
             self._bind(inner)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch
 
 
@@ -63,12 +64,6 @@ class SeededSampler(LogitsProcessor):
         return out.scatter(-1, chosen.unsqueeze(1), 0.0)
 
 
-def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return model
-
-
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     ids: set[int] = set()
     configured = getattr(model.generation_config, "eos_token_id", None)
@@ -100,7 +95,7 @@ class HFRolloutEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, max_prompt: int | None = None, batch_rows: int = 64,
                  static_cache: bool = False) -> None:
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
         self.tokenizer = tokenizer
         self.max_prompt = max_prompt
         self.batch_rows = max(1, batch_rows)
@@ -112,7 +107,7 @@ class HFRolloutEngine:
     def sync_weights(self, model: Any) -> None:
         """Nothing to copy: the engine samples from the very module the optimizer updates in place, so
         every ``generate`` already sees the latest weights. Re-binds only if a different module is given."""
-        self.model = _unwrap(model)
+        self.model = unwrap_model(model)
 
     def _encode(self, prompts: list[str]) -> list[list[int]]:
         encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from torch import nn
 
+from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch
 
 _ENV_DEFAULTS = {
@@ -40,12 +41,6 @@ class VLLMUnavailableError(ImportError):
     """vLLM is not installed in this environment."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
 def _free_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,7 +53,7 @@ def vllm_weights(model: nn.Module):
     Parameters are yielded once each (tied weights once, as vLLM's loaders expect); the names are the
     transformers ones, which vLLM's Llama/Qwen loaders map themselves.
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     for name, param in inner.named_parameters():
         yield name, param.detach()
 
@@ -114,7 +109,7 @@ class VLLMRolloutEngine:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        inner = _unwrap(model)
+        inner = unwrap_model(model)
         inner.config.save_pretrained(self.workdir)
         tokenizer.save_pretrained(self.workdir)
         self.tokenizer = tokenizer

@@ -21,12 +21,11 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from runtime.logprobs import token_logprobs
+from runtime.logprobs import pad_token_id, token_logprobs
 from runtime.losses.distill import logit_distill_loss, mopd_loss
 from runtime.rollout.base import RolloutBatch
 from runtime.stages import backward_passes, optimizer_step
@@ -177,12 +176,11 @@ class DistillTrainer:
             )
         self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
         self.pool = TeacherPool(ctx, sorted(set(self.teachers.values())))
-        tok = ctx.tokenizer
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = pad_token_id(ctx.tokenizer)
         # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
         self.temperature = p.temperature if p.temperature > 0 else 1.0
         if ctx.is_main:
-            atomic_write_json(Path(ctx.rundir.stage_dir(ctx.stage.name)) / "teachers.json",
+            atomic_write_json(ctx.rundir.stage_dir(ctx.stage.name) / "teachers.json",
                               {"teachers": self.teachers, "placement": self.pool.placement})
 
     def state_dict(self) -> dict:

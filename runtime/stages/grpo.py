@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from runtime.logprobs import pad_right, token_logprobs
+from runtime.logprobs import pad_right, pad_token_id, token_logprobs
 from runtime.losses.grpo import apply_overlong, group_advantages, grpo_loss, informative_groups
 from runtime.rollout.base import RolloutBatch
 from runtime.stages import backward_passes, optimizer_step
@@ -59,8 +59,7 @@ class GRPOTrainer:
         self.ctx = ctx
         self.params = ctx.stage.params
         self.reference = ctx.load_frozen(ctx.stage.parent) if self.params.kl > 0 else None
-        tok = ctx.tokenizer
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = pad_token_id(ctx.tokenizer)
 
     def state_dict(self) -> dict:
         """No state beyond the model and optimizer: rollout seeds derive from the step."""

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from runtime.chat import SFTExample, render_sft
-from runtime.logprobs import pad_right, token_logprobs
+from runtime.logprobs import pad_right, pad_token_id, token_logprobs
 from runtime.stages import backward_passes, optimizer_step
 
 ANSWER_FORMAT = "Answer: {answer}"
@@ -84,8 +84,7 @@ class SFTTrainer:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.params = ctx.stage.params
-        tok = ctx.tokenizer
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = pad_token_id(ctx.tokenizer)
 
     def state_dict(self) -> dict:
         """No state beyond the model and optimizer."""
