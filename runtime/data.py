@@ -75,7 +75,8 @@ def _row_to_sample(
         have = ", ".join(f"`{k}`" for k in sorted(row)) or "none"
         raise DataError(
             f"{where}: no prompt column `{prompt_col}` (columns: {have})\n"
-            f'help: map the prompt column, e.g. jsonl("...", prompt = "question")'
+            f'help: map the prompt column, e.g. jsonl("...", prompt = "question"); rows of inline([...]) '
+            "use the keys `prompt` and `answer`"
         )
     if not isinstance(prompt, str):
         raise DataError(f"{where}: prompt column `{prompt_col}` must be a string, found {type(prompt).__name__}")

@@ -209,8 +209,11 @@ class RunDir:
 
     def update_section(self, key: str, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the top-level object ``key`` of ``state.json`` (e.g. ``"base"``), atomically."""
+        return self._merge(lambda state: state.setdefault(key, {}), fields)
+
+    def _merge(self, entry_of: Any, fields: dict[str, Any]) -> dict[str, Any]:
         state = self.read_state()
-        entry = state.setdefault(key, {})
+        entry = entry_of(state)
         entry.update(fields)
         atomic_write_json(self.state_json, state)
         return dict(entry)
@@ -227,11 +230,7 @@ class RunDir:
         """
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"unknown stage status {fields['status']!r}")
-        state = self.read_state()
-        entry = state["stages"].setdefault(stage, {})
-        entry.update(fields)
-        atomic_write_json(self.state_json, state)
-        return dict(entry)
+        return self._merge(lambda state: state["stages"].setdefault(stage, {}), fields)
 
 
 # ------------------------------------------------------------ JSONL logs

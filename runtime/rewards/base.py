@@ -70,10 +70,11 @@ def resolve(value: Any, sample: Any) -> Any:
         return sample.id
     meta = getattr(sample, "meta", None) or {}
     if name not in meta:
-        cols = ", ".join(f"`{k}`" for k in sorted(meta)) or "none"
+        cols = ", ".join(f"`{k}`" for k in ["answer", "prompt", *sorted(meta)])
         raise RewardError(
             f"sample `{sample.id}` has no column `{name}`",
-            hint=f"columns present: answer, prompt, {cols}; name one with field(\"...\")",
+            hint=f"columns present: {cols}; name one with field(\"...\") (a column mapped with "
+            f"answer = \"x\" in the data source is read as field(\"answer\"))",
         )
     return meta[name]
 
