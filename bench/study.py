@@ -6,7 +6,7 @@
 
 The first form runs the spec once per seed through the real CLI (`cascadec compile`, then `cascadec run`
 with its own run directory ``RUNS/seedN``; the spec's top-level ``seed = N`` line is rewritten per seed, and
-a re-run resumes or skips finished stages; ``--parallel N`` runs N seeds at once, one GPU each). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
+a re-run resumes or skips finished stages; ``--parallel N`` runs N seeds at once, spread over the visible GPUs). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
 and write a Markdown report (atomically) with:
 
 1. the per-stage, per-domain table: each eval's score after each stage, mean ± std across seeds;
@@ -524,12 +524,21 @@ def compile_seed(spec: Path, seed: int, runs: Path) -> tuple[str, Path]:
     return done.stdout.strip().splitlines()[-1], run_dir
 
 
+def visible_gpus() -> int:
+    """How many CUDA devices this process may use (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def run_seeds(spec: Path, seeds: int, runs: Path, parallel: int) -> list[Path]:
     """Run seeds 0..seeds-1 with ``cascadec run`` (a re-run resumes or skips finished stages), up to
-    ``parallel`` at once; with ``parallel > 1`` run k sees only GPU ``k % parallel`` (``CUDA_VISIBLE_DEVICES``)
-    and logs to ``RUN/study.log`` instead of this terminal. Returns the run directories.
+    ``parallel`` at once; with ``parallel > 1`` the k-th run of a batch sees only GPU ``k % gpus``
+    (``CUDA_VISIBLE_DEVICES``; several small runs may share a GPU) and logs to ``RUN/study.log`` instead of
+    this terminal. Returns the run directories.
     Raises StudyError when a seed fails (after the others have finished)."""
     jobs = [compile_seed(spec, seed, runs) for seed in range(seeds)]
+    gpus = visible_gpus()
     failed = []
     for start in range(0, len(jobs), parallel):
         with contextlib.ExitStack() as stack:
@@ -538,7 +547,8 @@ def run_seeds(spec: Path, seeds: int, runs: Path, parallel: int) -> list[Path]:
                 print(f"running {target} in {run_dir}", flush=True)
                 env, log = _env(), None
                 if parallel > 1:
-                    env["CUDA_VISIBLE_DEVICES"] = str(slot)
+                    if gpus:
+                        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
                     run_dir.mkdir(parents=True, exist_ok=True)
                     log = stack.enter_context(open(run_dir / "study.log", "a"))
                 cmd = [*CLI, "run", target, "--run-dir", str(run_dir)]
@@ -569,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="run seeds 0..S-1 (default 3)")
     ap.add_argument("--runs", type=Path, default=None, help="parent of the seedN run directories "
                     "(default runs/<spec stem>)")
-    ap.add_argument("--parallel", type=int, default=1, help="seeds run at once, one GPU each (default 1)")
+    ap.add_argument("--parallel", type=int, default=1, help="seeds run at once, spread over the visible GPUs (default 1)")
     ap.add_argument("--from-runs", nargs="+", type=Path, metavar="DIR", help="analyse existing run directories")
     ap.add_argument("--out", type=Path, default=Path("bench/results/study.md"), help="the report (default %(default)s)")
     ap.add_argument("--mopd", default="mopd", help="the distillation arm's stage (default mopd)")

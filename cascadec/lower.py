@@ -3,9 +3,14 @@
 - stages in topological order (parents and teachers first; ties keep declaration order);
 - domain weights normalised to sum 1;
 - ``branch``: the stage is not on the main line (the final stage and its parent chain);
-- ``hash``: `plan.content_hash` of the stage's own fields (without origin/hash/branch), the specs of its
-  domains, the base model, the chat template, and its parent's and teachers' hashes — so editing a stage
-  changes its hash and every descendant's, as in a build system.
+- ``hash`` (the training hash): `plan.content_hash` of what determines the stage's weights: its own fields
+  (without origin/hashes/branch), the training side of its domains (data, reward, overlong policy, system
+  prompt; not their evals), the base model, the chat template, its parent's and teachers' hashes, and the
+  evals its decisions read (``best(... by d.e)`` picks a teacher and ``until`` stops the stage by an eval
+  score, so those evals do shape the weights) — editing a stage changes its hash and every descendant's,
+  as in a build system;
+- ``eval_hash``: ``hash`` plus every domain's evals, reward and system prompt (evals score every domain
+  after every stage), so an eval-only edit re-runs the evals of a finished stage instead of its training.
 Data paths were made absolute by `cascadec.model` (relative to the file that names them).
 """
 
@@ -89,15 +94,19 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
     ordered = topological(spec.stages)
     main_line = {ordered[-1].name, *ancestors(ordered[-1].name, {s.name: s.parent for s in ordered})}
     spec_dir = os.path.dirname(os.path.abspath(view.path))
+    every_eval = {k: _hashable(d.eval_inputs(), spec_dir) for k, d in sorted(domains.items())}
     hashes: dict[str, str] = {}
     stages: list[plan.Stage] = []
     for st in ordered:
-        data = st.model_dump(exclude={"origin", "hash", "branch"})
+        data = st.model_dump(exclude={"origin", "hash", "eval_hash", "branch"})
         total = sum(st.domains.values())
         data["domains"] = {k: v / total for k, v in st.domains.items()}
+        reads = {f"{d}.{e}": domains[d].eval_inputs({e}) for d, e in sorted(st.read_evals())}
         payload = {
             "stage": data,
-            "domains": {k: _hashable(domains[k].model_dump(mode="json"), spec_dir) for k in sorted(st.domains)},
+            "domains": {k: _hashable(domains[k].model_dump(mode="json", exclude={"evals"}), spec_dir)
+                        for k in sorted(st.domains)},
+            "reads": _hashable(reads, spec_dir),
             "base": _hashable(base.model_dump(mode="json"), spec_dir),
             "chat": chat.model_dump(mode="json"),
             "parent": hashes.get(st.parent),
@@ -105,7 +114,9 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         }
         digest = plan.content_hash(payload)
         hashes[st.name] = digest
-        stages.append(plan.Stage.model_validate({**data, "hash": digest, "branch": st.name not in main_line,
-                                                 "origin": origin(nodes[st.name].span).model_dump()}))
+        stages.append(plan.Stage.model_validate({
+            **data, "hash": digest, "eval_hash": plan.content_hash({"hash": digest, "evals": every_eval}),
+            "branch": st.name not in main_line, "origin": origin(nodes[st.name].span).model_dump(),
+        }))
     return plan.Plan(name=spec.name, base=base, chat=chat, domains=domains, stages=stages, seed=spec.seed,
                      source=display_path(view.path))

@@ -125,6 +125,14 @@ class Domain(_Frozen):
     system: str | None = None
     origin: Origin | None = None
 
+    def eval_inputs(self, names: set[str] | None = None) -> dict[str, Any]:
+        """What this domain's eval scores depend on besides the model (hashed into ``Stage.eval_hash``): the
+        eval specs (those in ``names``, or all), the reward that scores them and the system prompt."""
+        return {
+            "evals": [e.model_dump(mode="json") for e in self.evals if names is None or e.name in names],
+            "reward": self.reward.model_dump(mode="json"), "system": self.system,
+        }
+
 
 # ---------------------------------------------------------------- stage hyper-parameters
 
@@ -253,7 +261,12 @@ class Stage(_Frozen):
 
     ``parent`` is the stage whose final checkpoint initialises this one (``"base"`` for the base model).
     ``domains`` maps domain name → mixture weight (weights sum to 1; SFT uses equal weights).
-    ``hash`` covers this stage's own fields and its parent's and teachers' hashes (hex sha256).
+    ``hash`` covers what determines the stage's weights: its own fields, the training side of its domains
+    (data, reward, overlong policy, system prompt), the base model, the chat template, its parent's and
+    teachers' hashes, and the evals its decisions read (``best(... by d.e)`` teachers, ``until`` rules).
+    ``eval_hash`` covers ``hash`` plus every domain's evals, rewards and system prompts (evals score every
+    domain after every stage): when only it changes, the finished checkpoint is re-evaluated, not retrained.
+    Both are hex sha256; empty in a plan built by hand (the runtime then computes them).
     ``branch`` is true when no later main-line stage descends from it (a side branch such as a teacher).
     """
 
@@ -271,7 +284,16 @@ class Stage(_Frozen):
     resources: Resources = Field(default_factory=Resources)
     branch: bool = False
     hash: str = ""
+    eval_hash: str = ""
     origin: Origin | None = None
+
+    def read_evals(self) -> set[tuple[str, str]]:
+        """``(domain, eval)`` pairs whose scores decide something about this stage's training, so their
+        specs belong in its training ``hash``: the eval of a ``best(... by d.e)`` teacher and the evals named
+        by its ``until`` clauses (thresholds, teacher-relative thresholds and plateaus)."""
+        pairs = {(t.domain, t.eval) for t in self.teachers.values() if t.kind == "best"}
+        pairs |= {(c.domain, c.eval) for c in self.until if c.kind != "steps"}
+        return {(d, e) for d, e in pairs if d and e}
 
 
 class Plan(_Frozen):

@@ -71,12 +71,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def make_accelerator(resources: Resources) -> Any:
     """An Accelerator for the stage's resources: gloo on CPU, NCCL + bf16 autocast on CUDA (precision
-    ``auto``/``bf16``), DeepSpeed ZeRO-1/2/3 or FSDP2 when the strategy asks for them (CUDA only).
+    ``auto``/``bf16``), DeepSpeed ZeRO-1/2/3 (CUDA only) or FSDP2 when the strategy asks for them.
+
+    FSDP2 (torch ``fully_shard``) also runs on CPU processes started by torchrun (a gloo mesh; 1 or more
+    ranks), which is how its code paths are tested without a GPU; a CPU run without torchrun has no
+    process group and trains unsharded.
 
     Raises StageError when the plan asks for CUDA on a machine without it.
     """
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
+    from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
     has_cuda = torch.cuda.is_available()
     if resources.device == "cuda" and not has_cuda:
@@ -89,16 +93,25 @@ def make_accelerator(resources: Resources) -> Any:
         # then believes it is rank 0.
         kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
     kwargs["mixed_precision"] = "bf16" if cuda and resources.precision in ("auto", "bf16") else "no"
+    fsdp_plugin = None
     if cuda and resources.strategy.startswith("zero"):
         from accelerate.utils import DeepSpeedPlugin
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=int(resources.strategy[-1]),
                                                      gradient_clipping=None)
-    elif cuda and resources.strategy == "fsdp2":
+    elif resources.strategy == "fsdp2":
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2)
-    return Accelerator(**kwargs)
+        fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+        if cuda:
+            kwargs["fsdp_plugin"] = fsdp_plugin
+    acc = Accelerator(**kwargs)
+    if fsdp_plugin is not None and not cuda and acc.distributed_type == DistributedType.MULTI_CPU:
+        # accelerate 1.15 honours an FSDP plugin only on accelerator devices, but torch's fully_shard runs
+        # on a gloo CPU mesh too: switch the shared state to FSDP so that `prepare` shards the model.
+        acc.state.distributed_type = DistributedType.FSDP
+        acc.state.fsdp_plugin = fsdp_plugin
+    return acc
 
 
 class GuardedReward:

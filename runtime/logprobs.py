@@ -4,8 +4,9 @@ A 135M model with a 49,152-token vocabulary at batch 16 x 512 tokens would need 
 alone, and as much again for the log-softmax and its gradient. Here the model runs once with
 ``logits_to_keep=1`` (so the causal-LM head produces one position only), the final hidden states are read
 from ``output_hidden_states``, and the head is applied only at the wanted (completion) positions, chunk by
-chunk. Each chunk's ``[chunk, V]`` logits are recomputed in the backward pass (activation checkpointing), so
-at most one chunk of logits is alive at a time; prompt positions, most of a rollout row, cost no head at all.
+chunk, by :func:`runtime.ops.linear_token_logprobs`: each chunk's ``[chunk, V]`` logits are recomputed in the
+backward pass with a closed-form gradient, so at most one chunk of logits is alive at a time; prompt
+positions, most of a rollout row, cost no head at all.
 
 The forward goes through the (possibly DDP-wrapped) model object itself, so that data-parallel gradient
 synchronisation still happens.
@@ -16,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
+
+from runtime.ops.token_logprobs import linear_token_logprobs
 
 DEFAULT_CHUNK = 1024
 
@@ -55,26 +57,6 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _chunk_stats(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-    temperature: float, with_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of ``targets`` and entropy for one chunk: hidden ``[B, c, H]`` -> two ``[B, c]`` fp32."""
-    # Under autocast the hidden states and the head's weights can differ in dtype (fp32 residual stream,
-    # bf16 weights or the reverse); the head runs in the weights' dtype.
-    logits = torch.nn.functional.linear(hidden.to(weight.dtype), weight, bias)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if temperature != 1.0:
-        logits = logits / temperature
-    lse = torch.logsumexp(logits, dim=-1)
-    taken = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    if not with_entropy:
-        return taken, torch.zeros_like(taken)
-    probs = torch.softmax(logits, dim=-1)
-    entropy = lse - (probs * logits).sum(-1)
-    return taken, entropy
-
-
 def token_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -85,6 +67,7 @@ def token_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
     position_ids: torch.Tensor | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> TokenLogprobs:
     """Log-probs of the tokens in ``input_ids`` under ``model``, computed chunk-wise over the sequence.
 
@@ -97,10 +80,14 @@ def token_logprobs(
         completion_mask: ``[B, T]`` true at the positions whose log-prob is wanted (position 0 is ignored:
             it has no prefix).
         chunk: token positions per head evaluation; the logits of one evaluation take ``chunk * V * 4``
-            bytes (fp32).
+            bytes (fp32), about three times that in backward.
         temperature: logits are divided by it, matching a sampler run at that temperature (veRL convention).
         with_entropy: also return the per-token entropy (for the entropy bonus and metrics).
         position_ids: ``[B, T]`` explicit positions (packed rows); by default the model's own.
+        compute_dtype: dtype of the head's GEMMs; ``None`` keeps the head weight's dtype (exact). The
+            trainers pass the stage dtype, so under bf16 mixed precision the head runs in bf16 like the
+            rest of the forward (autocast does not reach it here: it runs outside the model's ``forward``)
+            and its logits are rounded to bf16 before the fp32 softmax, as in TRL and veRL.
 
     Returns:
         :class:`TokenLogprobs` with ``[B, T]`` tensors (fp32, or fp64 for an fp64 model), zero where
@@ -132,27 +119,14 @@ def token_logprobs(
     wanted = completion_mask[:, 1:].to(torch.bool)
     hidden = out.hidden_states[-1][:, :-1][wanted]
     targets = input_ids[:, 1:][wanted]
-    lp_parts, ent_parts = [], []
-    recompute = torch.is_grad_enabled() and hidden.requires_grad
-    for start in range(0, hidden.shape[0], chunk):
-        h = hidden[start:start + chunk]
-        y = targets[start:start + chunk]
-        if recompute:
-            lp, ent = checkpoint(
-                _chunk_stats, h, head.weight, head.bias, y, temperature, with_entropy, use_reentrant=False
-            )
-        else:
-            lp, ent = _chunk_stats(h, head.weight, head.bias, y, temperature, with_entropy)
-        lp_parts.append(lp)
-        ent_parts.append(ent)
-    dtype = torch.promote_types(out.hidden_states[-1].dtype, torch.float32)
-    lp_full = _scatter(wanted, lp_parts, dtype)
-    ent_full = _scatter(wanted, ent_parts, dtype) if with_entropy else None
-    return TokenLogprobs(lp_full, ent_full)
+    lp, ent = linear_token_logprobs(
+        hidden, head.weight, targets, bias=head.bias, temperature=temperature, chunk=chunk,
+        with_entropy=with_entropy, compute_dtype=compute_dtype or head.weight.dtype,
+    )
+    return TokenLogprobs(_scatter(wanted, lp), _scatter(wanted, ent) if with_entropy else None)
 
 
-def _scatter(wanted: torch.Tensor, parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+def _scatter(wanted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Per-position values of the ``wanted`` ``[B, T-1]`` positions -> ``[B, T]`` (column 0 and the rest 0)."""
-    values = torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=wanted.device)
     shifted = torch.zeros(wanted.shape, dtype=values.dtype, device=wanted.device).masked_scatter(wanted, values)
     return torch.nn.functional.pad(shifted, (1, 0))

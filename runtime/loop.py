@@ -123,7 +123,8 @@ def save_final(ctx: Any) -> Path:
 
 
 def reduce_metrics(per_rank: list[dict[str, Any]]) -> dict[str, float]:
-    """Combine each rank's step metrics: throughputs (``*_per_s``) add up, everything else is averaged."""
+    """Combine each rank's step metrics: throughputs (``*_per_s``) add up, peaks (``peak_*``) take the
+    maximum, everything else is averaged."""
     out: dict[str, float] = {}
     def numeric(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -131,7 +132,12 @@ def reduce_metrics(per_rank: list[dict[str, Any]]) -> dict[str, float]:
     keys = sorted({k for m in per_rank for k, v in m.items() if numeric(v)})
     for key in keys:
         values = [float(m[key]) for m in per_rank if key in m]
-        out[key] = sum(values) if key.endswith("_per_s") else sum(values) / len(values)
+        if key.endswith("_per_s"):
+            out[key] = sum(values)
+        elif key.startswith("peak_"):
+            out[key] = max(values)
+        else:
+            out[key] = sum(values) / len(values)
     return out
 
 
@@ -191,9 +197,16 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
         for step in range(ctx.start_step, total):
             batch = sampler.batch(step)[acc.process_index :: acc.num_processes]
             lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this step trains at
+            cuda = acc.device.type == "cuda"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(acc.device)
             t0 = time.perf_counter()
             local = trainer.step(step, batch)
-            metrics = _gather_metrics(acc, {**local, "step_time_s": time.perf_counter() - t0})
+            local["step_time_s"] = time.perf_counter() - t0
+            if cuda:
+                # The step's peak of this rank's allocator (GiB); the merge keeps the largest rank's.
+                local["peak_mem_gib"] = torch.cuda.max_memory_allocated(acc.device) / 2**30
+            metrics = _gather_metrics(acc, local)
             metrics["lr"] = lr
             done = step + 1
             if main:

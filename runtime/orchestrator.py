@@ -1,10 +1,12 @@
 """``cascadec run`` and ``cascadec status``: run a plan's stages in order, skip or resume them, report.
 
-A stage is skipped when ``state.json`` has it ``done`` with the same hash (the hash covers its parent's and
-teachers' hashes, so changing a stage re-runs it and everything that descends from it). A ``running`` or
-``failed`` stage with the same hash resumes from its ``ckpt/``; a changed one starts afresh (its directory,
-TensorBoard events and eval records are removed first). Each stage runs in its own process group
-(``runtime.launch``); whatever happens to that process, the run directory stays resumable.
+A stage is skipped when ``state.json`` has it ``done`` with the same training hash and eval hash
+(``Stage.hash`` covers what determines its weights, including its parent's and teachers' hashes, so
+changing a stage re-runs it and everything that descends from it; ``Stage.eval_hash`` adds every domain's
+evals). A finished stage whose eval hash alone changed keeps its checkpoint and is re-evaluated. A
+``running`` or ``failed`` stage with the same training hash resumes from its ``ckpt/``; a changed one starts
+afresh (its directory, TensorBoard events and eval records are removed first). Each stage runs in its own
+process group (``runtime.launch``); whatever happens to that process, the run directory stays resumable.
 
 Before the first stage the base model is evaluated once (stage ``base`` in ``evals.jsonl``), so the final
 table shows every domain's score after base -> stage 1 -> stage 2 -> ...
@@ -26,10 +28,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cascadec.plan import Plan, Stage, content_hash
+from cascadec.plan import ModelRef, Plan, Stage, content_hash
 from runtime.launch import stage_command, stage_env, world_size
 from runtime.progress import format_metrics
-from runtime.state import BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl
+from runtime.state import (
+    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, last_eval_points, read_jsonl, replace_stage_evals,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -74,9 +78,10 @@ def teacher_stages(stage: Stage) -> set[str]:
 
 
 def stage_hashes(plan: Plan) -> dict[str, str]:
-    """Each stage's hash: the compiler's ``Stage.hash``, or (for a plan built without one) the same idea
-    computed here: the stage's own fields plus its parent's and teachers' hashes plus the base model and
-    the definitions of the domains it trains on."""
+    """Each stage's training hash: the compiler's ``Stage.hash``, or (for a plan built without one) the same
+    idea computed here: the stage's own fields, its parent's and teachers' hashes, the base model, the
+    training side of the domains it trains on, and the evals its ``best(...)`` teachers and ``until`` rules
+    read."""
     hashes: dict[str, str] = {}
     base = content_hash({"base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"),
                          "seed": plan.seed})
@@ -85,13 +90,23 @@ def stage_hashes(plan: Plan) -> dict[str, str]:
         if stage.hash:
             hashes[stage.name] = stage.hash
             continue
-        own = stage.model_dump(mode="json", exclude={"hash", "origin"})
-        domains = {d: plan.domains[d].model_dump(mode="json", exclude={"origin"}) for d in sorted(stage.domains)
-                   if d in plan.domains}
+        own = stage.model_dump(mode="json", exclude={"hash", "eval_hash", "origin"})
+        domains = {d: plan.domains[d].model_dump(mode="json", exclude={"origin", "evals"})
+                   for d in sorted(stage.domains) if d in plan.domains}
+        reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
+                 if d in plan.domains}
         deps = sorted({stage.parent, *teacher_stages(stage)})
-        hashes[stage.name] = content_hash({"stage": own, "domains": domains, "base": base,
+        hashes[stage.name] = content_hash({"stage": own, "domains": domains, "reads": reads, "base": base,
                                            "deps": {d: hashes.get(d, d) for d in deps}})
     return hashes
+
+
+def eval_hashes(plan: Plan) -> dict[str, str]:
+    """Each stage's eval hash: the compiler's ``Stage.eval_hash``, or its training hash plus every domain's
+    evals, rewards and system prompts (evals score every domain after every stage)."""
+    hashes = stage_hashes(plan)
+    evals = {n: d.eval_inputs() for n, d in sorted(plan.domains.items())}
+    return {s.name: s.eval_hash or content_hash({"hash": hashes[s.name], "evals": evals}) for s in plan.stages}
 
 
 def base_eval_hash(plan: Plan) -> str:
@@ -109,11 +124,13 @@ def base_eval_hash(plan: Plan) -> str:
 
 
 def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
-    """What ``run`` will do with each stage: ``skip``, ``resume`` (from step N) or ``run`` (from scratch).
+    """What ``run`` will do with each stage: ``skip``, ``reeval`` (evaluate its final checkpoint again),
+    ``resume`` (from step N) or ``run`` (from scratch).
 
-    A stage re-runs from scratch when its hash changed or when its parent or a teacher re-runs.
+    A stage re-runs from scratch when its training hash changed or when its parent or a teacher re-runs;
+    a finished stage whose training hash is unchanged but whose eval hash changed is re-evaluated.
     """
-    hashes = stage_hashes(plan)
+    hashes, evals = stage_hashes(plan), eval_hashes(plan)
     states = rd.read_state()["stages"]
     fresh: set[str] = set()
     actions = []
@@ -123,7 +140,7 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
         upstream = ({stage.parent} | teacher_stages(stage)) & fresh
         finished = entry.get("status") == "done" and (rd.final(stage.name) / "config.json").is_file()
         if same and not upstream and finished:
-            action = "skip"
+            action = "skip" if entry.get("eval_hash") == evals[stage.name] else "reeval"
         elif same and not upstream and entry.get("status") in ("running", "failed"):
             action = "resume"
         else:
@@ -187,6 +204,14 @@ def reset_stage(rd: RunDir, name: str) -> None:
     rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None)
 
 
+def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
+    """Before resuming a stage whose evals changed: drop its eval records measured with the old settings,
+    except those of the evals its ``until`` rules read (their settings are in its training hash, so they are
+    unchanged, and a plateau rule needs their history)."""
+    read = {f"{d}.{e}" for d, e in stage.read_evals()}
+    filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != stage.name or f"{r.get('domain')}.{r.get('eval')}" in read)
+
+
 def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> tuple[int, str | None]:
     """Run one stage's process group; returns (exit status, its user-facing error message or None)."""
     rd.stage_dir(name).mkdir(parents=True, exist_ok=True)
@@ -210,8 +235,37 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> t
     return rc, err.read_text().strip() if err.is_file() else None
 
 
-def _fail(console: Console, rd: RunDir, name: str, rc: int, message: str | None) -> int:
-    step = rd.stage_state(name).get("step", 0) if name != BASE else 0
+def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None) -> tuple[int, str | None]:
+    """Evaluate the finished ``stage``'s ``final/`` checkpoint on every eval again and replace all of its
+    eval records with the new ones (one atomic write); returns (exit status, user-facing error or None).
+
+    The base-model eval job (``runtime.entry --stage base``) evaluates ``plan.base`` with the first stage's
+    resources, mode and engine, so it runs here on a derived plan: base = the stage's checkpoint, stages =
+    [the stage], seed = the seed of the stage's own final evals (stage seed + finished steps, as in
+    ``runtime.loop``), in the scratch run directory ``stages/NAME/reeval/`` (kept on failure for its log).
+    The new records carry the stage's name and finished step. Its intermediate eval points are dropped:
+    they were measured with the old settings on weights that are no longer kept.
+    """
+    done = int(rd.stage_state(stage.name).get("step", stage.params.steps))
+    scratch = RunDir(rd.stage_dir(stage.name) / "reeval")
+    shutil.rmtree(scratch.root, ignore_errors=True)
+    derived = plan.model_copy(update={"base": ModelRef(kind="path", name=str(rd.final(stage.name).resolve())),
+                                      "seed": stage.seed + done, "stages": [stage]})
+    atomic_write_text(scratch.plan_json, derived.to_json())
+    rc, msg = launch(scratch.plan_json, scratch, BASE, world_size(stage, nproc), stage.resources.nnodes)
+    if rc != 0:
+        prefix = f"stage `{BASE}`: "
+        return rc, msg.removeprefix(prefix) if msg else None
+    records = [{**r, "stage": stage.name, "step": done} for r in read_jsonl(scratch.evals_jsonl)
+               if r.get("stage") == BASE]
+    replace_stage_evals(rd.evals_jsonl, stage.name, records)
+    rd.update_stage(stage.name, eval_hash=eval_hashes(plan)[stage.name])
+    shutil.rmtree(scratch.root, ignore_errors=True)
+    return 0, None
+
+
+def _fail(console: Console, rd: RunDir, name: str, rc: int, message: str | None, *, resumes: bool = True) -> int:
+    step = rd.stage_state(name).get("step", 0) if name != BASE and resumes else 0
     console.print(f"[bold red]error[/]: {message or f'stage `{name}` exited with status {rc}; see {rd.log(name)}'}",
                   highlight=False, soft_wrap=True)
     console.print("the run is resumable: fix the problem and run `cascadec run` again"
@@ -293,7 +347,7 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
         return EXIT_FAILED
     plan_json = rd.plan_json
     atomic_write_text(plan_json, plan.to_json())
-    hashes = stage_hashes(plan)
+    hashes, evals = stage_hashes(plan), eval_hashes(plan)
     base, base_hash = rd.read_state().get(BASE, {}), base_eval_hash(plan)
     if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_hash):
         console.print("[bold]base[/]: evaluating the base model", highlight=False)
@@ -306,9 +360,18 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
         if action == "skip":
             console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
             continue
+        if action == "reeval":
+            console.print(f"[bold]{stage.name}[/]: done, training unchanged; evals changed: re-evaluating its "
+                          "final checkpoint", highlight=False)
+            rc, msg = reevaluate(plan, rd, stage, nproc)
+            if rc != 0:
+                return _fail(console, rd, stage.name, rc, msg, resumes=False)
+            continue
         if action == "run":
             reset_stage(rd, stage.name)
-        rd.update_stage(stage.name, status="running", hash=hashes[stage.name])
+        elif rd.stage_state(stage.name).get("eval_hash") != evals[stage.name]:
+            drop_stale_evals(rd, stage)
+        rd.update_stage(stage.name, status="running", hash=hashes[stage.name], eval_hash=evals[stage.name])
         console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps} steps"
                       + (" (resuming)" if action == "resume" else ""), highlight=False)
         rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes)
@@ -336,6 +399,8 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
     for stage, action in actions:
         if action == "resume":
             action = f"resume at step {states.get(stage.name, {}).get('step', 0)}"
+        elif action == "reeval":
+            action = "re-evaluate"
         table.add_row(stage.name, stage.kind, stage.parent, str(stage.params.steps), action)
     console.print(table)
 
@@ -345,13 +410,8 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
 
 def final_scores(rd: RunDir) -> dict[str, dict[str, tuple[float, str]]]:
     """``{stage: {"domain.eval": (score, metric)}}`` from each stage's last eval point."""
-    out: dict[str, dict[str, tuple[int, float, str]]] = {}
-    for r in read_jsonl(rd.evals_jsonl):
-        key = f"{r['domain']}.{r['eval']}"
-        cur = out.setdefault(r["stage"], {}).get(key)
-        if cur is None or int(r["step"]) >= cur[0]:
-            out[r["stage"]][key] = (int(r["step"]), float(r["score"]), str(r.get("metric", "")))
-    return {s: {k: (v[1], v[2]) for k, v in d.items()} for s, d in out.items()}
+    return {s: {k: (float(r["score"]), str(r.get("metric", ""))) for k, r in per.items()}
+            for s, per in last_eval_points(read_jsonl(rd.evals_jsonl)).items()}
 
 
 def score_table(plan: Plan, rd: RunDir) -> Table:
@@ -401,7 +461,9 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     for stage in plan.stages:
         entry = states.get(stage.name, {})
         state = entry.get("status", "pending")
-        if state == "done" and actions.get(stage.name) != "skip":
+        if state == "done" and actions.get(stage.name) == "reeval":
+            state = "done (evals stale: eval settings changed)"
+        elif state == "done" and actions.get(stage.name) != "skip":
             state = "done (stale: plan changed)"
         elif state == "running" and not live:
             state = "interrupted (resumable)"

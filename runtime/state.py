@@ -279,6 +279,31 @@ def filter_jsonl(path: Path, keep) -> int:
     return len(records) - len(kept)
 
 
+def replace_stage_evals(path: Path, stage: str, records: list[dict[str, Any]]) -> int:
+    """Atomically rewrite the eval log ``path`` with every record of ``stage`` replaced by ``records``
+    (one write, so a reader sees the old records or the new ones, never neither); returns how many were
+    dropped."""
+    old = read_jsonl(path)
+    kept = [r for r in old if r.get("stage") != stage]
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in [*kept, *records]))
+    return len(old) - len(kept)
+
+
+def last_eval_points(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{stage: {"domain.eval": record}}``: each stage's record of each eval at its last eval point (the
+    largest ``step``; of equal steps the later line wins, as a re-run appends). Lines without a stage,
+    domain, eval or score (foreign or hand-edited) are skipped."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if any(r.get(k) is None for k in ("stage", "domain", "eval", "score")):
+            continue
+        per = out.setdefault(r["stage"], {})
+        key = f"{r['domain']}.{r['eval']}"
+        if key not in per or int(r.get("step", 0)) >= int(per[key].get("step", 0)):
+            per[key] = r
+    return out
+
+
 def truncate_metrics(path: Path, resume_step: int) -> int:
     """Drop metrics lines with ``step >= resume_step`` (they will be logged again after resume).
 

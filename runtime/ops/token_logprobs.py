@@ -31,17 +31,22 @@ DEFAULT_CHUNK = 4096
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype,
             temperature: float) -> torch.Tensor:
     z = torch.nn.functional.linear(hidden.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
-    z = z.float()
+    z = z.to(_stats_dtype(dtype))
     return z / temperature if temperature != 1.0 else z
+
+
+def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax statistics run in fp32, or fp64 when the head computes in fp64 (gradient checks)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 class _LinearTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, temperature, chunk, with_entropy, dtype):
-        n = hidden.shape[0]
-        logp = hidden.new_empty(n, dtype=torch.float32)
-        entropy = hidden.new_zeros(n, dtype=torch.float32)
-        lse = hidden.new_empty(n, dtype=torch.float32)
+        n, stats = hidden.shape[0], _stats_dtype(dtype)
+        logp = hidden.new_empty(n, dtype=stats)
+        entropy = hidden.new_zeros(n, dtype=stats)
+        lse = hidden.new_empty(n, dtype=stats)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, chunk):
                 sl = slice(start, start + chunk)
@@ -59,9 +64,10 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         hidden, weight, bias, targets, lse, entropy = ctx.saved_tensors
         temperature, chunk, with_entropy, dtype = ctx.settings
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+        stats = _stats_dtype(dtype)
+        grad_weight = torch.zeros(weight.shape, dtype=stats, device=weight.device) \
             if ctx.needs_input_grad[1] else None
-        grad_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) \
+        grad_bias = torch.zeros(bias.shape, dtype=stats, device=bias.device) \
             if bias is not None and ctx.needs_input_grad[2] else None
         use_entropy = with_entropy and grad_entropy is not None
         with torch.autocast(hidden.device.type, enabled=False):
@@ -83,9 +89,9 @@ class _LinearTokenLogprobs(torch.autograd.Function):
                 if grad_hidden is not None:
                     grad_hidden[sl] = (grad_z @ weight.to(dtype)).to(hidden.dtype)
                 if grad_weight is not None:
-                    grad_weight += (grad_z.t() @ hidden[sl].to(dtype)).float()
+                    grad_weight += (grad_z.t() @ hidden[sl].to(dtype)).to(stats)
                 if grad_bias is not None:
-                    grad_bias += grad_z.float().sum(0)
+                    grad_bias += grad_z.to(stats).sum(0)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         if grad_bias is not None:
@@ -115,10 +121,10 @@ def linear_token_logprobs(
         chunk: rows per head evaluation; memory is about ``chunk * V * 12`` bytes in backward.
         with_entropy: also return the entropy (nats) of each row's distribution, differentiable.
         compute_dtype: dtype of the head's GEMMs (bf16 on GPU; default ``hidden.dtype``); softmax,
-            log-sum-exp and the returned values are fp32 either way.
+            log-sum-exp and the returned values are fp32 (fp64 when ``compute_dtype`` is fp64).
 
     Returns:
-        ``(logprobs [N] fp32, entropy [N] fp32 or None)``; gradients flow to ``hidden``, ``weight`` and
+        ``(logprobs [N], entropy [N] or None)``, fp32 (fp64 for an fp64 ``compute_dtype``); gradients flow to ``hidden``, ``weight`` and
         ``bias`` (closed-form softmax gradients, see the module docstring).
 
     Raises:

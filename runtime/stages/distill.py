@@ -289,7 +289,8 @@ class DistillTrainer:
             inf = place_rows([rollouts.completion_logprobs[i] for i in chunk], prompt_lens, width).to(ctx.device)
             with acc.no_sync(policy) if n < passes - 1 else contextlib.nullcontext():
                 if p.loss == "mopd":
-                    out = token_logprobs(policy, ids, attn, comp, temperature=self.temperature, with_entropy=True)
+                    out = token_logprobs(policy, ids, attn, comp, temperature=self.temperature, with_entropy=True,
+                                         compute_dtype=ctx.dtype)
                     lp, entropy = out.logprobs, out.entropy
                     empty = torch.zeros(0)
                     lp_t = place_rows([teacher_lp.get(i, empty) for i in chunk], prompt_lens, width).to(ctx.device)

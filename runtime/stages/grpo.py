@@ -157,7 +157,8 @@ class GRPOTrainer:
             mask = comp.clone() if n < len(chunks) else torch.zeros_like(comp)
             mask[:, 0] = 0
             with acc.no_sync(policy) if n < passes - 1 else nullcontext():
-                out = token_logprobs(policy, ids, attn, comp, temperature=p.temperature, with_entropy=True)
+                out = token_logprobs(policy, ids, attn, comp, temperature=p.temperature, with_entropy=True,
+                                     compute_dtype=ctx.dtype)
                 ref = None
                 if self.reference is not None:
                     with torch.no_grad():

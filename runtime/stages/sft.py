@@ -147,7 +147,8 @@ class SFTTrainer:
             mask = tensors["completion_mask"] if real else torch.zeros_like(tensors["completion_mask"])
             with acc.no_sync(ctx.policy) if n < passes - 1 else nullcontext():
                 lp = token_logprobs(ctx.policy, tensors["input_ids"], tensors["attention_mask"],
-                                    tensors["completion_mask"], position_ids=tensors["position_ids"]).logprobs
+                                    tensors["completion_mask"], position_ids=tensors["position_ids"],
+                                    compute_dtype=ctx.dtype).logprobs
                 loss = -(lp * mask).sum() / total
                 # DDP averages gradients over ranks; the loss is already a share of the global mean.
                 acc.backward(loss * acc.num_processes)
