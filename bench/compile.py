@@ -32,6 +32,10 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cascadec.fsutil import atomic_write_text  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "compile.md"
 CLI = [sys.executable, "-m", "cascadec.cli"]
 
@@ -132,14 +136,6 @@ def _row(label: str, measured: tuple[list[float], list[float], int]) -> str:
     return f"| {label} | {' | '.join(ms)} | {len(wall)} |"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=10, help="fresh processes per measurement (median reported)")
@@ -197,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    _write_atomic(args.out if args.out.is_absolute() else ROOT / args.out, text)
+    atomic_write_text(args.out if args.out.is_absolute() else ROOT / args.out, text)
     sys.stdout.write(text)
     return 0
 

@@ -12,17 +12,23 @@ figures come from the runtime's own ``stages/<stage>/metrics.jsonl``, not from a
   rollout time ``gen_s``; ``total_tok_s``: the same tokens over ``step_s`` (end to end);
 * ``peak_gib``: the largest ``peak_mem_gib`` of the timed steps, ``torch.cuda.max_memory_allocated`` of the
   rank with the most (CUDA only; 0 on CPU);
-* ``efficiency``: ``total_tok_s(N) / (N * total_tok_s(1))``, weak scaling's efficiency at a fixed global
-  batch (each rank gets ``1/N`` of the prompts), so 1.0 is perfect and communication or fixed costs lower it.
+* ``efficiency``: ``total_tok_s(N) / (N * total_tok_s(1))``, strong scaling at a fixed global batch (each
+  rank gets ``1/N`` of the prompts), so 1.0 is perfect and communication or fixed costs lower it.
+
+On CPU (``--device cpu``: gloo, FSDP2 over CPU processes) the figures only show that the path works: on a
+few shared cores thread contention, not the work, sets them.
 
 The global batch (``--prompts`` x ``--group`` rollouts of ``--new`` tokens) is the same for every N.
 ``--out`` is a JSON file that each invocation updates (runs of other N are kept), and a Markdown table is
 written next to it (``.md``): the 1- and 2-GPU runs can come from two invocations
-(``CUDA_VISIBLE_DEVICES=0`` for N = 1).
+(``CUDA_VISIBLE_DEVICES=0`` for N = 1). ``--budget`` bounds a whole invocation: the stage still running
+then is stopped (its process group killed), and a stage whose steps all finished before it was stopped (while
+writing its checkpoint) keeps its figures.
 
 Usage (from the repository root)::
 
     python -m bench.scale --shape qwen2.5-1.5b --gpus 1,2 --out bench/results/scale-gpu.json
+    CUDA_VISIBLE_DEVICES=0 python -m bench.scale --gpus 1 --budget 120   # as scripts/device/call_scale.sh
     python -m bench.scale --shape tiny --device cpu --gpus 1,2 --out /tmp/scale-cpu.json   # smoke test
 
 Exit status: 0 when every run finished, 1 otherwise (the failing stage's log tail is printed).
@@ -34,9 +40,11 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,8 @@ from bench import gpu_common as common
 
 TEMPLATE = Path(__file__).with_name("scale") / "scale.cascade.j2"
 STAGES = ("grpo", "mopd")
+CPU_NOTE = ("A CPU smoke run (gloo, FSDP2 over CPU processes): it shows that the path works; on shared cores "
+            "thread contention, not the work, sets these figures.")
 
 # Qwen2.5-1.5B's published config.json (hidden 1536, 28 layers, 12 query / 2 KV heads, tied embeddings);
 # the other shapes are bench/gpu_common.py's.
@@ -83,16 +93,34 @@ def _literal(value: Any) -> str:
 
 
 def run_logged(cmd: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> int:
-    """Run ``cmd`` with stdout and stderr appended to ``log``; returns its exit status (124 on timeout)."""
+    """Run ``cmd`` in its own process group with stdout and stderr appended to ``log``; returns its exit
+    status, or 124 after ``timeout`` seconds. However this returns (a timeout, or SIGTERM to this process,
+    which :func:`main` turns into SystemExit), a group still running is terminated: torchrun's workers
+    would otherwise keep their GPUs."""
     with open(log, "a") as f:
         f.write("+ " + " ".join(cmd) + "\n")
         f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, env=env,
-                                  check=False).returncode
+            return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             f.write(f"timed out after {timeout:.0f} s\n")
             return 124
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
 
 
 def stage_figures(metrics: list[dict[str, Any]], warmup: int, prompts: int, group: int) -> dict[str, Any]:
@@ -119,8 +147,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def run_one(args: argparse.Namespace, n: int, work: Path, tok_dir: Path, prompts: list[str]) -> dict[str, Any]:
-    """Compile and run the cascade for ``n`` processes; returns ``{"gpus", "commands", "stages", "error"?}``."""
+def run_one(args: argparse.Namespace, n: int, work: Path, tok_dir: Path, prompts: list[str],
+            result: dict[str, Any], save: Callable[[], None], deadline: float) -> None:
+    """Compile and run the cascade for ``n`` processes, filling ``result`` (``gpus``, ``commands``,
+    ``stages``, ``wall_s``, and ``error`` on failure) and calling ``save`` after each stage, so a run cut
+    short keeps the stages that finished. Each command may run ``args.timeout`` seconds, and none past
+    ``deadline`` (``time.monotonic()``). Stage checkpoints are deleted afterwards (several GB each at
+    the 1.5B shape); logs and metrics stay in ``work``."""
     spec_dir = work / f"n{n}"
     shutil.rmtree(spec_dir, ignore_errors=True)
     spec_dir.mkdir(parents=True)
@@ -130,23 +163,29 @@ def run_one(args: argparse.Namespace, n: int, work: Path, tok_dir: Path, prompts
     build, run_dir, log = spec_dir / "build", spec_dir / "runs", spec_dir / "run.log"
     commands = [[sys.executable, "-m", "cascadec.cli", "compile", str(spec), "-o", str(build)]]
     commands += [["bash", str(build / name / "stages" / s / "launch.sh"), f"--run-dir={run_dir}"] for s in STAGES]
-    result: dict[str, Any] = {"gpus": n, "commands": [" ".join(c) for c in commands], "stages": {}}
+    result.update(gpus=n, commands=[" ".join(c) for c in commands], stages={}, wall_s={}, log=str(log))
     # The benchmark's reward (bench.gpu_common:length_reward) is imported by every rank.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    for cmd, stage in zip(commands, (None, *STAGES)):
-        start = time.perf_counter()
-        rc = run_logged(cmd, log, args.timeout, env)
-        if stage is not None:
-            result.setdefault("wall_s", {})[stage] = time.perf_counter() - start
-        if rc != 0:
-            result["error"] = f"`{' '.join(cmd)}` exited with status {rc}; log: {log}"
-            tail = log.read_text().splitlines()[-30:]
-            print("\n".join(tail), file=sys.stderr, flush=True)
-            break
-        if stage is not None:
-            metrics = read_jsonl(run_dir / "stages" / stage / "metrics.jsonl")
-            result["stages"][stage] = stage_figures(metrics, args.warmup, args.prompts, args.group)
-    return result
+    try:
+        for cmd, stage in zip(commands, (None, *STAGES)):
+            start = time.perf_counter()
+            rc = run_logged(cmd, log, max(1.0, min(args.timeout, deadline - time.monotonic())), env)
+            if stage is not None:
+                result["wall_s"][stage] = time.perf_counter() - start
+                metrics = read_jsonl(run_dir / "stages" / stage / "metrics.jsonl")
+                # Every step's metrics are on disk before the final checkpoint is written, so a launch cut
+                # short while saving still measured all of its steps.
+                if len(metrics) >= args.steps:
+                    result["stages"][stage] = stage_figures(metrics, args.warmup, args.prompts, args.group)
+                    save()
+            if rc != 0:
+                result["error"] = f"`{' '.join(cmd)}` exited with status {rc}; log: {log}"
+                print("\n".join(log.read_text().splitlines()[-30:]), file=sys.stderr, flush=True)
+                return
+    finally:
+        for stage in STAGES:
+            shutil.rmtree(run_dir / "stages" / stage / "final", ignore_errors=True)
+            shutil.rmtree(run_dir / "stages" / stage / "ckpt", ignore_errors=True)
 
 
 def efficiencies(runs: dict[str, dict[str, Any]]) -> None:
@@ -162,6 +201,7 @@ def markdown(payload: dict[str, Any]) -> str:
     """The result table: one row per (stage, N)."""
     lines = [f"# Scaling: GRPO and MOPD under FSDP2, `{payload['shape']}` shape ({payload['params']:,} parameters)",
              "", f"Setting: {payload['setting']}", "",
+             *([CPU_NOTE, ""] if payload["setting"].endswith("device cpu") else []),
              "| stage | N | s/step | rollout s | rollout tok/s | total tok/s | peak GiB/GPU | efficiency vs N=1 |",
              "|---|---|---|---|---|---|---|---|"]
     for stage in STAGES:
@@ -169,15 +209,18 @@ def markdown(payload: dict[str, Any]) -> str:
             run = payload["runs"][key]
             f = run.get("stages", {}).get(stage)
             if f is None:
-                lines.append(f"| {stage} | {key} | failed: {run.get('error', 'no metrics')} | | | | | |")
+                lines.append(f"| {stage} | {key} | {'failed (below)' if 'error' in run else 'not run'} | | | | | |")
                 continue
             eff = f"{f['efficiency']:.2f}" if "efficiency" in f else "-"
             lines.append(f"| {stage} | {key} | {f['step_s']:.2f} | {f['gen_s']:.2f} | {f['rollout_tok_s']:,.0f} | "
                          f"{f['total_tok_s']:,.0f} | {f['peak_gib']:.1f} | {eff} |")
+    errors = [f"- N={key}: {run['error']}" for key, run in sorted(payload["runs"].items()) if "error" in run]
+    if errors:
+        lines += ["", "Errors (a stage with figures above finished all its steps before it failed):", "", *errors]
     lines += ["", "Commands (per N):", ""]
     for key in sorted(payload["runs"], key=int):
         lines += [f"- N={key}, invoked as `{payload['runs'][key]['invocation']}`:"]
-        lines += [f"  - `{c}`" for c in payload["runs"][key]["commands"]]
+        lines += [f"  - `{c}`" for c in payload["runs"][key].get("commands", [])]
     env = payload["runs"][max(payload["runs"], key=int)]["environment"]
     lines += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in sorted(env.items())), ""]
     return "\n".join(lines)
@@ -193,12 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new", type=int, default=128, help="max completion tokens")
     ap.add_argument("--prompt-words", type=int, default=64, help="words (= tokens) per user turn")
     ap.add_argument("--micro-batch", type=int, default=16, help="rows per forward/backward per rank")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="steps left out of the medians")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per compile or stage launch")
+    ap.add_argument("--budget", type=float, default=float("inf"),
+                    help="seconds for the whole invocation; a stage launch still running then is stopped")
     ap.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/scale-gpu.json"))
     args = ap.parse_args(argv)
+    # `timeout` and the device tool stop a run with SIGTERM: unwind, so the running stage's group is killed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = [int(x) for x in args.gpus.split(",") if x.strip()]
     if args.steps <= args.warmup:
         ap.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup}) to leave a timed step")
@@ -207,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"prompts x group = {args.prompts * args.group} is not divisible by N x micro-batch = "
                      f"{n} x {args.micro_batch}; pick another --micro-batch")
 
+    deadline = time.monotonic() + args.budget
     work = args.work or common.scratch_dir("cascadec-scale-")
     work.mkdir(parents=True, exist_ok=True)
     shape = SHAPES[args.shape]
@@ -221,15 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     payload.update(shape=args.shape, setting=setting, params=_param_count(shape))
     invocation = " ".join(["python", "-m", "bench.scale", *(argv if argv is not None else sys.argv[1:])])
     ok = True
-    for n in counts:
-        print(f"[scale] N={n}: {work / f'n{n}'}", flush=True)
-        run = run_one(args, n, work, tok_dir, prompts)
-        run.update(invocation=invocation, environment=_environment(n))
-        ok &= "error" not in run
-        payload["runs"][str(n)] = run
+
+    def save() -> None:
         efficiencies(payload["runs"])
         common.write_json(args.out, payload)
         _write_text(args.out.with_suffix(".md"), markdown(payload))
+
+    for n in counts:
+        print(f"[scale] N={n}: {work / f'n{n}'}", flush=True)
+        run = payload["runs"][str(n)] = {"invocation": invocation, "environment": _environment(n)}
+        save()
+        run_one(args, n, work, tok_dir, prompts, run, save, deadline)
+        ok &= "error" not in run
+        save()
     print(args.out.with_suffix(".md").read_text())
     return 0 if ok else 1
 

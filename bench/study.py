@@ -235,19 +235,17 @@ def verdict(p: Paired, *, what: str, higher_is_better: bool = True) -> str:
     """One plain sentence: which arm did better on ``what`` (MOPD = a, GRPO = b), by how much, how sure."""
     sign = 1 if higher_is_better else -1
     better = "MOPD" if sign * p.mean > 0 else "continued GRPO"
-    if p.mean == 0:
-        head = f"MOPD and continued GRPO tied on {what} (difference 0)"
-    else:
-        head = f"{better} did better on {what}: MOPD − GRPO = {p.mean:+.3f}"
+    diff = f"MOPD − GRPO = {p.mean:+.3f}"
     if p.t_interval is None:
-        return head + f" from {len(p.diffs)} seed; no uncertainty estimate is possible from one seed."
+        lead = "MOPD and continued GRPO tied" if p.mean == 0 else f"{better} did better"
+        return f"On {what}, {lead} ({diff}) in {len(p.diffs)} seed; no uncertainty estimate is possible from one seed."
     lo, hi = p.t_interval
     blo, bhi = p.bootstrap or (lo, hi)
     ci = (f"{CONFIDENCE:.0%} t interval [{lo:+.3f}, {hi:+.3f}], bootstrap [{blo:+.3f}, {bhi:+.3f}], "
           f"{len(p.diffs)} seeds")
     if lo > 0 or hi < 0:
-        return head + f" ({ci}); the interval excludes 0."
-    return head + f" ({ci}); the interval includes 0, so this is not a clear difference."
+        return f"{better} did better on {what}: {diff} ({ci}); the interval excludes 0."
+    return f"No clear difference on {what}: {diff} ({ci}); the interval includes 0."
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import functools
 import importlib
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from enum import StrEnum
@@ -36,6 +35,7 @@ from cascadec import __version__
 from cascadec.checks.memory import memory_lower_bound
 from cascadec.compiler import CompileResult, compile_file, read_spec
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
+from cascadec.fsutil import atomic_write_text
 from cascadec.graph import GRAPH_FORMATS
 from cascadec.lower import display_path
 from cascadec.plan import Condition, Plan, Stage, TeacherRef
@@ -174,18 +174,6 @@ def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full) -> Plan:
     if not result.ok or result.plan is None:
         raise typer.Exit(EXIT_FINDINGS)
     return result.plan
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- compile / lint
@@ -433,7 +421,7 @@ def fmt_cmd(
         elif check:
             _err(f"would reformat {spec}")
         else:
-            _write_atomic(spec, formatted)
+            atomic_write_text(spec, formatted)
             _err(f"reformatted {spec}")
     if failed:
         raise typer.Exit(EXIT_FINDINGS)

@@ -18,10 +18,8 @@ a pure function of the plan: byte-identical across runs and machines (no timesta
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cascadec import __version__
+from cascadec.fsutil import atomic_write_text
 from cascadec.model import is_dir_name
 from cascadec.plan import Plan, Stage
 
@@ -307,22 +306,9 @@ def render_plan(plan: Plan, out_dir: str | Path) -> Path:
         )
     for rel, text in files.items():
         path = target / rel
-        _write_atomic(path, text, executable=path.name in _EXECUTABLE)
+        atomic_write_text(path, text, mode=0o755 if path.name in _EXECUTABLE else 0o644)
     _remove_stale(target, {rel for rel in files})
     return target
-
-
-def _write_atomic(path: Path, text: str, *, executable: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o755 if executable else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stale(target: Path, written: set[str]) -> None:

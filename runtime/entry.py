@@ -102,13 +102,21 @@ def make_accelerator(resources: Resources) -> Any:
     elif resources.strategy == "fsdp2":
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+        # One FSDP unit per decoder layer (the model's `_no_split_modules`), resharded after each forward:
+        # said here, not only in launch.sh's environment, because without a wrap policy the whole model is
+        # one unit that stays gathered after the forward (no memory saved, and a different collective pattern).
+        fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
+                                                     reshard_after_forward=True)
         if cuda:
             kwargs["fsdp_plugin"] = fsdp_plugin
     acc = Accelerator(**kwargs)
     if fsdp_plugin is not None and not cuda and acc.distributed_type == DistributedType.MULTI_CPU:
         # accelerate 1.15 honours an FSDP plugin only on accelerator devices, but torch's fully_shard runs
-        # on a gloo CPU mesh too: switch the shared state to FSDP so that `prepare` shards the model.
+        # on a gloo CPU mesh too: switch the shared state to FSDP so that `prepare` shards the model. The
+        # process state is switched as well: every later AcceleratorState() copies its distributed type.
+        from accelerate.state import PartialState
+
+        PartialState().distributed_type = DistributedType.FSDP
         acc.state.distributed_type = DistributedType.FSDP
         acc.state.fsdp_plugin = fsdp_plugin
     return acc

@@ -209,7 +209,8 @@ def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
     except those of the evals its ``until`` rules read (their settings are in its training hash, so they are
     unchanged, and a plateau rule needs their history)."""
     read = {f"{d}.{e}" for d, e in stage.read_evals()}
-    filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != stage.name or f"{r.get('domain')}.{r.get('eval')}" in read)
+    filter_jsonl(rd.evals_jsonl,
+                 lambda r: r.get("stage") != stage.name or f"{r.get('domain')}.{r.get('eval')}" in read)
 
 
 def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> tuple[int, str | None]:

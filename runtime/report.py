@@ -24,7 +24,9 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from runtime.state import BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, read_jsonl
+from runtime.state import (
+    BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_jsonl,
+)
 
 
 # panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
@@ -94,17 +96,8 @@ def load_run(run_dir: Path | str) -> RunSummary:
             status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
             stop_reason=st.get("stop_reason"),
         ))
-    last: dict[tuple[str, str], tuple[int, float]] = {}
-    for row in read_jsonl(rd.evals_jsonl):
-        if any(row.get(k) is None for k in ("stage", "domain", "eval", "score")):
-            continue  # not an eval record (a foreign or hand-edited line); nothing to draw from it
-        key = (row["stage"], f"{row['domain']}.{row['eval']}")
-        step = int(row.get("step", 0))
-        if key not in last or step >= last[key][0]:
-            last[key] = (step, float(row["score"]))
-    scores: dict[str, dict[str, float]] = {}
-    for (stage, ev), (_, score) in last.items():
-        scores.setdefault(stage, {})[ev] = score
+    scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
+              for stage, per in last_eval_points(read_jsonl(rd.evals_jsonl)).items()}
     declared = [f"{d}.{e['name']}" for d, dom in sorted(plan["domains"].items()) for e in dom.get("evals", [])]
     recorded = sorted({ev for per in scores.values() for ev in per} - set(declared))
     order = [BASE] + [s.name for s in stages]

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -289,11 +289,11 @@ def replace_stage_evals(path: Path, stage: str, records: list[dict[str, Any]]) -
     return len(old) - len(kept)
 
 
-def last_eval_points(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def last_eval_points(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
     """``{stage: {"domain.eval": record}}``: each stage's record of each eval at its last eval point (the
     largest ``step``; of equal steps the later line wins, as a re-run appends). Lines without a stage,
     domain, eval or score (foreign or hand-edited) are skipped."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    out: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in records:
         if any(r.get(k) is None for k in ("stage", "domain", "eval", "score")):
             continue

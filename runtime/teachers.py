@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadec.plan import Plan, Stage, TeacherRef
-from runtime.state import BASE, RunDir, read_jsonl
+from runtime.state import BASE, RunDir, last_eval_points, read_jsonl
 
 DEFAULT = "default"
 
@@ -24,13 +24,8 @@ class TeacherError(ValueError):
 
 def _final_score(rows: Sequence[Mapping[str, Any]], stage: str, domain: str | None, eval_name: str | None) -> float | None:
     """The score of ``domain.eval`` recorded at ``stage``'s last eval point (its end), or None."""
-    best_step, score = None, None
-    for row in rows:
-        if row.get("stage") == stage and row.get("domain") == domain and row.get("eval") == eval_name:
-            step = int(row.get("step", 0))
-            if best_step is None or step >= best_step:
-                best_step, score = step, float(row["score"])
-    return score
+    row = last_eval_points(rows).get(stage, {}).get(f"{domain}.{eval_name}")
+    return None if row is None else float(row["score"])
 
 
 def resolve_teacher(ref: TeacherRef, run_dir: Path | str) -> str:

@@ -104,16 +104,21 @@ class CodeSwitchPenalty:
 
 def apply_overlong(rewards: Sequence[float], truncated: Sequence[bool],
                    mode: Literal["none", "penalty", "filter"]) -> tuple[list[float], list[bool]]:
-    """Overlong handling of Nemotron-Cascade (C2 Table 8–10): `penalty` sets the reward of a completion that
-    hit the length limit without EOS to 0; `filter` keeps its reward but marks it to be dropped from the loss.
+    """`runtime.losses.grpo.apply_overlong` (Nemotron-Cascade 2 Tables 8–10: `penalty` sets the reward of a
+    completion that hit the length limit without EOS to 0; `filter` keeps its reward but marks it to be
+    dropped from the loss) on plain lists, for callers that hold no tensors.
 
     Returns:
         (rewards, keep): the adjusted rewards and, per completion, whether it enters the loss.
+    Raises:
+        ValueError: ``rewards`` and ``truncated`` differ in length, or ``mode`` is unknown.
     """
+    import torch  # rewards import no torch at module level (runtime/rewards/__init__.py)
+
+    from runtime.losses.grpo import apply_overlong as apply_on_tensors
+
     if len(rewards) != len(truncated):
         raise ValueError(f"{len(rewards)} rewards but {len(truncated)} truncation flags")
-    if mode == "penalty":
-        return [0.0 if t else r for r, t in zip(rewards, truncated)], [True] * len(rewards)
-    if mode == "filter":
-        return list(rewards), [not t for t in truncated]
-    return list(rewards), [True] * len(rewards)
+    adjusted, keep = apply_on_tensors(torch.tensor(list(rewards), dtype=torch.float64),
+                                      torch.tensor(list(truncated), dtype=torch.bool), mode)
+    return adjusted.tolist(), keep.tolist()

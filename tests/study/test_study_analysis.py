@@ -96,7 +96,9 @@ def test_verdict_sentences(study):
     clear = study.paired_difference([0.9, 0.8, 0.85], [0.2, 0.25, 0.3])
     assert "MOPD did better" in study.verdict(clear, what="x") and "excludes 0" in study.verdict(clear, what="x")
     unclear = study.paired_difference([0.5, 0.2, 0.6], [0.4, 0.5, 0.3])
-    assert "includes 0" in study.verdict(unclear, what="x")
+    assert study.verdict(unclear, what="x").startswith("No clear difference") and "includes 0" in study.verdict(unclear, what="x")
+    tied = study.verdict(study.paired_difference([0.7, 0.75, 0.8], [0.72, 0.73, 0.8]), what="x")
+    assert "did better" not in tied, "an interval around 0 must not name a winner"
     fewer_steps = study.paired_difference([2.0, 4.0, 2.0], [10.0, 12.0, 14.0])
     text = study.verdict(fewer_steps, what="steps", higher_is_better=False)
     assert text.startswith("MOPD did better") and "excludes 0" in text
