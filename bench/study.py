@@ -6,8 +6,9 @@
 
 The first form runs the spec once per seed through the real CLI (`cascadec compile`, then `cascadec run`
 with its own run directory ``RUNS/seedN``; the spec's top-level ``seed = N`` line is rewritten per seed, and
-a re-run resumes or skips finished stages; ``--parallel N`` runs N seeds at once, spread over the visible GPUs). Both forms then read each run's ``plan.json`` and ``evals.jsonl``
-and write a Markdown report (atomically) with:
+a re-run resumes or skips finished stages; ``--parallel N`` runs N seeds at once, spread over the visible
+GPUs). Both forms then read each run's ``plan.json`` and ``evals.jsonl`` and write a Markdown report
+(atomically) with:
 
 1. the per-stage, per-domain table: each eval's score after each stage, mean ± std across seeds;
 2. both arms' eval curves (a PNG next to the report), the arms' parent's final score as step 0;
@@ -37,6 +38,9 @@ from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cascadec.fsutil import atomic_write_text  # noqa: E402  (after the repo root is importable)
 CLI = [sys.executable, "-m", "cascadec.cli"]
 BASE = "base"
 RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issue 7)
@@ -449,13 +453,6 @@ def _rank_steps(r: ArmResult, arm: str) -> float:
     return math.inf if r.steps[arm] is None else float(r.steps[arm])
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not NamedTemporaryFile: its files are mode 600
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def report(run_dirs: Sequence[Path], out: Path, *, mopd: str, grpo: str, domain_a: str, title: str,
            note: str, command: str) -> str:
     """Analyse ``run_dirs`` and write ``out`` (Markdown) and ``out``'s ``-curves.png``; returns the text."""
@@ -481,7 +478,7 @@ def report(run_dirs: Sequence[Path], out: Path, *, mopd: str, grpo: str, domain_
                 targets={key_a: statistics.fmean(r.target for r in results)}, path=png)
     text = render_markdown(runs, results, arms=(mopd, grpo), parent=parent, key_a=key_a, candidates=candidates,
                            png=png.name, title=title, note=note, command=command)
-    write_atomic(out, text)
+    atomic_write_text(out, text)
     return text
 
 

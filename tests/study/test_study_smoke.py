@@ -34,7 +34,7 @@ def test_study_driver_end_to_end(study, tmp_path, capfd):
     assert stages == {"base", "format", "rl_arith", "rl_json", "mopd", "grpo_mix"}
     assert not list(tmp_path.glob(".study-tiny.seed*.cascade"))  # the seeded copies are gone
     report = out.read_text()
-    assert "| grpo_mix |" in report and "**Verdict.**" in report and "from 1 seed" in report
+    assert "| grpo_mix |" in report and "**Verdict.**" in report and "in 1 seed; no uncertainty" in report
     assert (out.parent / "study-curves.png").is_file()
     # A second call finds the run finished: every stage is skipped and the report is rewritten.
     capfd.readouterr()
