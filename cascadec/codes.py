@@ -102,6 +102,16 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS317", "domain-without-teacher", "error", "a distill stage trains on a domain that no teacher covers",
          "Every sampled completion is scored by the teacher its domain is routed to. A domain the stage trains "
          "on (its `on` list, or every domain without `on`) needs a route of its own or a `default` route."),
+    Code("CAS318", "unknown-gym-generator", "error", "`gym(\"NAME\")` names no reasoning-gym generator",
+         "`gym(\"NAME\", ...)` data and `gym(name = \"NAME\")` rewards must name a generator registered in "
+         "reasoning-gym (`reasoning_gym.factory.DATASETS`). The compiler checks against the list in "
+         "`cascadec/gym_registry.json`, read from the reasoning-gym version named there; the help line suggests "
+         "the closest name, and `python -c \"import reasoning_gym; print(*sorted(reasoning_gym.factory.DATASETS))\"` "
+         "prints them all."),
+    Code("CAS319", "unknown-gym-argument", "error", "a `gym(...)` keyword that the generator's config does not have",
+         "`gym(\"NAME\", size = N, seed = S, key = value, ...)` reads `size` and `seed` itself and passes every "
+         "other keyword to the config dataclass of generator NAME, which rejects a field it does not have. The "
+         "help line suggests the closest field of that generator's config, or lists them all."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

@@ -1,7 +1,7 @@
 """Held-out evals of every domain: pass@1 (greedy), avg@k and pass@k, recorded to ``evals.jsonl``.
 
-Each rank scores a strided shard of every eval set with the stage's rollout engine and the domain's
-reward; the per-item scores are gathered so every rank returns the same records (the ``until`` rules
+Each rank scores a strided shard of every eval set (padded so that every rank makes the same number of
+``generate`` calls) with the stage's rollout engine and the domain's reward; the per-item scores are gathered so every rank returns the same records (the ``until`` rules
 must agree across ranks). A completion counts as correct for pass@k when its reward is >= 0.5.
 """
 
@@ -80,6 +80,18 @@ def score_shard(ctx: Any, eval_set: EvalSet, items: Sequence[Sample], seed: int)
     return scores
 
 
+def rank_shard(samples: Sequence[Sample], rank: int, world: int) -> tuple[list[Sample], int]:
+    """Rank ``rank``'s strided share of ``samples`` and how many of it are real items.
+
+    Every share is padded to ``ceil(len(samples) / world)`` items with copies of the first item, whose
+    scores the caller drops: under FSDP2 or ZeRO-3 every forward is a collective, so every rank must make
+    the same number of ``generate`` calls, or the rank with fewer items leaves the others waiting forever.
+    """
+    shard = list(samples[rank::world])
+    size = math.ceil(len(samples) / world)
+    return shard + list(samples[:1]) * (size - len(shard)), len(shard)
+
+
 def run_evals(ctx: Any, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
     """Evaluate the current policy on every eval set; returns one record per eval on every rank.
 
@@ -90,8 +102,8 @@ def run_evals(ctx: Any, eval_sets: Sequence[EvalSet], *, stage: str, step: int, 
     rank, world = acc.process_index, acc.num_processes
     records = []
     for eval_set in eval_sets:
-        shard = eval_set.samples[rank::world]
-        local = score_shard(ctx, eval_set, shard, seed) if shard else []
+        shard, real = rank_shard(eval_set.samples, rank, world)
+        local = score_shard(ctx, eval_set, shard, seed)[:real] if shard else []
         scores = _gather(acc, local)
         metric = eval_set.spec.metric.replace("@k", f"@{eval_set.spec.k}")
         records.append(

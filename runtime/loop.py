@@ -80,6 +80,9 @@ def save_checkpoint(ctx: Any, trainer: Any, done: int) -> None:
         tmp.mkdir(parents=True)
     _barrier(acc)
     acc.save_state(str(tmp / ACCEL_STATE))
+    # Every rank writes its own files (RNG state, FSDP2 shards); rank 0 must not rename the folder while
+    # another is still writing (seen on 2 H200s: "Parent directory .../accelerate does not exist").
+    _barrier(acc)
     if acc.is_main_process:
         torch.save(trainer.state_dict(), tmp / TRAINER_STATE)
         atomic_write_json(tmp / CKPT_META, {"step": done, "stage": ctx.stage.name, "hash": ctx.stage.hash})

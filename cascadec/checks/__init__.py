@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.graph import check_cycles, check_teachers
+from cascadec.checks.gym import check_gym
 from cascadec.checks.memory import check_memory
 from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
@@ -23,7 +24,7 @@ Check = Callable[[ast.Module, CheckContext], Iterable[Diagnostic]]
 
 PHASES: tuple[tuple[Check, ...], ...] = (
     (check_structure,),
-    (check_duplicates, check_keys, check_names, check_rewards, check_cycles),
+    (check_duplicates, check_keys, check_names, check_rewards, check_gym, check_cycles),
     (check_teachers,),
 )
 

@@ -69,6 +69,9 @@ def test_bad_shapes_are_refused():
 def _cuda_peak_bytes(n: int) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Peak extra CUDA memory of a bf16 forward + backward over ``n`` rows (V = 32000, chunk 1024)."""
     hidden, weight, _, targets = inputs(torch.float32, device="cuda", n=n, d=256, v=32000)
+    # Unit-variance logits, as a trained model's are: with N(0, 1) hidden states they would have a standard
+    # deviation of 16, and bf16's 8-bit mantissa alone would put ~0.1 of error on every log-prob.
+    hidden = (hidden.detach() / 16).requires_grad_()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
@@ -84,7 +87,7 @@ def _cuda_peak_bytes(n: int) -> tuple[int, torch.Tensor, torch.Tensor]:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_matches_and_memory_does_not_grow_with_logits():
     small, logp, ref = _cuda_peak_bytes(8192)
-    assert (logp - ref).abs().mean() < 0.05
+    assert (logp - ref).abs().mean() < 0.01, float((logp - ref).abs().mean())
     del logp, ref
     torch.cuda.empty_cache()
     large, _, _ = _cuda_peak_bytes(4 * 8192)

@@ -97,3 +97,18 @@ def test_each_rank_scores_a_strided_shard_and_reports_the_gathered_score(monkeyp
         prompts[rank] = ctx.engine.prompts
     assert prompts == {0: ["0", "2"], 1: ["1", "3"]}
     assert local_scores == {0: [1.0, 1.0], 1: [1.0, 1.0]}
+
+
+def test_rank_shards_are_padded_to_one_length_and_cover_every_item_once():
+    from runtime.data import Sample
+    from runtime.evals import rank_shard
+
+    samples = [Sample(id=f"d/eval/{i}", domain="d", prompt=str(i)) for i in range(7)]
+    for world in (1, 2, 3, 8):
+        shards = [rank_shard(samples, rank, world) for rank in range(world)]
+        # Equal lengths: every rank makes the same number of generate calls (a sharded model's forward is a
+        # collective); the real prefixes together are every item exactly once.
+        assert len({len(items) for items, _ in shards}) == 1
+        real = [s.id for items, n in shards for s in items[:n]]
+        assert sorted(real) == sorted(s.id for s in samples)
+    assert rank_shard([], 0, 2) == ([], 0)

@@ -6,6 +6,7 @@ difference from DDP."""
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,18 @@ def _letters(samples, completions):
     return [float(sum(c.isalpha() for c in text)) for text in completions]
 
 
+def _save_late(acc) -> None:
+    """Make this rank's ``save_state`` start a second late: rank 0 must wait for its files before it renames
+    the checkpoint folder into place (it once did not, and rank 1's files landed in a vanished folder)."""
+    original = acc.save_state
+
+    def late(*args, **kwargs):
+        time.sleep(1.0)
+        return original(*args, **kwargs)
+
+    acc.save_state = late
+
+
 def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
@@ -89,7 +102,10 @@ def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
         out[stage] = {"loss": metrics["loss"]}
         if stage == "rl":
             # The resumable checkpoint: saved from the shards, restored into a fresh sharded context.
+            if rank == 1:
+                _save_late(ctx.accelerator)
             save_checkpoint(ctx, trainer, 1)
+            out["rank1_rng_saved"] = (rd.ckpt(stage) / "accelerate" / "random_states_1.pkl").is_file()
             trained = ctx.accelerator.get_state_dict(ctx.policy)
             fresh = build_context(plan, plan.stage(stage), rd)
             out["resumed_step"] = load_checkpoint_state(fresh, trainer_cls(fresh))
@@ -112,6 +128,7 @@ def test_fsdp2_steps_match_ddp(tmp_path):
     initial = load_model(TINY, seed=0)[0].state_dict()
     ddp, fsdp = torch.load(tmp_path / "ddp0.pt"), torch.load(tmp_path / "fsdp20.pt")
     assert fsdp["resumed_step"] == 1 and fsdp["resume_max_diff"] == 0.0
+    assert ddp["rank1_rng_saved"] and fsdp["rank1_rng_saved"], "the checkpoint lost rank 1's files"
     for stage in ("rl", "mopd"):
         assert torch.isfinite(torch.tensor(fsdp[stage]["loss"]))
         assert ddp[stage]["weights"].keys() == fsdp[stage]["weights"].keys()
