@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from cascadec.fsutil import atomic_write_text
+
 H200_BF16_DENSE_PEAK = 989e12
 
 # SmolLM2-135M and Qwen2.5-0.5B shapes (their published config.json files), random weights.
@@ -169,10 +171,7 @@ def scratch_dir(prefix: str) -> Path:
 
 def write_json(path: Path, payload: Any) -> None:
     """Atomic JSON write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def summarise(name: str, steps: list[dict[str, float]], warmup: int, params: int) -> dict[str, Any]:

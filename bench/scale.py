@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gpu_common as common
+from cascadec.fsutil import atomic_write_text
 
 TEMPLATE = Path(__file__).with_name("scale") / "scale.cascade.j2"
 STAGES = ("grpo", "mopd")
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         efficiencies(payload["runs"])
         common.write_json(args.out, payload)
-        _write_text(args.out.with_suffix(".md"), markdown(payload))
+        atomic_write_text(args.out.with_suffix(".md"), markdown(payload))
 
     for n in counts:
         print(f"[scale] N={n}: {work / f'n{n}'}", flush=True)
@@ -302,12 +303,6 @@ def _environment(n: int) -> dict[str, Any]:
     info["processes"] = n
     info["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return info
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
