@@ -112,6 +112,24 @@ _TABLE: tuple[Code, ...] = (
          "`gym(\"NAME\", size = N, seed = S, key = value, ...)` reads `size` and `seed` itself and passes every "
          "other keyword to the config dataclass of generator NAME, which rejects a field it does not have. The "
          "help line suggests the closest field of that generator's config, or lists them all."),
+    Code("CAS320", "data-not-found", "warning", "a local data file or dataset directory does not exist",
+         "A `jsonl(\"PATH\")` file or an `hf_disk(\"PATH\")` directory is missing (relative paths are resolved "
+         "from the directory of the spec file that names them; the note gives the resolved path). It is "
+         "reported only when the directory that should hold it exists, which is where a misspelt name is the "
+         "likely cause; the help line suggests the closest name there. A spec whose data directory is absent "
+         "altogether is taken to be compiled away from its data (the data lives on the cluster or is made "
+         "later), so it is a warning and `cascadec run` checks every data file again before the first stage."),
+    Code("CAS321", "data-column-missing", "error", "a data row lacks a column that the spec maps or a stage needs",
+         "The compiler reads the first non-empty line of each local `jsonl` file (only that line: files can be "
+         "large) and every `inline([...])` row. A column mapped with `ROLE = \"COLUMN\"` must exist; without "
+         "a mapping a row needs a `prompt` column (or a mapped `messages` column whose last user turn is the "
+         "prompt), and rows that an `sft` stage trains on need a non-null `completion` or `answer` to train on "
+         "(`runtime/data.py`, `runtime/stages/sft.py`). The help line suggests the closest column of the row, "
+         "or the mapping to write."),
+    Code("CAS322", "data-row-invalid", "error", "a data row the runtime cannot load",
+         "The first non-empty line of a `jsonl` file must be one JSON object (not an array, a string or "
+         "malformed JSON), the file must be UTF-8 text with at least one row, and a prompt column must hold a "
+         "string. The message gives the file's line number."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

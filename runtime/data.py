@@ -118,7 +118,9 @@ def _load_jsonl(source: DataSource, domain: str, split: str) -> list[Sample]:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read data file `{path}` of domain `{domain}`: {e}") from None
     samples = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a JSON Lines record: str.splitlines() would also split inside strings that hold a raw
+    # U+2028, U+2029 or U+0085, which JSON allows.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"

@@ -239,7 +239,7 @@ class RunDir:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Parsed lines of a JSONL log; a line that does not parse (torn by a crash mid-append) is skipped."""
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text().split("\n")  # not splitlines(): JSON strings may hold U+2028
     except FileNotFoundError:
         return []
     out = []

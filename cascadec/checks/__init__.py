@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from cascadec import ast
 from cascadec.checks.context import CheckContext
+from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
 from cascadec.checks.gym import check_gym
 from cascadec.checks.memory import check_memory
@@ -30,6 +31,6 @@ PHASES: tuple[tuple[Check, ...], ...] = (
 
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
-                                   check_memory)
+                                   check_memory, check_data)
 
 __all__ = ["CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

@@ -29,6 +29,15 @@ def test_jsonl_field_mapping_and_meta(tmp_path: Path) -> None:
     assert samples[1].id == "math/train/1" and samples[1].answer == "4"
 
 
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    # JSON allows raw U+2028/U+2029/U+0085 inside strings; only "\n" ends a JSON Lines record.
+    rows = [{"prompt": "a\u2028b\u2029c\u0085d", "answer": "1"}, {"prompt": "e\r", "answer": "2"}]
+    path = tmp_path / "u.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    samples = load_source(DataSource(kind="jsonl", path=str(path)), domain="d")
+    assert [s.prompt for s in samples] == [rows[0]["prompt"], "e\r"]
+
+
 def test_jsonl_role_columns_go_to_meta_by_role(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"q": "hi", "reply": "hello"}])
     src = DataSource(kind="jsonl", path=str(path), fields={"prompt": "q", "completion": "reply"})
