@@ -106,6 +106,11 @@ def load_checkpoint_state(ctx: Any, trainer: Any) -> int:
         raise CheckpointError(ckpt, e) from e
     if state is not None:
         trainer.load_state_dict(state)
+    if ctx.engine is not None:
+        # The engine was built from the stage's starting weights; one that decodes from its own copy (the
+        # fast engine's bf16 copy, vLLM) would otherwise sample the first resumed step from them. A
+        # collective under FSDP2: every rank runs it.
+        ctx.engine.sync_weights(ctx.policy)
     return step
 
 

@@ -2,8 +2,8 @@
 
 | engine | when |
 |---|---|
-| ``fast.FastRolloutEngine`` (static KV cache, CUDA-graph decode) | ``engine = hf`` on CUDA, a Llama-family policy, whole parameters per rank (``ddp``, ``zero1``, ``zero2``) |
-| ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3/FSDP2 |
+| ``fast.FastRolloutEngine`` (static KV cache, CUDA-graph decode) | ``engine = hf`` on CUDA, a Llama-family policy, strategy ``ddp``, ``zero1``, ``zero2`` or ``fsdp2`` (under FSDP2 every rank decodes from a whole bf16 copy gathered after each step) |
+| ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3 |
 | ``vllm.VLLMRolloutEngine`` (colocated vLLM) | ``engine = vllm`` |
 
 All three draw the same distribution and return the same ``RolloutBatch``; ``fast`` is an implementation of
@@ -24,14 +24,19 @@ __all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "select_engine"]
 
 # Rows per generate call: bounds the KV cache (rows x (prompt + response) x layers x 2 x hidden).
 DEFAULT_BATCH_ROWS = 64
-FAST_STRATEGIES = ("ddp", "zero1", "zero2")
+FAST_STRATEGIES = ("ddp", "zero1", "zero2", "fsdp2")
 FAST_ENV = "CASCADEC_FAST_ROLLOUT"
 # Prompt budget (tokens) for vLLM's max_model_len when the stage kind has no max_prompt (SFT evals).
 DEFAULT_PROMPT_BUDGET = 1024
 
 
 def select_engine(ctx: Any) -> str:
-    """``"fast"``, ``"hf"`` or ``"vllm"`` for ``ctx`` (see the module table)."""
+    """``"fast"``, ``"hf"`` or ``"vllm"`` for ``ctx`` (see the module table).
+
+    ZeRO-3 stays on transformers ``generate``: the fast engine gathers FSDP2's ``DTensor`` shards, and
+    DeepSpeed gathers its partitioned parameters through another API (``deepspeed.zero.GatheredParameters``),
+    which is not implemented here because DeepSpeed is not on the lent GPU image, so it could not be tested.
+    """
     if ctx.stage.resources.engine == "vllm":
         return "vllm"
     if (ctx.device.type != "cuda" or ctx.stage.resources.strategy not in FAST_STRATEGIES
@@ -73,7 +78,8 @@ def build_engine(ctx: Any) -> RolloutEngine:
     if kind == "fast":
         from runtime.rollout.fast import FastRolloutEngine
 
-        return FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype, max_prompt=max_prompt)
+        return FastRolloutEngine(ctx.policy, ctx.tokenizer, device=ctx.device, dtype=ctx.dtype,
+                                 max_prompt=max_prompt)
     from runtime.rollout.hf import HFRolloutEngine
 
     return HFRolloutEngine(ctx.policy, ctx.tokenizer, max_prompt=max_prompt, batch_rows=DEFAULT_BATCH_ROWS)

@@ -18,21 +18,26 @@ around ``forward`` fails with "CUDA-graph output overwritten". This engine owns 
   (``argmax(p / E)`` with ``E ~ Exp(1)``, the Gumbel-max trick), which needs no host synchronisation;
   finished rows are checked every ``SYNC_EVERY`` steps only.
 
-When the policy's parameters already have the engine's dtype, the layer modules and weights are the
-policy's own (no copy), and an optimizer step that updates them in place is seen by the next rollout. When
-they do not (fp32 master weights under bf16 autocast, accelerate's mixed precision), the engine keeps one
-bf16 copy of the model and :meth:`FastRolloutEngine.sync_weights` copies the parameters into it in place
-(one fused ``_foreach_copy_``); re-casting every weight inside every decode step instead would move
-6 bytes per parameter per token. Either way the captured graphs stay valid, since no tensor moves; a
-different model object drops them. Parameters must be whole on this rank (DDP, ZeRO-1/2); with ZeRO-3 or
-FSDP2 sharding use the transformers engine.
+When the policy's parameters are whole on this rank and already have the engine's dtype, the layer modules
+and weights are the policy's own (no copy), and an optimizer step that updates them in place is seen by the
+next rollout. Otherwise the engine decodes from its own whole copy of the policy in the engine's dtype, which
+:meth:`FastRolloutEngine.sync_weights` refreshes in place after every optimizer step:
+
+* fp32 master weights under bf16 autocast (accelerate's mixed precision): one fused ``_foreach_copy_``;
+  re-casting every weight inside every decode step instead would move 6 bytes per parameter per token;
+* FSDP2 (``DTensor`` shards): every rank keeps a whole copy (1.5B parameters -> 3 GB in bf16), filled by
+  gathering one parameter at a time with ``DTensor.full_tensor()``, so no rank ever holds a second full
+  fp32 model; decoding then runs without collectives, so ranks that stop after different numbers of tokens
+  need no ``synced_gpus``. This is the hybrid-engine layout of veRL (Sheng et al. 2024, HybridFlow).
+
+Either way the captured graphs stay valid, since no tensor moves; a different model object drops them.
+DeepSpeed ZeRO-3 shards are not gathered here (see ``runtime.rollout.select_engine``).
 
 On a CPU the same code runs eagerly (no graphs); tests compare it with ``transformers`` greedy decoding.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -78,6 +83,79 @@ def check_supported(model: nn.Module) -> None:
     for name in ("embed_tokens", "layers", "norm", "rotary_emb"):
         if not hasattr(base, name):
             raise UnsupportedModelError(f"`{type(inner).__name__}.model` has no `{name}`; not a Llama-family layout")
+
+
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` whole on this rank: a ``DTensor`` is all-gathered (a collective every rank must join)."""
+    return tensor.full_tensor() if _is_dtensor(tensor) else tensor
+
+
+def _plain_class(model: nn.Module) -> type:
+    """``model``'s own class: FSDP2's ``fully_shard`` swaps in a subclass ``FSDP<Name>`` whose instances
+    gather their parameters in ``forward``; the decode copy must be the plain class."""
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FSDPModule
+
+        return next(c for c in type(model).__mro__ if issubclass(c, nn.Module) and not issubclass(c, FSDPModule))
+    return type(model)
+
+
+@torch.no_grad()
+def _decode_copy(source: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """An empty whole copy of the transformers model ``source`` for decoding: parameters ``dtype`` on ``device``
+    (uninitialised: the engine fills them through :func:`_paired_parameters`), no gradients, eval mode.
+
+    Built from ``source.config`` rather than by ``copy.deepcopy``, which would copy an FSDP2 module's
+    ``DTensor`` shards and hooks. Parameters are created on the meta device and allocated once here,
+    tied ones (the head and the embedding) as one tensor; buffers (rotary ``inv_freq``) are computed from
+    the config on ``device``, then take the source's values in their own dtype (fp32 ``inv_freq``, which
+    transformers' rotary embedding computes in; the old ``deepcopy(...).to(bf16)`` rounded it to bf16).
+    """
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        model = _plain_class(source)(source.config)
+    # init_empty_weights registers every parameter afresh, which unties the head from the embedding.
+    model.tie_weights()
+    allocated: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if id(param) not in allocated:
+                allocated[id(param)] = nn.Parameter(torch.empty(param.shape, dtype=dtype, device=device),
+                                                    requires_grad=False)
+            setattr(module, name, allocated[id(param)])
+    model.to(device)
+    theirs = dict(source.named_buffers())
+    for name, buffer in model.named_buffers():
+        if name in theirs:
+            buffer.copy_(_whole(theirs[name]))
+    return model.eval()
+
+
+def _paired_parameters(replica: nn.Module, source: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(replica's parameter, source's parameter)`` by name, in the source's order (the same on every rank,
+    which the per-parameter all-gathers of an FSDP2 source need).
+
+    Raises:
+        RuntimeError: the two models do not have the same parameter names (e.g. the source's head and
+            embedding are no longer tied while its config says they are).
+    """
+    mine, theirs = dict(replica.named_parameters()), dict(source.named_parameters())
+    if mine.keys() != theirs.keys():
+        raise RuntimeError(
+            "the fast rollout engine's copy of the policy does not match the policy's parameters: "
+            f"only in the copy {sorted(mine.keys() - theirs.keys())}, only in the policy "
+            f"{sorted(theirs.keys() - mine.keys())}; help: set CASCADEC_FAST_ROLLOUT=0 to use transformers generate"
+        )
+    return [(mine[name], param) for name, param in theirs.items()]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -270,8 +348,10 @@ class FastRolloutEngine:
     """:class:`runtime.rollout.base.RolloutEngine` with a static KV cache and CUDA-graph decode.
 
     Args:
-        model: the policy (a transformers Llama-family causal LM, possibly DDP/accelerate-wrapped); its
-            modules are used directly, so in-place optimizer updates need no weight sync.
+        model: the policy (a transformers Llama-family causal LM, possibly DDP/accelerate-wrapped or sharded
+            by FSDP2). Whole parameters in ``dtype`` are used directly, so in-place optimizer updates need no
+            weight sync; otherwise the engine decodes from its own whole copy (see the module docstring),
+            built here: under FSDP2 a collective, so construct the engine on every rank.
         tokenizer: the policy's tokenizer (its pad and EOS ids are used).
         device: where the cache lives; CUDA graphs are used on CUDA only.
         dtype: compute and KV-cache dtype (bf16 on GPU); a policy in another dtype is decoded from a copy
@@ -310,15 +390,27 @@ class FastRolloutEngine:
         self.eos_ids = self._eos_ids()
 
     def _bind(self, model: nn.Module) -> None:
-        """Decode with ``model``'s modules, or with a copy in ``self.dtype`` when its parameters differ."""
+        """Decode with ``model``'s modules, or with a whole copy in ``self.dtype`` when its parameters are
+        sharded or in another dtype (collective under FSDP2: every rank must bind at the same point)."""
         self.source = unwrap_model(model)
         self._shapes.clear()
-        if next(self.source.parameters()).dtype == self.dtype:
-            self.model = self.source
+        params = list(self.source.parameters())
+        self._sharded = any(_is_dtensor(p) for p in params)
+        if not self._sharded and params[0].dtype == self.dtype:
+            self.model, self._pairs = self.source, []
+            return
+        self.model = _decode_copy(self.source, self.device, self.dtype)
+        self._pairs = _paired_parameters(self.model, self.source)
+        self._refresh()
+
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        """Copy every source parameter into the engine's copy (all-gathered one at a time when sharded)."""
+        if self._sharded:
+            for mine, theirs in self._pairs:
+                mine.copy_(_whole(theirs))
         else:
-            self.model = copy.deepcopy(self.source).to(self.device, self.dtype).requires_grad_(False)
-            for param in self.model.parameters():
-                param.grad = None
+            torch._foreach_copy_([m for m, _ in self._pairs], [t for _, t in self._pairs])
 
     def _eos_ids(self) -> torch.Tensor:
         ids = set()
@@ -337,15 +429,16 @@ class FastRolloutEngine:
         """Sample from ``model``'s current weights from now on.
 
         The same model: nothing to do when the engine decodes with its modules, else an in-place copy of
-        every parameter into the engine's low-precision copy. A different model object is bound afresh
-        (its graphs are captured again on the next rollout).
+        every parameter into the engine's own copy. A different model object is bound afresh (its graphs are
+        captured again on the next rollout). Under FSDP2 this is a collective (one all-gather per
+        parameter): call it on every rank, as the trainers do after each optimizer step.
         """
         inner = unwrap_model(model)
         if inner is not self.source:
             check_supported(inner)
             self._bind(inner)
         elif self.model is not self.source:
-            torch._foreach_copy_(list(self.model.parameters()), list(self.source.parameters()))
+            self._refresh()
 
     def _decoder(self, batch: int, max_len: int, compile: bool) -> tuple[StaticDecoder, _DecodeGraph | None]:
         key = (batch, max_len)
@@ -492,19 +585,3 @@ class _Timer:
         now = self._clock()
         self.marks[name] = now - self._last
         self._last = now
-
-
-def build_fast_engine(ctx) -> FastRolloutEngine | None:
-    """The fast engine for a stage context when it applies, else ``None`` (use the transformers engine).
-
-    It applies on CUDA, for a supported architecture, with whole parameters on each rank (strategy
-    ``ddp``, ``zero1`` or ``zero2``); it decodes in the stage dtype and cuts prompts to ``max_prompt``.
-    """
-    if ctx.device.type != "cuda" or ctx.stage.resources.strategy in ("zero3", "fsdp2"):
-        return None
-    try:
-        check_supported(ctx.policy)
-    except UnsupportedModelError:
-        return None
-    return FastRolloutEngine(ctx.policy, ctx.tokenizer, device=ctx.device, dtype=ctx.dtype,
-                             max_prompt=getattr(ctx.stage.params, "max_prompt", None))

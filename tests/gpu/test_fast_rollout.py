@@ -235,15 +235,3 @@ def test_max_prompt_keeps_the_last_tokens():
         PROMPTS[:1], n=1, max_new_tokens=4, temperature=0.0, top_p=1.0, top_k=0, seed=0)
     assert out.prompt_ids[0] == tokenizer(PROMPTS[0], add_special_tokens=False)["input_ids"][-2:]
 
-
-def test_build_fast_engine_declines_cpu_and_sharded_stages():
-    from types import SimpleNamespace
-
-    from runtime.rollout.fast import build_fast_engine
-
-    model, tokenizer = make_model(), make_tokenizer()
-    for device, strategy in (("cpu", "ddp"), ("cuda", "zero3"), ("cuda", "fsdp2")):
-        stage = SimpleNamespace(resources=SimpleNamespace(strategy=strategy), params=SimpleNamespace(max_prompt=8))
-        ctx = SimpleNamespace(device=torch.device(device), stage=stage, policy=model, tokenizer=tokenizer,
-                              dtype=torch.float32)
-        assert build_fast_engine(ctx) is None

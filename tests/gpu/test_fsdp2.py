@@ -2,10 +2,12 @@
 from that ``final/`` with the base model as teacher, through ``runtime.entry.build_context`` (accelerate's
 FSDP2 plugin, NCCL) and the real trainers.
 
-Checks: the policy is sharded (``FSDPModule``), losses are finite, each step moves the weights (the tied
-embedding/head included), every rank ends with the same full weights, a checkpoint restores exactly into a
-fresh sharded context, and a ``final/`` loads as a Hugging Face checkpoint. Marked ``gpu``; skips without
-enough CUDA devices. The CPU test ``tests/runtime/test_fsdp2_cpu.py`` compares the same steps with DDP.
+Checks: the policy is sharded (``FSDPModule``), the rollouts come from the fast engine (its whole bf16 copy,
+no ``DTensor`` in it, equal to the gathered weights after each step's ``sync_weights``), losses are finite,
+each step moves the weights (the tied embedding/head included), every rank ends with the same full weights, a
+checkpoint restores exactly into a fresh sharded context, and a ``final/`` loads as a Hugging Face checkpoint.
+Marked ``gpu``; skips without enough CUDA devices. The CPU tests ``tests/runtime/test_fsdp2_cpu.py`` and
+``tests/runtime/test_fast_fsdp2.py`` compare the same steps and the fast engine's rollouts with DDP.
 """
 
 from __future__ import annotations
@@ -72,6 +74,23 @@ def _full_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _engine_copy(engine, after: dict[str, torch.Tensor]) -> dict:
+    """What the stage's rollout engine is, whether it holds a ``DTensor``, and how far its copy of each
+    parameter is from the gathered weights ``after`` rounded to the copy's dtype (0 after a sync)."""
+    from torch.distributed.tensor import DTensor
+
+    from runtime.rollout.fast import FastRolloutEngine
+
+    if not isinstance(engine, FastRolloutEngine):
+        return {"engine": type(engine).__name__}
+    replica = dict(engine.model.named_parameters())
+    tensors = [*engine.model.parameters(), *engine.model.buffers()]
+    return {"engine": type(engine).__name__,
+            "holds_dtensor": any(isinstance(t, DTensor) for t in tensors),
+            "copy_max_diff": max(float((replica[k].float().cpu() - v.to(replica[k].dtype).float()).abs().max())
+                                 for k, v in after.items())}
+
+
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -82,6 +101,7 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     from runtime.entry import build_context
     from runtime.loop import load_checkpoint_state, save_checkpoint, save_final
     from runtime.models import load_checkpoint
+    from runtime.rollout import select_engine
     from runtime.stages.distill import DistillTrainer
     from runtime.stages.grpo import GRPOTrainer
     from runtime.state import RunDir
@@ -104,7 +124,8 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         final = save_final(ctx)
         out[stage] = {"loss": metrics["loss"], "moved": float((after[EMBED] - before[EMBED]).abs().max()),
                       "checksum": sum(float(v.double().sum()) for v in after.values()),
-                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "selected": select_engine(ctx),
+                      **_engine_copy(ctx.engine, after)}
         if stage == "rl":
             save_checkpoint(ctx, trainer, 1)
             fresh = build_context(plan, plan.stage(stage), rd)
@@ -129,6 +150,9 @@ def test_fsdp2_grpo_and_mopd_steps(tmp_path, world):
         for out in outs:
             assert torch.isfinite(torch.tensor(out[stage]["loss"])), (stage, out[stage])
             assert out[stage]["moved"] > 0, stage
+            # FSDP2 rollouts decode from a whole bf16 copy that each step's sync_weights re-gathers.
+            assert out[stage]["selected"] == "fast" and out[stage]["engine"] == "FastRolloutEngine", out[stage]
+            assert not out[stage]["holds_dtensor"] and out[stage]["copy_max_diff"] == 0.0, out[stage]
         assert len({out[stage]["checksum"] for out in outs}) == 1, [out[stage]["checksum"] for out in outs]
         # final/ holds the trained full weights (saved from the shards; fp32 master weights).
         assert outs[0][stage]["final_max_diff"] == 0.0, outs[0][stage]

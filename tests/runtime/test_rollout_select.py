@@ -26,9 +26,11 @@ def llama():
     return load_model(TINY)[0]
 
 
-def test_fast_engine_only_on_cuda_with_whole_llama_parameters(llama, monkeypatch):
+def test_fast_engine_on_cuda_for_llama_unless_zero3(llama, monkeypatch):
     assert select_engine(fake_ctx(llama)) == "fast"
     assert select_engine(fake_ctx(llama, device="cpu")) == "hf"
+    # FSDP2 shards are gathered into the engine's own whole copy; ZeRO-3 has no such path.
+    assert select_engine(fake_ctx(llama, strategy="fsdp2")) == "fast"
     assert select_engine(fake_ctx(llama, strategy="zero3")) == "hf"
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=16, n_embd=8, n_layer=1, n_head=2, n_positions=16))
     assert select_engine(fake_ctx(gpt2)) == "hf"
