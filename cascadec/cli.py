@@ -20,6 +20,7 @@ import functools
 import importlib
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from enum import StrEnum
@@ -74,6 +75,37 @@ class GraphFormat(StrEnum):
 class PlanFormat(StrEnum):
     table = "table"
     json = "json"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(kind: type[E]) -> Callable[[str | E], E]:
+    """A `--format` parser whose error names the bad value and the valid ones in plain words (typer's own
+    enum check words it as a pydantic validation error)."""
+    names = [m.value for m in kind]
+
+    def parse(value: str | E) -> E:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            hint = difflib.get_close_matches(str(value), names, n=1)
+            near = f"; did you mean `{hint[0]}`?" if hint else ""
+            raise typer.BadParameter(f"`{value}` is unknown; use {_or_list(names)}{near}") from None
+
+    return parse
+
+
+def _or_list(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+def _format_option(kind: type[StrEnum], help: str) -> Any:
+    return typer.Option("--format", parser=_choice(kind), metavar="[" + "|".join(m.value for m in kind) + "]",
+                        help=help)
 
 
 # ---------------------------------------------------------------- plumbing
@@ -135,12 +167,20 @@ def _main(
     """Compile, check and run multi-stage LLM post-training cascades written in `.cascade` files."""
 
 
+def _unreadable(path: Path) -> tuple[str, str] | None:
+    """Why ``path`` cannot be a spec, with a fix hint, or None when it is a file."""
+    if not path.exists():
+        return f"`{path}` does not exist", "check the path; specs usually end in `.cascade`"
+    if path.is_dir():
+        return f"`{path}` is a directory", "pass a `.cascade` file"
+    return None
+
+
 def _require_files(paths: Iterable[Path]) -> None:
     for path in paths:
-        if not path.exists():
-            _fail(f"`{path}` does not exist", help="check the path; specs usually end in `.cascade`")
-        if path.is_dir():
-            _fail(f"`{path}` is a directory", help="pass a `.cascade` file")
+        problem = _unreadable(path)
+        if problem is not None:
+            _fail(problem[0], help=problem[1])
 
 
 def _compile(spec: Path) -> CompileResult:
@@ -187,19 +227,10 @@ FORMAT_HELP = "Diagnostic output format."
 def compile_cmd(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file to compile.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Directory that receives `<name>/`.")] = Path("build"),
-    fmt: Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)] = OutputFormat.full,
+    fmt: Annotated[OutputFormat, _format_option(OutputFormat, FORMAT_HELP)] = OutputFormat.full,
 ) -> None:
     """Check SPEC and write `OUT/<name>/`: plan.json and per-stage launch scripts and configs."""
-    from cascadec.render import RenderError, render_plan
-
-    plan = _plan_or_exit(spec, fmt)
-    try:
-        target = render_plan(plan, out)
-    except RenderError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
-    sys.stdout.write(f"{target}\n")
+    sys.stdout.write(f"{_render(_plan_or_exit(spec, fmt), out)}\n")
 
 
 def _reward_contract_code() -> tuple[str, str, Severity]:
@@ -242,7 +273,7 @@ def _check_rewards(plan: Plan, sources: dict[str, str]) -> list[Diagnostic]:
 @_guarded
 def lint(
     specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)] = OutputFormat.full,
+    fmt: Annotated[OutputFormat, _format_option(OutputFormat, FORMAT_HELP)] = OutputFormat.full,
     warnings_as_errors: Annotated[
         bool, typer.Option("--warnings-as-errors", "-W", help="Exit 1 when there are warnings, too.")
     ] = False,
@@ -250,11 +281,20 @@ def lint(
         bool, typer.Option("--check-rewards", help="Also run the runtime's reward contract checks on each clean spec.")
     ] = False,
 ) -> None:
-    """Check SPECS and report every problem; exit 0 clean, 1 findings, 2 usage or internal error."""
-    _require_files(specs)
+    """Check SPECS and report every problem; exit 0 clean, 1 findings, 2 usage or internal error.
+
+    A path that is missing or a directory is reported on stderr and makes the exit code 2, but the other
+    files are still checked and their diagnostics printed, so that a CI job reading the JSON, SARIF or
+    GitHub output keeps the findings of the files that exist."""
+    missing = []
+    for spec in specs:
+        problem = _unreadable(spec)
+        if problem is not None:
+            _err(f"error: {problem[0]}\nhelp: {problem[1]}")
+            missing.append(spec)
     diagnostics: dict[Diagnostic, None] = {}  # ordered set: a shared import is reported once
     sources: dict[str, str] = {}
-    for spec in specs:
+    for spec in (s for s in specs if s not in missing):
         result = compile_file(spec)
         diagnostics.update(dict.fromkeys(result.diagnostics))
         sources.update(result.sources)
@@ -263,11 +303,13 @@ def lint(
     found = sort_diagnostics(diagnostics)
     if found:
         _write(RENDERERS[fmt.value](found, sources), fmt)
-    elif fmt in (OutputFormat.full, OutputFormat.concise):
+    elif fmt not in (OutputFormat.full, OutputFormat.concise):
+        sys.stdout.write(RENDERERS[fmt.value]([], sources))
+    elif not missing:
         n = len(specs)
         sys.stdout.write(f"all checks passed ({n} file{'s' if n != 1 else ''})\n")
-    else:
-        sys.stdout.write(RENDERERS[fmt.value]([], sources))
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
     failing = _has_errors(found) or (warnings_as_errors and bool(found))
     raise typer.Exit(EXIT_FINDINGS if failing else EXIT_OK)
 
@@ -342,7 +384,7 @@ def _natural_width(console: Console, table: Table) -> int:
 @_guarded
 def plan(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
-    fmt: Annotated[PlanFormat, typer.Option("--format", help="A table, or the plan.json text.")] = PlanFormat.table,
+    fmt: Annotated[PlanFormat, _format_option(PlanFormat, "A table, or the plan.json text.")] = PlanFormat.table,
 ) -> None:
     """Show the stages SPEC compiles to: parents, domains, steps, batch, memory per GPU, teachers, stop rules,
     hashes."""
@@ -362,7 +404,7 @@ def plan(
 @_guarded
 def graph(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
-    fmt: Annotated[GraphFormat, typer.Option("--format", help="Mermaid or Graphviz DOT.")] = GraphFormat.mermaid,
+    fmt: Annotated[GraphFormat, _format_option(GraphFormat, "Mermaid or Graphviz DOT.")] = GraphFormat.mermaid,
 ) -> None:
     """Print the stage graph of SPEC (teacher edges dashed)."""
     compiled = _plan_or_exit(spec)
@@ -484,22 +526,38 @@ def run(
         bool, typer.Option("--dry-run", help="Print what would run, skip or resume; run nothing.")
     ] = False,
 ) -> None:
-    """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones."""
-    from cascadec.render import RenderError, render_plan
+    """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones.
 
+    `OUT` and the default run directory `runs/<name>/` are relative to the current directory, not to the
+    spec. A dry run writes nothing: a spec is compiled into a temporary directory that is removed after."""
     if not target.exists():
         _fail(f"`{target}` does not exist", help="pass a `.cascade` file or a directory made by `cascadec compile`")
-    if target.suffix == ".json":
-        build = target
-    elif target.is_dir():
-        if not (target / "plan.json").is_file():
+    if target.suffix == ".json" or target.is_dir():
+        if target.is_dir() and not (target / "plan.json").is_file():
             _fail(f"`{target}` holds no plan.json", help="run `cascadec compile SPEC` first, or pass the spec")
-        build = target
-    else:
-        try:
-            build = render_plan(_plan_or_exit(target), out)
-        except RenderError as exc:
-            _fail(str(exc))
+        _run_build(target, run_dir, nproc, dry_run)
+        return
+    plan = _plan_or_exit(target)
+    if not dry_run:
+        _run_build(_render(plan, out), run_dir, nproc, dry_run)
+        return
+    with tempfile.TemporaryDirectory(prefix="cascadec-dry-run-") as scratch:
+        _run_build(_render(plan, Path(scratch)), run_dir, nproc, dry_run)
+
+
+def _render(plan: Plan, out: Path) -> Path:
+    """Write `out/<plan name>/` (`cascadec.render.render_plan`); exit 2 with a message when that fails."""
+    from cascadec.render import RenderError, render_plan
+
+    try:
+        return render_plan(plan, out)
+    except RenderError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
+
+
+def _run_build(build: Path, run_dir: Path | None, nproc: int | None, dry_run: bool) -> None:
     orchestrator = _runtime("runtime.orchestrator")
     _runtime_exit(orchestrator.run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
 

@@ -746,6 +746,7 @@ def _domain(b: Built, d: ast.Domain) -> None:
         if fn is not None:
             b.guard(lambda a=a, fn=fn: b.put(loc + (a.key.name,), fn(a.value, a.key.name), a.value.span,
                                               a.key.name))
+            _note_call_arguments(b, loc + (a.key.name,), a.value)
     evals: list[dict[str, Any]] = []
     b.put(loc + ("evals",), evals, d.name.span, "eval")
     for j, ev in enumerate(d.evals):
@@ -756,6 +757,7 @@ def _domain(b: Built, d: ast.Domain) -> None:
         def fill(ev: ast.EvalDecl = ev, entry: dict[str, Any] = entry, j: int = j) -> None:
             entry["data"] = to_data(ev.data, "eval")
             b.spans[loc + ("evals", j, "data")] = (ev.data.span, "eval")
+            _note_call_arguments(b, loc + ("evals", j, "data"), ev.data)
             for a in ev.body:
                 spec = EVAL_KEYS.get(a.key.name)
                 if spec is not None:
@@ -766,6 +768,14 @@ def _domain(b: Built, d: ast.Domain) -> None:
                     for k in fields:
                         b.spans[loc + ("evals", j, k)] = (a.value.span, a.key.name)
         b.guard(fill)
+
+
+def _note_call_arguments(b: Built, loc: tuple[Any, ...], v: ast.Value) -> None:
+    """Record the span of each keyword argument of a call (`gym(..., size = -5)`), so that a range error
+    on one argument points at its value rather than at the whole call."""
+    if isinstance(v, ast.Call):
+        for kw in v.kwargs:
+            b.spans[loc + (kw.key.name,)] = (kw.value.span, kw.key.name)
 
 
 def _listify(data: dict[str, Any]) -> None:
@@ -807,14 +817,41 @@ def _validation_diagnostics(b: Built, exc: ValidationError, fallback: Span) -> l
             out.append(make("CAS203", f"missing `{key}` in this {where}", span, label=f"`{key}` is not set",
                             help=fix))
             continue
+        if err["type"] in _BOUND_WORDS:
+            out.append(_range_diagnostic(key, err, span))
+            continue
         msg = err["msg"].replace("Value error, ", "")
         msg = msg[0].lower() + msg[1:] if msg else msg
-        code = "CAS201" if err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
-                                          "value_error") else "CAS200"
+        code = "CAS201" if err["type"] == "value_error" else "CAS200"
         out.append(make(code, f"invalid `{key}`: {msg}", span, label="this value",
                         help=_RANGE_HELP.get(key, "see the ranges in docs/language.md")))
     # one written value can reach several fields (a cascade seed is every stage's seed): report it once
     return list(dict.fromkeys(out))
+
+
+# pydantic error type → (words before the bound, its key in the error's ``ctx``)
+_BOUND_WORDS = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+
+# a lower bound the model lets through but a later check refuses (CAS401 zero steps, CAS402 groups of one):
+# the message names the bound the user must really meet
+_LOWEST_ACCEPTED = {"steps": 1, "rollouts_per_prompt": 2}
+
+
+def _range_diagnostic(key: str, err: Any, span: Span) -> Diagnostic:
+    """CAS201 for a value outside its field's bound, worded as `` `steps` must be at least 1, found -3``."""
+    words, bound_key = _BOUND_WORDS[err["type"]]
+    bound = err["ctx"][bound_key]
+    if bound_key == "ge" and key in _LOWEST_ACCEPTED:
+        bound = max(bound, _LOWEST_ACCEPTED[key])
+    limit, found = _number(bound), _number(err["input"])
+    subject = "the K of `metric = pass@K` or `avg@K`" if key == "metric" else f"`{key}`"
+    return make("CAS201", f"{subject} must be {words} {limit}, found {found}", span,
+                label=f"{words} {limit}", help=_RANGE_HELP.get(key, f"use a `{key}` {words} {limit}"))
+
+
+def _number(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
 _RANGE_HELP = {
@@ -824,6 +861,15 @@ _RANGE_HELP = {
     "is_band": "MOPD keeps tokens whose importance ratio lies in the band; the paper uses `is_band = (0.5, 2.0)`",
     "weight": "mixture weights must be positive; they are normalised to sum 1",
     "betas": "Adam betas lie in [0, 1), e.g. `betas = (0.9, 0.95)`",
+    "steps": "give the stage at least one optimizer step, e.g. `steps = 100`",
+    "size": "`size` is how many problems the generator makes, e.g. `size = 2000`",
+    "metric": "K counts the samples per prompt: write e.g. `metric = pass@1` or `metric = avg@4`",
+    "max_tokens": "`max_tokens` caps the tokens of each sampled answer, e.g. `max_tokens = 512`",
+    "rollouts_per_prompt": "a GRPO group needs at least 2 rollouts to have an advantage; the papers use 8 or 16",
+    "kl": "`kl` weighs the reverse-KL penalty to the reference; 0 turns it off",
+    "entropy": "`entropy` weighs the entropy bonus; 0 turns it off",
+    "seed": "seeds are whole numbers from 0 up, e.g. `seed = 1`",
+    "jsd_beta": "`jsd_beta` lies in [0, 1]: 0 is forward KL, 1 reverse KL",
 }
 
 

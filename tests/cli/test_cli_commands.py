@@ -48,6 +48,21 @@ def test_lint_missing_file_exits_2_with_a_message() -> None:
     assert result.stderr.startswith("error: `nope.cascade` does not exist\nhelp: ")
 
 
+@pytest.mark.parametrize("fmt", ["json", "sarif", "github", "concise"])
+def test_lint_missing_file_keeps_the_findings_of_the_others(fmt: str) -> None:
+    result = invoke(["lint", "--format", fmt, "bad.cascade", "nope.cascade"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: `nope.cascade` does not exist\nhelp: ")
+    assert "CAS300" in result.stdout and "nope.cascade" not in result.stdout
+    if fmt in ("json", "sarif"):
+        json.loads(result.stdout)
+
+
+def test_lint_missing_file_with_a_clean_one_prints_an_empty_json_list() -> None:
+    result = invoke(["lint", "--format", "json", "clean.cascade", "nope.cascade"])
+    assert (result.exit_code, json.loads(result.stdout)) == (2, [])
+
+
 def test_lint_directory_exits_2(specs: Path) -> None:
     (specs / "sub").mkdir()
     result = invoke(["lint", "sub"])
@@ -56,6 +71,28 @@ def test_lint_directory_exits_2(specs: Path) -> None:
 
 def test_lint_unknown_format_is_a_usage_error() -> None:
     assert invoke(["lint", "--format", "xml", "clean.cascade"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["graph", "--format", "svg"], "`svg` is unknown; use `mermaid` or `dot`"),
+        (["graph", "--format", "Dot"], "`Dot` is unknown; use `mermaid` or `dot`; did you mean `dot`?"),
+        (["plan", "--format", "yaml"], "`yaml` is unknown; use `table` or `json`"),
+        (["lint", "--format", "xml"], "`xml` is unknown; use `full`, `concise`, `json`, `github` or `sarif`"),
+        (["compile", "--format", "xml"], "`xml` is unknown; use `full`, `concise`, `json`, `github` or `sarif`"),
+    ],
+)
+def test_unknown_format_message_is_plain(args: list[str], expected: str) -> None:
+    result = invoke([*args, "clean.cascade"])
+    assert result.exit_code == 2
+    assert f"Invalid value for '--format': {expected}" in result.stderr
+    assert "Value error" not in result.stderr
+
+
+def test_known_formats_still_parse() -> None:
+    assert invoke(["graph", "--format", "dot", "clean.cascade"]).stdout.startswith("digraph")
+    assert json.loads(invoke(["plan", "--format", "json", "clean.cascade"]).stdout)["name"] == "clean"
 
 
 @pytest.mark.parametrize("fmt", ["full", "concise", "json", "github", "sarif"])
@@ -311,3 +348,25 @@ def test_run_status_report_delegate_to_the_runtime(monkeypatch: pytest.MonkeyPat
     assert calls[-1] == ("status", Path("runs/x"))
     result = invoke(["report", "runs/x"])
     assert (result.exit_code, result.stderr) == (2, "error: no evals yet\n")
+
+
+def test_dry_run_of_a_spec_writes_nothing(monkeypatch: pytest.MonkeyPatch, specs: Path) -> None:
+    seen: list[Path] = []
+
+    class Orchestrator:
+        @staticmethod
+        def run(target: Path, run_dir: Path | None = None, *, nproc: int | None, dry_run: bool) -> int:
+            assert dry_run and (target / "plan.json").is_file()
+            seen.append(target)
+            return 0
+
+    real = cli.importlib.import_module
+    monkeypatch.setattr(
+        cli.importlib, "import_module", lambda n, *a: Orchestrator if n == "runtime.orchestrator" else real(n)
+    )
+    before = sorted(specs.rglob("*"))
+    assert invoke(["run", "clean.cascade", "--dry-run"]).exit_code == 0
+    assert invoke(["run", "clean.cascade", "--dry-run", "-o", "out"]).exit_code == 0
+    assert sorted(specs.rglob("*")) == before
+    assert len(seen) == 2 and not any(p.exists() for p in seen)
+    assert all(specs not in p.parents for p in seen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted([*ROOT.glob("specs/*.cascade"), *ROOT.glob("examples/*.cascade")])
+SHIPPED = sorted([*ROOT.glob("specs/**/*.cascade"), *ROOT.glob("examples/**/*.cascade")])
 
 SMALL = '''cascade "small" {
   base = model(tiny(llama, hidden_size = 32))

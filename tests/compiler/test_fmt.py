@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from compiler_helpers import SHIPPED
+from compiler_helpers import ROOT, SHIPPED
 
 from cascadec.compiler import compile_source
 from cascadec.fmt import format_source
@@ -49,8 +49,7 @@ def test_shipped_specs_format_idempotently_and_keep_their_plan(spec: Path) -> No
     assert _without_origins(before) == _without_origins(after)
 
 
-def test_shipped_paper_specs_are_in_canonical_layout() -> None:
-    for spec in SHIPPED:
-        if spec.parent.name == "specs":
-            text = spec.read_text(encoding="utf-8")
-            assert format_source(text, str(spec))[0] == text, f"run `cascadec fmt {spec.name}`"
+@pytest.mark.parametrize("spec", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_spec_is_in_canonical_layout(spec: Path) -> None:
+    text = spec.read_text(encoding="utf-8")
+    assert format_source(text, str(spec))[0] == text, f"run `cascadec fmt {spec.relative_to(ROOT)}`"
