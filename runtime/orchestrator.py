@@ -23,16 +23,17 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
 from cascadec.plan import ModelRef, Plan, Stage, content_hash
 from runtime.launch import stage_command, stage_env, world_size
-from runtime.progress import format_metrics
+from runtime.progress import format_metrics, reader_safe
 from runtime.state import (
-    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, last_eval_points, read_jsonl, replace_stage_evals,
+    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, last_eval_points, read_eval_records, read_jsonl,
+    replace_stage_evals, skipped_lines_warning,
 )
 
 EXIT_FAILED = 1
@@ -123,15 +124,29 @@ def base_eval_hash(plan: Plan) -> str:
     })
 
 
+def declared_evals(plan: Plan) -> set[str]:
+    """Every ``domain.eval`` of the plan (each is scored after the base model and after every stage)."""
+    return {f"{name}.{e.name}" for name, d in plan.domains.items() for e in d.evals}
+
+
+def missing_scores(plan: Plan, rd: RunDir) -> dict[str, set[str]]:
+    """``{stage or base: the declared evals with no record in evals.jsonl}`` (e.g. the file was deleted)."""
+    recorded = last_eval_points(read_eval_records(rd.evals_jsonl)[0])
+    declared = declared_evals(plan)
+    return {name: declared - set(recorded.get(name, {})) for name in [BASE, *(s.name for s in plan.stages)]}
+
+
 def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
     """What ``run`` will do with each stage: ``skip``, ``reeval`` (evaluate its final checkpoint again),
     ``resume`` (from step N) or ``run`` (from scratch).
 
     A stage re-runs from scratch when its training hash changed or when its parent or a teacher re-runs;
-    a finished stage whose training hash is unchanged but whose eval hash changed is re-evaluated.
+    a finished stage whose training hash is unchanged but whose eval hash changed, or whose eval records
+    are missing from ``evals.jsonl``, is re-evaluated.
     """
     hashes, evals = stage_hashes(plan), eval_hashes(plan)
     states = rd.read_state()["stages"]
+    missing = missing_scores(plan, rd)
     fresh: set[str] = set()
     actions = []
     for stage in plan.stages:
@@ -140,7 +155,8 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
         upstream = ({stage.parent} | teacher_stages(stage)) & fresh
         finished = entry.get("status") == "done" and (rd.final(stage.name) / "config.json").is_file()
         if same and not upstream and finished:
-            action = "skip" if entry.get("eval_hash") == evals[stage.name] else "reeval"
+            same_evals = entry.get("eval_hash") == evals[stage.name] and not missing[stage.name]
+            action = "skip" if same_evals else "reeval"
         elif same and not upstream and entry.get("status") in ("running", "failed"):
             action = "resume"
         else:
@@ -213,16 +229,29 @@ def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
                  lambda r: r.get("stage") != stage.name or f"{r.get('domain')}.{r.get('eval')}" in read)
 
 
-def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> tuple[int, str | None]:
-    """Run one stage's process group; returns (exit status, its user-facing error message or None)."""
+def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
+           out: TextIO | None = None) -> tuple[int, str | None]:
+    """Run one stage's process group; returns (exit status, its user-facing error message or None).
+
+    The stage's standard output (progress lines, eval scores) goes to ``out`` when that is not a terminal:
+    the stage then never writes into the user's pipe itself, so a reader that goes away (``| head``) ends
+    the printing (``out`` is a ``runtime.progress.ReaderSafeStream``), not the stage. On a terminal (or
+    without ``out``) the stage writes to it directly, which keeps its rich progress bar.
+    """
     rd.stage_dir(name).mkdir(parents=True, exist_ok=True)
     rd.error_file(name).unlink(missing_ok=True)
     cmd = stage_command(plan_json, name, rd.root, nproc=nproc, nnodes=nnodes)
+    forward = out is not None and not out.isatty()
     with open(rd.log(name), "a") as log:
         log.write(f"--- {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=None, stderr=log, env=stage_env(nproc), preexec_fn=_die_with_parent)
+        piped: dict[str, Any] = {"stdout": subprocess.PIPE, "encoding": "utf-8", "errors": "replace"} if forward else {}
+        proc = subprocess.Popen(cmd, stderr=log, env=stage_env(nproc), preexec_fn=_die_with_parent, **piped)
         try:
+            if forward:
+                for line in proc.stdout:
+                    out.write(line)
+                    out.flush()
             rc = proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
@@ -236,7 +265,8 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int) -> t
     return rc, err.read_text().strip() if err.is_file() else None
 
 
-def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None) -> tuple[int, str | None]:
+def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None,
+               out: TextIO | None = None) -> tuple[int, str | None]:
     """Evaluate the finished ``stage``'s ``final/`` checkpoint on every eval again and replace all of its
     eval records with the new ones (one atomic write); returns (exit status, user-facing error or None).
 
@@ -253,7 +283,7 @@ def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None) -> tuple
     derived = plan.model_copy(update={"base": ModelRef(kind="path", name=str(rd.final(stage.name).resolve())),
                                       "seed": stage.seed + done, "stages": [stage]})
     atomic_write_text(scratch.plan_json, derived.to_json())
-    rc, msg = launch(scratch.plan_json, scratch, BASE, world_size(stage, nproc), stage.resources.nnodes)
+    rc, msg = launch(scratch.plan_json, scratch, BASE, world_size(stage, nproc), stage.resources.nnodes, out)
     if rc != 0:
         prefix = f"stage `{BASE}`: "
         return rc, msg.removeprefix(prefix) if msg else None
@@ -282,6 +312,7 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
     ``nproc`` overrides every stage's ``resources.nproc_per_node``. ``dry_run`` prints what would run.
     """
     console = console or Console()
+    console.file = reader_safe(console.file)
     try:
         plan_path = resolve_plan_path(target)
         plan = load_plan(plan_path)
@@ -350,10 +381,11 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
     atomic_write_text(plan_json, plan.to_json())
     hashes, evals = stage_hashes(plan), eval_hashes(plan)
     base, base_hash = rd.read_state().get(BASE, {}), base_eval_hash(plan)
-    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_hash):
+    base_missing = missing_scores(plan, rd)[BASE]
+    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_hash and not base_missing):
         console.print("[bold]base[/]: evaluating the base model", highlight=False)
         first = plan.stages[0]
-        rc, msg = launch(plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes)
+        rc, msg = launch(plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file)
         if rc != 0:
             return _fail(console, rd, BASE, rc, msg)
         rd.update_section(BASE, status="done", hash=base_hash)
@@ -362,9 +394,11 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
             continue
         if action == "reeval":
-            console.print(f"[bold]{stage.name}[/]: done, training unchanged; evals changed: re-evaluating its "
+            why = ("eval scores missing from evals.jsonl" if rd.stage_state(stage.name).get("eval_hash")
+                   == evals[stage.name] else "evals changed")
+            console.print(f"[bold]{stage.name}[/]: done, training unchanged; {why}: re-evaluating its "
                           "final checkpoint", highlight=False)
-            rc, msg = reevaluate(plan, rd, stage, nproc)
+            rc, msg = reevaluate(plan, rd, stage, nproc, console.file)
             if rc != 0:
                 return _fail(console, rd, stage.name, rc, msg, resumes=False)
             continue
@@ -372,19 +406,19 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             reset_stage(rd, stage.name)
         elif rd.stage_state(stage.name).get("eval_hash") != evals[stage.name]:
             drop_stale_evals(rd, stage)
+        resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
         rd.update_stage(stage.name, status="running", hash=hashes[stage.name], eval_hash=evals[stage.name])
         console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps} steps"
-                      + (" (resuming)" if action == "resume" else ""), highlight=False)
-        rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes)
+                      + (" (resuming)" if resumes_at else ""), highlight=False)
+        rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file)
         entry = rd.stage_state(stage.name)
         if rc != 0 or entry.get("status") != "done":
             rd.update_stage(stage.name, status="failed")
             return _fail(console, rd, stage.name, rc, msg)
         if entry.get("stop_reason"):
             console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
-    if final_scores(rd):
-        console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-        console.print(score_table(plan, rd))
+    if declared_evals(plan):
+        print_scores(console, plan, rd)
     else:
         console.print(f"{plan.name}: done (no evals in the spec: add `eval NAME = ...` to a domain to score "
                       "each stage)", highlight=False)
@@ -399,7 +433,9 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
     states = rd.read_state()["stages"]
     for stage, action in actions:
         if action == "resume":
-            action = f"resume at step {states.get(stage.name, {}).get('step', 0)}"
+            step = states.get(stage.name, {}).get("step", 0)
+            # state.json's step moves at checkpoints: at 0 there is nothing to resume from.
+            action = f"resume at step {step}" if step else "run (no checkpoint yet)"
         elif action == "reeval":
             action = "re-evaluate"
         table.add_row(stage.name, stage.kind, stage.parent, str(stage.params.steps), action)
@@ -410,14 +446,44 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
 
 
 def final_scores(rd: RunDir) -> dict[str, dict[str, tuple[float, str]]]:
-    """``{stage: {"domain.eval": (score, metric)}}`` from each stage's last eval point."""
+    """``{stage: {"domain.eval": (score, metric)}}`` from each stage's last eval point (well-formed records
+    only: see ``runtime.state.read_eval_records``)."""
     return {s: {k: (float(r["score"]), str(r.get("metric", ""))) for k, r in per.items()}
-            for s, per in last_eval_points(read_jsonl(rd.evals_jsonl)).items()}
+            for s, per in last_eval_points(read_eval_records(rd.evals_jsonl)[0]).items()}
+
+
+def stale_scores(plan: Plan, rd: RunDir) -> set[str]:
+    """The base model and stages whose recorded scores were measured under other eval settings or another
+    plan than ``plan`` (their eval hash in ``state.json`` differs): e.g. a re-evaluation interrupted after
+    some stages; ``cascadec run`` measures them again."""
+    state = rd.read_state()
+    evals = eval_hashes(plan)
+    stale = {s.name for s in plan.stages if state["stages"].get(s.name, {}).get("eval_hash") != evals[s.name]}
+    if state.get(BASE, {}).get("hash") != base_eval_hash(plan):
+        stale.add(BASE)
+    return stale
+
+
+STALE_NOTE = "* scores measured before the evals or the plan changed; `cascadec run` measures them again"
+
+
+def print_scores(console: Console, plan: Plan, rd: RunDir) -> None:
+    """The score table under its title, the note on stale (``*``) scores, and one warning line when
+    ``evals.jsonl`` had damaged lines."""
+    console.print(f"{plan.name}: eval scores after each stage", highlight=False)
+    console.print(score_table(plan, rd))
+    if stale_scores(plan, rd) & set(final_scores(rd)):
+        console.print(STALE_NOTE, highlight=False, soft_wrap=True)
+    skipped = read_eval_records(rd.evals_jsonl)[1]
+    if skipped:
+        console.print(skipped_lines_warning(rd.evals_jsonl, skipped), highlight=False, soft_wrap=True)
 
 
 def score_table(plan: Plan, rd: RunDir) -> Table:
-    """Every domain's eval score after each stage, base first (the papers' per-stage tables)."""
+    """Every domain's eval score after each stage, base first (the papers' per-stage tables). Stages whose
+    scores are stale (:func:`stale_scores`) are marked ``*`` (:func:`print_scores` adds :data:`STALE_NOTE`)."""
     scores = final_scores(rd)
+    stale = stale_scores(plan, rd) & set(scores)
     keys = sorted({k for s in scores.values() for k in s})
     table = Table()
     table.add_column("stage")
@@ -426,12 +492,13 @@ def score_table(plan: Plan, rd: RunDir) -> Table:
         table.add_column(f"{key} ({metrics[key]})", justify="right")
     for name in [BASE, *(s.name for s in plan.stages)]:
         if name in scores:
-            table.add_row(name, *(f"{scores[name][k][0]:.3f}" if k in scores[name] else "-" for k in keys))
+            label = f"{name} *" if name in stale else name
+            table.add_row(label, *(f"{scores[name][k][0]:.3f}" if k in scores[name] else "-" for k in keys))
     return table
 
 
 def _last_metrics(rd: RunDir, stage: str) -> dict[str, Any]:
-    rows = read_jsonl(rd.metrics(stage))
+    rows = [r for r in read_jsonl(rd.metrics(stage)) if type(r.get("step")) is int]
     return rows[-1] if rows else {}
 
 
@@ -441,6 +508,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     Returns 0, or 2 when ``run_dir`` is not a run directory.
     """
     console = console or Console()
+    console.file = reader_safe(console.file)
     rd = RunDir(run_dir)
     if not rd.plan_json.is_file():
         console.print(f"[bold red]error[/]: `{rd.root}` is not a run directory (no plan.json)\n"
@@ -450,6 +518,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         plan = load_plan(rd.plan_json)
         states = rd.read_state()["stages"]
         actions = {s.name: a for s, a in plan_actions(plan, rd)}
+        missing = missing_scores(plan, rd)
     except (RunError, StateError) as e:
         console.print(f"[bold red]error[/]: {e}", highlight=False)
         return EXIT_USAGE
@@ -462,7 +531,12 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     for stage in plan.stages:
         entry = states.get(stage.name, {})
         state = entry.get("status", "pending")
-        if state == "done" and actions.get(stage.name) == "reeval":
+        if state == "done" and not (rd.final(stage.name) / "config.json").is_file():
+            state = "done (final checkpoint missing: `cascadec run` trains it again)"
+        elif state == "done" and actions.get(stage.name) == "reeval" and missing[stage.name] \
+                and entry.get("eval_hash") == eval_hashes(plan)[stage.name]:
+            state = "done (eval scores missing: `cascadec run` re-evaluates it)"
+        elif state == "done" and actions.get(stage.name) == "reeval":
             state = "done (evals stale: eval settings changed)"
         elif state == "done" and actions.get(stage.name) != "skip":
             state = "done (stale: plan changed)"
@@ -478,6 +552,5 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
                       entry.get("stop_reason") or "", format_metrics(last))
     console.print(table)
     if rd.evals_jsonl.is_file():
-        console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-        console.print(score_table(plan, rd))
+        print_scores(console, plan, rd)
     return 0

@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime.state import (
-    BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_jsonl,
+    BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_eval_records, read_jsonl,
+    skipped_lines_warning,
 )
 
 
@@ -60,7 +61,9 @@ class RunSummary:
     """Everything the report draws, read from one run directory.
 
     ``scores[stage][domain.eval]`` is the score recorded at that stage's last eval point; ``columns`` lists
-    the stages with at least one score, ``base`` first, then plan order.
+    the stages with at least one score, ``base`` first, then plan order. ``stale``: the columns whose scores
+    predate a change of the evals or the plan (``runtime.orchestrator.stale_scores``), marked ``*``;
+    ``skipped``: the damaged lines of ``evals.jsonl`` that were left out.
     """
 
     name: str
@@ -69,6 +72,8 @@ class RunSummary:
     columns: list[str]
     scores: dict[str, dict[str, float]]
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+    skipped: int = 0
 
 
 def load_run(run_dir: Path | str) -> RunSummary:
@@ -96,20 +101,33 @@ def load_run(run_dir: Path | str) -> RunSummary:
             status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
             stop_reason=st.get("stop_reason"),
         ))
+    records, skipped = read_eval_records(rd.evals_jsonl)
     scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
-              for stage, per in last_eval_points(read_jsonl(rd.evals_jsonl)).items()}
+              for stage, per in last_eval_points(records).items()}
     declared = [f"{d}.{e['name']}" for d, dom in sorted(plan["domains"].items()) for e in dom.get("evals", [])]
     recorded = sorted({ev for per in scores.values() for ev in per} - set(declared))
     order = [BASE] + [s.name for s in stages]
     columns = [n for n in order if n in scores]
     metrics = {s.name: read_jsonl(rd.metrics(s.name)) for s in stages}
     return RunSummary(name=plan["name"], stages=stages, evals=declared + recorded, columns=columns,
-                      scores=scores, metrics={k: v for k, v in metrics.items() if v})
+                      scores=scores, metrics={k: v for k, v in metrics.items() if v},
+                      stale=_stale(rd) & set(columns), skipped=skipped)
+
+
+def _stale(rd: RunDir) -> set[str]:
+    from cascadec.plan import Plan
+    from runtime.orchestrator import stale_scores
+
+    try:
+        return stale_scores(Plan.from_json(rd.plan_json.read_text()), rd)
+    except ValueError:
+        return set()  # a plan.json of an older layout: the scores are shown unmarked
 
 
 def _label(summary: RunSummary, stage: str) -> str:
     row = next((s for s in summary.stages if s.name == stage), None)
-    return f"{stage} (branch)" if row is not None and row.branch else stage
+    label = f"{stage} (branch)" if row is not None and row.branch else stage
+    return f"{label} *" if stage in summary.stale else label
 
 
 def score_table(summary: RunSummary) -> Table:
@@ -136,9 +154,19 @@ def stage_table(summary: RunSummary) -> Table:
 def text_report(summary: RunSummary, width: int = 120) -> str:
     """The score table and the stage table as plain text (no colour codes)."""
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
-    console.print(score_table(summary))
+    _print_scores(console, summary, None)
     console.print(stage_table(summary))
     return console.export_text()
+
+
+def _print_scores(console: Console, summary: RunSummary, evals_jsonl: Path | None) -> None:
+    from runtime.orchestrator import STALE_NOTE
+
+    console.print(score_table(summary))
+    if summary.stale:
+        console.print(STALE_NOTE, highlight=False, soft_wrap=True)
+    if summary.skipped and evals_jsonl is not None:
+        console.print(skipped_lines_warning(evals_jsonl, summary.skipped), highlight=False, soft_wrap=True)
 
 
 def _png(fig: Any) -> bytes:
@@ -215,6 +243,7 @@ img { max-width: 100%; }
 <td class="num{% if v is not none and v == best[ev] %} best{% endif %}">{{ "%.3f"|format(v) if v is not none else "-" }}</td>
 {% endfor %}</tr>
 {% endfor %}</table>
+{% if s.stale %}<p>{{ stale_note }}</p>{% endif %}
 <img alt="cascade chart" src="data:image/png;base64,{{ cascade }}">
 <h2>stages</h2>
 <table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>status</th><th>steps</th><th>stop reason</th></tr>
@@ -229,10 +258,12 @@ img { max-width: 100%; }
 
 def html_page(summary: RunSummary, cascade_png: bytes, curves_png: bytes) -> str:
     """One self-contained HTML page: score table (best score per eval in bold), charts, stage table."""
+    from runtime.orchestrator import STALE_NOTE
+
     best = {ev: max((summary.scores[c][ev] for c in summary.columns if ev in summary.scores[c]), default=None)
             for ev in summary.evals}
     return _HTML.render(
-        s=summary, best=best, label=lambda n: _label(summary, n),
+        s=summary, best=best, label=lambda n: _label(summary, n), stale_note=STALE_NOTE,
         cascade=base64.b64encode(cascade_png).decode(), curves=base64.b64encode(curves_png).decode(),
     )
 
@@ -259,7 +290,7 @@ def report(run_dir: Path | str, out_dir: Path | str | None = None, *, console: C
     page = out / "report.html"
     atomic_write_text(page, html_page(summary, cascade_png, curves_png))
     console = console or Console()
-    console.print(score_table(summary))
+    _print_scores(console, summary, RunDir(run_dir).evals_jsonl)
     console.print(stage_table(summary))
     console.print(f"report: {page}")
     return page

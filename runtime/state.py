@@ -109,6 +109,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def commit_dir(tmp: Path, path: Path) -> None:
     """Swap the complete directory ``tmp`` in as ``path``: ``path -> NAME.old-<pid>``, ``tmp -> path``,
     then delete the old one. A crash between the renames is repaired by :func:`recover_dir`."""
+    _usual_modes(tmp)
     old = path.with_name(f"{path.name}.old-{os.getpid()}")
     if old.exists():
         shutil.rmtree(old)
@@ -117,6 +118,16 @@ def commit_dir(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _usual_modes(root: Path) -> None:
+    # Some writers create private files (safetensors writes model.safetensors 0600); give every file and
+    # folder of a checkpoint the mode a plain open()/mkdir() would, as atomic_write_bytes does.
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(Path(folder) / name, 0o777 & ~_UMASK)
+        for name in files:
+            os.chmod(Path(folder) / name, 0o666 & ~_UMASK)
 
 
 def recover_dir(path: Path) -> Path | None:
@@ -146,6 +157,30 @@ class StateError(Exception):
             f"`{path}` is damaged ({problem})\n"
             "help: restore it from a backup, or delete it to start the run over (every stage then runs again)"
         )
+
+
+# The fields the runtime writes into a stage's (or the base section's) entry of state.json and their types.
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "step": (int,), "hash": (str,), "eval_hash": (str,), "stop_reason": (str,),
+    "checkpoint": (str,),
+}
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one entry of ``state.json`` (hand-edited: the runtime writes the right types)."""
+    if not isinstance(entry, dict):
+        return f"{json.dumps(entry)} is not an object"
+    for key, types in _ENTRY_TYPES.items():
+        value = entry.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"`{key}` is {json.dumps(value)}, not a {'whole number' if int in types else 'string'}"
+    if entry.get("status") is not None and entry["status"] not in STATUSES:
+        return f"`status` is {json.dumps(entry['status'])}, not one of {', '.join(STATUSES)}"
+    if isinstance(entry.get("step"), int) and entry["step"] < 0:
+        return f"`step` is {entry['step']}, a negative step count"
+    return None
 
 
 class RunDir:
@@ -202,6 +237,13 @@ class RunDir:
             raise StateError(self.state_json, str(e)) from None
         if not isinstance(state, dict) or not isinstance(state.setdefault("stages", {}), dict):
             raise StateError(self.state_json, "not an object with a `stages` object")
+        sections = [(f"stage `{name}`", entry) for name, entry in state["stages"].items()]
+        if BASE in state:
+            sections.append((f"section `{BASE}`", state[BASE]))
+        for where, entry in sections:
+            problem = _entry_problem(entry)
+            if problem:
+                raise StateError(self.state_json, f"{where}: {problem}")
         return state
 
     def stage_state(self, stage: str) -> dict[str, Any]:
@@ -237,20 +279,55 @@ class RunDir:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Parsed lines of a JSONL log; a line that does not parse (torn by a crash mid-append) is skipped."""
+    """The JSON objects of a JSONL log; a line that does not parse (torn by a crash mid-append) or is not
+    an object (edited by hand) is skipped."""
+    return read_jsonl_counted(path)[0]
+
+
+def read_jsonl_counted(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """:func:`read_jsonl` plus the number of non-blank lines it skipped."""
     try:
         lines = Path(path).read_text().split("\n")  # not splitlines(): JSON strings may hold U+2028
     except FileNotFoundError:
-        return []
-    out = []
+        return [], 0
+    out, skipped = [], 0
     for line in lines:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
-    return out
+            record = None
+        if isinstance(record, dict):
+            out.append(record)
+        else:
+            skipped += 1
+    return out, skipped
+
+
+def _is_eval_record(r: Mapping[str, Any]) -> bool:
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    step = r.get("step", 0)
+    return (all(isinstance(r.get(k), str) for k in ("stage", "domain", "eval")) and number(r.get("score"))
+            and isinstance(step, int) and not isinstance(step, bool) and step >= 0
+            and isinstance(r.get("metric", ""), str))
+
+
+def read_eval_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The well-formed records of an eval log (``evals.jsonl``) and how many lines were skipped: torn,
+    not an object, or with a field of the wrong type (``stage``/``domain``/``eval``/``metric`` strings,
+    ``score`` a number, ``step`` a whole number >= 0). A NaN score is kept (it prints as ``nan``)."""
+    records, skipped = read_jsonl_counted(path)
+    good = [r for r in records if _is_eval_record(r)]
+    return good, skipped + len(records) - len(good)
+
+
+def skipped_lines_warning(path: Path, skipped: int) -> str:
+    """The one warning line shown when a log had lines that were skipped."""
+    return (f"warning: skipped {skipped} damaged line{'s' if skipped != 1 else ''} of `{path}` "
+            "(not a well-formed record; edited by hand or torn by a crash)")
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -291,11 +368,11 @@ def replace_stage_evals(path: Path, stage: str, records: list[dict[str, Any]]) -
 
 def last_eval_points(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
     """``{stage: {"domain.eval": record}}``: each stage's record of each eval at its last eval point (the
-    largest ``step``; of equal steps the later line wins, as a re-run appends). Lines without a stage,
-    domain, eval or score (foreign or hand-edited) are skipped."""
+    largest ``step``; of equal steps the later line wins, as a re-run appends). Records without a stage,
+    domain, eval or score, or with one of the wrong type (foreign or hand-edited), are skipped."""
     out: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in records:
-        if any(r.get(k) is None for k in ("stage", "domain", "eval", "score")):
+        if not _is_eval_record(r):
             continue
         per = out.setdefault(r["stage"], {})
         key = f"{r['domain']}.{r['eval']}"

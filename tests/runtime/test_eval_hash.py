@@ -147,6 +147,8 @@ def test_plan_actions_reevaluate_only_when_the_eval_hash_changed(tmp_path: Path)
         rd.final(name).mkdir(parents=True)
         (rd.final(name) / "config.json").write_text("{}")
         rd.update_stage(name, status="done", hash=hashes[name], eval_hash=evals[name])
+    for name in ("base", "s1", "s2"):  # a finished stage without its eval records is re-evaluated
+        append_jsonl(rd.evals_jsonl, {"stage": name, "step": 0, "domain": "add", "eval": "held", "score": 0.5})
     assert [a for _, a in plan_actions(plan, rd)] == ["skip", "skip"]
     rd.update_stage("s1", eval_hash="old")
     assert [a for _, a in plan_actions(plan, rd)] == ["reeval", "skip"]

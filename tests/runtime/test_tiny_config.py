@@ -1,0 +1,77 @@
+"""``tiny(NAME, key = value, ...)`` is checked before a model is built: a misspelt model type or config key,
+a non-positive size or a value transformers rejects is a ModelLoadError naming it (findings 7 and 8), and a
+run shows that message at the base-model evals, before anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cascadec_runtime_plans import TINY, console, tiny_plan, write_build
+
+from cascadec.plan import ModelRef
+from runtime.models import ModelLoadError, check_tiny, load_model
+from runtime.orchestrator import run
+from runtime.state import RunDir
+
+
+def load_error(name: str, **config) -> str:
+    with pytest.raises(ModelLoadError) as err:
+        load_model(ModelRef(kind="tiny", name=name, config=config))
+    return str(err.value)
+
+
+def test_misspelt_model_type_suggests_the_close_one_in_a_short_message() -> None:
+    text = load_error("lama")
+    assert "tiny model `lama`: not a transformers model type" in text
+    assert "help: did you mean `llama`?" in text
+    assert len(text) < 400  # not the list of every transformers model type
+
+
+def test_model_type_without_a_causal_lm_class_is_refused() -> None:
+    assert "`t5`: not a causal language model" in load_error("t5")
+
+
+def test_misspelt_config_key_is_refused_with_did_you_mean() -> None:
+    text = load_error("llama", hiden_size=32, num_hidden_layers=1)
+    assert "unknown config key `hiden_size`" in text and "help: did you mean `hidden_size`?" in text
+
+
+@pytest.mark.parametrize("value", [-32, 0])
+def test_non_positive_size_names_the_key(value: int) -> None:
+    text = load_error("llama", hidden_size=value)
+    assert f"`hidden_size = {value}` must be a positive size" in text and "help:" in text
+
+
+def test_wrong_value_types_name_the_key() -> None:
+    assert "`hidden_size = 'abc'` must be an integer" in load_error("llama", hidden_size="abc")
+    assert "`tie_word_embeddings = 1` must be true or false" in load_error("llama", tie_word_embeddings=1)
+
+
+def test_values_transformers_rejects_are_a_model_load_error() -> None:
+    text = load_error("llama", hidden_size=32, num_attention_heads=5)
+    assert "transformers rejects its config" in text and "attention heads" in text and "\n" in text.strip()
+    assert text.count("\n") == 1  # one line saying what is wrong, one help line
+
+
+def test_known_keys_aliases_and_consumed_keywords_pass() -> None:
+    check_tiny(TINY)
+    check_tiny(ModelRef(kind="tiny", name="gpt2", config={"n_embd": 32, "hidden_size": 32}))  # attribute_map
+    check_tiny(ModelRef(kind="tiny", name="llama", config={"rope_theta": 5e5}))  # folded into rope_parameters
+    model, _ = load_model(ModelRef(kind="tiny", name="qwen2", config={"hidden_size": 32, "num_hidden_layers": 1,
+                                                                       "num_attention_heads": 2,
+                                                                       "num_key_value_heads": 1}))
+    assert model.config.hidden_size == 32
+
+
+@pytest.mark.usefixtures("toy_env")
+def test_run_with_a_misspelt_key_fails_at_the_base_evals_with_the_message(tmp_path: Path) -> None:
+    plan = tiny_plan(base=ModelRef(kind="tiny", name="llama", config={**TINY.config, "hiden_size": 32}))
+    rd = RunDir(tmp_path / "run")
+    out = console()
+    rc = run(write_build(tmp_path, plan), rd.root, console=out)
+    text = out.file.getvalue()
+    assert rc == 1, text
+    assert "unknown config key `hiden_size`" in text and "did you mean `hidden_size`?" in text, text
+    assert "Traceback" not in text
+    assert not rd.final("s1").exists() and "s1" not in rd.read_state()["stages"]
