@@ -11,7 +11,6 @@ before a collective, which hangs if decoding joins any collective.
 
 import dataclasses
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,14 @@ from cascadec.plan import (
     Stage,
 )
 
+from dist_helpers import free_port, join_as_rank, letters_reward
+
 TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermediate_size": 64,
                                                     "num_hidden_layers": 2, "num_attention_heads": 2,
                                                     "num_key_value_heads": 1, "initializer_range": 0.3})
 PROMPTS = ["p0 p1", "p2", "p3 p4 p5"]
 GREEDY = {"n": 1, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
 LONG = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_plan(strategy: str) -> Plan:
@@ -52,11 +47,6 @@ def make_plan(strategy: str) -> Plan:
     dom = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x"}]), reward=RewardSpec(kind="exact"))
     stage = Stage(name="rl", kind="grpo", parent="base", domains={"toy": 1.0}, params=params, resources=resources)
     return Plan(name="f", base=TINY, domains={"toy": dom}, stages=[stage])
-
-
-def _letters(samples, completions):
-    # Spread inside every group, so that every GRPO row has a non-zero advantage.
-    return [float(sum(c.isalpha() for c in text)) for text in completions]
 
 
 def _holds_dtensor(module: torch.nn.Module) -> bool:
@@ -71,9 +61,7 @@ def _full(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     from cascadec.render import accelerate_env
     from runtime.data import Sample
     from runtime.entry import build_context
@@ -87,7 +75,7 @@ def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
     plan = make_plan(strategy)
     os.environ.update(dict(accelerate_env(plan.stages[0])))  # what the rendered launch.sh exports
     ctx = build_context(plan, plan.stage("rl"), RunDir(Path(tmp) / strategy))
-    ctx.rewards["toy"] = _letters
+    ctx.rewards["toy"] = letters_reward
     out: dict = {"selected": select_engine(dataclasses.replace(ctx, device=torch.device("cuda")))}
     engine = FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype)
     out["copied"] = engine.model is not unwrap_model(ctx.policy)
@@ -116,7 +104,7 @@ def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
 @pytest.mark.timeout(300)
 def test_fast_engine_under_fsdp2_matches_ddp(tmp_path):
     for strategy in ("ddp", "fsdp2"):
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path), strategy), nprocs=2, join=True)
+        mp.spawn(_worker, args=(free_port(), str(tmp_path), strategy), nprocs=2, join=True)
     for rank in (0, 1):
         ddp, fsdp = (torch.load(tmp_path / f"{s}{rank}.pt", weights_only=False) for s in ("ddp", "fsdp2"))
         assert ddp["selected"] == fsdp["selected"] == "fast"

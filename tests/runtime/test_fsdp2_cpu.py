@@ -5,7 +5,6 @@ of the tied head/embedding, a stale gathered weight, or a checkpoint saved from 
 difference from DDP."""
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -28,15 +27,11 @@ from cascadec.plan import (
     TeacherRef,
 )
 
+from dist_helpers import free_port, join_as_rank, letters_reward
+
 TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermediate_size": 64,
                                                     "num_hidden_layers": 2, "num_attention_heads": 2,
                                                     "num_key_value_heads": 1})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_plan(strategy: str) -> Plan:
@@ -53,11 +48,6 @@ def make_plan(strategy: str) -> Plan:
     return Plan(name="f", base=TINY, domains={"toy": dom}, stages=stages)
 
 
-def _letters(samples, completions):
-    # Spread inside every group, so that every GRPO row has a non-zero advantage.
-    return [float(sum(c.isalpha() for c in text)) for text in completions]
-
-
 def _save_late(acc) -> None:
     """Make this rank's ``save_state`` start a second late: rank 0 must wait for its files before it renames
     the checkpoint folder into place (it once did not, and rank 1's files landed in a vanished folder)."""
@@ -71,9 +61,7 @@ def _save_late(acc) -> None:
 
 
 def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     from cascadec.render import accelerate_env
     from runtime.data import Sample
     from runtime.entry import build_context
@@ -90,7 +78,7 @@ def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
     out = {}
     for stage, trainer_cls in (("rl", GRPOTrainer), ("mopd", DistillTrainer)):
         ctx = build_context(plan, plan.stage(stage), rd)
-        ctx.rewards["toy"] = _letters
+        ctx.rewards["toy"] = letters_reward
         if strategy == "fsdp2":
             from torch.distributed.fsdp import FSDPModule
 
@@ -122,7 +110,7 @@ def _worker(rank: int, port: int, tmp: str, strategy: str) -> None:
 @pytest.mark.timeout(300)
 def test_fsdp2_steps_match_ddp(tmp_path):
     for strategy in ("ddp", "fsdp2"):
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path), strategy), nprocs=2, join=True)
+        mp.spawn(_worker, args=(free_port(), str(tmp_path), strategy), nprocs=2, join=True)
     from runtime.models import load_model
 
     initial = load_model(TINY, seed=0)[0].state_dict()
@@ -141,9 +129,7 @@ def test_fsdp2_steps_match_ddp(tmp_path):
 
 
 def _generate_worker(rank: int, port: int, tmp: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     from cascadec.render import accelerate_env
     from runtime.entry import build_context
     from runtime.state import RunDir
@@ -167,7 +153,7 @@ def _generate_worker(rank: int, port: int, tmp: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_sharded_generate_keeps_ranks_in_step(tmp_path):
-    mp.spawn(_generate_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_generate_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"gen{r}.pt") for r in (0, 1))
     assert (r0["new_tokens"], r1["new_tokens"]) == (3, 9)
     assert r0["checksum"] == r1["checksum"]

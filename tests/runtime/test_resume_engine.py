@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-from cascadec.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, Resources, RewardSpec, Schedule, Stage
+from cascadec.plan import (
+    DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, Resources, RewardSpec, Schedule, Stage,
+)
 from runtime.data import Sample
 from runtime.entry import build_context
 from runtime.loop import load_checkpoint_state, save_checkpoint
@@ -18,26 +20,25 @@ from runtime.rollout.fast import FastRolloutEngine
 from runtime.stages.grpo import GRPOTrainer
 from runtime.state import RunDir
 
+from dist_helpers import letters_reward
+
 TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermediate_size": 64,
                                                     "num_hidden_layers": 2, "num_attention_heads": 2,
                                                     "num_key_value_heads": 1})
-
-
-def _letters(samples, completions):
-    return [float(sum(c.isalpha() for c in text)) for text in completions]
 
 
 def test_resume_refreshes_the_engines_own_copy(tmp_path: Path) -> None:
     torch.set_num_threads(2)
     params = GRPOParams(optim=Optim(lr=Schedule(peak=1e-2)), steps=2, prompts_per_step=2, rollouts_per_prompt=4,
                         micro_batch=8, max_response=6)
-    domain = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x"}]), reward=RewardSpec(kind="exact"))
+    domain = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x"}]),
+                    reward=RewardSpec(kind="exact"))
     stage = Stage(name="rl", kind="grpo", parent="base", domains={"toy": 1.0}, params=params,
                   resources=Resources(device="cpu", precision="fp32"))
     plan = Plan(name="r", base=TINY, domains={"toy": domain}, stages=[stage])
     rd = RunDir(tmp_path)
     ctx = build_context(plan, stage, rd)
-    ctx.rewards["toy"] = _letters
+    ctx.rewards["toy"] = letters_reward
     trainer = GRPOTrainer(ctx)
     trainer.step(0, [Sample(id=f"toy/train/{i}", domain="toy", prompt=f"p{i}") for i in range(2)])
     save_checkpoint(ctx, trainer, 1)
