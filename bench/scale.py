@@ -50,6 +50,7 @@ from typing import Any
 
 from bench import gpu_common as common
 from cascadec.fsutil import atomic_write_text
+from runtime.state import read_jsonl
 
 TEMPLATE = Path(__file__).with_name("scale") / "scale.cascade.j2"
 STAGES = ("grpo", "mopd")
@@ -142,10 +143,6 @@ def stage_figures(metrics: list[dict[str, Any]], warmup: int, prompts: int, grou
         "peak_gib": max((m.get("peak_mem_gib", 0.0) for m in timed), default=0.0),
         "loss": [m.get("loss") for m in metrics], "per_step_s": [m["step_time_s"] for m in metrics],
     }
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def run_one(args: argparse.Namespace, n: int, work: Path, tok_dir: Path, prompts: list[str],

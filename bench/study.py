@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cascadec.fsutil import atomic_write_text  # noqa: E402  (after the repo root is importable)
+from runtime.state import read_jsonl  # noqa: E402
 CLI = [sys.executable, "-m", "cascadec.cli"]
 BASE = "base"
 RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issue 7)
@@ -62,17 +63,6 @@ class Run:
     path: Path
     plan: dict
     evals: list[dict]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSONL file; a torn last line (a run killed mid-write) is skipped."""
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 def load_run(path: Path) -> Run:

@@ -41,6 +41,7 @@ from cascadec.graph import GRAPH_FORMATS
 from cascadec.lower import display_path
 from cascadec.plan import Condition, Plan, Stage, TeacherRef
 from cascadec.report_diagnostics import RENDERERS, diagnostic_url, highlight_full, sort_diagnostics
+from cascadec.suggest import suggest
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -91,8 +92,8 @@ def _choice(kind: type[E]) -> Callable[[str | E], E]:
         try:
             return kind(value)
         except ValueError:
-            hint = difflib.get_close_matches(str(value), names, n=1)
-            near = f"; did you mean `{hint[0]}`?" if hint else ""
+            hint = suggest(str(value), names)
+            near = f"; did you mean `{hint}`?" if hint else ""
             raise typer.BadParameter(f"`{value}` is unknown; use {_or_list(names)}{near}") from None
 
     return parse

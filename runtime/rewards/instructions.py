@@ -343,11 +343,11 @@ def check_instruction(instruction_id: str, response: str, kwargs: dict[str, Any]
     """
     fn = CHECKERS.get(instruction_id)
     if fn is None:
-        import difflib
+        from cascadec.suggest import suggest
 
-        close = difflib.get_close_matches(instruction_id, CHECKERS, n=1)
+        close = suggest(instruction_id, CHECKERS)
         raise RewardError(f"unknown instruction id `{instruction_id}`",
-                          hint=f"did you mean `{close[0]}`?" if close else f"{len(CHECKERS)} ids are supported, "
+                          hint=f"did you mean `{close}`?" if close else f"{len(CHECKERS)} ids are supported, "
                           "see docs/rewards.md")
     params = inspect.signature(fn).parameters
     given = {k: v for k, v in (kwargs or {}).items() if v is not None and k in params}

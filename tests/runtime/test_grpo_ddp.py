@@ -1,8 +1,6 @@
 """GRPO and SFT steps under two CPU ranks (gloo): a rank whose rollouts are all filtered out still joins
 every gradient all-reduce, and both ranks end the step with identical weights."""
 
-import os
-import socket
 import sys
 from pathlib import Path
 
@@ -10,19 +8,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from dist_helpers import free_port, join_as_rank
+
 HERE = Path(__file__).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, tmp: str, kind: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     sys.path.insert(0, str(HERE))
     from runtime.data import Sample
 
@@ -58,7 +50,7 @@ def _worker(rank: int, port: int, tmp: str, kind: str) -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("kind", ["grpo", "sft"])
 def test_two_ranks_stay_in_sync(tmp_path, kind):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path), kind), nprocs=2, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path), kind), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"out{r}.pt") for r in (0, 1))
     assert r0["changed"] and r1["changed"]
     torch.testing.assert_close(r0["after"], r1["after"], atol=0, rtol=0)
