@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cascadec.fsutil import atomic_write_text  # noqa: E402
+from cascadec.contract.fsutil import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "compile.md"
 CLI = [sys.executable, "-m", "cascadec.cli"]

@@ -37,7 +37,7 @@ RUNS = ("cascadec-fast-reverse_kl", "cascadec-fast-mopd", "cascadec-hf-reverse_k
 
 def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str], loss: str):
     """A one-stage distill plan (teacher: the base model) over an inline domain of the prompts."""
-    from cascadec.plan import (
+    from cascadec.contract.plan import (
         DataSource,
         DistillParams,
         Domain,

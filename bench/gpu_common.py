@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 
 H200_BF16_DENSE_PEAK = 989e12
 

@@ -33,7 +33,7 @@ RUNS = ("cascadec-fast", "cascadec-hf", "trl")
 
 def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str]):
     """A one-stage GRPO plan over an inline domain of the benchmark prompts."""
-    from cascadec.plan import (
+    from cascadec.contract.plan import (
         DataSource,
         Domain,
         GRPOParams,

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gpu_common as common
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 from runtime.state import read_jsonl
 
 TEMPLATE = Path(__file__).with_name("scale") / "scale.cascade.j2"

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cascadec.fsutil import atomic_write_text  # noqa: E402  (after the repo root is importable)
+from cascadec.contract.fsutil import atomic_write_text  # noqa: E402  (after the repo root is importable)
 from runtime.state import read_jsonl  # noqa: E402
 CLI = [sys.executable, "-m", "cascadec.cli"]
 BASE = "base"

@@ -36,12 +36,12 @@ from cascadec import __version__
 from cascadec.checks.memory import memory_lower_bound
 from cascadec.compiler import CompileResult, compile_file, read_spec
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 from cascadec.graph import GRAPH_FORMATS
 from cascadec.lower import display_path
-from cascadec.plan import Condition, Plan, Stage, TeacherRef
+from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
 from cascadec.report_diagnostics import RENDERERS, diagnostic_url, highlight_full, sort_diagnostics
-from cascadec.suggest import suggest
+from cascadec.contract.suggest import suggest
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -342,9 +342,9 @@ def _format_condition(c: Condition) -> str:
 
 def _format_batch(stage: Stage) -> str:
     p = stage.params
-    if p.kind == "sft":
-        return str(p.batch_size)
-    return f"{p.prompts_per_step} × {p.rollouts_per_prompt} ({p.prompts_per_step * p.rollouts_per_prompt})"
+    if p.group_size == 1:
+        return str(p.rows_per_step)
+    return f"{p.rows_per_step} × {p.group_size} ({p.sequences_per_step})"
 
 
 def _format_memory(plan: Plan, stage: Stage) -> str:

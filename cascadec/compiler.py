@@ -20,7 +20,7 @@ from cascadec.diagnostics import Diagnostic, Span
 from cascadec.lower import lower
 from cascadec.model import build
 from cascadec.parser import parse
-from cascadec.plan import Plan
+from cascadec.contract.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from cascadec.plan import Plan, Stage
+from cascadec.contract.plan import Plan, Stage
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -51,7 +51,7 @@ def _mermaid_text(text: str) -> str:
 def to_mermaid(plan: Plan) -> str:
     """A Mermaid ``flowchart TD`` of the cascade, ending with a newline.
 
-    >>> from cascadec.plan import ModelRef
+    >>> from cascadec.contract.plan import ModelRef
     >>> print(to_mermaid(Plan(name="x", base=ModelRef(kind="hub", name="m"), domains={}, stages=[])), end="")
     flowchart TD
       st_base(["base: m"])
@@ -86,7 +86,7 @@ def _dot_string(text: str) -> str:
 def to_dot(plan: Plan) -> str:
     """A Graphviz ``digraph`` of the cascade, ending with a newline.
 
-    >>> from cascadec.plan import ModelRef
+    >>> from cascadec.contract.plan import ModelRef
     >>> print(to_dot(Plan(name="x", base=ModelRef(kind="hub", name="m"), domains={}, stages=[])), end="")
     digraph "x" {
       rankdir=TB;

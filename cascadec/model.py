@@ -1,6 +1,6 @@
 """Typed input model: pydantic v2 models (``extra="forbid"``) built from the AST.
 
-The input models subclass the plan models of `cascadec.plan` and add the ranges a user can get wrong
+The input models subclass the plan models of `cascadec.contract.plan` and add the ranges a user can get wrong
 (``lr > 0``, ``0 < top_p <= 1``, ...), so their defaults are the plan's defaults by construction. Building
 goes in two steps: AST values are converted per key (types, units: CAS200/CAS202/CAS104), then pydantic
 validates; every ``ValidationError`` location is mapped back to the span of the value that produced it
@@ -16,11 +16,12 @@ from typing import Annotated, Any, Callable, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from cascadec import ast, plan
+from cascadec import ast
+from cascadec.contract import plan
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.reward_args import check_reward_args
-from cascadec.suggest import did_you_mean
+from cascadec.contract.suggest import did_you_mean
 from cascadec.units import as_number, scale, unit_help
 
 # ---------------------------------------------------------------- input models

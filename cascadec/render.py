@@ -27,9 +27,9 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cascadec import __version__
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 from cascadec.model import is_dir_name
-from cascadec.plan import Plan, Stage
+from cascadec.contract.plan import Plan, Stage
 
 #: Files the renderer writes into a stage directory (only these are ever deleted when stale).
 STAGE_FILES = ("launch.sh", "sbatch.sh", "accelerate.yaml", "ds_config.json")
@@ -108,19 +108,6 @@ def check_path_component(kind: str, name: str) -> None:
         )
 
 
-def sequences_per_step(stage: Stage) -> int:
-    """Sequences in one optimizer step: ``batch_size`` (sft) or ``prompts_per_step × rollouts_per_prompt``."""
-    p = stage.params
-    if p.kind == "sft":
-        return p.batch_size
-    return p.prompts_per_step * p.rollouts_per_prompt
-
-
-def data_parallel_size(stage: Stage) -> int:
-    """Data-parallel ranks: ``nnodes × nproc_per_node`` (every rank holds a replica or a ZeRO shard)."""
-    return stage.resources.nnodes * stage.resources.nproc_per_node
-
-
 def stage_inputs(plan: Plan, stage: Stage) -> list[str]:
     """Local files and directories ``stage`` reads from outside the run directory, sorted.
 
@@ -149,7 +136,7 @@ def deepspeed_config(stage: Stage) -> dict[str, Any] | None:
     zero = _ZERO_STAGE.get(stage.resources.strategy)
     if zero is None:
         return None
-    total, micro, dp = sequences_per_step(stage), stage.params.micro_batch, data_parallel_size(stage)
+    total, micro, dp = stage.params.sequences_per_step, stage.params.micro_batch, stage.data_parallel_size
     if total % (micro * dp):
         raise RenderError(
             f"stage `{stage.name}`: {total} sequences per step do not split into micro-batches of {micro} "
@@ -206,7 +193,7 @@ def accelerate_config(stage: Stage) -> dict[str, Any]:
     """An `accelerate launch --config_file` config equivalent to `accelerate_env` (run it from the
     stage directory, where ``ds_config.json`` is)."""
     r = stage.resources
-    processes = data_parallel_size(stage)
+    processes = stage.data_parallel_size
     if r.strategy in _ZERO_STAGE:
         kind = "DEEPSPEED"
     elif r.strategy == "fsdp2":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
-from cascadec.suggest import did_you_mean, suggest
+from cascadec.contract.suggest import did_you_mean, suggest
 from cascadec.units import UNITS
 
 

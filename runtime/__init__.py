@@ -1,1 +1,1 @@
-"""cascadec runtime: executes a compiled plan.json stage by stage. Imports only cascadec.plan from the compiler."""
+"""cascadec runtime: executes a compiled plan.json stage by stage. Imports only cascadec.contract.plan from the compiler."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cascadec.plan import ChatTemplate
+from cascadec.contract.plan import ChatTemplate
 
 Mode = Literal["thinking", "no_thinking", "none"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from cascadec.plan import Optim, Plan, Schedule, Stage
+from cascadec.contract.plan import Optim, Plan, Schedule, Stage
 from runtime.data import Sample
 from runtime.models import ModelLoadError, load_checkpoint, load_model
 from runtime.state import BASE, RunDir

@@ -1,6 +1,6 @@
 """Prompt data: a plan ``DataSource`` -> ``list[Sample]``, and the deterministic domain-mixture sampler.
 
-Sources (``cascadec.plan.DataSource``): ``jsonl`` (one JSON object per line, columns mapped by ``fields``),
+Sources (``cascadec.contract.plan.DataSource``): ``jsonl`` (one JSON object per line, columns mapped by ``fields``),
 ``gym`` (a reasoning-gym generator), ``hf_disk`` (``datasets.load_from_disk``), ``inline`` (rows in the
 spec). ``fields`` maps roles to column names; ``prompt`` and ``answer`` default to the columns of the same
 name. Every unmapped column, and every mapped role other than prompt/answer (``completion``, ``messages``,
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cascadec.plan import DataSource
+from cascadec.contract import datarows
+from cascadec.contract.plan import DataSource
 
 
 class DataError(Exception):
@@ -65,33 +66,28 @@ def _row_to_sample(
 ) -> Sample:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}")
-    columns = {"prompt": "prompt", "answer": "answer", **fields}
-    prompt_col = columns["prompt"]
-    if prompt_col in row:
-        prompt = row[prompt_col]
-    elif "messages" in columns and columns["messages"] in row:
-        prompt = _last_user_turn(row[columns["messages"]], where)
-    else:
+    cols = datarows.columns(fields)
+    problem = datarows.prompt_problem(row, fields)
+    if problem is not None and problem.kind == "missing":
         have = ", ".join(f"`{k}`" for k in sorted(row)) or "none"
         raise DataError(
-            f"{where}: no prompt column `{prompt_col}` (columns: {have})\n"
+            f"{where}: no prompt column `{problem.column}` (columns: {have})\n"
             f'help: map the prompt column, e.g. jsonl("...", prompt = "question"); rows of inline([...]) '
             "use the keys `prompt` and `answer`"
         )
-    if not isinstance(prompt, str):
-        raise DataError(f"{where}: prompt column `{prompt_col}` must be a string, found {type(prompt).__name__}")
-    mapped = {col: role for role, col in columns.items()}
-    meta = {}
-    for col, value in row.items():
-        role = mapped.get(col, col)
-        if role not in ("prompt", "answer"):
-            meta[role] = value
-    sample_id = str(row.get(columns.get("id", "id"), index))
+    if problem is not None:
+        found = type(row[problem.column]).__name__
+        raise DataError(f"{where}: prompt column `{problem.column}` must be a string, found {found}")
+    prompt_col = cols[datarows.PROMPT]
+    prompt = row[prompt_col] if prompt_col in row else _last_user_turn(row[cols[datarows.MESSAGES]], where)
+    meta = {role: value for role, value in datarows.roles(row, fields).items()
+            if role not in (datarows.PROMPT, datarows.ANSWER)}
+    sample_id = str(row.get(cols.get("id", "id"), index))
     return Sample(
         id=f"{domain}/{split}/{sample_id}",
         domain=domain,
         prompt=prompt,
-        answer=row.get(columns["answer"]),
+        answer=row.get(cols[datarows.ANSWER]),
         meta=meta,
     )
 

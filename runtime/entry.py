@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cascadec.plan import Plan, Resources, Stage
+from cascadec.contract.plan import Plan, Resources, Stage
 from runtime.context import (
     StageContext, build_engine, build_optimizer, build_scheduler, load_plugins, trainer_class,
 )
@@ -205,11 +205,6 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     return ctx
 
 
-def stage_batch_size(stage: Stage) -> int:
-    """Global samples per step: SFT's ``batch_size``, RL's ``prompts_per_step``."""
-    return stage.params.batch_size if stage.kind == "sft" else stage.params.prompts_per_step
-
-
 # ------------------------------------------------------------------ the two jobs
 
 
@@ -220,7 +215,7 @@ def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
 
     weights = stage.domains or {}
     data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
-    sampler = MixtureSampler(data, weights, stage_batch_size(stage), seed=plan.seed + stage.seed)
+    sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed)
     eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)
     ctx.start_step = broadcast_from_main(

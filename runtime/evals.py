@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cascadec.plan import EvalSpec, Plan
+from cascadec.contract.plan import EvalSpec, Plan
 from runtime.data import Sample, load_source
 
 CORRECT = 0.5

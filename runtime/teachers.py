@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cascadec.plan import Plan, Stage, TeacherRef
+from cascadec.contract.plan import Plan, Stage, TeacherRef
 from runtime.state import BASE, RunDir, last_eval_points, read_jsonl
 
 DEFAULT = "default"

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 
 REGISTRY = Path(__file__).resolve().parents[1] / "cascadec" / "gym_registry.json"
 

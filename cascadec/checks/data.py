@@ -4,7 +4,7 @@ dataset directory is missing), CAS321 (a mapped or needed column is absent), CAS
 A model check: it needs the resolved paths and each domain's stage kinds from the typed model. Of a
 `jsonl` file it reads only the first non-empty line, so a large file costs one line. `hf_disk` directories
 are only checked to exist; `gym` sources are CAS318/CAS319 (`cascadec/checks/gym.py`). What a row needs is
-`cascadec.datarows`, the runtime's rule.
+`cascadec.contract.datarows`, the runtime's rule.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
-from cascadec.datarows import ANSWER, COMPLETION, MESSAGES, PROMPT, prompt_problem, sft_target_problem
+from cascadec.contract.datarows import ANSWER, COMPLETION, MESSAGES, PROMPT, prompt_problem, sft_target_problem
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model import DataIn
-from cascadec.suggest import did_you_mean, suggest
+from cascadec.contract.suggest import did_you_mean, suggest
 
 # characters: a longer first row is left to the runtime rather than held in memory while compiling
 _MAX_LINE = 64 * 2**20

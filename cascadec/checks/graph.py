@@ -8,6 +8,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
+from cascadec.order import ancestors
 
 
 def parents(view: ast.SpecView) -> dict[str, str]:
@@ -17,16 +18,6 @@ def parents(view: ast.SpecView) -> dict[str, str]:
         if st.name.name != "base":  # a stage named `base` is CAS303; `base` stays the root here
             out.setdefault(st.name.name, st.parent.name)
     return out
-
-
-def ancestors(name: str, parent_of: dict[str, str]) -> list[str]:
-    """Parent chain of ``name``, nearest first, ending at ``base`` (stops at a repeat or unknown name)."""
-    chain: list[str] = []
-    cur = parent_of.get(name)
-    while cur is not None and cur not in chain:
-        chain.append(cur)
-        cur = parent_of.get(cur)
-    return chain
 
 
 def check_cycles(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:

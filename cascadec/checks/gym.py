@@ -19,7 +19,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
-from cascadec.suggest import did_you_mean, suggest
+from cascadec.contract.suggest import did_you_mean, suggest
 
 # `cascadec.model.to_data` takes these out of `gym(...)` into `DataSource.size`/`.seed`; every other keyword
 # becomes a config argument (`DataSource.args`)

@@ -24,7 +24,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.model import PACKAGED_MODELS
-from cascadec.plan import ModelRef, Stage
+from cascadec.contract.plan import ModelRef, Stage
 
 
 # the first `<number>B` or `<number>M` that stands alone in the last path component: `Qwen3-8B`, `72B-Instruct`
@@ -45,7 +45,7 @@ def parameter_count(kind: str, name: str) -> int | None:
 def model_state_bytes(params: int, st: Stage, frozen: int) -> tuple[float, float]:
     """(trained model's states, frozen models) in bytes per rank for stage ``st`` (see the module docstring)."""
     r = st.resources
-    n = r.nnodes * r.nproc_per_node
+    n = st.data_parallel_size
     width = 4 if r.precision == "fp32" else 2
     weights, grads = width * params, width * params
     optimizer = (8 if width == 4 else 12) * params
@@ -88,7 +88,7 @@ def check_memory(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
         trained, frozen = model_state_bytes(params, st, frozen_models(st))
         if trained + frozen <= limit:
             continue
-        n = st.resources.nnodes * st.resources.nproc_per_node
+        n = st.data_parallel_size
         notes = (f"{params / 1e9:.3g}B parameters; `strategy = {st.resources.strategy}` over {n} rank(s): "
                  f"{_gib(trained)} of weights, gradients and AdamW states"
                  + (f" + {_gib(frozen)} of frozen reference/teacher models" if frozen else "")

@@ -9,7 +9,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
-from cascadec.suggest import did_you_mean
+from cascadec.contract.suggest import did_you_mean
 
 
 def _unknown(ident: ast.Ident, what: str, candidates: list[str]) -> Diagnostic:

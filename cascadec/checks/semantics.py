@@ -54,28 +54,18 @@ def check_batch(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Each optimizer step's sequences must split into whole micro-batches on every data-parallel rank."""
     for i, st, name_span in _stages(ctx):
         p = st.params
-        dp = st.resources.nnodes * st.resources.nproc_per_node
-        unit = dp * p.micro_batch
-        if isinstance(p, SFTIn):
-            total, what, key = p.batch_size, f"`batch_size = {p.batch_size}`", "batch_size"
-        else:
-            total = p.prompts_per_step * p.rollouts_per_prompt
-            what = (f"`prompts_per_step × rollouts_per_prompt` = {p.prompts_per_step} × "
-                    f"{p.rollouts_per_prompt} = {total}")
-            key = "prompts_per_step"
+        dp, unit, total, key = st.data_parallel_size, st.micro_batch_unit, p.sequences_per_step, p.batch_key
         if total % unit == 0:
             continue
+        what = (f"`{key} = {total}`" if p.group_size == 1 else
+                f"`{key} × rollouts_per_prompt` = {p.rows_per_step} × {p.group_size} = {total}")
         hints = []
         if total % dp == 0:
             hints.append("`micro_batch` = " + ", ".join(map(str, _micro_options(total // dp))))
-        if isinstance(p, SFTIn):
-            lo, hi = (total // unit) * unit, (total // unit + 1) * unit
-            hints.append(f"`batch_size` = {' or '.join(str(v) for v in (lo, hi) if v > 0)}")
-        else:
-            ok = [n for n in range(1, 4 * p.prompts_per_step + unit + 1) if (n * p.rollouts_per_prompt) % unit == 0]
-            below = [n for n in ok if n <= p.prompts_per_step][-1:]
-            above = [n for n in ok if n > p.prompts_per_step][:1]
-            hints.append("`prompts_per_step` = " + " or ".join(map(str, below + above)))
+        ok = [n for n in range(1, 4 * p.rows_per_step + unit + 1) if (n * p.group_size) % unit == 0]
+        below = [n for n in ok if n <= p.rows_per_step][-1:]
+        above = [n for n in ok if n > p.rows_per_step][:1]
+        hints.append(f"`{key}` = " + " or ".join(map(str, below + above)))
         yield make("CAS400", f"{what} does not split over {dp} data-parallel rank(s) × `micro_batch = "
                    f"{p.micro_batch}`", ctx.span_of(("stages", i, "params", key), name_span),
                    label=f"{total} is not divisible by {unit}",

@@ -12,7 +12,7 @@ from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.model import (CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, STAGE_KEYS, STAGE_KINDS,
                             is_dir_name, stage_keys)
-from cascadec.suggest import did_you_mean
+from cascadec.contract.suggest import did_you_mean
 
 
 def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:

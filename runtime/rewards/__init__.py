@@ -10,7 +10,7 @@ import importlib
 import inspect
 from typing import Any
 
-from cascadec.plan import Domain, RewardSpec
+from cascadec.contract.plan import Domain, RewardSpec
 from runtime.rewards.base import Reward, RewardError
 
 __all__ = ["KINDS", "Reward", "RewardError", "build_reward"]
@@ -80,7 +80,7 @@ def build_reward(spec: RewardSpec, *, domain: Domain | None = None) -> Reward:
         cls = getattr(importlib.import_module(module), name)
         reward = _construct(cls, spec, dict(spec.args))
     else:
-        from cascadec.suggest import suggest
+        from cascadec.contract.suggest import suggest
 
         close = suggest(spec.kind, [*KINDS, *COMPOSITE])
         raise RewardError(f"unknown reward kind `{spec.kind}`",

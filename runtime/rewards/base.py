@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 
 
 class Reward(Protocol):

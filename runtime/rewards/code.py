@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 from runtime.rewards.base import RewardError, check_batch, resolve, strip_thinking
 from runtime.sandbox import Job, Limits, SandboxPool
 

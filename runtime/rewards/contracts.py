@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cascadec.plan import DataSource, Domain, Origin, Plan, RewardSpec
+from cascadec.contract.plan import DataSource, Domain, Origin, Plan, RewardSpec
 from runtime.rewards import build_reward
 from runtime.rewards.base import RewardError
 

@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 from runtime.rewards.base import RewardError, check_batch
 
 

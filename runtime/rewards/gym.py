@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 from runtime.rewards.base import RewardError, check_batch, extract_final_answer
 
 

@@ -18,7 +18,7 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 from runtime.rewards.base import RewardError, check_batch, resolve, strip_thinking
 from runtime.rewards.combine import scripts
 
@@ -343,7 +343,7 @@ def check_instruction(instruction_id: str, response: str, kwargs: dict[str, Any]
     """
     fn = CHECKERS.get(instruction_id)
     if fn is None:
-        from cascadec.suggest import suggest
+        from cascadec.contract.suggest import suggest
 
         close = suggest(instruction_id, CHECKERS)
         raise RewardError(f"unknown instruction id `{instruction_id}`",

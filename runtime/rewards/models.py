@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from cascadec.plan import Origin
+from cascadec.contract.plan import Origin
 from runtime.rewards.base import RewardError, check_batch, groups, resolve, strip_thinking
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner, Result
 
 from cascadec import cli
 from cascadec.diagnostics import Diagnostic, Label, Span
-from cascadec.plan import (
+from cascadec.contract.plan import (
     Condition,
     DataSource,
     DistillParams,

@@ -136,7 +136,7 @@ def test_check_rewards_reports_a_missing_module_or_adds_problems(monkeypatch: py
     assert result.exit_code == 2
     assert "needs `runtime.rewards.contracts`" in result.stderr
 
-    from cascadec.plan import Origin
+    from cascadec.contract.plan import Origin
     from runtime.rewards.contracts import Problem
 
     class Contracts:

@@ -8,7 +8,7 @@ import pytest
 
 from compiler_helpers import ROOT
 
-from cascadec import plan
+from cascadec.contract import plan
 from cascadec.codes import CODES, make
 from cascadec.model import SpecIn, json_schema, stage_keys
 

@@ -1,4 +1,4 @@
-"""Data sources at compile time (CAS320, CAS321, CAS322), and `cascadec.datarows` against the runtime's loader."""
+"""Data sources at compile time (CAS320, CAS321, CAS322), and `cascadec.contract.datarows` against the runtime's loader."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from cascadec.checks import data as data_check
 from cascadec.compiler import CompileResult, compile_file
-from cascadec.datarows import prompt_problem, sft_target_problem
+from cascadec.contract.datarows import prompt_problem, sft_target_problem
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.plan import DataSource
+from cascadec.contract.plan import DataSource
 from runtime.data import DataError, load_source
 
 

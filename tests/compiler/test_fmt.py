@@ -9,7 +9,7 @@ from compiler_helpers import ROOT, SHIPPED
 
 from cascadec.compiler import compile_source
 from cascadec.fmt import format_source
-from cascadec.plan import Plan
+from cascadec.contract.plan import Plan
 
 
 def _without_origins(plan: Plan) -> str:

@@ -1,4 +1,4 @@
-"""`cascadec.fsutil.atomic_write_text`: permissions, parent directories, and no torn or stray file on failure."""
+"""`cascadec.contract.fsutil.atomic_write_text`: permissions, parent directories, and no torn or stray file on failure."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import NEW_FILE_MODE, atomic_write_text
 
 
 def _mode(path: Path) -> int:
     return path.stat().st_mode & 0o7777
 
 
-def test_new_file_gets_0644_and_its_parents(tmp_path: Path) -> None:
+def test_new_file_gets_the_umask_mode_and_its_parents(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "out.md"
     atomic_write_text(path, "x\r\ny\n")
     assert path.read_bytes() == b"x\r\ny\n"  # newlines are written as given
-    assert _mode(path) == 0o644
+    assert _mode(path) == NEW_FILE_MODE
 
 
 def test_replacing_keeps_the_mode_unless_one_is_given(tmp_path: Path) -> None:

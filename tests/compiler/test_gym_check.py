@@ -137,7 +137,7 @@ def test_malformed_gym_calls_are_left_to_the_model_checks() -> None:
 @pytest.mark.parametrize("args", [{"max_terms": 2, "min_terms": 2}, {"max_termz": 2}, {"sise": 2}])
 def test_compile_verdict_agrees_with_the_runtime(args: dict[str, int]) -> None:
     pytest.importorskip("reasoning_gym")
-    from cascadec.plan import DataSource
+    from cascadec.contract.plan import DataSource
     from runtime.data import DataError, load_source
 
     keywords = "".join(f", {k} = {v}" for k, v in args.items())

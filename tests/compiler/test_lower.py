@@ -6,7 +6,7 @@ import os
 
 from cascadec.compiler import compile_source
 from cascadec.lower import display_path
-from cascadec.plan import Plan
+from cascadec.contract.plan import Plan
 
 
 def _plan(text: str, path: str = "/spec/dir/x.cascade") -> Plan:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from synthetic_run import make_plan, write_run
 
-from cascadec.plan import Plan
+from cascadec.contract.plan import Plan
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     Condition,
     DataSource,
     DistillParams,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cascadec.plan import Condition
+from cascadec.contract.plan import Condition
 from runtime.stop import StopRuleError, score_history, should_stop
 
 

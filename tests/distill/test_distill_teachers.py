@@ -8,7 +8,7 @@ import pytest
 import torch
 from synthetic_run import make_plan, write_run
 
-from cascadec.plan import TeacherRef
+from cascadec.contract.plan import TeacherRef
 from runtime.models import byte_tokenizer
 from runtime.teachers import (
     TeacherError,

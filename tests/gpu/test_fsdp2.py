@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource,
     DistillParams,
     Domain,

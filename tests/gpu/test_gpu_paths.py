@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource,
     DistillParams,
     Domain,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cascadec.graph import to_dot, to_mermaid
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource,
     DistillParams,
     Domain,

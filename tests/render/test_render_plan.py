@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource,
     Domain,
     EvalSpec,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.rewards import RewardError, build_reward
 from runtime.rewards.code import extract_code
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cascadec.plan import DataSource, Domain, ModelRef, Origin, Plan, RewardSpec
+from cascadec.contract.plan import DataSource, Domain, ModelRef, Origin, Plan, RewardSpec
 from runtime.rewards.contracts import Problem, check_rewards, tiny_batch
 
 ORIGIN = Origin(path="x.cascade", line=7, column=14, end_line=7, end_column=40)

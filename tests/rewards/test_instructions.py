@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.rewards import RewardError, build_reward
 from runtime.rewards.instructions import CHECKERS, check_instruction, detect_language
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 import reasoning_gym
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.rewards import RewardError, build_reward
 
 

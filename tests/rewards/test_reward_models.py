@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.rewards import RewardError, build_reward
 from runtime.rewards.models import aggregate_pairwise, parse_pairwise
 

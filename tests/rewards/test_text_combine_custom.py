@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from cascadec.plan import Origin, RewardSpec
+from cascadec.contract.plan import Origin, RewardSpec
 from runtime.rewards import RewardError, build_reward
 from runtime.rewards.combine import apply_overlong, code_switched
 from runtime.rewards.text import extract_choice

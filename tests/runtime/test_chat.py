@@ -2,7 +2,7 @@
 
 import pytest
 
-from cascadec.plan import ChatTemplate
+from cascadec.contract.plan import ChatTemplate
 from runtime.chat import ChatError, render_prompt, render_sft
 from runtime.models import byte_tokenizer
 

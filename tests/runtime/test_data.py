@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.plan import DataSource
+from cascadec.contract.plan import DataSource
 from runtime.data import DataError, MixtureSampler, Sample, load_source
 
 

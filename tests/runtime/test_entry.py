@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.plan import Resources
+from cascadec.contract.plan import Resources
 from runtime.data import Sample
 from runtime.entry import GuardedReward, StageError, make_accelerator, main, user_errors
 from runtime.launch import stage_command, stage_env
 from runtime.loop import checkpoint_step, reduce_metrics
 from runtime.rewards.base import RewardError
 
-# The plan contract, and the standard-library-only did-you-mean helper; never the parser or the checks.
-RUNTIME_MAY_IMPORT = {"cascadec.plan", "cascadec.suggest"}
+# The compiler/runtime contract package; never the parser, the model, the checks or the CLI.
+CONTRACT = "cascadec.contract"
 SAMPLES = [Sample(id="d/0", domain="d", prompt="p", answer="1")] * 2
 
 
@@ -93,7 +93,7 @@ def test_user_errors_include_other_parts_types() -> None:
     assert {"ModelLoadError", "DataError", "RewardError", "StageError"} <= names
 
 
-def test_runtime_imports_only_cascadec_plan_and_suggest() -> None:
+def test_runtime_imports_nothing_from_cascadec_but_the_contract() -> None:
     root = Path(__file__).resolve().parents[2] / "runtime"
     bad = []
     for path in root.rglob("*.py"):
@@ -101,5 +101,19 @@ def test_runtime_imports_only_cascadec_plan_and_suggest() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             bad += [f"{path.relative_to(root.parent)}: {n}" for n in names
-                    if (n == "cascadec" or n.startswith("cascadec.")) and n not in RUNTIME_MAY_IMPORT]
+                    if (n == "cascadec" or n.startswith("cascadec."))
+                    and not (n == CONTRACT or n.startswith(CONTRACT + "."))]
+            if isinstance(node, ast.ImportFrom) and node.module == "cascadec":
+                bad += [f"{path.relative_to(root.parent)}: cascadec.{a.name}" for a in node.names
+                        if a.name != "contract"]
+    assert bad == []
+
+
+def test_the_contract_imports_nothing_else_from_cascadec() -> None:
+    root = Path(__file__).resolve().parents[2] / "cascadec" / "contract"
+    bad = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("cascadec"):
+                bad += [f"{path.name}: {node.module}"] if not node.module.startswith(CONTRACT) else []
     assert bad == []

@@ -16,7 +16,7 @@ import pytest
 from cascadec_runtime_plans import console, run_ok, sft_stage, tiny_plan, write_build
 
 from cascadec.compiler import compile_file
-from cascadec.plan import Condition, Plan, TeacherRef
+from cascadec.contract.plan import Condition, Plan, TeacherRef
 from runtime.orchestrator import drop_stale_evals, eval_hashes, plan_actions, reevaluate, run, stage_hashes
 from runtime.state import RunDir, append_jsonl, last_eval_points, read_jsonl, replace_stage_evals
 

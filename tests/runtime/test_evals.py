@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cascadec.plan import DataSource, EvalSpec
+from cascadec.contract.plan import DataSource, EvalSpec
 from runtime.data import Sample
 from runtime.evals import EvalSet, item_score, pass_at_k, run_evals
 from runtime.rollout.base import RolloutBatch

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource,
     Domain,
     GRPOParams,

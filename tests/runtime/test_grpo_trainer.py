@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cascadec.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, RewardSpec, Schedule, Stage
+from cascadec.contract.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, RewardSpec, Schedule, Stage
 from runtime.data import Sample
 from runtime.entry import build_context
 from runtime.stages import TRAINERS

@@ -9,7 +9,7 @@ import string
 import torch
 from test_grpo_trainer import BATCH, make_ctx
 
-from cascadec.plan import Optim, Schedule
+from cascadec.contract.plan import Optim, Schedule
 from runtime.stages.grpo import GRPOTrainer
 
 torch.set_num_threads(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cascadec.plan import ModelRef
+from cascadec.contract.plan import ModelRef
 from runtime.models import ModelLoadError, byte_tokenizer, load_checkpoint, load_model, save_checkpoint
 
 TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 16, "intermediate_size": 32,

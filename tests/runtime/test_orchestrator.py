@@ -13,7 +13,7 @@ import pytest
 import torch
 from cascadec_runtime_plans import TINY, console, domain, rows, run_ok, sft_stage, tiny_plan, write_build
 
-from cascadec.plan import DataSource, ModelRef, RewardSpec
+from cascadec.contract.plan import DataSource, ModelRef, RewardSpec
 from runtime.context import lr_at
 from runtime.models import load_model, save_checkpoint
 from runtime.orchestrator import plan_actions, resolve_plan_path, run, stage_hashes, status

@@ -14,7 +14,7 @@ import pytest
 import torch
 from cascadec_runtime_plans import console, run_ok, sft_stage, tiny_plan, write_build
 
-from cascadec.plan import ModelRef
+from cascadec.contract.plan import ModelRef
 from runtime.models import load_model
 from runtime.orchestrator import run
 from runtime.state import RunDir, read_jsonl

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from cascadec.plan import (
+from cascadec.contract.plan import (
     DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, Resources, RewardSpec, Schedule, Stage,
 )
 from runtime.data import Sample

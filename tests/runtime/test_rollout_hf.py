@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cascadec.plan import ModelRef
+from cascadec.contract.plan import ModelRef
 from runtime.logprobs import token_logprobs
 from runtime.models import load_model
 from runtime.rollout.hf import HFRolloutEngine, SeededSampler

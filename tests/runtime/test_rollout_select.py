@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from cascadec.plan import ModelRef, Resources
+from cascadec.contract.plan import ModelRef, Resources
 from runtime.models import load_model
 from runtime.rollout import build_engine, select_engine
 from runtime.rollout.hf import HFRolloutEngine

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cascadec_runtime_plans import console, run_ok, sft_stage, tiny_plan, write_build
 
-from cascadec.plan import ModelRef
+from cascadec.contract.plan import ModelRef
 from runtime.launch import repo_root
 from runtime.models import ModelLoadError, load_model
 from runtime.orchestrator import STALE_NOTE, plan_actions, run, status

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cascadec.plan import Optim, Schedule
+from cascadec.contract.plan import Optim, Schedule
 from runtime.context import build_optimizer, build_scheduler, lr_at
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cascadec.plan import DataSource, Domain, ModelRef, Optim, Plan, RewardSpec, Schedule, SFTParams, Stage
+from cascadec.contract.plan import DataSource, Domain, ModelRef, Optim, Plan, RewardSpec, Schedule, SFTParams, Stage
 from runtime.chat import SFTExample
 from runtime.data import Sample
 from runtime.entry import build_context

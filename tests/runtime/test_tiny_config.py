@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cascadec_runtime_plans import TINY, console, tiny_plan, write_build
 
-from cascadec.plan import ModelRef
+from cascadec.contract.plan import ModelRef
 from runtime.models import ModelLoadError, check_tiny, load_model
 from runtime.orchestrator import run
 from runtime.state import RunDir

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cascadec_runtime_plans import console, domain, rows, run_ok, sft_stage, tiny_plan, write_build
 
-from cascadec.plan import DataSource, Domain, Plan, RewardSpec
+from cascadec.contract.plan import DataSource, Domain, Plan, RewardSpec
 from runtime.loop import CheckpointError, checkpoint_step
 from runtime.orchestrator import run
 from runtime.rewards.base import RewardError

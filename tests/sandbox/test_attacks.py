@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.data import Sample
 from runtime.rewards import build_reward
 from runtime.sandbox import Limits, isolation, run_python

@@ -120,7 +120,7 @@ def test_program_cannot_forge_sandbox_reports(level):
 
 def test_broken_sandbox_is_an_error_not_a_zero(level, monkeypatch):
     """If executions cannot even start, the code reward must raise instead of scoring everything 0."""
-    from cascadec.plan import RewardSpec
+    from cascadec.contract.plan import RewardSpec
     from runtime.rewards import RewardError, build_reward
 
     real = core._config

@@ -65,7 +65,7 @@ def test_engine_reports_missing_vllm(monkeypatch):
 
 
 def test_context_limits_cover_prompt_and_longest_completion():
-    from cascadec.plan import (
+    from cascadec.contract.plan import (
         DataSource,
         Domain,
         EvalSpec,

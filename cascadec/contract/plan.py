@@ -9,9 +9,8 @@ Units: lengths are in tokens, times in seconds, memory in bytes, learning rates 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -155,26 +154,48 @@ class Optim(_Frozen):
     eps: float = 1e-8
 
 
-class SFTParams(_Frozen):
-    kind: Literal["sft"] = "sft"
+class StageParamsBase(_Frozen):
+    """What every stage kind's parameters have, and the batch algebra of one optimizer step.
+
+    A step draws ``rows_per_step`` prompts (the key ``batch_key`` of the language) and trains on
+    ``rows_per_step × group_size`` sequences (``group_size`` rollouts per prompt; 1 for a kind without
+    rollouts).
+    """
+
+    kind: str
     optim: Optim
     steps: int
-    batch_size: int = 8
     micro_batch: int = 1
+    batch_key: ClassVar[str] = "prompts_per_step"
+
+    @property
+    def rows_per_step(self) -> int:
+        return getattr(self, self.batch_key)
+
+    @property
+    def group_size(self) -> int:
+        return getattr(self, "rollouts_per_prompt", 1)
+
+    @property
+    def sequences_per_step(self) -> int:
+        return self.rows_per_step * self.group_size
+
+
+class SFTParams(StageParamsBase):
+    kind: Literal["sft"] = "sft"
+    batch_size: int = 8
     max_seq: int = 2048
     packing: bool = True
     epochs: float | None = None
+    batch_key: ClassVar[str] = "batch_size"
 
 
-class GRPOParams(_Frozen):
+class GRPOParams(StageParamsBase):
     """GRPO as in Nemotron-Cascade 1/2 (§4.1.2): strict on-policy, group-normalised advantages."""
 
     kind: Literal["grpo"] = "grpo"
-    optim: Optim
-    steps: int
     prompts_per_step: int = 128
     rollouts_per_prompt: int = 16
-    micro_batch: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -187,15 +208,12 @@ class GRPOParams(_Frozen):
     overlong: Literal["none", "penalty", "filter"] | None = None
 
 
-class DistillParams(_Frozen):
+class DistillParams(StageParamsBase):
     """Multi-domain on-policy distillation (Nemotron-Cascade 2 §4.4) or a GKD-style KL variant."""
 
     kind: Literal["distill"] = "distill"
-    optim: Optim
-    steps: int
     prompts_per_step: int = 128
     rollouts_per_prompt: int = 4
-    micro_batch: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -266,7 +284,8 @@ class Stage(_Frozen):
     teachers' hashes, and the evals its decisions read (``best(... by d.e)`` teachers, ``until`` rules).
     ``eval_hash`` covers ``hash`` plus every domain's evals, rewards and system prompts (evals score every
     domain after every stage): when only it changes, the finished checkpoint is re-evaluated, not retrained.
-    Both are hex sha256; empty in a plan built by hand (the runtime then computes them).
+    Both are hex sha256 computed by `cascadec.contract.hashing.hash_plan`; empty in a plan built by hand
+    (`ensure_hashes` fills them in).
     ``branch`` is true when no later main-line stage descends from it (a side branch such as a teacher).
     """
 
@@ -295,6 +314,32 @@ class Stage(_Frozen):
         pairs |= {(c.domain, c.eval) for c in self.until if c.kind != "steps"}
         return {(d, e) for d, e in pairs if d and e}
 
+    @property
+    def data_parallel_size(self) -> int:
+        """Data-parallel ranks: ``nnodes × nproc_per_node`` (every rank holds a replica or a ZeRO shard)."""
+        return self.resources.nnodes * self.resources.nproc_per_node
+
+    @property
+    def micro_batch_unit(self) -> int:
+        """Sequences one synchronised micro-batch covers over all ranks; a step must be a multiple of it."""
+        return self.data_parallel_size * self.params.micro_batch
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per rank in one optimizer step (whole when the batch splits, as CAS400 checks)."""
+        return self.params.sequences_per_step // self.micro_batch_unit
+
+    def teacher_stages(self) -> set[str]:
+        """The stages (or ``"base"``) whose checkpoints may serve as this stage's teachers."""
+        names: set[str] = set()
+        for ref in self.teachers.values():
+            names.update([ref.stage] if ref.kind == "stage" and ref.stage else ref.candidates)
+        return names
+
+    def dependencies(self) -> set[str]:
+        """Stages that must finish before this one: its parent and its teachers (may include ``"base"``)."""
+        return {self.parent, *self.teacher_stages()}
+
 
 class Plan(_Frozen):
     version: int = PLAN_VERSION
@@ -305,6 +350,7 @@ class Plan(_Frozen):
     stages: list[Stage]
     seed: int = 0
     source: str = ""
+    base_eval_hash: str = ""
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -323,8 +369,3 @@ class Plan(_Frozen):
             raise ValueError(f"plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
         return cls.model_validate(data)
 
-
-def content_hash(payload: Any) -> str:
-    """sha256 of the canonical JSON of ``payload`` (used for stage hashes)."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()

@@ -1,7 +1,7 @@
-"""What one data row must hold: the rule the runtime applies, in one place the compiler can import.
+"""What one data row must hold: the rule the runtime applies and the compiler checks, in one place.
 
 A row is one JSON object of a `jsonl` file, one record of `inline([...])` or one row of an `hf_disk` dataset.
-``fields`` (`cascadec.plan.DataSource.fields`) maps roles to column names; `prompt` and `answer` default to
+``fields`` (`cascadec.contract.plan.DataSource.fields`) maps roles to column names; `prompt` and `answer` default to
 the columns of the same name. The runtime (`runtime/data.py`, `runtime/stages/sft.py`) then needs:
 
 - every stage: a prompt, read from the prompt column, or else the last user turn of a mapped `messages`
@@ -9,8 +9,8 @@ the columns of the same name. The runtime (`runtime/data.py`, `runtime/stages/sf
 - an SFT stage: something to train on, a non-null `completion` role (a column named or mapped so) or a
   non-null answer.
 
-`runtime/` may import only `cascadec.plan` (docs/ARCHITECTURE.md, rule 3), so the runtime keeps its own
-copy of these lines; `tests/compiler/test_data_check.py` checks that both agree on generated rows.
+Both sides read this module: the compiler's data check (`cascadec/checks/data.py`) and the runtime's row
+loader (`runtime/data.py`), so they cannot disagree.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""Content hashes of a plan: the one place they are computed (docs/ARCHITECTURE.md, "Run directory").
+
+The compiler calls :func:`hash_plan` once, while lowering, and writes the hashes into ``plan.json``; the
+runtime only reads them. A plan built by hand (tests, scripts) has empty hashes and gets them from this same
+function (:func:`ensure_hashes`), so both sides always agree.
+
+- ``Stage.hash`` (training hash) covers what determines a stage's weights: its own fields (without origin,
+  hashes and branch), the training side of its domains (data, reward, overlong policy, system prompt; not their
+  evals), the base model, the chat template, its parent's and teachers' hashes, and the evals its decisions
+  read (``best(... by d.e)`` picks a teacher, ``until`` stops the stage), as in a build system.
+- ``Stage.eval_hash``: the training hash plus every domain's evals, reward and system prompt (evals score
+  every domain after every stage), so an eval-only edit re-evaluates a finished stage instead of retraining it.
+- ``Plan.base_eval_hash``: what the base-model evals depend on (base model, chat template, seed, every
+  domain's evals, reward and system prompt, the first stage's resources).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from cascadec.contract.plan import Plan, Stage
+
+
+def content_hash(payload: Any) -> str:
+    """sha256 (hex) of the canonical JSON of ``payload`` (sorted keys, no spaces)."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _portable(data: Any, root: str | None) -> Any:
+    """``data`` without origins and, when ``root`` is given, with absolute ``path`` values made relative to
+    it, so that a hash does not change when the checkout moves (the plan itself keeps absolute paths)."""
+    if isinstance(data, dict):
+        # a local model (`ModelRef` of kind `path`) keeps its path in `name`
+        path_keys = {"path", "name"} if data.get("kind") == "path" else {"path"}
+        return {
+            k: os.path.relpath(v, root) if root and k in path_keys and isinstance(v, str) and os.path.isabs(v)
+            else _portable(v, root)
+            for k, v in data.items() if k != "origin"
+        }
+    if isinstance(data, list):
+        return [_portable(v, root) for v in data]
+    return data
+
+
+def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], root: str | None) -> dict[str, Any]:
+    reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
+             if d in plan.domains}
+    return {
+        "stage": stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch"}),
+        "domains": {k: _portable(plan.domains[k].model_dump(mode="json", exclude={"evals"}), root)
+                    for k in sorted(stage.domains) if k in plan.domains},
+        "reads": _portable(reads, root),
+        "base": _portable(plan.base.model_dump(mode="json"), root),
+        "chat": plan.chat.model_dump(mode="json"),
+        "parent": done.get(stage.parent),
+        "teachers": {d: done.get(d) for d in sorted(stage.dependencies() - {"base"})},
+    }
+
+
+def _base_eval_payload(plan: Plan, root: str | None) -> dict[str, Any]:
+    return {
+        "base": _portable(plan.base.model_dump(mode="json"), root), "chat": plan.chat.model_dump(mode="json"),
+        "seed": plan.seed,
+        "domains": {n: _portable(d.eval_inputs(), root) for n, d in sorted(plan.domains.items())},
+        "resources": plan.stages[0].resources.model_dump(mode="json") if plan.stages else None,
+    }
+
+
+def hash_plan(plan: Plan, root: str | None = None) -> Plan:
+    """``plan`` with every ``Stage.hash``, ``Stage.eval_hash`` and ``Plan.base_eval_hash`` filled in.
+
+    ``plan.stages`` must be in topological order (a stage's parent and teachers come first), as the compiler
+    writes them. ``root``: the spec's directory; absolute data and model paths are hashed relative to it.
+    """
+    every_eval = {k: _portable(d.eval_inputs(), root) for k, d in sorted(plan.domains.items())}
+    done: dict[str, str] = {}
+    stages = []
+    for stage in plan.stages:
+        digest = content_hash(_training_payload(plan, stage, done, root))
+        done[stage.name] = digest
+        stages.append(stage.model_copy(update={
+            "hash": digest, "eval_hash": content_hash({"hash": digest, "evals": every_eval})}))
+    return plan.model_copy(update={"stages": stages, "base_eval_hash": content_hash(_base_eval_payload(plan, root))})
+
+
+def ensure_hashes(plan: Plan) -> Plan:
+    """``plan`` itself when the compiler hashed it, else ``hash_plan(plan)`` (a plan built by hand)."""
+    if plan.base_eval_hash and all(s.hash and s.eval_hash for s in plan.stages):
+        return plan
+    return hash_plan(plan)
