@@ -28,7 +28,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cascadec import __version__
 from cascadec.contract.fsutil import atomic_write_text
-from cascadec.model import is_dir_name
 from cascadec.contract.plan import Plan, Stage
 
 #: Files the renderer writes into a stage directory (only these are ever deleted when stale).

@@ -1,51 +1,20 @@
 """The arguments each reward kind accepts, checked at compile time (CAS200/CAS202/CAS203/CAS301).
 
-The table mirrors the keyword parameters of the reward classes in `runtime/rewards/` (docs/rewards.md);
-`tests/compiler/test_reward_args.py` compares it with their signatures so the two cannot drift apart.
+Each kind's arguments are its entry in the registry (`cascadec.contract.kinds.REWARD_KINDS`), which mirrors
+the keyword parameters of the reward classes in `runtime/rewards/` (docs/rewards.md);
+`tests/compiler/test_reward_args.py` compares them with their signatures so the two cannot drift apart.
 The compiler does not import the runtime: a plain `cascadec lint` must stay fast and torch-free.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
+from cascadec.contract.kinds import REWARD_KINDS, Arg
 from cascadec.contract.suggest import did_you_mean, suggest
 from cascadec.units import UNITS
 
-
-@dataclass(frozen=True)
-class Arg:
-    """One reward argument. ``kind``: ``any`` (a literal or `field("col")`), ``str``, ``int``, ``bool``,
-    ``time`` (seconds, or a time quantity), ``memory`` (bytes, or a memory quantity), ``enum``."""
-
-    kind: str = "any"
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    positional: bool = False  # written first without a name: `reward_model("m")`, `py("m:f")`
-
-
-_COLUMN = Arg()
-ARGS: dict[str, dict[str, Arg]] = {
-    "math_verify": {"answer": _COLUMN, "timeout": Arg("time")},
-    "gym": {"name": Arg("str")},
-    "exact": {"answer": _COLUMN, "normalize": Arg("bool")},
-    "choice": {"answer": _COLUMN},
-    "json_schema": {"schema": Arg(required=True)},
-    "instructions": {"ids": _COLUMN, "kwargs": _COLUMN, "mode": Arg("enum", choices=("all", "fraction"))},
-    "unit_tests": {"tests": Arg(required=True), "timeout": Arg("time"), "memory": Arg("memory"),
-                   "mode": Arg("enum", choices=("binary", "fraction")), "prefix": _COLUMN,
-                   "entry_point": _COLUMN, "workers": Arg("int")},
-    "reward_model": {"model": Arg("str", required=True, positional=True), "batch_size": Arg("int"), "max_length": Arg("int")},
-    "judge": {"model": Arg("str", positional=True), "mode": Arg("enum", choices=("pairwise", "pointwise")),
-              "pairs": Arg("enum", choices=("all", "circular")), "reference": _COLUMN,
-              "max_new_tokens": Arg("int"), "generate": Arg("str")},
-    "py": {"fn": Arg("str", required=True, positional=True)},
-}
-# kinds whose class takes extra keyword arguments (passed on to the user's function)
-OPEN_KINDS = frozenset({"py"})
 
 _EXAMPLE = {"str": '"..."', "int": "8", "bool": "on", "time": "6s", "memory": "1GiB"}
 
@@ -57,14 +26,15 @@ def check_reward_args(call: ast.Call, named: dict[str, ast.Value]) -> Diagnostic
     Composite kinds (`weighted`, `combined_if_rm`) are checked part by part by the caller.
     """
     kind = call.func.name
-    table = ARGS.get(kind)
-    if table is None:
+    entry = REWARD_KINDS.get(kind)
+    if entry is None or entry.parts:
         return None
+    table = entry.args
     keys = {kw.key.name: kw.key for kw in call.kwargs}
     for name, value in named.items():
         arg = table.get(name)
         if arg is None:
-            if kind in OPEN_KINDS:
+            if entry.open_args:
                 continue
             return _unknown(kind, name, keys.get(name), value, table)
         problem = _check_value(kind, name, arg, value)

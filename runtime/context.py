@@ -9,28 +9,31 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from cascadec.contract.plan import Optim, Plan, Schedule, Stage
 from runtime.data import Sample
+from runtime.rewards import Reward
+from runtime.rollout.base import RolloutEngine
 from runtime.models import ModelLoadError, load_checkpoint, load_model
 from runtime.state import BASE, RunDir
 
 
+if TYPE_CHECKING:
+    from runtime.stages import Trainer
+
 PLUGINS_ENV = "CASCADEC_PLUGINS"
 
-# Extension points, filled by plugin modules named in $CASCADEC_PLUGINS (comma-separated, imported by
-# runtime.entry before a stage is built): a stage kind -> Trainer class, and a rollout-engine kind
-# ("hf", "vllm", ...) -> factory(ctx). They take precedence over runtime.stages.TRAINERS and
-# runtime.rollout.build_engine, so a custom stage kind or engine needs no change to runtime/.
-TRAINER_PLUGINS: dict[str, type] = {}
-ENGINE_PLUGINS: dict[str, Callable[[Any], Any]] = {}
+# Trainer overrides, filled by plugin modules named in $CASCADEC_PLUGINS (comma-separated, imported by
+# runtime.entry before a stage is built): a registered stage kind -> a Trainer class used instead of the one its
+# registry entry names (tests use it to swap in a fast toy trainer). New kinds are registry entries
+# (`cascadec.contract.kinds`, docs/CONTRIBUTING.md), so that the compiler knows them too.
+TRAINER_PLUGINS: dict[str, type[Trainer]] = {}
 
 
 def load_plugins() -> list[str]:
@@ -41,23 +44,13 @@ def load_plugins() -> list[str]:
     return names
 
 
-def trainer_class(kind: str) -> type:
-    """The Trainer class of a stage kind (a plugin's, else ``runtime.stages.TRAINERS``)."""
+def trainer_class(kind: str) -> type[Trainer]:
+    """The Trainer class of a stage kind (a plugin's override, else the registry's)."""
     if kind in TRAINER_PLUGINS:
         return TRAINER_PLUGINS[kind]
     from runtime.stages import TRAINERS
 
     return TRAINERS[kind]
-
-
-def build_engine(ctx: Any) -> Any:
-    """The rollout engine of ``ctx.stage.resources.engine`` (a plugin's, else ``runtime.rollout``'s)."""
-    kind = ctx.stage.resources.engine
-    if kind in ENGINE_PLUGINS:
-        return ENGINE_PLUGINS[kind](ctx)
-    from runtime.rollout import build_engine as default
-
-    return default(ctx)
 
 
 def lr_at(schedule: Schedule, step: int, total_steps: int) -> float:
@@ -127,8 +120,8 @@ class StageContext:
     tokenizer: Any
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    engine: Any = None
-    rewards: dict[str, Any] = field(default_factory=dict)
+    engine: RolloutEngine | None = None
+    rewards: dict[str, Reward] = field(default_factory=dict)
     start_step: int = 0
     _frozen: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -25,10 +25,11 @@ import torch
 
 from cascadec.contract.plan import Plan, Resources, Stage
 from runtime.context import (
-    StageContext, build_engine, build_optimizer, build_scheduler, load_plugins, trainer_class,
+    StageContext, build_optimizer, build_scheduler, load_plugins, trainer_class,
 )
 from runtime.data import DataError, MixtureSampler, load_domains
 from runtime.models import ModelLoadError, load_checkpoint, load_model
+from runtime.rollout import build_engine
 from runtime.state import BASE, RunDir, append_jsonl, atomic_write_text, filter_jsonl
 
 EXIT_USER_ERROR = 2

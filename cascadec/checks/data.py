@@ -20,7 +20,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.contract.datarows import ANSWER, COMPLETION, MESSAGES, PROMPT, prompt_problem, sft_target_problem
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.model import DataIn
+from cascadec.model.inputs import DataIn
 from cascadec.contract.suggest import did_you_mean, suggest
 
 # characters: a longer first row is left to the runtime rather than held in memory while compiling
@@ -53,7 +53,7 @@ def _uses(ctx: CheckContext) -> Iterator[_Use]:
     assert ctx.spec is not None
     sft: dict[str, ast.Ident] = {}
     for st, node in zip(ctx.spec.stages, ctx.view.stages):
-        if st.params.kind == "sft":
+        if st.params.needs_targets:
             for name in st.domains:
                 sft.setdefault(name, node.name)
     nodes = ctx.domains()

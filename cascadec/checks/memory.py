@@ -55,15 +55,9 @@ def model_state_bytes(params: int, st: Stage, frozen: int) -> tuple[float, float
 
 
 def frozen_models(st: Stage) -> int:
-    """How many frozen models the stage holds at least: a GRPO reference, or distinct teachers (a `best(...)`
-    route loads one candidate, which may be one of the fixed teachers)."""
-    if st.params.kind == "grpo":
-        return 1 if st.params.kl > 0 else 0
-    if st.params.kind == "distill":
-        fixed = {t.stage for t in st.teachers.values() if t.kind == "stage"}
-        chosen = any(t.kind == "best" for t in st.teachers.values())
-        return max(len(fixed), 1 if chosen else 0)
-    return 0
+    """How many frozen models the stage holds at least (its kind's `frozen_models`: a GRPO reference,
+    distinct distillation teachers)."""
+    return st.params.frozen_models(st.teachers)
 
 
 def memory_lower_bound(base: ModelRef, st: Stage) -> float | None:

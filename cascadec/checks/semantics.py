@@ -11,7 +11,8 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.model import DomainIn, GRPOIn, SFTIn, StageIn
+from cascadec.contract.params import GRPOParams
+from cascadec.model import DomainIn, StageIn
 
 
 def _stages(ctx: CheckContext) -> Iterator[tuple[int, StageIn, Span]]:
@@ -39,7 +40,7 @@ def check_steps(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_groups(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     for i, st, name_span in _stages(ctx):
-        if isinstance(st.params, GRPOIn) and st.params.rollouts_per_prompt < 2:
+        if isinstance(st.params, GRPOParams) and st.params.rollouts_per_prompt < 2:
             yield make("CAS402", f"GRPO stage `{st.name}` samples {st.params.rollouts_per_prompt} rollout per prompt",
                        ctx.span_of(("stages", i, "params", "rollouts_per_prompt"), name_span),
                        label="a group of one has zero advantage",
@@ -156,7 +157,7 @@ def check_until_ranges(module: ast.Module, ctx: CheckContext) -> Iterator[Diagno
 
 def check_greedy_rollouts(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     for i, st, name_span in _stages(ctx):
-        if isinstance(st.params, GRPOIn) and st.params.temperature == 0:
+        if isinstance(st.params, GRPOParams) and st.params.temperature == 0:
             yield make("CAS407", f"GRPO stage `{st.name}` samples its rollouts greedily (`temperature = 0`)",
                        ctx.span_of(("stages", i, "params", "temperature"), name_span),
                        label="identical rollouts, zero advantages",

@@ -10,8 +10,9 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
-from cascadec.model import (CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, STAGE_KEYS, STAGE_KINDS,
-                            is_dir_name, stage_keys)
+from cascadec.contract.kinds import STAGE_KINDS
+from cascadec.contract.plan import is_dir_name
+from cascadec.model.keys import CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, stage_keys
 from cascadec.contract.suggest import did_you_mean
 
 
@@ -48,11 +49,15 @@ def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnosti
                            label="only in a stage", help=f"move `{word}` into the stages that need it")
     for st in ctx.view.stages:
         for item in st.items:
-            if isinstance(item, ast.Teachers) and st.kind.name in ("sft", "grpo"):
+            kind = STAGE_KINDS.get(st.kind.name)
+            if kind is None or kind.teachers:  # an unregistered kind is CAS312
+                continue
+            if isinstance(item, ast.Teachers):
+                owners = [k.name for k in STAGE_KINDS.values() if k.teachers]
                 yield make("CAS313", f"`teachers` in a `{st.kind.name}` stage", item.span,
-                           label="only `distill` stages have teachers",
-                           help=f"make `{st.name.name}` a `distill(...)` stage or remove the block")
-            if isinstance(item, ast.Until) and st.kind.name != "distill":
+                           label=f"only {' and '.join(f'`{o}`' for o in owners)} stages have teachers",
+                           help=f"make `{st.name.name}` a `{owners[0]}(...)` stage or remove the block")
+            if isinstance(item, ast.Until):
                 for cond in item.conds:
                     if isinstance(cond, ast.Threshold) and cond.teacher is not None:
                         yield make("CAS313", "`teacher(...)` in a stop rule of a stage without teachers",
@@ -127,7 +132,7 @@ def _home(name: str) -> str | None:
         return f"`{name}` belongs in a `resources {{ }}` block"
     if name in DOMAIN_KEYS:
         return f"`{name}` is a domain key: set it inside `domain NAME {{ }}`"
-    if any(name in keys for keys in STAGE_KEYS.values()):
+    if any(name in k.all_keys() for k in STAGE_KINDS.values()):
         return f"`{name}` is a stage key: set it in a stage or in `defaults KIND {{ }}`"
     if name in CASCADE_KEYS:
         return f"`{name}` is set once, directly inside the `cascade` block"
@@ -148,7 +153,7 @@ def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator
                     yield _unknown(a.key, RESOURCE_KEYS, "`resources`")
         if not isinstance(item, ast.Assign) or item.key.name in valid:
             continue
-        owners = [k for k in STAGE_KINDS if item.key.name in STAGE_KEYS[k]]
+        owners = [k.name for k in STAGE_KINDS.values() if item.key.name in k.keys]
         if owners:
             yield make("CAS302", f"`{item.key.name}` is not a key of `{kind}` stages", item.key.span,
                        label=f"only valid in {' and '.join(f'`{o}`' for o in owners)} stages",

@@ -10,11 +10,21 @@ Units: lengths are in tokens, times in seconds, memory in bytes, learning rates 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cascadec.contract.kinds import ENGINES, STAGE_KINDS
+from cascadec.contract.params import (  # noqa: F401  (re-exported: part of the plan IR)
+    DistillParams, GRPOParams, Optim, RolloutParams, Schedule, SFTParams, StageParamsBase,
+)
+
 PLAN_VERSION = 1
+
+
+def is_dir_name(name: str) -> bool:
+    """``name`` can be one directory name (a cascade's `build/<name>/` and `runs/<name>/`, a stage's folder)."""
+    return name not in ("", ".", "..") and not any(c in "/\\" or ord(c) < 32 or c == "\x7f" for c in name)
 
 
 class _Frozen(BaseModel):
@@ -136,97 +146,9 @@ class Domain(_Frozen):
 # ---------------------------------------------------------------- stage hyper-parameters
 
 
-class Schedule(_Frozen):
-    """LR schedule: linear warm-up from ``warmup_start`` over ``warmup`` steps, then ``kind`` to ``end``."""
-
-    peak: float
-    end: float | None = None
-    kind: Literal["constant", "cosine", "linear"] = "constant"
-    warmup: int = 0
-    warmup_start: float = 0.0
-
-
-class Optim(_Frozen):
-    lr: Schedule
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eps: float = 1e-8
-
-
-class StageParamsBase(_Frozen):
-    """What every stage kind's parameters have, and the batch algebra of one optimizer step.
-
-    A step draws ``rows_per_step`` prompts (the key ``batch_key`` of the language) and trains on
-    ``rows_per_step × group_size`` sequences (``group_size`` rollouts per prompt; 1 for a kind without
-    rollouts).
-    """
-
-    kind: str
-    optim: Optim
-    steps: int
-    micro_batch: int = 1
-    batch_key: ClassVar[str] = "prompts_per_step"
-
-    @property
-    def rows_per_step(self) -> int:
-        return getattr(self, self.batch_key)
-
-    @property
-    def group_size(self) -> int:
-        return getattr(self, "rollouts_per_prompt", 1)
-
-    @property
-    def sequences_per_step(self) -> int:
-        return self.rows_per_step * self.group_size
-
-
-class SFTParams(StageParamsBase):
-    kind: Literal["sft"] = "sft"
-    batch_size: int = 8
-    max_seq: int = 2048
-    packing: bool = True
-    epochs: float | None = None
-    batch_key: ClassVar[str] = "batch_size"
-
-
-class GRPOParams(StageParamsBase):
-    """GRPO as in Nemotron-Cascade 1/2 (§4.1.2): strict on-policy, group-normalised advantages."""
-
-    kind: Literal["grpo"] = "grpo"
-    prompts_per_step: int = 128
-    rollouts_per_prompt: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_prompt: int = 1024
-    max_response: int = 1024
-    kl: float = 0.0
-    entropy: float = 0.0
-    loss: Literal["token_mean", "seq_mean"] = "token_mean"
-    dynamic_filter: bool = False
-    overlong: Literal["none", "penalty", "filter"] | None = None
-
-
-class DistillParams(StageParamsBase):
-    """Multi-domain on-policy distillation (Nemotron-Cascade 2 §4.4) or a GKD-style KL variant."""
-
-    kind: Literal["distill"] = "distill"
-    prompts_per_step: int = 128
-    rollouts_per_prompt: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_prompt: int = 1024
-    max_response: int = 1024
-    loss: Literal["mopd", "forward_kl", "reverse_kl", "jsd"] = "mopd"
-    jsd_beta: float = 0.5
-    kl_top_k: int = 0
-    is_band: tuple[float, float] = (0.5, 2.0)
-    overlong: Literal["none", "penalty", "filter"] | None = None
-
-
-StageParams = Annotated[Union[SFTParams, GRPOParams, DistillParams], Field(discriminator="kind")]
+StageParams = Annotated[Union[tuple(k.params for k in STAGE_KINDS.values())], Field(discriminator="kind")]
+StageKindName = Literal[tuple(STAGE_KINDS)]  # type: ignore[valid-type]
+EngineName = Literal[tuple(ENGINES)]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------- teachers and stop rules
@@ -270,7 +192,7 @@ class Resources(_Frozen):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     strategy: Literal["ddp", "zero1", "zero2", "zero3", "fsdp2"] = "ddp"
     gradient_checkpointing: bool = False
-    engine: Literal["hf", "vllm"] = "hf"
+    engine: EngineName = "hf"
     memory_per_gpu_bytes: int | None = None
 
 
@@ -290,7 +212,7 @@ class Stage(_Frozen):
     """
 
     name: str
-    kind: Literal["sft", "grpo", "distill"]
+    kind: StageKindName
     parent: str
     domains: dict[str, float]
     params: StageParams

@@ -1,35 +1,20 @@
 """Reward library: `build_reward(RewardSpec) -> Reward`, one float per completion.
 
-Every kind lives in its own module and is imported only when a spec uses it (a math-only run never imports
-torch or the sandbox). `docs/rewards.md` documents each kind and its arguments.
+Every kind is an entry of `cascadec.contract.kinds.REWARD_KINDS` naming its class, imported only when a spec
+uses it (a math-only run never imports torch or the sandbox). `docs/rewards.md` documents each kind and its arguments.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
+from cascadec.contract.kinds import REWARD_KINDS, load
 from cascadec.contract.plan import Domain, RewardSpec
+from cascadec.contract.suggest import did_you_mean
 from runtime.rewards.base import Reward, RewardError
 
-__all__ = ["KINDS", "Reward", "RewardError", "build_reward"]
-
-# kind -> (module, class); the class's keyword parameters are the kind's arguments. The compiler names
-# positional arguments (`reward_model("m")` -> `model`, `judge("m")` -> `model`, `py("m:f")` -> `fn`).
-KINDS: dict[str, tuple[str, str]] = {
-    "math_verify": ("runtime.rewards.math", "MathVerifyReward"),
-    "gym": ("runtime.rewards.gym", "GymReward"),
-    "exact": ("runtime.rewards.text", "ExactReward"),
-    "choice": ("runtime.rewards.text", "ChoiceReward"),
-    "json_schema": ("runtime.rewards.text", "JsonSchemaReward"),
-    "instructions": ("runtime.rewards.instructions", "InstructionsReward"),
-    "unit_tests": ("runtime.rewards.code", "UnitTestsReward"),
-    "reward_model": ("runtime.rewards.models", "RewardModelReward"),
-    "judge": ("runtime.rewards.models", "JudgeReward"),
-    "py": ("runtime.rewards.custom", "PyReward"),
-}
-COMPOSITE = ("weighted", "combined_if_rm")
+__all__ = ["Reward", "RewardError", "build_reward"]
 
 
 def _construct(cls: type, spec: RewardSpec, args: dict[str, Any]) -> Reward:
@@ -75,17 +60,10 @@ def build_reward(spec: RewardSpec, *, domain: Domain | None = None) -> Reward:
                               hint="write combined_if_rm(instructions(...), reward_model(\"path\"))",
                               origin=spec.origin)
         reward = CombinedIfRm(*(build_reward(p, domain=domain) for p in spec.parts))
-    elif spec.kind in KINDS:
-        module, name = KINDS[spec.kind]
-        cls = getattr(importlib.import_module(module), name)
-        reward = _construct(cls, spec, dict(spec.args))
+    elif spec.kind in REWARD_KINDS:
+        reward = _construct(load(REWARD_KINDS[spec.kind].impl), spec, dict(spec.args))
     else:
-        from cascadec.contract.suggest import suggest
-
-        close = suggest(spec.kind, [*KINDS, *COMPOSITE])
-        raise RewardError(f"unknown reward kind `{spec.kind}`",
-                          hint=f"did you mean `{close}`?" if close else
-                          "kinds: " + ", ".join(f"`{k}`" for k in [*KINDS, *COMPOSITE]),
+        raise RewardError(f"unknown reward kind `{spec.kind}`", hint=did_you_mean(spec.kind, REWARD_KINDS, "kinds"),
                           origin=spec.origin)
     if spec.code_switch_penalty is not None:
         reward = CodeSwitchPenalty(reward, spec.code_switch_penalty)

@@ -14,13 +14,18 @@ environment keeps transformers ``generate`` on CUDA too (to rule the fast engine
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
+from cascadec.contract.kinds import ENGINES, load
+from cascadec.contract.plan import Plan, Stage
 from runtime.rollout.base import RolloutBatch, RolloutEngine
 
-__all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "select_engine"]
+if TYPE_CHECKING:
+    from runtime.context import StageContext
+
+__all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "hf_engine", "select_engine", "vllm_engine"]
 
 # Rows per generate call: bounds the KV cache (rows x (prompt + response) x layers x 2 x hidden).
 DEFAULT_BATCH_ROWS = 64
@@ -30,7 +35,7 @@ FAST_ENV = "CASCADEC_FAST_ROLLOUT"
 DEFAULT_PROMPT_BUDGET = 1024
 
 
-def select_engine(ctx: Any) -> str:
+def select_engine(ctx: StageContext) -> str:
     """``"fast"``, ``"hf"`` or ``"vllm"`` for ``ctx`` (see the module table).
 
     ZeRO-3 stays on transformers ``generate``: the fast engine gathers FSDP2's ``DTensor`` shards, and
@@ -51,31 +56,31 @@ def select_engine(ctx: Any) -> str:
     return "fast"
 
 
-def _max_model_len(ctx: Any) -> int:
+def max_model_len(plan: Plan, stage: Stage) -> int:
     """Prompt + response tokens vLLM must hold: the stage's own limits, and every eval's."""
-    params = ctx.stage.params
+    params = stage.params
     prompt = getattr(params, "max_prompt", None) or getattr(params, "max_seq", None) or DEFAULT_PROMPT_BUDGET
     responses = [getattr(params, "max_response", 0)]
-    responses += [e.max_tokens for d in ctx.plan.domains.values() for e in d.evals]
+    responses += [e.max_tokens for d in plan.domains.values() for e in d.evals]
     return prompt + max(responses)
 
 
-def build_engine(ctx: Any) -> RolloutEngine:
-    """The rollout engine of ``ctx``'s stage for its policy and tokenizer; prompts are cut to the stage's
-    ``max_prompt`` tokens (kept from the end) where the stage kind has one.
+def build_engine(ctx: StageContext) -> RolloutEngine:
+    """The rollout engine of ``ctx``'s stage (its registry entry's factory,
+    `cascadec.contract.kinds.ENGINES`), for its policy and tokenizer.
 
     Raises:
         runtime.rollout.vllm.VLLMUnavailableError: ``engine = vllm`` without vLLM installed.
     """
-    max_prompt = getattr(ctx.stage.params, "max_prompt", None)
-    kind = select_engine(ctx)
-    if kind == "vllm":
-        from runtime.rollout.vllm import VLLMRolloutEngine
+    return load(ENGINES[ctx.stage.resources.engine].impl)(ctx)
 
-        dtype = "bfloat16" if ctx.dtype == torch.bfloat16 else "auto"
-        return VLLMRolloutEngine(ctx.policy, ctx.tokenizer, dtype=dtype, max_model_len=_max_model_len(ctx),
-                                 seed=ctx.stage.seed, max_prompt=max_prompt)
-    if kind == "fast":
+
+def hf_engine(ctx: StageContext) -> RolloutEngine:
+    """``engine = hf``: the fast engine where it applies (:func:`select_engine`), else transformers
+    ``generate``; prompts are cut to the stage's ``max_prompt`` tokens (kept from the end) where the stage
+    kind has one."""
+    max_prompt = getattr(ctx.stage.params, "max_prompt", None)
+    if select_engine(ctx) == "fast":
         from runtime.rollout.fast import FastRolloutEngine
 
         return FastRolloutEngine(ctx.policy, ctx.tokenizer, device=ctx.device, dtype=ctx.dtype,
@@ -83,3 +88,12 @@ def build_engine(ctx: Any) -> RolloutEngine:
     from runtime.rollout.hf import HFRolloutEngine
 
     return HFRolloutEngine(ctx.policy, ctx.tokenizer, max_prompt=max_prompt, batch_rows=DEFAULT_BATCH_ROWS)
+
+
+def vllm_engine(ctx: StageContext) -> RolloutEngine:
+    """``engine = vllm``: colocated vLLM in the stage dtype."""
+    from runtime.rollout.vllm import VLLMRolloutEngine
+
+    dtype = "bfloat16" if ctx.dtype == torch.bfloat16 else "auto"
+    return VLLMRolloutEngine(ctx.policy, ctx.tokenizer, dtype=dtype, max_model_len=max_model_len(ctx.plan, ctx.stage),
+                             seed=ctx.stage.seed, max_prompt=getattr(ctx.stage.params, "max_prompt", None))

@@ -175,26 +175,3 @@ class VLLMRolloutEngine:
                 rows["truncated"].append(completion.finish_reason == "length")
                 rows["texts"].append(self.tokenizer.decode(tokens, skip_special_tokens=True))
         return RolloutBatch(**rows)
-
-
-def context_limits(plan, stage) -> tuple[int | None, int]:
-    """``(max_prompt, max_model_len)`` for a stage: its prompt cap, and room for that prompt plus the
-    longest completion the stage or any domain's eval asks for."""
-    params = stage.params
-    max_prompt = getattr(params, "max_prompt", None)
-    longest = max([getattr(params, "max_response", 0)] + [e.max_tokens for d in plan.domains.values() for e in d.evals])
-    prompt = max_prompt if max_prompt is not None else getattr(params, "max_seq", 2048)
-    return max_prompt, prompt + longest
-
-
-def build_vllm_engine(ctx) -> VLLMRolloutEngine:
-    """The vLLM engine of a stage context (``engine = vllm``), in the stage dtype, its scratch directory
-    under the stage's run directory."""
-    import torch
-
-    max_prompt, max_model_len = context_limits(ctx.plan, ctx.stage)
-    return VLLMRolloutEngine(
-        ctx.policy, ctx.tokenizer, dtype="bfloat16" if ctx.dtype == torch.bfloat16 else "float32",
-        max_model_len=max_model_len, max_prompt=max_prompt, seed=ctx.stage.seed,
-        workdir=Path(ctx.run_dir) / "stages" / ctx.stage.name / "vllm",
-    )

@@ -1,26 +1,29 @@
 """One training step per stage kind (docs/ARCHITECTURE.md, "Stage loop and trainers").
 
-``TRAINERS`` maps a stage kind to its Trainer class. It is built on first access, so importing one trainer
-module (or this package) does not import the others and their dependencies.
+``TRAINERS`` maps a stage kind to its Trainer class, as named by the kind's entry in
+`cascadec.contract.kinds.STAGE_KINDS`. It is built on first access, so importing one trainer module (or this
+package) does not import the others and their dependencies.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-_MODULES = {"sft": ("runtime.stages.sft", "SFTTrainer"), "grpo": ("runtime.stages.grpo", "GRPOTrainer"),
-            "distill": ("runtime.stages.distill", "DistillTrainer")}
+from cascadec.contract.kinds import STAGE_KINDS, load
+from runtime.data import Sample
+
+if TYPE_CHECKING:
+    from runtime.context import StageContext
 
 
 class Trainer(Protocol):
     """One stage kind's optimizer step; the loop owns batching, metrics files, checkpoints and evals."""
 
-    def __init__(self, ctx: Any) -> None: ...
+    def __init__(self, ctx: StageContext) -> None: ...
 
-    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+    def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """Exactly one optimizer step (and one scheduler step) on ``batch``; returns scalar metrics."""
         ...
 
@@ -31,7 +34,7 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-def backward_passes(ctx: Any, local: int) -> int:
+def backward_passes(ctx: StageContext, local: int) -> int:
     """The number of micro-batch backward passes every rank runs this step: the most any rank needs.
 
     DDP all-reduces gradients in each synchronised backward, so ranks must run the same count; a rank with
@@ -43,7 +46,7 @@ def backward_passes(ctx: Any, local: int) -> int:
     return int(acc.gather(torch.tensor([local], device=ctx.device)).max())
 
 
-def optimizer_step(ctx: Any, grad_clip: float) -> float:
+def optimizer_step(ctx: StageContext, grad_clip: float) -> float:
     """Clip (``grad_clip <= 0``: no clipping), step the optimizer and the LR schedule once, zero the
     gradients. Parameters without a gradient (a step whose rollouts were all filtered out) are left
     untouched by AdamW, and the schedule still advances, so step ``s`` always trains at ``lr_at(s)``.
@@ -60,7 +63,7 @@ def optimizer_step(ctx: Any, grad_clip: float) -> float:
 
 def __getattr__(name: str) -> Any:
     if name == "TRAINERS":
-        trainers = {kind: getattr(importlib.import_module(mod), cls) for kind, (mod, cls) in _MODULES.items()}
+        trainers = {name: load(kind.trainer) for name, kind in STAGE_KINDS.items()}
         globals()["TRAINERS"] = trainers
         return trainers
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import pytest
 
 from cascadec.compiler import compile_source
-from cascadec.reward_args import ARGS, OPEN_KINDS
+from cascadec.contract.kinds import REWARD_KINDS, load
 
 SPEC = """cascade "r" {{
   base = model("org/m")
@@ -23,17 +22,18 @@ def _codes(reward: str) -> list[tuple[str, str]]:
     return [(d.code, d.message) for d in result.diagnostics]
 
 
-def test_table_matches_runtime_signatures():
-    runtime_rewards = pytest.importorskip("runtime.rewards")
-    assert set(ARGS) == set(runtime_rewards.KINDS)
-    for kind, (module, name) in runtime_rewards.KINDS.items():
-        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+def test_registry_args_match_runtime_signatures():
+    pytest.importorskip("runtime.rewards")
+    for kind in REWARD_KINDS.values():
+        if kind.parts:  # composites: built from their parts by runtime.rewards.build_reward
+            continue
+        params = inspect.signature(load(kind.impl)).parameters
         named = {n: p for n, p in params.items() if n != "origin" and p.kind is not inspect.Parameter.VAR_KEYWORD}
-        assert set(ARGS[kind]) == set(named), kind
-        assert {n for n, a in ARGS[kind].items() if a.required} == \
-            {n for n, p in named.items() if p.default is inspect.Parameter.empty}, kind
+        assert set(kind.args) == set(named), kind.name
+        assert {n for n, a in kind.args.items() if a.required} == \
+            {n for n, p in named.items() if p.default is inspect.Parameter.empty}, kind.name
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        assert (kind in OPEN_KINDS) == takes_any, kind
+        assert kind.open_args == takes_any, kind.name
 
 
 @pytest.mark.parametrize("reward, code, words", [

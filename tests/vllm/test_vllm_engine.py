@@ -64,7 +64,7 @@ def test_engine_reports_missing_vllm(monkeypatch):
         engine_module.VLLMRolloutEngine(object(), object())
 
 
-def test_context_limits_cover_prompt_and_longest_completion():
+def test_max_model_len_covers_prompt_and_longest_completion():
     from cascadec.contract.plan import (
         DataSource,
         Domain,
@@ -77,7 +77,7 @@ def test_context_limits_cover_prompt_and_longest_completion():
         Schedule,
         Stage,
     )
-    from runtime.rollout.vllm import context_limits
+    from runtime.rollout import max_model_len
 
     data = DataSource(kind="inline", rows=[{"prompt": "p"}])
     domain = Domain(name="d", train=data, reward=RewardSpec(kind="exact"),
@@ -85,4 +85,4 @@ def test_context_limits_cover_prompt_and_longest_completion():
     stage = Stage(name="s", kind="grpo", parent="base", domains={"d": 1.0},
                   params=GRPOParams(optim=Optim(lr=Schedule(peak=1e-6)), steps=1, max_prompt=512, max_response=1024))
     plan = Plan(name="p", base=ModelRef(kind="tiny", name="llama"), domains={"d": domain}, stages=[stage])
-    assert context_limits(plan, stage) == (512, 512 + 3000)
+    assert max_model_len(plan, stage) == 512 + 3000

@@ -1,0 +1,143 @@
+"""Stage hyper-parameters: one class per stage kind, with the defaults and ranges the language accepts.
+
+These classes are both the plan IR (`Stage.params` in ``plan.json``) and the input model the compiler
+validates a spec against (a value out of range is CAS201 at the key that set it), so a default or a range is
+written once. Each class is named by a stage kind's entry in `cascadec.contract.kinds`.
+
+Units: lengths are in tokens, learning rates plain floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+Count = Annotated[int, Field(ge=1)]
+Whole = Annotated[int, Field(ge=0)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+Overlong = Literal["none", "penalty", "filter"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(_Frozen):
+    """LR schedule: linear warm-up from ``warmup_start`` over ``warmup`` steps, then ``kind`` to ``end``."""
+
+    peak: Positive
+    end: NonNegative | None = None
+    kind: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: Whole = 0
+    warmup_start: NonNegative = 0.0
+
+
+class Optim(_Frozen):
+    """AdamW settings (Loshchilov & Hutter 2019)."""
+
+    lr: Schedule
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    weight_decay: NonNegative = 0.0
+    grad_clip: Positive = 1.0
+    eps: Positive = 1e-8
+
+
+class StageParamsBase(_Frozen):
+    """What every stage kind's parameters have, and the batch algebra of one optimizer step.
+
+    A step draws ``rows_per_step`` prompts (the language key ``batch_key``) and trains on
+    ``rows_per_step × group_size`` sequences (``group_size`` rollouts per prompt; 1 for a kind without
+    rollouts). ``needs_targets``: every training row must carry a completion (an answer or a `completion`
+    column) to train on.
+    """
+
+    kind: str
+    optim: Optim
+    steps: Whole
+    micro_batch: Count = 1
+    batch_key: ClassVar[str] = "prompts_per_step"
+    needs_targets: ClassVar[bool] = False
+
+    @property
+    def rows_per_step(self) -> int:
+        return getattr(self, self.batch_key)
+
+    @property
+    def group_size(self) -> int:
+        return getattr(self, "rollouts_per_prompt", 1)
+
+    @property
+    def sequences_per_step(self) -> int:
+        return self.rows_per_step * self.group_size
+
+    def frozen_models(self, teachers: Mapping[str, Any]) -> int:
+        """How many frozen models (reference, teachers) a rank holds at least, for the memory estimate."""
+        return 0
+
+
+class SFTParams(StageParamsBase):
+    """Supervised fine-tuning on chat-rendered prompt/completion pairs, loss on assistant tokens only."""
+
+    kind: Literal["sft"] = "sft"
+    batch_size: Count = 8
+    max_seq: Count = 2048
+    packing: bool = True
+    epochs: Positive | None = None
+    batch_key: ClassVar[str] = "batch_size"
+    needs_targets: ClassVar[bool] = True
+
+
+class RolloutParams(StageParamsBase):
+    """What every kind that samples rollouts from the policy has."""
+
+    prompts_per_step: Count = 128
+    rollouts_per_prompt: Count = 16
+    temperature: NonNegative = 1.0
+    top_p: TopP = 1.0
+    top_k: Whole = 0
+    max_prompt: Count = 1024
+    max_response: Count = 1024
+    overlong: Overlong | None = None
+
+
+class GRPOParams(RolloutParams):
+    """GRPO as in Nemotron-Cascade 1/2 (§4.1.2): strict on-policy, group-normalised advantages."""
+
+    kind: Literal["grpo"] = "grpo"
+    kl: NonNegative = 0.0
+    entropy: NonNegative = 0.0
+    loss: Literal["token_mean", "seq_mean"] = "token_mean"
+    dynamic_filter: bool = False
+
+    def frozen_models(self, teachers: Mapping[str, Any]) -> int:
+        return 1 if self.kl > 0 else 0  # the KL reference
+
+
+class DistillParams(RolloutParams):
+    """Multi-domain on-policy distillation (Nemotron-Cascade 2 §4.4) or a GKD-style KL variant."""
+
+    kind: Literal["distill"] = "distill"
+    rollouts_per_prompt: Count = 4
+    loss: Literal["mopd", "forward_kl", "reverse_kl", "jsd"] = "mopd"
+    jsd_beta: Annotated[float, Field(ge=0, le=1)] = 0.5
+    kl_top_k: Whole = 0
+    is_band: tuple[float, float] = (0.5, 2.0)
+
+    @field_validator("is_band")
+    @classmethod
+    def _band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        # MOPD's truncated importance weight keeps tokens with low <= ratio <= high (Nemotron-Cascade 2 §4.4)
+        if not band[0] < 1.0 < band[1]:
+            raise ValueError(f"needs low < 1 < high, got ({band[0]}, {band[1]})")
+        return band
+
+    def frozen_models(self, teachers: Mapping[str, Any]) -> int:
+        # distinct fixed teachers; a `best(...)` route loads one candidate, which may be a fixed teacher
+        fixed = {t.stage for t in teachers.values() if t.kind == "stage"}
+        chosen = any(t.kind == "best" for t in teachers.values())
+        return max(len(fixed), 1 if chosen else 0)

@@ -1,0 +1,182 @@
+"""AST values → plain values, one converter per value type (CAS200 types, CAS202 units, CAS104 unknown units)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cascadec import ast
+from cascadec.codes import make
+from cascadec.contract.kinds import Key
+from cascadec.contract.suggest import did_you_mean
+from cascadec.diagnostics import Diagnostic, Span
+from cascadec.model.keys import BOOLS
+from cascadec.units import as_number, scale, unit_help
+
+
+class Invalid(Exception):
+    """A value that cannot be converted; carries its diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _bad(code: str, message: str, span: Span, help: str | None = None, label: str = "") -> Invalid:
+    return Invalid(make(code, message, span, label=label, help=help))
+
+
+def _shape(v: ast.Value) -> str:
+    return {ast.Num: "a number", ast.Str: "a string", ast.Metric: "a metric", ast.Ident: "a name",
+            ast.ListV: "a list", ast.TupleV: "a tuple", ast.Call: "a call", ast.Record: "a record",
+            ast.Schedule: "a schedule"}.get(type(v), "a value")
+
+
+def _quantity(v: ast.Num) -> tuple[str | None, float]:
+    try:
+        dim, value = scale(v.value, v.unit)
+    except KeyError:
+        raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
+                   help="units: " + unit_help()) from None
+    if not math.isfinite(value) or abs(value) >= 2**63:
+        raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="numbers must be below 2^63")
+    return dim, value
+
+
+def to_int(v: ast.Value, key: str) -> int:
+    if not isinstance(v, ast.Num):
+        raise _bad("CAS200", f"`{key}` takes an integer, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 8`")
+    dim, value = _quantity(v)
+    if dim not in (None, "count"):
+        raise _bad("CAS202", f"`{key}` takes a count, found a {dim} quantity `{v.text}`", v.span,
+                   help="use a count unit (`k`, `Ki`, `M`) or a plain number")
+    if not float(value).is_integer():
+        raise _bad("CAS200", f"`{key}` takes an integer, found `{v.text}`", v.span,
+                   help=f"round it, e.g. `{key} = {int(round(value))}`")
+    return int(value)
+
+
+def to_float(v: ast.Value, key: str) -> float:
+    if not isinstance(v, ast.Num):
+        raise _bad("CAS200", f"`{key}` takes a number, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 0.5`")
+    _, value = _quantity(v)
+    if v.unit is not None:
+        raise _bad("CAS202", f"`{key}` takes a plain number, found the quantity `{v.text}`", v.span,
+                   help="drop the unit")
+    return value
+
+
+def to_bool(v: ast.Value, key: str) -> bool:
+    if isinstance(v, ast.Ident) and v.name in BOOLS:
+        return BOOLS[v.name]
+    raise _bad("CAS200", f"`{key}` takes `on` or `off`, found {_shape(v)}", v.span, help=f"write `{key} = on`")
+
+
+def to_enum(v: ast.Value, key: str, choices: tuple[str, ...]) -> str:
+    name = v.name if isinstance(v, ast.Ident) else v.value if isinstance(v, ast.Str) else None
+    if name in choices:
+        return name
+    shown = f"`{name}`" if name is not None else _shape(v)
+    raise _bad("CAS200", f"`{key}` cannot be {shown}", v.span,
+               help=did_you_mean(name or "", choices, "values") if name else
+               "valid values: " + ", ".join(f"`{c}`" for c in choices))
+
+
+def to_str(v: ast.Value, key: str) -> str:
+    if isinstance(v, ast.Str):
+        return v.value
+    raise _bad("CAS200", f"`{key}` takes a string, found {_shape(v)}", v.span, help=f'write `{key} = "..."`')
+
+
+def to_pair(v: ast.Value, key: str) -> tuple[float, float]:
+    if isinstance(v, ast.TupleV) and len(v.items) == 2:
+        return (to_float(v.items[0], key), to_float(v.items[1], key))
+    raise _bad("CAS200", f"`{key}` takes a pair of numbers, found {_shape(v)}", v.span,
+               help=f"write e.g. `{key} = (0.9, 0.95)`")
+
+
+def to_memory(v: ast.Value, key: str) -> int:
+    if not isinstance(v, ast.Num):
+        raise _bad("CAS200", f"`{key}` takes a memory size, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 80GB`")
+    dim, value = _quantity(v)
+    if dim not in (None, "memory"):
+        raise _bad("CAS202", f"`{key}` takes a memory size, found a {dim} quantity `{v.text}`", v.span,
+                   help="use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`")
+    return int(value)
+
+
+def to_schedule(v: ast.Value, key: str) -> dict[str, Any]:
+    """``lr`` values → the fields of `plan.Schedule` that the expression sets."""
+    if isinstance(v, ast.Num):
+        return {"peak": to_float(v, key), "end": None, "kind": "constant"}
+    if not isinstance(v, ast.Schedule):
+        raise _bad("CAS200", f"`{key}` takes a learning rate or schedule, found {_shape(v)}", v.span,
+                   help="write e.g. `lr = 3e-6` or `lr = 5e-5 -> 5e-6 cosine warmup 200`")
+    out: dict[str, Any] = {"peak": to_float(v.peak, key), "end": None, "kind": "constant"}
+    if v.end is not None and v.kind is not None:
+        out["end"] = to_float(v.end, key)
+        out["kind"] = to_enum(v.kind, "schedule kind", ("cosine", "linear", "constant"))
+    if v.warmup is not None:
+        out["warmup"] = to_int(v.warmup, "warmup")
+        out["warmup_start"] = to_float(v.warmup_from, "from") if v.warmup_from is not None else 0.0
+    return out
+
+
+def to_plain(v: ast.Value, key: str) -> Any:
+    """A free-form argument (reward args, gym args, tiny-model config, inline rows) as JSON data.
+
+    Quantities become base units (seconds, bytes, counts); ``field("col")`` becomes ``{"field": "col"}``.
+    """
+    if isinstance(v, ast.Num):
+        value = _quantity(v)[1]
+        return as_number(value) if v.unit else (int(value) if v.is_int else value)
+    if isinstance(v, ast.Str):
+        return v.value
+    if isinstance(v, ast.Ident):
+        return BOOLS.get(v.name, v.name)
+    if isinstance(v, ast.Metric):
+        return f"{v.kind}@{v.k}"
+    if isinstance(v, ast.ListV):
+        if v.items and all(isinstance(i, ast.Pair) for i in v.items):
+            return {i.key.name: to_plain(i.value, key) for i in v.items}  # type: ignore[union-attr]
+        if any(isinstance(i, ast.Pair) for i in v.items):
+            raise _bad("CAS200", f"`{key}` mixes `name: value` pairs with plain items", v.span,
+                       help="write every item as `name: value`, or none")
+        return [to_plain(i, key) for i in v.items]  # type: ignore[arg-type]
+    if isinstance(v, ast.TupleV):
+        return [to_plain(i, key) for i in v.items]
+    if isinstance(v, ast.Record):
+        return {e.key.name: to_plain(e.value, e.key.name) for e in v.entries}
+    if isinstance(v, ast.Call) and v.func.name == "field" and len(v.args) == 1 and not v.kwargs \
+            and isinstance(v.args[0], ast.Str):
+        return {"field": v.args[0].value}
+    raise _bad("CAS200", f"`{key}` cannot be {_shape(v)} here", v.span,
+               help='arguments take numbers, strings, names, lists, records or `field("column")`')
+
+
+def convert(v: ast.Value, key: str, spec: Key) -> Any:
+    if spec.kind == "int":
+        return to_int(v, key)
+    if spec.kind == "float":
+        return to_float(v, key)
+    if spec.kind == "bool":
+        return to_bool(v, key)
+    if spec.kind == "enum":
+        return to_enum(v, key, spec.choices)
+    if spec.kind == "pair":
+        return to_pair(v, key)
+    if spec.kind == "memory":
+        return to_memory(v, key)
+    if spec.kind == "schedule":
+        return to_schedule(v, key)
+    if spec.kind == "metric":
+        return to_metric(v, key)
+    raise AssertionError(spec.kind)
+
+
+def to_metric(v: ast.Value, key: str) -> dict[str, Any]:
+    if isinstance(v, ast.Metric) and v.kind in ("pass", "avg"):
+        if v.kind == "pass" and v.k == 1:
+            return {"metric": "pass@1", "k": 1}
+        return {"metric": f"{v.kind}@k", "k": v.k}
+    raise _bad("CAS200", f"`{key}` takes `pass@1`, `avg@K` or `pass@K`", v.span, help="write e.g. `metric = avg@4`")
