@@ -28,7 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cascadec import __version__
 from cascadec.contract.fsutil import atomic_write_text
-from cascadec.contract.plan import Plan, Stage
+from cascadec.contract.plan import Plan, Stage, is_dir_name
 
 #: Files the renderer writes into a stage directory (only these are ever deleted when stale).
 STAGE_FILES = ("launch.sh", "sbatch.sh", "accelerate.yaml", "ds_config.json")

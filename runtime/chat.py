@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ChatTemplate
 
 Mode = Literal["thinking", "no_thinking", "none"]
 
 
-class ChatError(ValueError):
+class ChatError(UserError, ValueError):
     """The tokenizer cannot render a conversation (no chat template, no EOS token)."""
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cascadec.contract.errors import UserError
 from cascadec.contract import datarows
 from cascadec.contract.plan import DataSource
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Bad data: a missing file, a malformed row, an unknown generator. The message has the location."""
 
 

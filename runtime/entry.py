@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Plan, Resources, Stage
 from runtime.context import (
     StageContext, build_optimizer, build_scheduler, load_plugins, trainer_class,
@@ -35,36 +36,8 @@ from runtime.state import BASE, RunDir, append_jsonl, atomic_write_text, filter_
 EXIT_USER_ERROR = 2
 
 
-class StageError(Exception):
+class StageError(UserError):
     """A user-facing problem with the stage setup (device, parent checkpoint, ...)."""
-
-
-# Exception types whose message is written for the user (lowercase, `help:` line): printed without a
-# traceback. They are imported lazily: the modules that define them import torch-heavy code this module
-# does not need before a stage starts.
-USER_ERRORS = (
-    ("runtime.chat", "ChatError"),
-    ("runtime.rewards.base", "RewardError"),
-    ("runtime.stop", "StopRuleError"),
-    ("runtime.teachers", "TeacherError"),
-    ("runtime.stages.sft", "SFTDataError"),
-    ("runtime.rollout.fast", "UnsupportedModelError"),
-    ("runtime.rollout.vllm", "VLLMUnavailableError"),
-    ("runtime.loop", "CheckpointError"),
-)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Our user-error types plus those of :data:`USER_ERRORS` that import."""
-    import importlib
-
-    errors: list[type[BaseException]] = [StageError, ModelLoadError, DataError]
-    for module, name in USER_ERRORS:
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
 
 
 # ------------------------------------------------------------------ pieces of the context
@@ -286,7 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     try:
         load_plugins()
-        errors = user_errors()
     except Exception as e:
         print(f"error: cannot load runtime plugins: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -299,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_base(plan, run_dir)
         else:
             train_stage(plan, plan.stage(args.stage), run_dir)
-    except errors as e:
+    except UserError as e:
         message = f"stage `{args.stage}`: {e}"
         if e.__cause__ is not None:
             # The cause is user code (a reward function, a checkpoint loader): its traceback is what the

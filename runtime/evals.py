@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cascadec.contract.plan import EvalSpec, Plan
 from runtime.data import Sample, load_source
+
+if TYPE_CHECKING:
+    from runtime.context import StageContext
 
 CORRECT = 0.5
 CHUNK = 64  # prompts per generate call: bounds KV-cache memory on long evals
@@ -59,7 +62,7 @@ def samples_per_item(spec: EvalSpec) -> int:
     return 1 if spec.metric == "pass@1" else max(1, spec.k)
 
 
-def score_shard(ctx: Any, eval_set: EvalSet, items: Sequence[Sample], seed: int) -> list[float]:
+def score_shard(ctx: StageContext, eval_set: EvalSet, items: Sequence[Sample], seed: int) -> list[float]:
     """Scores of ``items`` (one float per item) with ``ctx.engine`` and ``ctx.rewards[domain]``."""
     spec = eval_set.spec
     n = samples_per_item(spec)
@@ -92,7 +95,7 @@ def rank_shard(samples: Sequence[Sample], rank: int, world: int) -> tuple[list[S
     return shard + list(samples[:1]) * (size - len(shard)), len(shard)
 
 
-def run_evals(ctx: Any, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
+def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
     """Evaluate the current policy on every eval set; returns one record per eval on every rank.
 
     Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n"}`` (``n`` = items scored).

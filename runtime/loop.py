@@ -14,10 +14,11 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cascadec.contract.errors import UserError
 from runtime.data import MixtureSampler
 from runtime.evals import EvalSet, run_evals
 from runtime.progress import StageProgress
@@ -25,6 +26,10 @@ from runtime.state import (
     RunDir, append_jsonl, atomic_dir, atomic_write_json, commit_dir, filter_jsonl, read_jsonl, recover_dir,
     truncate_metrics,
 )
+
+if TYPE_CHECKING:
+    from runtime.context import StageContext
+    from runtime.stages import Trainer
 
 CKPT_META = "meta.json"
 TRAINER_STATE = "trainer.pt"
@@ -34,7 +39,7 @@ ACCEL_STATE = "accelerate"
 # ------------------------------------------------------------------ checkpoints
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A resumable checkpoint that exists but cannot be read (edited, truncated or partly deleted by hand:
     the runtime itself only ever renames complete checkpoints into place)."""
 
@@ -68,7 +73,7 @@ def _barrier(acc: Any) -> None:
         acc.wait_for_everyone()
 
 
-def save_checkpoint(ctx: Any, trainer: Any, done: int) -> None:
+def save_checkpoint(ctx: StageContext, trainer: Trainer, done: int) -> None:
     """Write ``ckpt/`` for ``done`` finished steps: accelerate state (model, optimizer, scheduler, every
     rank's RNG), the trainer's extra state, the step. Written to ``ckpt.tmp-step<done>`` (a name every
     rank agrees on) and renamed by rank 0, so ``ckpt/`` is always complete."""
@@ -91,7 +96,7 @@ def save_checkpoint(ctx: Any, trainer: Any, done: int) -> None:
     _barrier(acc)
 
 
-def load_checkpoint_state(ctx: Any, trainer: Any) -> int:
+def load_checkpoint_state(ctx: StageContext, trainer: Trainer) -> int:
     """Restore ``ckpt/`` into the prepared objects and ``trainer``; returns the finished steps (0: none)."""
     ckpt = ctx.rundir.ckpt(ctx.stage.name)
     step = checkpoint_step(ckpt)
@@ -114,7 +119,7 @@ def load_checkpoint_state(ctx: Any, trainer: Any) -> int:
     return step
 
 
-def save_final(ctx: Any) -> Path:
+def save_final(ctx: StageContext) -> Path:
     """Save the policy and tokenizer in Hugging Face format to ``final/`` (atomic; rank 0 writes)."""
     acc = ctx.accelerator
     state_dict = acc.get_state_dict(ctx.policy)  # every rank: gathers ZeRO-3/FSDP shards
@@ -172,7 +177,7 @@ def drop_after(run_dir: RunDir, stage: str, resume_step: int) -> None:
     filter_jsonl(run_dir.evals_jsonl, lambda r: r.get("stage") != stage or int(r.get("step", 0)) <= resume_step)
 
 
-def _teacher_scores(ctx: Any) -> dict:
+def _teacher_scores(ctx: StageContext) -> dict:
     if not any(c.relative_to for c in ctx.stage.until):
         return {}
     from runtime.teachers import recorded_teacher_scores, resolve_teachers
@@ -180,7 +185,7 @@ def _teacher_scores(ctx: Any) -> dict:
     return recorded_teacher_scores(resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir), ctx.run_dir)
 
 
-def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[EvalSet]) -> str | None:
+def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval_sets: list[EvalSet]) -> str | None:
     """Run steps ``[ctx.start_step, params.steps)`` of ``ctx.stage``; returns the stop reason or None.
 
     Each rank trains on its strided shard ``batch[rank::world]`` of the global batch. On return the
@@ -252,7 +257,7 @@ def run_stage(ctx: Any, trainer: Any, sampler: MixtureSampler, eval_sets: list[E
     return reason
 
 
-def _record_evals(ctx: Any, eval_sets: list[EvalSet], done: int, writer: Any, progress: StageProgress) -> None:
+def _record_evals(ctx: StageContext, eval_sets: list[EvalSet], done: int, writer: Any, progress: StageProgress) -> None:
     """Run every eval at ``done`` finished steps; rank 0 appends the records to ``evals.jsonl`` and
     TensorBoard (``eval/<domain>.<eval>``) and prints them."""
     name = ctx.stage.name

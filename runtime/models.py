@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
 from cascadec.contract.suggest import suggest
 from runtime.state import atomic_dir
@@ -53,7 +54,7 @@ TINY_DEFAULTS: dict[str, Any] = {
 }
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UserError):
     """A model or tokenizer could not be loaded; the message names the model and how to fix it."""
 
 

@@ -28,20 +28,22 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from cascadec.contract.hashing import ensure_hashes
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef, Plan, Stage
 from runtime.launch import stage_command, stage_env, world_size
-from runtime.progress import format_metrics, reader_safe
+from runtime.progress import reader_safe
+from runtime.scores import (
+    base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
+)
 from runtime.state import (
-    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, last_eval_points, read_eval_records, read_jsonl,
-    replace_stage_evals, skipped_lines_warning,
+    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals,
 )
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A problem the user must fix before the run can go on (bad target, run directory in use, ...)."""
 
 
@@ -70,34 +72,6 @@ def load_plan(path: Path) -> Plan:
         raise RunError(
             f"cannot read plan `{path}`: {first}\nhelp: recompile the spec with `cascadec compile`"
         ) from None
-
-
-def stage_hashes(plan: Plan) -> dict[str, str]:
-    """Each stage's training hash, as the compiler stored it (a plan built by hand gets it from the same
-    function, `cascadec.contract.hashing.hash_plan`)."""
-    return {s.name: s.hash for s in ensure_hashes(plan).stages}
-
-
-def eval_hashes(plan: Plan) -> dict[str, str]:
-    """Each stage's eval hash (its training hash plus every domain's evals, rewards and system prompts)."""
-    return {s.name: s.eval_hash for s in ensure_hashes(plan).stages}
-
-
-def base_eval_hash(plan: Plan) -> str:
-    """What the base-model evals depend on (`Plan.base_eval_hash`)."""
-    return ensure_hashes(plan).base_eval_hash
-
-
-def declared_evals(plan: Plan) -> set[str]:
-    """Every ``domain.eval`` of the plan (each is scored after the base model and after every stage)."""
-    return {f"{name}.{e.name}" for name, d in plan.domains.items() for e in d.evals}
-
-
-def missing_scores(plan: Plan, rd: RunDir) -> dict[str, set[str]]:
-    """``{stage or base: the declared evals with no record in evals.jsonl}`` (e.g. the file was deleted)."""
-    recorded = last_eval_points(read_eval_records(rd.evals_jsonl)[0])
-    declared = declared_evals(plan)
-    return {name: declared - set(recorded.get(name, {})) for name in [BASE, *(s.name for s in plan.stages)]}
 
 
 def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
@@ -404,117 +378,3 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
             action = "re-evaluate"
         table.add_row(stage.name, stage.kind, stage.parent, str(stage.params.steps), action)
     console.print(table)
-
-
-# ------------------------------------------------------------------ reporting
-
-
-def final_scores(rd: RunDir) -> dict[str, dict[str, tuple[float, str]]]:
-    """``{stage: {"domain.eval": (score, metric)}}`` from each stage's last eval point (well-formed records
-    only: see ``runtime.state.read_eval_records``)."""
-    return {s: {k: (float(r["score"]), str(r.get("metric", ""))) for k, r in per.items()}
-            for s, per in last_eval_points(read_eval_records(rd.evals_jsonl)[0]).items()}
-
-
-def stale_scores(plan: Plan, rd: RunDir) -> set[str]:
-    """The base model and stages whose recorded scores were measured under other eval settings or another
-    plan than ``plan`` (their eval hash in ``state.json`` differs): e.g. a re-evaluation interrupted after
-    some stages; ``cascadec run`` measures them again."""
-    state = rd.read_state()
-    evals = eval_hashes(plan)
-    stale = {s.name for s in plan.stages if state["stages"].get(s.name, {}).get("eval_hash") != evals[s.name]}
-    if state.get(BASE, {}).get("hash") != base_eval_hash(plan):
-        stale.add(BASE)
-    return stale
-
-
-STALE_NOTE = "* scores measured before the evals or the plan changed; `cascadec run` measures them again"
-
-
-def print_scores(console: Console, plan: Plan, rd: RunDir) -> None:
-    """The score table under its title, the note on stale (``*``) scores, and one warning line when
-    ``evals.jsonl`` had damaged lines."""
-    console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-    console.print(score_table(plan, rd))
-    if stale_scores(plan, rd) & set(final_scores(rd)):
-        console.print(STALE_NOTE, highlight=False, soft_wrap=True)
-    skipped = read_eval_records(rd.evals_jsonl)[1]
-    if skipped:
-        console.print(skipped_lines_warning(rd.evals_jsonl, skipped), highlight=False, soft_wrap=True)
-
-
-def score_table(plan: Plan, rd: RunDir) -> Table:
-    """Every domain's eval score after each stage, base first (the papers' per-stage tables). Stages whose
-    scores are stale (:func:`stale_scores`) are marked ``*`` (:func:`print_scores` adds :data:`STALE_NOTE`)."""
-    scores = final_scores(rd)
-    stale = stale_scores(plan, rd) & set(scores)
-    keys = sorted({k for s in scores.values() for k in s})
-    table = Table()
-    table.add_column("stage")
-    metrics = {k: m for s in scores.values() for k, (_, m) in s.items()}
-    for key in keys:
-        table.add_column(f"{key} ({metrics[key]})", justify="right")
-    for name in [BASE, *(s.name for s in plan.stages)]:
-        if name in scores:
-            label = f"{name} *" if name in stale else name
-            table.add_row(label, *(f"{scores[name][k][0]:.3f}" if k in scores[name] else "-" for k in keys))
-    return table
-
-
-def _last_metrics(rd: RunDir, stage: str) -> dict[str, Any]:
-    rows = [r for r in read_jsonl(rd.metrics(stage)) if type(r.get("step")) is int]
-    return rows[-1] if rows else {}
-
-
-def status(run_dir: Path | str, *, console: Console | None = None) -> int:
-    """Print where a run stands: each stage's status, step/steps, stop reason and last metrics.
-
-    Returns 0, or 2 when ``run_dir`` is not a run directory.
-    """
-    console = console or Console()
-    console.file = reader_safe(console.file)
-    rd = RunDir(run_dir)
-    if not rd.plan_json.is_file():
-        console.print(f"[bold red]error[/]: `{rd.root}` is not a run directory (no plan.json)\n"
-                      "help: pass the run directory, e.g. runs/<plan name>", highlight=False)
-        return EXIT_USAGE
-    try:
-        plan = load_plan(rd.plan_json)
-        states = rd.read_state()["stages"]
-        actions = {s.name: a for s, a in plan_actions(plan, rd)}
-        missing = missing_scores(plan, rd)
-    except (RunError, StateError) as e:
-        console.print(f"[bold red]error[/]: {e}", highlight=False)
-        return EXIT_USAGE
-    live = run_in_progress(rd)
-    console.print(f"{plan.name}: {rd.root}" + (" (a `cascadec run` is in progress)" if live else ""),
-                  highlight=False)
-    table = Table()
-    for col in ("stage", "kind", "status", "step", "stop reason", "last metrics"):
-        table.add_column(col)
-    for stage in plan.stages:
-        entry = states.get(stage.name, {})
-        state = entry.get("status", "pending")
-        if state == "done" and not (rd.final(stage.name) / "config.json").is_file():
-            state = "done (final checkpoint missing: `cascadec run` trains it again)"
-        elif state == "done" and actions.get(stage.name) == "reeval" and missing[stage.name] \
-                and entry.get("eval_hash") == eval_hashes(plan)[stage.name]:
-            state = "done (eval scores missing: `cascadec run` re-evaluates it)"
-        elif state == "done" and actions.get(stage.name) == "reeval":
-            state = "done (evals stale: eval settings changed)"
-        elif state == "done" and actions.get(stage.name) != "skip":
-            state = "done (stale: plan changed)"
-        elif state == "running" and not live:
-            state = "interrupted (resumable)"
-        last = _last_metrics(rd, stage.name)
-        # state.json moves at checkpoints; a live or crashed stage has logged steps past its checkpoint.
-        saved, logged = entry.get("step", 0), last.get("step", -1) + 1
-        step = f"{max(saved, logged)}/{stage.params.steps}"
-        if logged > saved and not state.startswith("done"):
-            step += f" (checkpoint {saved})"
-        table.add_row(stage.name, stage.kind, state, step,
-                      entry.get("stop_reason") or "", format_metrics(last))
-    console.print(table)
-    if rd.evals_jsonl.is_file():
-        print_scores(console, plan, rd)
-    return 0

@@ -24,6 +24,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
+from cascadec.contract.errors import UserError
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_eval_records, read_jsonl,
     skipped_lines_warning,
@@ -40,7 +41,7 @@ CURVES: dict[str, tuple[str, ...]] = {
 }
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The run directory cannot be reported on; the message says why and how to fix it."""
 
 
@@ -116,7 +117,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
 
 def _stale(rd: RunDir) -> set[str]:
     from cascadec.contract.plan import Plan
-    from runtime.orchestrator import stale_scores
+    from runtime.scores import stale_scores
 
     try:
         return stale_scores(Plan.from_json(rd.plan_json.read_text()), rd)
@@ -160,7 +161,7 @@ def text_report(summary: RunSummary, width: int = 120) -> str:
 
 
 def _print_scores(console: Console, summary: RunSummary, evals_jsonl: Path | None) -> None:
-    from runtime.orchestrator import STALE_NOTE
+    from runtime.scores import STALE_NOTE
 
     console.print(score_table(summary))
     if summary.stale:
@@ -258,7 +259,7 @@ img { max-width: 100%; }
 
 def html_page(summary: RunSummary, cascade_png: bytes, curves_png: bytes) -> str:
     """One self-contained HTML page: score table (best score per eval in bold), charts, stage table."""
-    from runtime.orchestrator import STALE_NOTE
+    from runtime.scores import STALE_NOTE
 
     best = {ev: max((summary.scores[c][ev] for c in summary.columns if ev in summary.scores[c]), default=None)
             for ev in summary.evals}

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.fsutil import (  # noqa: F401  (re-exported: the run directory's writers)
     NEW_DIR_MODE, NEW_FILE_MODE, atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir,
 )
@@ -97,7 +98,7 @@ def recover_dir(path: Path) -> Path | None:
     return path if path.exists() else None
 
 
-class StateError(Exception):
+class StateError(UserError):
     """A ``state.json`` that cannot be parsed; the message names the file and how to recover."""
 
     def __init__(self, path: Path, problem: str) -> None:

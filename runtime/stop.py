@@ -12,12 +12,13 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Condition
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
-class StopRuleError(ValueError):
+class StopRuleError(UserError, ValueError):
     """An ``until`` clause that cannot be evaluated (the message says which clause and how to fix it)."""
 
 

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Plan, Stage, TeacherRef
 from runtime.state import BASE, RunDir, last_eval_points, read_jsonl
 
 DEFAULT = "default"
 
 
-class TeacherError(ValueError):
+class TeacherError(UserError, ValueError):
     """A teacher that cannot be used; the message names the stage/teacher and ends with a ``help:`` line."""
 
 

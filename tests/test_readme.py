@@ -47,7 +47,7 @@ def test_extra_ci_installs_are_named_in_the_readme():
 
 
 def test_run_exit_codes_in_the_readme_match_the_cli():
-    from cascadec import cli
+    from cascadec.cli import base as cli
 
     row = next(line for line in README.splitlines() if line.startswith("| `cascadec run "))
     listed = re.search(r"exit (.*) \|$", row).group(1)

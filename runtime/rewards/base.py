@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Origin
 
 
@@ -18,7 +19,7 @@ class Reward(Protocol):
     def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]: ...
 
 
-class RewardError(Exception):
+class RewardError(UserError):
     """A user error in a reward: bad arguments, a missing column, an import that does not resolve.
 
     The message is lowercase with identifiers in backticks; `hint` says how to fix it; `origin` is the

@@ -46,6 +46,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cascadec.contract.errors import UserError
 from runtime.logprobs import pad_token_id, unwrap_model
 from runtime.rollout.base import RolloutBatch
 
@@ -58,7 +59,7 @@ _SLOT_ROUND = 64
 COMPILE_MIN_NEW_TOKENS = 128
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(UserError, ValueError):
     """The policy's architecture is not one this engine implements (use the transformers engine)."""
 
 

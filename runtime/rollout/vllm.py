@@ -24,6 +24,7 @@ from pathlib import Path
 
 from torch import nn
 
+from cascadec.contract.errors import UserError
 from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch
 
@@ -37,7 +38,7 @@ _ENV_DEFAULTS = {
 }
 
 
-class VLLMUnavailableError(ImportError):
+class VLLMUnavailableError(UserError, ImportError):
     """vLLM is not installed in this environment."""
 
 

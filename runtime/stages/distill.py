@@ -21,7 +21,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,10 @@ from runtime.teachers import (
     resolve_teachers,
     route,
 )
+
+if TYPE_CHECKING:
+    from runtime.context import StageContext
+    from runtime.data import Sample
 
 # A frozen forward keeps no activations for backward, so a teacher can score more rows at once than the
 # student trains on; the head is applied in sequence chunks (runtime.logprobs) to bound the logits.
@@ -76,11 +80,11 @@ def _param_bytes(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def _describe(ctx: Any, name: str) -> str:
+def _describe(ctx: StageContext, name: str) -> str:
     return f"{ctx.plan.base.name} (base)" if name == BASE else f"{name} ({ctx.rundir.final(name)})"
 
 
-def _tokenizer_of(ctx: Any, name: str) -> Any:
+def _tokenizer_of(ctx: StageContext, name: str) -> Any:
     """The tokenizer saved with a teacher checkpoint (the base model's for ``base``)."""
     from transformers import AutoTokenizer
 
@@ -101,7 +105,7 @@ class TeacherPool:
     checkpoint share one model object), checked against the student's tokenizer, and placed on the device
     or offloaded to the CPU by :func:`plan_placement`."""
 
-    def __init__(self, ctx: Any, names: list[str]) -> None:
+    def __init__(self, ctx: StageContext, names: list[str]) -> None:
         self.ctx = ctx
         self.models: dict[str, torch.nn.Module] = {}
         for name in names:
@@ -161,7 +165,7 @@ class DistillTrainer:
             whose ``jsd_beta`` is not strictly between 0 and 1.
     """
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
         self.params = p = ctx.stage.params
         if p.overlong == "penalty":
@@ -193,7 +197,7 @@ class DistillTrainer:
 
     # ---------------------------------------------------------------- one step
 
-    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+    def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """Sample, route, score with the teachers, and take one optimizer step on ``batch``.
 
         Returns metrics: loss, reverse_kl (per-token estimate ``mean(log pi_train - log pi_teacher)`` over
@@ -259,7 +263,7 @@ class DistillTrainer:
                         out[i] = lp[r, start:start + len(rollouts.completion_ids[i])]
         return out
 
-    def _update(self, rollouts: RolloutBatch, samples: list[Any], names: list[str], rows: list[int],
+    def _update(self, rollouts: RolloutBatch, samples: list[Sample], names: list[str], rows: list[int],
                 teacher_lp: dict[int, torch.Tensor]) -> dict[str, Any]:
         """One optimizer step over ``rows``; returns loss and the token statistics of the step.
 

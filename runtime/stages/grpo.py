@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +20,10 @@ from runtime.logprobs import pad_right, pad_token_id, token_logprobs
 from runtime.losses.grpo import apply_overlong, group_advantages, grpo_loss, informative_groups
 from runtime.rollout.base import RolloutBatch
 from runtime.stages import backward_passes, optimizer_step
+
+if TYPE_CHECKING:
+    from runtime.context import StageContext
+    from runtime.data import Sample
 
 
 def rollout_seed(stage_seed: int, step: int, rank: int) -> int:
@@ -36,7 +40,7 @@ def sequences(batch: RolloutBatch, index: list[int], pad_id: int) -> tuple[torch
     return pad_right(rows, pad_id), pad_right([[1] * len(r) for r in rows], 0), pad_right(comp, 0)
 
 
-def score(ctx: Any, samples: list[Any], texts: list[str]) -> torch.Tensor:
+def score(ctx: StageContext, samples: list[Sample], texts: list[str]) -> torch.Tensor:
     """Rewards ``[N]`` from each row's domain reward, called once per domain on that domain's rows."""
     by_domain: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
@@ -55,7 +59,7 @@ class GRPOTrainer:
     loaded once at construction.
     """
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
         self.params = ctx.stage.params
         self.reference = ctx.load_frozen(ctx.stage.parent) if self.params.kl > 0 else None
@@ -68,7 +72,7 @@ class GRPOTrainer:
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore (see ``state_dict``)."""
 
-    def _overlong(self, samples: list[Any], rewards: torch.Tensor, truncated: torch.Tensor
+    def _overlong(self, samples: list[Sample], rewards: torch.Tensor, truncated: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         keep = torch.ones_like(truncated)
         for mode in ("penalty", "filter"):
@@ -80,7 +84,7 @@ class GRPOTrainer:
                 rewards[rows], keep[rows] = new_rewards, new_keep
         return rewards, keep
 
-    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+    def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """Rollouts, rewards and one optimizer step on ``batch`` (``prompts_per_step`` samples).
 
         Returns metrics: loss, reward_mean, reward_std, kl, entropy, response_len, truncated_frac,

@@ -17,22 +17,27 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
+from cascadec.contract.errors import UserError
 from runtime.chat import SFTExample, render_sft
 from runtime.logprobs import pad_right, pad_token_id, token_logprobs
 from runtime.stages import backward_passes, optimizer_step
 
+if TYPE_CHECKING:
+    from runtime.context import StageContext
+    from runtime.data import Sample
+
 ANSWER_FORMAT = "Answer: {answer}"
 
 
-class SFTDataError(ValueError):
+class SFTDataError(UserError, ValueError):
     """A sample has nothing to train on."""
 
 
-def sft_completion(sample: Any) -> str:
+def sft_completion(sample: Sample) -> str:
     """The assistant turn to train on for ``sample`` (see the module docstring).
 
     Raises:
@@ -81,7 +86,7 @@ def packed_tensors(rows: list[list[SFTExample]], pad_id: int) -> tuple[torch.Ten
 class SFTTrainer:
     """The ``sft`` stage's step (Trainer protocol in docs/ARCHITECTURE.md)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
         self.params = ctx.stage.params
         self.pad_id = pad_token_id(ctx.tokenizer)
@@ -93,7 +98,7 @@ class SFTTrainer:
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore (see ``state_dict``)."""
 
-    def _examples(self, batch: list[Any]) -> list[SFTExample]:
+    def _examples(self, batch: list[Sample]) -> list[SFTExample]:
         ctx = self.ctx
         return [
             render_sft(ctx.tokenizer, ctx.plan.chat, ctx.stage.mode, ctx.system_prompt(s.domain), s.prompt,
@@ -121,7 +126,7 @@ class SFTTrainer:
             })
         return out
 
-    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+    def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """One optimizer step on ``batch`` (``batch_size`` samples, this rank's share).
 
         Returns metrics: loss (mean NLL per assistant token), tokens (assistant tokens), rows, fill (real

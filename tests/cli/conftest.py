@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import BAD_SOURCE, demo_plan, unknown_stage, zero_steps_warning
 
-from cascadec import cli
+from cascadec.cli import commands
 from cascadec.compiler import CompileResult
 
 
@@ -26,7 +26,7 @@ def stub_compiler(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], CompileRe
         diagnostics = [zero_steps_warning(p)] if stem.startswith("warn") else []
         return CompileResult(demo_plan(stem), diagnostics, {p: text})
 
-    monkeypatch.setattr(cli, "compile_file", fake)
+    monkeypatch.setattr(commands, "compile_file", fake)
     return fake
 
 

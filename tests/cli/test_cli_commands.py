@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import check_snapshot, demo_plan, invoke
 
-from cascadec import cli
+from cascadec.cli import commands, views
 from cascadec.codes import CODES
 from cascadec.compiler import CompileResult
 from cascadec.diagnostics import Diagnostic
@@ -119,38 +119,37 @@ def test_lint_empty_machine_formats() -> None:
     assert invoke(["lint", "--format", "github", "clean.cascade"]).stdout == ""
 
 
-def test_check_rewards_reports_a_missing_module_or_adds_problems(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
+def test_check_rewards_reports_a_missing_runtime_or_adds_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
 
-    real_import = importlib.import_module
+    real_import = builtins.__import__
 
-    def no_contracts(name: str, *a: object) -> object:
-        if name == "runtime.rewards.contracts":
-            err = ModuleNotFoundError(f"No module named {name!r}")
-            err.name = name
+    def no_runtime(name: str, *a: object, **k: object) -> object:
+        if name == "runtime" and a and a[2] and "api" in a[2]:  # `from runtime import api`
+            err = ModuleNotFoundError("No module named 'runtime'")
+            err.name = "runtime"
             raise err
-        return real_import(name, *a)
+        return real_import(name, *a, **k)
 
-    monkeypatch.setattr(cli.importlib, "import_module", no_contracts)
+    monkeypatch.setattr(builtins, "__import__", no_runtime)
     result = invoke(["lint", "--check-rewards", "clean.cascade"])
+    monkeypatch.setattr(builtins, "__import__", real_import)
     assert result.exit_code == 2
-    assert "needs `runtime.rewards.contracts`" in result.stderr
+    assert "--check-rewards needs the runtime (`runtime.api`)" in result.stderr
 
     from cascadec.contract.plan import Origin
     from runtime.rewards.contracts import Problem
 
-    class Contracts:
+    class Api:
         @staticmethod
         def check_rewards(plan: object) -> list[Problem]:
             origin = Origin(path="clean.cascade", line=2, column=3, end_line=2, end_column=8)
             return [Problem("math", "exact", "returned None, not a float", "return a float", origin)]
 
-    monkeypatch.setattr(
-        cli.importlib, "import_module", lambda n, *a: Contracts if n == "runtime.rewards.contracts" else real_import(n)
-    )
+    monkeypatch.setattr(commands, "_api", lambda command: Api)
     result = invoke(["lint", "--check-rewards", "--format", "concise", "clean.cascade"])
     assert result.exit_code == 1
-    code = cli._reward_contract_code()[0]
+    code = views.reward_contract_code()[0]
     assert result.stdout.splitlines()[0] == (
         f"clean.cascade:2:3: error[{code}] reward `exact` of domain `math` breaks its contract: "
         "returned None, not a float"
@@ -260,8 +259,7 @@ def upper_formatter(monkeypatch: pytest.MonkeyPatch) -> None:
                 return None, [Diagnostic("CAS100", "syntax-error", "error", "unexpected `!`")]
             return text.upper(), []
 
-    real = cli.importlib.import_module
-    monkeypatch.setattr(cli.importlib, "import_module", lambda n, *a: Fmt if n == "cascadec.fmt" else real(n))
+    monkeypatch.setattr(commands, "format_source", Fmt.format_source)
 
 
 @pytest.mark.usefixtures("upper_formatter")
@@ -296,7 +294,7 @@ def test_unexpected_exception_is_an_internal_error_without_traceback(monkeypatch
     def boom(path: object) -> CompileResult:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "compile_file", boom)
+    monkeypatch.setattr(commands, "compile_file", boom)
     result = invoke(["lint", "clean.cascade"])
     assert result.exit_code == 2
     assert result.stderr.startswith("internal error: ZeroDivisionError: division by zero (please report")
@@ -323,17 +321,14 @@ def test_run_status_report_delegate_to_the_runtime(monkeypatch: pytest.MonkeyPat
             calls.append(("status", run_dir))
             return 0
 
-    class Report:
-        class ReportError(Exception):
-            pass
+    class Api(Orchestrator):
+        from cascadec.contract.errors import UserError
 
         @classmethod
         def report(cls, run_dir: Path, out: Path | None) -> Path:
-            raise cls.ReportError("no evals yet")
+            raise cls.UserError("no evals yet")
 
-    modules = {"runtime.orchestrator": Orchestrator, "runtime.report": Report}
-    real = cli.importlib.import_module
-    monkeypatch.setattr(cli.importlib, "import_module", lambda n, *a: modules.get(n) or real(n))
+    monkeypatch.setattr(commands, "_api", lambda command: Api)
 
     assert invoke(["run", "clean.cascade", "--run-dir", "runs/x", "--nproc", "2"]).exit_code == 0
     assert calls[-1] == ("run", (Path("build/clean"), Path("runs/x"), 2, False))
@@ -360,10 +355,7 @@ def test_dry_run_of_a_spec_writes_nothing(monkeypatch: pytest.MonkeyPatch, specs
             seen.append(target)
             return 0
 
-    real = cli.importlib.import_module
-    monkeypatch.setattr(
-        cli.importlib, "import_module", lambda n, *a: Orchestrator if n == "runtime.orchestrator" else real(n)
-    )
+    monkeypatch.setattr(commands, "_api", lambda command: Orchestrator)
     before = sorted(specs.rglob("*"))
     assert invoke(["run", "clean.cascade", "--dry-run"]).exit_code == 0
     assert invoke(["run", "clean.cascade", "--dry-run", "-o", "out"]).exit_code == 0

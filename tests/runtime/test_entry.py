@@ -12,7 +12,7 @@ import pytest
 
 from cascadec.contract.plan import Resources
 from runtime.data import Sample
-from runtime.entry import GuardedReward, StageError, make_accelerator, main, user_errors
+from runtime.entry import GuardedReward, StageError, make_accelerator, main
 from runtime.launch import stage_command, stage_env
 from runtime.loop import checkpoint_step, reduce_metrics
 from runtime.rewards.base import RewardError
@@ -88,9 +88,20 @@ def test_entry_reports_unknown_stage_without_traceback(tmp_path: Path, capsys: p
     assert "no stage `nope`" in (tmp_path / "run" / "stages" / "nope" / "error.txt").read_text()
 
 
-def test_user_errors_include_other_parts_types() -> None:
-    names = {e.__name__ for e in user_errors()}
-    assert {"ModelLoadError", "DataError", "RewardError", "StageError"} <= names
+def test_every_runtime_error_written_for_the_user_is_a_user_error() -> None:
+    import importlib
+
+    from cascadec.contract.errors import UserError
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in sorted((root / "runtime").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+                found.append(getattr(importlib.import_module(module), node.name))
+    assert len(found) >= 14
+    assert [e.__name__ for e in found if not issubclass(e, UserError)] == []
 
 
 def test_runtime_imports_nothing_from_cascadec_but_the_contract() -> None:

@@ -16,7 +16,8 @@ from cascadec_runtime_plans import TINY, console, domain, rows, run_ok, sft_stag
 from cascadec.contract.plan import DataSource, ModelRef, RewardSpec
 from runtime.context import lr_at
 from runtime.models import load_model, save_checkpoint
-from runtime.orchestrator import plan_actions, resolve_plan_path, run, stage_hashes, status
+from runtime.orchestrator import plan_actions, resolve_plan_path, run, stage_hashes
+from runtime.status import status
 from runtime.state import RunDir, read_jsonl
 
 pytestmark = pytest.mark.usefixtures("toy_env")

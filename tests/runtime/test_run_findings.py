@@ -21,7 +21,9 @@ from cascadec_runtime_plans import console, run_ok, sft_stage, tiny_plan, write_
 from cascadec.contract.plan import ModelRef
 from runtime.launch import repo_root
 from runtime.models import ModelLoadError, load_model
-from runtime.orchestrator import STALE_NOTE, plan_actions, run, status
+from runtime.orchestrator import plan_actions, run
+from runtime.scores import STALE_NOTE
+from runtime.status import status
 from runtime.report import ReportError, load_run, report
 from runtime.state import RunDir, read_jsonl
 

@@ -142,7 +142,7 @@ def test_run_without_evals_says_so_instead_of_an_empty_table(tmp_path: Path) -> 
 
 
 def test_damaged_state_file_is_a_clear_error_for_run_status_and_report(tmp_path: Path) -> None:
-    from runtime.orchestrator import status
+    from runtime.status import status
     from runtime.report import ReportError, report
 
     build = write_build(tmp_path, tiny_plan())
@@ -161,7 +161,8 @@ def test_damaged_state_file_is_a_clear_error_for_run_status_and_report(tmp_path:
 
 
 def test_status_tells_an_interrupted_stage_from_a_live_one(tmp_path: Path) -> None:
-    from runtime.orchestrator import run_lock, status
+    from runtime.orchestrator import run_lock
+    from runtime.status import status
 
     build = write_build(tmp_path, tiny_plan())
     rd = RunDir(tmp_path / "run")

@@ -1,0 +1,5 @@
+"""``python -m cascadec.cli``."""
+
+from cascadec.cli import main
+
+main()

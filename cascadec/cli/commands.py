@@ -1,0 +1,318 @@
+"""One function per command: compile, lint, plan, graph, fmt, explain, run, status, report."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cascadec.cli.base import (
+    EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GraphFormat, OutputFormat, PlanFormat, app, emit, err,
+    fail, format_option, guarded, has_errors, require_files, unreadable, write,
+)
+from cascadec.cli.views import natural_width, plan_table, problem_to_diagnostic
+from cascadec.codes import CODES
+from cascadec.compiler import CompileResult, compile_file, read_spec
+from cascadec.contract.fsutil import atomic_write_text
+from cascadec.contract.plan import Plan
+from cascadec.diagnostics import Diagnostic
+from cascadec.fmt import format_source
+from cascadec.graph import GRAPH_FORMATS
+from cascadec.lower import display_path
+from cascadec.report_diagnostics import RENDERERS, diagnostic_url, sort_diagnostics
+
+def _compile(spec: Path) -> CompileResult:
+    require_files([spec])
+    return compile_file(spec)
+
+
+def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full) -> Plan:
+    """Compile ``spec``; diagnostics go to stderr; exit 1 when it has errors."""
+    result = _compile(spec)
+    emit(result.diagnostics, result.sources, fmt, to_stderr=True)
+    if not result.ok or result.plan is None:
+        raise typer.Exit(EXIT_FINDINGS)
+    return result.plan
+
+
+# ---------------------------------------------------------------- compile / lint
+
+
+FORMAT_HELP = "Diagnostic output format."
+
+
+@app.command("compile")
+@guarded
+def compile_cmd(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file to compile.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory that receives `<name>/`.")] = Path("build"),
+    fmt: Annotated[OutputFormat, format_option(OutputFormat, FORMAT_HELP)] = OutputFormat.full,
+) -> None:
+    """Check SPEC and write `OUT/<name>/`: plan.json and per-stage launch scripts and configs."""
+    sys.stdout.write(f"{_render(_plan_or_exit(spec, fmt), out)}\n")
+
+
+def _check_rewards(plan: Plan, sources: dict[str, str]) -> list[Diagnostic]:
+    files = {display_path(path): path for path in sources}
+    return [problem_to_diagnostic(p, files) for p in _api("--check-rewards").check_rewards(plan)]
+
+
+@app.command()
+@guarded
+def lint(
+    specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
+    fmt: Annotated[OutputFormat, format_option(OutputFormat, FORMAT_HELP)] = OutputFormat.full,
+    warnings_as_errors: Annotated[
+        bool, typer.Option("--warnings-as-errors", "-W", help="Exit 1 when there are warnings, too.")
+    ] = False,
+    check_rewards: Annotated[
+        bool, typer.Option("--check-rewards", help="Also run the runtime's reward contract checks on each clean spec.")
+    ] = False,
+) -> None:
+    """Check SPECS and report every problem; exit 0 clean, 1 findings, 2 usage or internal error.
+
+    A path that is missing or a directory is reported on stderr and makes the exit code 2, but the other
+    files are still checked and their diagnostics printed, so that a CI job reading the JSON, SARIF or
+    GitHub output keeps the findings of the files that exist."""
+    missing = []
+    for spec in specs:
+        problem = unreadable(spec)
+        if problem is not None:
+            err(f"error: {problem[0]}\nhelp: {problem[1]}")
+            missing.append(spec)
+    diagnostics: dict[Diagnostic, None] = {}  # ordered set: a shared import is reported once
+    sources: dict[str, str] = {}
+    for spec in (s for s in specs if s not in missing):
+        result = compile_file(spec)
+        diagnostics.update(dict.fromkeys(result.diagnostics))
+        sources.update(result.sources)
+        if check_rewards and result.ok and result.plan is not None:
+            diagnostics.update(dict.fromkeys(_check_rewards(result.plan, result.sources)))
+    found = sort_diagnostics(diagnostics)
+    if found:
+        write(RENDERERS[fmt.value](found, sources), fmt)
+    elif fmt not in (OutputFormat.full, OutputFormat.concise):
+        sys.stdout.write(RENDERERS[fmt.value]([], sources))
+    elif not missing:
+        n = len(specs)
+        sys.stdout.write(f"all checks passed ({n} file{'s' if n != 1 else ''})\n")
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
+    failing = has_errors(found) or (warnings_as_errors and bool(found))
+    raise typer.Exit(EXIT_FINDINGS if failing else EXIT_OK)
+
+
+# ---------------------------------------------------------------- plan / graph
+
+
+@app.command()
+@guarded
+def plan(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
+    fmt: Annotated[PlanFormat, format_option(PlanFormat, "A table, or the plan.json text.")] = PlanFormat.table,
+) -> None:
+    """Show the stages SPEC compiles to: parents, domains, steps, batch, memory per GPU, teachers, stop rules,
+    hashes."""
+    compiled = _plan_or_exit(spec)
+    if fmt is PlanFormat.json:
+        sys.stdout.write(compiled.to_json())
+        return
+    table = plan_table(compiled)
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output keeps every row on one line, whatever the width, so that it greps.
+        console = Console(file=sys.stdout, highlight=False, width=natural_width(console, table))
+    console.print(table)
+
+
+@app.command()
+@guarded
+def graph(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="The `.cascade` file.")],
+    fmt: Annotated[GraphFormat, format_option(GraphFormat, "Mermaid or Graphviz DOT.")] = GraphFormat.mermaid,
+) -> None:
+    """Print the stage graph of SPEC (teacher edges dashed)."""
+    compiled = _plan_or_exit(spec)
+    sys.stdout.write(GRAPH_FORMATS[fmt.value](compiled))
+
+
+# ---------------------------------------------------------------- fmt / explain
+
+
+@app.command("fmt")
+@guarded
+def fmt_cmd(
+    specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if a file would change.")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Write nothing; print a unified diff; exit 1 on changes.")
+    ] = False,
+) -> None:
+    """Rewrite SPECS in canonical layout, keeping comments."""
+    require_files(specs)
+    changed, failed = [], False
+    for spec in specs:
+        text = read_spec(str(spec))
+        if isinstance(text, Diagnostic):
+            emit([text], {}, OutputFormat.full, to_stderr=True)
+            failed = True
+            continue
+        formatted, diagnostics = format_source(text, str(spec))
+        if formatted is None:
+            emit(diagnostics, {str(spec): text}, OutputFormat.full, to_stderr=True)
+            failed = True
+            continue
+        if formatted == text:
+            continue
+        changed.append(spec)
+        if diff:
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    formatted.splitlines(keepends=True),
+                    fromfile=f"{spec} (original)",
+                    tofile=f"{spec} (formatted)",
+                )
+            )
+        elif check:
+            err(f"would reformat {spec}")
+        else:
+            atomic_write_text(spec, formatted)
+            err(f"reformatted {spec}")
+    if failed:
+        raise typer.Exit(EXIT_FINDINGS)
+    if changed and (check or diff):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+@guarded
+def explain(code: Annotated[str, typer.Argument(metavar="CODE", help="A diagnostic code such as CAS301.")]) -> None:
+    """Explain what a diagnostic code means and how to fix it."""
+    entry = CODES.get(code.strip().upper())
+    if entry is None:
+        known = ", ".join(sorted(CODES))
+        fail(f"unknown diagnostic code `{code}`", help=f"known codes: {known}")
+    sys.stdout.write(
+        f"{entry.code} ({entry.name}, {entry.severity}): {entry.summary}\n\n"
+        f"{entry.explanation}\n\n"
+        f"see {diagnostic_url(entry.code)}\n"
+    )
+
+
+# ---------------------------------------------------------------- run / status / report
+
+
+def _api(command: str) -> ModuleType:
+    """`runtime.api`, or exit 2 with a clear message when this installation has no runtime."""
+    try:
+        from runtime import api
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not "runtime.api".startswith(exc.name):
+            raise
+        fail(f"{command} needs the runtime (`runtime.api`), which this installation does not have",
+             help="install cascadec with its runtime")
+    return api
+
+
+def _runtime_exit(code: object) -> None:
+    """Map the orchestrator's return value (0 ok, 1 a stage failed, 2 usage, 130 interrupted) to ours."""
+    if not isinstance(code, int) or code == 0:
+        return
+    raise typer.Exit(EXIT_RUNTIME if code == 1 else code)
+
+
+@app.command()
+@guarded
+def run(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TARGET", help="A `.cascade` spec, a build directory made by `cascadec compile`, or its plan.json."
+        ),
+    ],
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default `runs/<name>/`).")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where a spec is compiled to first.")] = Path("build"),
+    nproc: Annotated[
+        int | None, typer.Option("--nproc", min=1, help="Override every stage's processes per node.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run, skip or resume; run nothing.")
+    ] = False,
+) -> None:
+    """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones.
+
+    `OUT` and the default run directory `runs/<name>/` are relative to the current directory, not to the
+    spec. A dry run writes nothing: a spec is compiled into a temporary directory that is removed after."""
+    if not target.exists():
+        fail(f"`{target}` does not exist", help="pass a `.cascade` file or a directory made by `cascadec compile`")
+    if target.suffix == ".json" or target.is_dir():
+        if target.is_dir() and not (target / "plan.json").is_file():
+            fail(f"`{target}` holds no plan.json", help="run `cascadec compile SPEC` first, or pass the spec")
+        _run_build(target, run_dir, nproc, dry_run)
+        return
+    plan = _plan_or_exit(target)
+    if not dry_run:
+        _run_build(_render(plan, out), run_dir, nproc, dry_run)
+        return
+    with tempfile.TemporaryDirectory(prefix="cascadec-dry-run-") as scratch:
+        _run_build(_render(plan, Path(scratch)), run_dir, nproc, dry_run)
+
+
+def _render(plan: Plan, out: Path) -> Path:
+    """Write `out/<plan name>/` (`cascadec.render.render_plan`); exit 2 with a message when that fails."""
+    from cascadec.render import RenderError, render_plan
+
+    try:
+        return render_plan(plan, out)
+    except RenderError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
+
+
+def _run_build(build: Path, run_dir: Path | None, nproc: int | None, dry_run: bool) -> None:
+    _runtime_exit(_api("`run`").run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
+
+
+def _require_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+
+
+@app.command()
+@guarded
+def status(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
+) -> None:
+    """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
+    _require_run_dir(run_dir)
+    _runtime_exit(_api("`status`").status(run_dir))
+
+
+@app.command()
+@guarded
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output directory (default `RUN_DIR/report/`).")
+    ] = None,
+) -> None:
+    """Draw the cascade chart and training curves of a run; write one HTML page; print the score table."""
+    _require_run_dir(run_dir)
+    api = _api("`report`")
+    try:
+        api.report(run_dir, out)
+    except api.UserError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    """Entry point for ``python -m cascadec`` and ``python -m cascadec.cli``."""
+    app()

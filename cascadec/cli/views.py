@@ -1,0 +1,97 @@
+"""What the commands print besides diagnostics: the plan table, and reward-contract problems as diagnostics."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cascadec.checks.memory import memory_lower_bound
+from cascadec.codes import CODES
+from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
+from cascadec.diagnostics import Diagnostic, Label, Severity, Span
+
+
+def reward_contract_code() -> tuple[str, str, Severity]:
+    """Code, name and severity of a broken reward contract (CAS5xx: checks that need the runtime)."""
+    entry = CODES["CAS500"]
+    return entry.code, entry.name, entry.severity
+
+
+def problem_to_diagnostic(problem: Any, files: dict[str, str] | None = None) -> Diagnostic:
+    """A `runtime.rewards.contracts.Problem` (domain, kind, message, hint, origin) as a `Diagnostic`
+    whose span is the reward's (or its domain's) location in the spec. ``files`` maps a path as recorded in
+    the plan (`cascadec.lower.display_path`) to the path the file was read from."""
+    code, name, severity = reward_contract_code()
+    labels: tuple[Label, ...] = ()
+    if problem.origin is not None:
+        o = problem.origin
+        span = Span((files or {}).get(o.path, o.path), o.line, o.column, o.end_line, o.end_column)
+        labels = (Label(span, f"reward of domain `{problem.domain}`"),)
+    message = f"reward `{problem.kind}` of domain `{problem.domain}` breaks its contract: {problem.message}"
+    return Diagnostic(code, name, severity, message, labels, help=problem.hint)
+
+
+def _format_teachers(teachers: dict[str, TeacherRef]) -> str:
+    parts = []
+    for route, ref in sorted(teachers.items()):
+        if ref.kind == "stage":
+            parts.append(f"{route}={ref.stage}")
+        else:
+            parts.append(f"{route}=best({', '.join(ref.candidates)} by {ref.domain}.{ref.eval})")
+    return "\n".join(parts)
+
+
+def _format_condition(c: Condition) -> str:
+    if c.kind == "steps":
+        return f"steps {c.op} {c.value:g}"
+    metric = f"{c.domain}.{c.eval}"
+    if c.kind == "plateau":
+        return f"plateau({metric}, patience={c.patience}, min_delta={c.min_delta:g})"
+    if c.relative_to:
+        scale = "" if c.value == 1 else f"{c.value:g} × "
+        return f"{metric} {c.op} {scale}teacher({c.relative_to}).{c.eval}"
+    return f"{metric} {c.op} {c.value:g}"
+
+
+def _format_batch(stage: Stage) -> str:
+    p = stage.params
+    if p.group_size == 1:
+        return str(p.rows_per_step)
+    return f"{p.rows_per_step} × {p.group_size} ({p.sequences_per_step})"
+
+
+def _format_memory(plan: Plan, stage: Stage) -> str:
+    """The lower bound of `cascadec.checks.memory` (model states and frozen models), blank when unknown."""
+    need = memory_lower_bound(plan.base, stage)
+    return "" if need is None else f"≥ {need / 1024**3:.1f} GiB"
+
+
+def plan_table(plan: Plan) -> Table:
+    """The rich table `cascadec plan` prints: one row per stage, in run order."""
+    table = Table(title=f"cascade {plan.name!r}: {len(plan.stages)} stages from {plan.base.name}")
+    for column in ("stage", "kind", "parent", "domains", "steps", "batch", "memory/GPU", "teachers", "until", "hash"):
+        table.add_column(column, justify="right" if column in ("steps", "memory/GPU") else "left")
+    for s in plan.stages:
+        domains = "\n".join(f"{d} {w:.3g}" for d, w in s.domains.items())
+        table.add_row(
+            s.name + (" (branch)" if s.branch else ""),
+            s.kind,
+            s.parent,
+            domains,
+            str(s.params.steps),
+            _format_batch(s),
+            _format_memory(plan, s),
+            _format_teachers(s.teachers),
+            "\nor ".join(_format_condition(c) for c in s.until),
+            s.hash[:8],
+        )
+    return table
+
+
+def natural_width(console: Console, table: Table) -> int:
+    """Columns ``table`` needs to print without wrapping any cell."""
+    unbounded = console.options.update_width(sys.maxsize)
+    return console.measure(table, options=unbounded).maximum
