@@ -6,7 +6,7 @@ character offsets. Stages return diagnostics; they never raise on user errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
@@ -50,21 +50,3 @@ class Diagnostic:
     def sort_key(self) -> tuple[str, int, int, str]:
         s = self.span
         return (s.path, s.line, s.column, self.code) if s else ("", 0, 0, self.code)
-
-
-@dataclass
-class DiagnosticBag:
-    items: list[Diagnostic] = field(default_factory=list)
-
-    def add(self, diagnostic: Diagnostic) -> None:
-        self.items.append(diagnostic)
-
-    def extend(self, diagnostics: "list[Diagnostic] | tuple[Diagnostic, ...]") -> None:
-        self.items.extend(diagnostics)
-
-    @property
-    def has_errors(self) -> bool:
-        return any(d.severity == "error" for d in self.items)
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=Diagnostic.sort_key)

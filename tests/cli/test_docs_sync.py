@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from cascadec.codes import CODES
-from cascadec.report_diagnostics import codes_markdown, diagnostic_url
+from cascadec.codes_doc import codes_markdown
+from cascadec.report_diagnostics import diagnostic_url
 
 DOC = Path(__file__).parents[2] / "docs" / "diagnostics.md"
 
