@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from cascadec import ast
 from cascadec.codes import make
@@ -43,15 +43,21 @@ def _quantity(v: ast.Num) -> tuple[str | None, float]:
     return dim, value
 
 
-def to_int(v: ast.Value, key: str) -> int:
+def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, example: str, units: str) -> float:
+    """The value of ``v`` in base units when it is a plain number or a ``dim`` quantity (CAS200, CAS202)."""
     if not isinstance(v, ast.Num):
-        raise _bad("CAS200", f"`{key}` takes an integer, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 8`")
-    dim, value = _quantity(v)
-    if dim not in (None, "count"):
-        raise _bad("CAS202", f"`{key}` takes a count, found a {dim} quantity `{v.text}`", v.span,
-                   help="use a count unit (`k`, `Ki`, `M`) or a plain number")
+        raise _bad("CAS200", f"`{key}` takes {noun}, found {_shape(v)}", v.span, help=f"write e.g. `{key} = {example}`")
+    found, value = _quantity(v)
+    if found not in (None, dim):
+        raise _bad("CAS202", f"`{key}` takes {dim_noun}, found a {found} quantity `{v.text}`", v.span, help=units)
+    return value
+
+
+def to_int(v: ast.Value, key: str) -> int:
+    value = _in_units(v, key, "count", "an integer", "a count", "8",
+                      "use a count unit (`k`, `Ki`, `M`) or a plain number")
     if not float(value).is_integer():
-        raise _bad("CAS200", f"`{key}` takes an integer, found `{v.text}`", v.span,
+        raise _bad("CAS200", f"`{key}` takes an integer, found `{v.text}`", v.span,  # type: ignore[union-attr]
                    help=f"round it, e.g. `{key} = {int(round(value))}`")
     return int(value)
 
@@ -96,13 +102,8 @@ def to_pair(v: ast.Value, key: str) -> tuple[float, float]:
 
 
 def to_memory(v: ast.Value, key: str) -> int:
-    if not isinstance(v, ast.Num):
-        raise _bad("CAS200", f"`{key}` takes a memory size, found {_shape(v)}", v.span, help=f"write e.g. `{key} = 80GB`")
-    dim, value = _quantity(v)
-    if dim not in (None, "memory"):
-        raise _bad("CAS202", f"`{key}` takes a memory size, found a {dim} quantity `{v.text}`", v.span,
-                   help="use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`")
-    return int(value)
+    return int(_in_units(v, key, "memory", "a memory size", "a memory size", "80GB",
+                         "use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`"))
 
 
 def to_schedule(v: ast.Value, key: str) -> dict[str, Any]:
@@ -155,23 +156,10 @@ def to_plain(v: ast.Value, key: str) -> Any:
 
 
 def convert(v: ast.Value, key: str, spec: Key) -> Any:
-    if spec.kind == "int":
-        return to_int(v, key)
-    if spec.kind == "float":
-        return to_float(v, key)
-    if spec.kind == "bool":
-        return to_bool(v, key)
+    """``v`` converted by the converter of ``spec.kind`` (`cascadec.contract.kinds.Key`)."""
     if spec.kind == "enum":
         return to_enum(v, key, spec.choices)
-    if spec.kind == "pair":
-        return to_pair(v, key)
-    if spec.kind == "memory":
-        return to_memory(v, key)
-    if spec.kind == "schedule":
-        return to_schedule(v, key)
-    if spec.kind == "metric":
-        return to_metric(v, key)
-    raise AssertionError(spec.kind)
+    return _CONVERTERS[spec.kind](v, key)
 
 
 def to_metric(v: ast.Value, key: str) -> dict[str, Any]:
@@ -180,3 +168,9 @@ def to_metric(v: ast.Value, key: str) -> dict[str, Any]:
             return {"metric": "pass@1", "k": 1}
         return {"metric": f"{v.kind}@k", "k": v.k}
     raise _bad("CAS200", f"`{key}` takes `pass@1`, `avg@K` or `pass@K`", v.span, help="write e.g. `metric = avg@4`")
+
+
+_CONVERTERS: dict[str, Callable[[ast.Value, str], Any]] = {
+    "int": to_int, "float": to_float, "bool": to_bool, "pair": to_pair, "memory": to_memory,
+    "schedule": to_schedule, "metric": to_metric,
+}
