@@ -149,7 +149,7 @@ def deepspeed_config(stage: Stage) -> dict[str, Any] | None:
     return {
         "train_batch_size": total,
         "train_micro_batch_size_per_gpu": micro,
-        "gradient_accumulation_steps": total // (micro * dp),
+        "gradient_accumulation_steps": stage.accumulation_steps,
         "gradient_clipping": stage.params.optim.grad_clip,
         # "auto" lets accelerate fill it from the Accelerator's mixed_precision at run time
         "bf16": {"enabled": "auto" if precision == "auto" else precision == "bf16"},

@@ -7,6 +7,7 @@ from typing import Iterator
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
+from cascadec.contract.kinds import STAGE_KINDS
 from cascadec.diagnostics import Diagnostic
 from cascadec.order import ancestors
 
@@ -48,11 +49,12 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
     parent_of = parents(view)
     index = ctx.stage_index()
     for i, st in enumerate(view.stages):
-        if st.kind.name != "distill":
+        kind = STAGE_KINDS.get(st.kind.name)
+        if kind is None or not kind.teachers:
             continue
         blocks = [item for item in st.items if isinstance(item, ast.Teachers)]
         if not blocks or not blocks[0].assigns:
-            yield make("CAS310", f"distill stage `{st.name.name}` has no teachers", st.name.span,
+            yield make("CAS310", f"{kind.name} stage `{st.name.name}` has no teachers", st.name.span,
                        label="no `teachers { ... }`",
                        help="add `teachers { default = STAGE }` naming an earlier checkpoint")
             continue

@@ -57,6 +57,7 @@ def test_the_docs_list_every_kind() -> None:
 def test_an_unregistered_kind_in_a_hand_built_plan_is_rejected_with_the_registered_names() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="'sft', 'grpo' or 'distill'"):
+    with pytest.raises(ValidationError) as caught:
         plan.Stage.model_validate({"name": "s", "kind": "dpo", "parent": "base", "domains": {},
                                    "params": {"kind": "sft", "optim": {"lr": {"peak": 1.0}}, "steps": 1}})
+    assert all(f"'{k}'" in str(caught.value) for k in STAGE_KINDS)

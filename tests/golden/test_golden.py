@@ -18,6 +18,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 INVALID = sorted((HERE / "invalid").glob("*.cascade"))
 VALID = sorted((HERE / "valid").glob("*.cascade"))
+SNIPPETS = (HERE / "snippets.txt").read_text(encoding="utf-8")  # compact cases: test_snippets.py
 
 
 def _check(expected: Path, actual: str, update: bool) -> None:
@@ -51,7 +52,7 @@ def test_valid_spec_plan(case: Path, update_goldens: bool, monkeypatch: pytest.M
 
 
 def test_enough_invalid_cases() -> None:
-    assert len(INVALID) >= 45
+    assert len(INVALID) + SNIPPETS.count("\n## ") + 1 >= 45
 
 
 def test_every_user_facing_code_has_a_golden_case() -> None:
@@ -59,6 +60,7 @@ def test_every_user_facing_code_has_a_golden_case() -> None:
             for p in (HERE / "invalid").glob("*.diag.txt")
             for line in p.read_text(encoding="utf-8").splitlines()
             if line.startswith(("error[", "warning["))}
+    seen |= {line.split()[1] for line in SNIPPETS.splitlines() if line.startswith("> CAS")}
     # CAS009 needs an unreadable file and CAS999 a compiler bug (both tested in tests/compiler); CAS5xx come
     # from the CLI's runtime checks (tests/cli)
     missing = {c for c in CODES if not c.startswith("CAS5")} - seen - {"CAS009", "CAS999"}
