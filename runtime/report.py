@@ -63,7 +63,7 @@ class RunSummary:
 
     ``scores[stage][domain.eval]`` is the score recorded at that stage's last eval point; ``columns`` lists
     the stages with at least one score, ``base`` first, then plan order. ``stale``: the columns whose scores
-    predate a change of the evals or the plan (``runtime.orchestrator.stale_scores``), marked ``*``;
+    predate a change of the evals or the plan (``runtime.scores.stale_scores``), marked ``*``;
     ``skipped``: the damaged lines of ``evals.jsonl`` that were left out.
     """
 
