@@ -47,14 +47,13 @@ def backward_passes(ctx: StageContext, local: int) -> int:
 
 
 def optimizer_step(ctx: StageContext, grad_clip: float) -> float:
-    """Clip (``grad_clip <= 0``: no clipping), step the optimizer and the LR schedule once, zero the
+    """Clip to ``grad_clip`` (``inf``: no clipping), step the optimizer and the LR schedule once, zero the
     gradients. Parameters without a gradient (a step whose rollouts were all filtered out) are left
     untouched by AdamW, and the schedule still advances, so step ``s`` always trains at ``lr_at(s)``.
 
     Returns the gradient norm before clipping (0 when there is no gradient).
     """
-    max_norm = grad_clip if grad_clip > 0 else float("inf")
-    grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), max_norm))
+    grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), grad_clip))
     ctx.optimizer.step()
     ctx.scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)

@@ -226,7 +226,7 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(teachers_dir, tmp_p
     deltas = []
     for micro in (2, 16):
         ctx = _ctx(teachers_dir, tmp_path / str(micro), micro_batch=micro,
-                   optim=Optim(lr=Schedule(peak=1.0), grad_clip=0.0))
+                   optim=Optim(lr=Schedule(peak=1.0), grad_clip=float("inf")))
         ctx.optimizer = torch.optim.SGD(ctx.policy.parameters(), lr=1.0)
         ctx.scheduler = torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, lambda s: 1.0)
         before = [p.detach().clone() for p in ctx.policy.parameters()]
