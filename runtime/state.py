@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from cascadec.contract.errors import UserError
+from cascadec.contract import fsutil
 from cascadec.contract.fsutil import (  # noqa: F401  (re-exported: the run directory's writers)
-    NEW_DIR_MODE, NEW_FILE_MODE, atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir,
+    atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir,
 )
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -74,9 +75,9 @@ def _usual_modes(root: Path) -> None:
     # folder of a checkpoint the mode a plain open()/mkdir() would, as atomic_write_bytes does.
     for folder, dirs, files in os.walk(root):
         for name in dirs:
-            os.chmod(Path(folder) / name, NEW_DIR_MODE)
+            os.chmod(Path(folder) / name, fsutil.NEW_DIR_MODE)
         for name in files:
-            os.chmod(Path(folder) / name, NEW_FILE_MODE)
+            os.chmod(Path(folder) / name, fsutil.NEW_FILE_MODE)
 
 
 def recover_dir(path: Path) -> Path | None:

@@ -148,7 +148,11 @@ def test_checkpoint_files_get_the_usual_mode(tmp_path: Path, monkeypatch: pytest
     import runtime.state
     from runtime.models import save_checkpoint
 
-    monkeypatch.setattr(runtime.state, "_UMASK", 0o022)
+    from cascadec.contract import fsutil
+
+    # the usual umask (0o022), whatever this process has
+    monkeypatch.setattr(fsutil, "NEW_FILE_MODE", 0o644)
+    monkeypatch.setattr(fsutil, "NEW_DIR_MODE", 0o755)
     model, tokenizer = load_model(ModelRef(kind="tiny", name="llama", config={"hidden_size": 16,
                                                                              "num_hidden_layers": 1}))
     save_checkpoint(model, tokenizer, tmp_path / "final")

@@ -181,7 +181,11 @@ def test_status_tells_an_interrupted_stage_from_a_live_one(tmp_path: Path) -> No
 def test_atomic_writes_get_the_usual_file_mode_not_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import runtime.state
 
-    monkeypatch.setattr(runtime.state, "_UMASK", 0o022)  # the usual umask, whatever this process has
+    from cascadec.contract import fsutil
+
+    # the usual umask (0o022), whatever this process has
+    monkeypatch.setattr(fsutil, "NEW_FILE_MODE", 0o644)
+    monkeypatch.setattr(fsutil, "NEW_DIR_MODE", 0o755)
     runtime.state.atomic_write_text(tmp_path / "state.json", "{}\n")
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o644
 
