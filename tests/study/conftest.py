@@ -1,4 +1,5 @@
-"""Load ``bench/study.py`` (``bench/`` is not a package) once as the module ``bench_study``."""
+"""Load ``bench/study.py`` (``bench/`` is not a package) once as the module ``bench_study``; its helpers
+``bench.study_stats`` and ``bench.study_report`` import as namespace-package modules after that."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ def _load():
 @pytest.fixture(scope="session")
 def study():
     return _load()
+
+
+@pytest.fixture(scope="session")
+def stats():
+    """``bench/study_stats.py``, importable once ``bench/study.py`` has put the repo root on ``sys.path``."""
+    _load()
+    return importlib.import_module("bench.study_stats")
+
+
+@pytest.fixture(scope="session")
+def study_report():
+    _load()
+    return importlib.import_module("bench.study_report")

@@ -33,16 +33,16 @@ def synthetic_run(*, teacher_a: float, mopd_a: list[float], grpo_a: list[float],
     return out
 
 
-def test_last_scores_takes_last_step_and_later_line_on_ties(study):
+def test_last_scores_takes_last_step_and_later_line_on_ties(stats):
     records = [rec("s", 2, "a", 0.1), rec("s", 4, "a", 0.3), rec("s", 4, "a", 0.4), rec("s", 3, "a", 0.9)]
-    assert study.last_scores(records) == {"s": {"a.held": 0.4}}
+    assert stats.last_scores(records) == {"s": {"a.held": 0.4}}
 
 
-def test_stage_table_mean_std_and_missing_stage(study):
-    runs = [study.last_scores(synthetic_run(teacher_a=0.8, mopd_a=[0.5], grpo_a=[0.2])),
-            study.last_scores(synthetic_run(teacher_a=0.6, mopd_a=[0.5], grpo_a=[0.2]))]
+def test_stage_table_mean_std_and_missing_stage(stats):
+    runs = [stats.last_scores(synthetic_run(teacher_a=0.8, mopd_a=[0.5], grpo_a=[0.2])),
+            stats.last_scores(synthetic_run(teacher_a=0.6, mopd_a=[0.5], grpo_a=[0.2]))]
     del runs[1]["mopd"]
-    table = study.stage_table(runs, ["base", "rl_arith", "mopd", "absent"])
+    table = stats.stage_table(runs, ["base", "rl_arith", "mopd", "absent"])
     assert list(table) == ["base", "rl_arith", "mopd"]
     cell = table["rl_arith"]["arith.held"]
     assert cell.mean == pytest.approx(0.7) and cell.std == pytest.approx(math.sqrt(0.02)) and cell.n == 2
@@ -50,9 +50,9 @@ def test_stage_table_mean_std_and_missing_stage(study):
     assert str(cell) == "0.700 ± 0.141"
 
 
-def test_arm_curve_starts_at_parent_score(study):
+def test_arm_curve_starts_at_parent_score(stats):
     records = synthetic_run(teacher_a=0.8, mopd_a=[0.3, 0.6, 0.9], grpo_a=[0.2, 0.2, 0.3])
-    assert study.arm_curve(records, "mopd", "rl_json", "arith.held") == [(0, 0.1), (2, 0.3), (4, 0.6), (6, 0.9)]
+    assert stats.arm_curve(records, "mopd", "rl_json", "arith.held") == [(0, 0.1), (2, 0.3), (4, 0.6), (6, 0.9)]
 
 
 @pytest.mark.parametrize(("curve", "target", "expected"), [
@@ -61,60 +61,60 @@ def test_arm_curve_starts_at_parent_score(study):
     ([(0, 0.9), (2, 0.5)], 0.76, 0),               # the start already is
     ([(0, 0.1), (2, 0.8), (4, 0.2)], 0.76, 2),     # the first crossing, even if it drops again
 ])
-def test_steps_to_reach(study, curve, target, expected):
-    assert study.steps_to_reach(curve, target) == expected
+def test_steps_to_reach(stats, curve, target, expected):
+    assert stats.steps_to_reach(curve, target) == expected
 
 
-def test_teacher_score_is_best_candidate_and_errors_without_one(study):
+def test_teacher_score_is_best_candidate_and_errors_without_one(stats):
     scores = {"format": {"a.held": 0.5}, "rl_arith": {"a.held": 0.7}}
-    assert study.teacher_score(scores, ["format", "rl_arith"], "a.held") == 0.7
-    with pytest.raises(study.StudyError, match="teacher candidates"):
-        study.teacher_score(scores, ["other"], "a.held")
+    assert stats.teacher_score(scores, ["format", "rl_arith"], "a.held") == 0.7
+    with pytest.raises(stats.StudyError, match="teacher candidates"):
+        stats.teacher_score(scores, ["other"], "a.held")
 
 
-def test_curve_mean_is_trapezoid_area_over_span(study):
-    assert study.curve_mean([(0, 0.0), (2, 1.0), (4, 1.0)]) == pytest.approx((1.0 + 2.0) / 4)
+def test_curve_mean_is_trapezoid_area_over_span(stats):
+    assert stats.curve_mean([(0, 0.0), (2, 1.0), (4, 1.0)]) == pytest.approx((1.0 + 2.0) / 4)
     with pytest.raises(ValueError):
-        study.curve_mean([(0, 0.5)])
+        stats.curve_mean([(0, 0.5)])
 
 
-def test_paired_difference_t_and_bootstrap(study):
-    p = study.paired_difference([0.5, 0.7, 0.6], [0.4, 0.4, 0.5])
+def test_paired_difference_t_and_bootstrap(stats):
+    p = stats.paired_difference([0.5, 0.7, 0.6], [0.4, 0.4, 0.5])
     assert p.diffs == pytest.approx([0.1, 0.3, 0.1]) and p.mean == pytest.approx(0.5 / 3)
     sd = math.sqrt(sum((d - 0.5 / 3) ** 2 for d in (0.1, 0.3, 0.1)) / 2)
     half = 4.302652729911275 * sd / math.sqrt(3)  # t_{0.975, 2}, as printed in any t table
     assert p.t_interval == pytest.approx((0.5 / 3 - half, 0.5 / 3 + half))
     lo, hi = p.bootstrap
     assert 0.1 - 1e-9 <= lo <= p.mean <= hi <= 0.3 + 1e-9
-    one = study.paired_difference([0.5], [0.4])
+    one = stats.paired_difference([0.5], [0.4])
     assert one.t_interval is None and one.bootstrap is None
     with pytest.raises(ValueError):
-        study.paired_difference([0.5], [0.4, 0.3])
+        stats.paired_difference([0.5], [0.4, 0.3])
 
 
-def test_verdict_sentences(study):
-    clear = study.paired_difference([0.9, 0.8, 0.85], [0.2, 0.25, 0.3])
-    assert "MOPD did better" in study.verdict(clear, what="x") and "excludes 0" in study.verdict(clear, what="x")
-    unclear = study.paired_difference([0.5, 0.2, 0.6], [0.4, 0.5, 0.3])
-    assert study.verdict(unclear, what="x").startswith("No clear difference") and "includes 0" in study.verdict(unclear, what="x")
-    tied = study.verdict(study.paired_difference([0.7, 0.75, 0.8], [0.72, 0.73, 0.8]), what="x")
+def test_verdict_sentences(stats):
+    clear = stats.paired_difference([0.9, 0.8, 0.85], [0.2, 0.25, 0.3])
+    assert "MOPD did better" in stats.verdict(clear, what="x") and "excludes 0" in stats.verdict(clear, what="x")
+    unclear = stats.paired_difference([0.5, 0.2, 0.6], [0.4, 0.5, 0.3])
+    assert stats.verdict(unclear, what="x").startswith("No clear difference") and "includes 0" in stats.verdict(unclear, what="x")
+    tied = stats.verdict(stats.paired_difference([0.7, 0.75, 0.8], [0.72, 0.73, 0.8]), what="x")
     assert "did better" not in tied, "an interval around 0 must not name a winner"
-    fewer_steps = study.paired_difference([2.0, 4.0, 2.0], [10.0, 12.0, 14.0])
-    text = study.verdict(fewer_steps, what="steps", higher_is_better=False)
+    fewer_steps = stats.paired_difference([2.0, 4.0, 2.0], [10.0, 12.0, 14.0])
+    text = stats.verdict(fewer_steps, what="steps", higher_is_better=False)
     assert text.startswith("MOPD did better") and "excludes 0" in text
-    assert "one seed" in study.verdict(study.paired_difference([1.0], [0.0]), what="x")
+    assert "one seed" in stats.verdict(stats.paired_difference([1.0], [0.0]), what="x")
 
 
-def test_analyse_run_steps_and_not_reached(study):
+def test_analyse_run_steps_and_not_reached(stats):
     records = synthetic_run(teacher_a=0.8, mopd_a=[0.5, 0.77, 0.8], grpo_a=[0.2, 0.3, 0.4])
-    r = study.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
+    r = stats.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
                           candidates=["format", "rl_arith"])
     assert r.teacher == 0.8 and r.target == pytest.approx(0.76)
     assert r.steps == {"mopd": 4, "grpo_mix": None} and r.budget == {"mopd": 6, "grpo_mix": 6}
-    assert study.steps_cell(r.steps["grpo_mix"], r.budget["grpo_mix"]) == "not reached (> 6)"
+    assert stats.steps_cell(r.steps["grpo_mix"], r.budget["grpo_mix"]) == "not reached (> 6)"
     assert r.area["mopd"] > r.area["grpo_mix"]
-    with pytest.raises(study.StudyError, match="no eval points"):
-        study.analyse_run(records, arms=("mopd", "absent"), parent="rl_json", key_a="arith.held",
+    with pytest.raises(stats.StudyError, match="no eval points"):
+        stats.analyse_run(records, arms=("mopd", "absent"), parent="rl_json", key_a="arith.held",
                           candidates=["rl_arith"])
 
 
@@ -160,8 +160,15 @@ def test_report_from_synthetic_runs(study, tmp_path):
     assert "| rl_arith | 0.800 ± 0.000 |" in text
     assert "not reached (> 6)" in text and "reached in 3/3 seeds; 4.667 ± 1.155 steps" in text
     assert "reached in 1/3 seeds; 6.000 steps" in text
-    assert "sooner than continued GRPO in 3 of 3 seeds" in text
-    assert "MOPD did better on recovering `arith.held`" in text and "excludes 0" in text
+    assert "MOPD got there sooner in 3 of 3 seeds, later in 0" in text
+    assert "2 arm-seed(s) never got there" in text
+    # Censored steps (not reached = 8) give MOPD − GRPO = -2.667 with a t interval that still includes 0.
+    assert "No clear difference on steps to bring `arith.held` back to 95% of its teacher: MOPD − GRPO = -2.667" in text
+    assert "MOPD did better on the mean `arith.held` over the arm's steps" in text and "excludes 0" in text
+    assert "| `" + str(runs[0]) + "` | 0.800 | 0.400 | 0.800 | 0.800 |" in text  # final A and B of both arms
+    for i in range(3):
+        assert f"![cascade seed{i}](study-seed{i}-cascade.png)" in text
+        assert (tmp_path / "res" / f"study-seed{i}-cascade.png").stat().st_size > 1000
 
 
 def test_report_errors_are_messages_not_tracebacks(study, tmp_path, capsys):
@@ -180,31 +187,62 @@ def test_compile_seed_builds_a_seeded_plan_and_removes_its_copy(study, tmp_path)
     assert run_dir == tmp_path / "runs" / "seed4"
     assert json.loads((Path(target) / "plan.json").read_text())["seed"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.cascade"]
-    spec.write_text(CPU_SPEC.read_text().replace("steps = 4", "steps = 0"))
+    spec.write_text(CPU_SPEC.read_text().replace("steps = 8", "steps = 0"))
     with pytest.raises(study.StudyError, match="compile` failed for seed 1"):
         study.compile_seed(spec, 1, tmp_path / "runs")
 
 
-def test_binomial_se_and_regression_noise(study):
-    assert study.binomial_se(0.5, 100) == pytest.approx(0.05)
-    assert study.binomial_se(1.0, 32) == 0.0
+def test_binomial_se_and_regression_noise(stats):
+    assert stats.binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert stats.binomial_se(1.0, 32) == 0.0
     with pytest.raises(ValueError):
-        study.binomial_se(0.5, 0)
+        stats.binomial_se(0.5, 0)
     # 0.8 -> 0.1 on 32 items is far beyond noise; 0.34 -> 0.28 (two items of 32) is not.
-    assert study.regression_is_real(0.8, 0.1, 32)
-    assert not study.regression_is_real(0.34375, 0.28125, 32)
-    assert not study.regression_is_real(0.5, 0.6, 1000)  # a gain is never a regression
+    assert stats.regression_is_real(0.8, 0.1, 32)
+    assert not stats.regression_is_real(0.34375, 0.28125, 32)
+    assert not stats.regression_is_real(0.5, 0.6, 1000)  # a gain is never a regression
 
 
-def test_report_flags_runs_without_a_regression(study, tmp_path):
+def test_report_flags_runs_without_a_regression(study, stats, tmp_path):
     records = [r if not (r["stage"] == "rl_json" and r["domain"] == "arith") else {**r, "score": 0.78}
                for r in synthetic_run(teacher_a=0.8, mopd_a=[0.8], grpo_a=[0.7])]
     run = _write_run(tmp_path / "seed0", compile_file(CPU_SPEC).plan.to_json(), records)
-    r = study.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
+    r = stats.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
                           candidates=["format", "rl_arith"])
     assert (r.start, r.items) == (0.78, 32)
     out = tmp_path / "o.md"
     assert study.main(["--from-runs", str(run), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "+0.020 (noise)" in text and "Caveat: stage B hurt domain A beyond eval noise in only 0 of 1" in text
+    assert "+0.020 (noise)" in text and "in 0 of 1 seeds; a drop marked (noise) did not" in text and "Caveat: stage B hurt domain A beyond eval noise in only 0 of 1" in text
     assert "`arith.held` 32 items (one item = 0.031)" in text
+
+
+def test_censored_steps_count_not_reached_as_the_next_eval_point(stats):
+    records = synthetic_run(teacher_a=0.8, mopd_a=[0.5, 0.77, 0.8], grpo_a=[0.2, 0.3, 0.4])
+    r = stats.analyse_run(records, arms=("mopd", "grpo_mix"), parent="rl_json", key_a="arith.held",
+                          candidates=["format", "rl_arith"])
+    assert r.every == {"mopd": 2, "grpo_mix": 2}
+    assert (r.censored_steps("mopd"), r.censored_steps("grpo_mix")) == (4, 8)
+
+
+def test_report_leaves_out_unfinished_seeds_and_shows_stage_b_reward(study, tmp_path):
+    plan_json = compile_file(CPU_SPEC).plan.to_json()
+    runs = []
+    for i, grpo_a in enumerate([[0.2, 0.3, 0.4], [0.3, 0.5, 0.77], [0.2]]):
+        run = _write_run(tmp_path / f"seed{i}", plan_json, synthetic_run(teacher_a=0.8, mopd_a=[0.5, 0.8, 0.8],
+                                                                          grpo_a=grpo_a))
+        done = ["format", "rl_arith", "warm_json", "rl_json", "mopd"] + (["grpo_mix"] if i < 2 else [])
+        (run / "state.json").write_text(json.dumps({"stages": {s: {"status": "done"} for s in done}}))
+        (run / "stages" / "rl_json").mkdir(parents=True)
+        (run / "stages" / "rl_json" / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": k, "reward_mean": 0.25 + 0.25 * k}) + "\n" for k in range(3)))
+        runs.append(run)
+    out = tmp_path / "o.md"
+    assert study.main(["--from-runs", *map(str, runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"**Not finished** (left out below the stage table): `{runs[2]}` (done: format, mopd, rl_arith" in text
+    assert f"| `{runs[0]}` | 0.250 → 0.750 | 0.800 | 0.100 | +0.700 | 0.760 | 4 | not reached (> 6) |" in text
+    assert f"| `{runs[2]}` | 0.250" not in text and "MOPD got there sooner in 2 of 2 seeds" in text
+    (runs[1] / "state.json").write_text(json.dumps({"stages": {}}))
+    (runs[0] / "state.json").write_text(json.dumps({"stages": {}}))
+    assert study.main(["--from-runs", *map(str, runs), "--out", str(out)]) == 2

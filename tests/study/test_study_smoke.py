@@ -7,6 +7,7 @@ the driver (seed rewrite, compile, run, resume, report), not learning."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def test_study_driver_end_to_end(study, tmp_path, capfd):
     text = CPU_SPEC.read_text()
     assert PACKAGED in text
     spec = tmp_path / "study-tiny.cascade"
+    shutil.copytree(CPU_SPEC.parent / "data", tmp_path / "data")  # the `json` domain's rows, relative to the spec
     # seed 7 in the file: the run's plan must say 0, the seed the driver asked for.
     spec.write_text(study.with_seed(text.replace(PACKAGED, TINY).replace("device = auto", "device = cpu"), 7))
     out = tmp_path / "results" / "study.md"
@@ -31,13 +33,13 @@ def test_study_driver_end_to_end(study, tmp_path, capfd):
     run = tmp_path / "runs" / "seed0"
     assert json.loads((run / "plan.json").read_text())["seed"] == 0
     stages = {json.loads(line)["stage"] for line in (run / "evals.jsonl").read_text().splitlines()}
-    assert stages == {"base", "format", "rl_arith", "rl_json", "mopd", "grpo_mix"}
+    assert stages == {"base", "format", "rl_arith", "warm_json", "rl_json", "mopd", "grpo_mix"}
     assert not list(tmp_path.glob(".study-tiny.seed*.cascade"))  # the seeded copies are gone
     report = out.read_text()
     assert "| grpo_mix |" in report and "**Verdict.**" in report and "in 1 seed; no uncertainty" in report
-    assert (out.parent / "study-curves.png").is_file()
+    assert (out.parent / "study-curves.png").is_file() and (out.parent / "study-seed0-cascade.png").is_file()
     # A second call finds the run finished: every stage is skipped and the report is rewritten.
     capfd.readouterr()
     assert study.main(argv) == 0
-    assert capfd.readouterr().out.count("done, unchanged; skipped") == 5
+    assert capfd.readouterr().out.count("done, unchanged; skipped") == 6
     assert out.read_text() == report

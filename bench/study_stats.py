@@ -1,71 +1,23 @@
-"""The pure part of the issue-7 study (`bench/study.py`): reading runs and the statistics, unit-tested in
-tests/study/. Nothing here runs a process or writes a file."""
+"""The study's statistics (pure functions, unit-tested in tests/study/): per-stage scores across seeds, the
+arms' recovery curves, steps to bring domain A back to 95% of its teacher's score, paired MOPD-minus-GRPO
+differences with t and bootstrap intervals, and the plain-language verdict. Inputs are the records of a run's
+``evals.jsonl``; nothing here reads files or plots."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-
-from runtime.state import read_jsonl
 
 BASE = "base"
-RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issue 7)
+RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issues 7 and 20)
 CONFIDENCE = 0.95
+
 
 class StudyError(Exception):
     """A problem the user must fix (a missing run, a plan without the named arms, ...)."""
-
-
-# ------------------------------------------------------------------ inputs
-
-
-@dataclass(frozen=True)
-class Run:
-    """One seed's run directory: its plan (as JSON) and its eval records."""
-
-    path: Path
-    plan: dict
-    evals: list[dict]
-
-
-def load_run(path: Path) -> Run:
-    """Read ``plan.json`` and ``evals.jsonl`` of a run directory. Raises StudyError when either is missing."""
-    plan, evals = path / "plan.json", path / "evals.jsonl"
-    for f in (plan, evals):
-        if not f.is_file():
-            raise StudyError(f"`{path}` has no {f.name}\nhelp: pass a run directory written by `cascadec run`")
-    return Run(path, json.loads(plan.read_text()), read_jsonl(evals))
-
-
-def stage_order(plan: dict) -> list[str]:
-    """``base`` then the plan's stages in topological order."""
-    return [BASE, *(s["name"] for s in plan["stages"])]
-
-
-def plan_stage(plan: dict, name: str) -> dict:
-    for stage in plan["stages"]:
-        if stage["name"] == name:
-            return stage
-    raise StudyError(f"the plan `{plan['name']}` has no stage `{name}`\n"
-                     f"help: name the arms with --mopd/--grpo; stages: {', '.join(stage_order(plan)[1:])}")
-
-
-def teacher_candidates(plan: dict, mopd: str, domain: str) -> list[str]:
-    """The stages the MOPD stage may take ``domain``'s teacher from: one fixed stage, or the candidates of
-    ``best(...)``; the domain's own route first, else ``default``. Raises StudyError without a route."""
-    routes = plan_stage(plan, mopd).get("teachers", {})
-    ref = routes.get(domain) or routes.get("default")
-    if ref is None:
-        raise StudyError(f"stage `{mopd}` has no teacher for `{domain}`\nhelp: pass --domain-a with a routed domain")
-    return [ref["stage"]] if ref["kind"] == "stage" else list(ref["candidates"])
-
-
-# ------------------------------------------------------------------ analysis (pure)
 
 
 def last_scores(records: Sequence[dict]) -> dict[str, dict[str, float]]:
@@ -221,8 +173,15 @@ class ArmResult:
     items: int                        # items in domain A's eval set
     steps: dict[str, int | None]      # arm -> steps to reach the target
     budget: dict[str, int]            # arm -> last eval step (the steps it ran)
+    every: dict[str, int]             # arm -> steps between its last two eval points
     area: dict[str, float]            # arm -> curve_mean of domain A
     final: dict[str, dict[str, float]]  # arm -> {"domain.eval": last score}
+
+    def censored_steps(self, arm: str) -> int:
+        """Steps to the target, with "not reached" counted as the next eval point after the budget: a lower
+        bound on the true value, so a paired difference built from it leans towards 0 (conservative)."""
+        found = self.steps[arm]
+        return found if found is not None else self.budget[arm] + self.every[arm]
 
 
 def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, key_a: str,
@@ -236,7 +195,7 @@ def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, ke
     if key_a not in scores.get(parent, {}):
         raise StudyError(f"run {name or '?'}: stage `{parent}`, where the arms start, has no score on `{key_a}`\n"
                          "help: wait until the run has finished it")
-    steps, budget, area, final = {}, {}, {}, {}
+    steps, budget, every, area, final = {}, {}, {}, {}, {}
     for arm in arms:
         curve = arm_curve(records, arm, parent, key_a)
         if len(curve) < 2 or arm not in scores:
@@ -244,10 +203,11 @@ def analyse_run(records: Sequence[dict], *, arms: Sequence[str], parent: str, ke
                              "help: wait until both arms have finished, or set `eval_every` on them")
         steps[arm] = steps_to_reach(curve, target)
         budget[arm] = curve[-1][0]
+        every[arm] = curve[-1][0] - curve[-2][0]
         area[arm] = curve_mean(curve)
         final[arm] = scores[arm]
     items = max(int(r["n"]) for r in records if r["stage"] == parent and f"{r['domain']}.{r['eval']}" == key_a)
-    return ArmResult(name, teacher, target, scores[parent][key_a], items, steps, budget, area, final)
+    return ArmResult(name, teacher, target, scores[parent][key_a], items, steps, budget, every, area, final)
 
 
 def binomial_se(p: float, n: int) -> float:
