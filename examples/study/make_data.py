@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 ARGS = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
 # file -> (rows, generator seed); json-held-48 (the first 48 items of json-held) is the CPU smoke run's eval.
 SPLITS = {"json-train.jsonl": (3000, 3), "json-held.jsonl": (256, 4), "json-held-48.jsonl": (48, 4)}
+# The `digit` domain of study-digit.cascade: the same problems, answered with the result's last digit.
+DIGIT_SPLITS = {"digit-train.jsonl": (3000, 3), "digit-held.jsonl": (256, 4)}
 
 
 def rows(size: int, seed: int) -> list[dict]:
@@ -42,11 +44,22 @@ def rows(size: int, seed: int) -> list[dict]:
     return out
 
 
+def digit_rows(size: int, seed: int) -> list[dict]:
+    """``size`` chain_sum items whose gold answer is the last digit of the result, target "Answer: D"."""
+    out = []
+    for r in rows(size, seed):
+        digit = str(abs(int(r["answer"])) % 10)
+        out.append({"id": r["id"], "prompt": r["prompt"], "answer": digit, "completion": f"Answer: {digit}"})
+    return out
+
+
 def main() -> None:
     out_dir = HERE / "data"
     out_dir.mkdir(exist_ok=True)
-    for name, (size, seed) in SPLITS.items():
-        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows(size, seed))
+    splits = {name: (rows, size, seed) for name, (size, seed) in SPLITS.items()}
+    splits |= {name: (digit_rows, size, seed) for name, (size, seed) in DIGIT_SPLITS.items()}
+    for name, (make, size, seed) in splits.items():
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in make(size, seed))
         tmp = out_dir / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(out_dir / name)

@@ -6,7 +6,7 @@
 #      own session), and a report is then written from the seeds whose arms finished;
 #   3. $OUT gets study.md (the report), study.log, env.txt and study.tgz: the report with its PNGs, and the
 #      run directories without checkpoints (runs/study/seedN), for bench/results/.
-# Carry: build/gguf-b. Run: bash scripts/device/call_study.sh [study seconds]
+# Carry: build/gguf-b. Run: [SPEC=examples/study/study-digit.cascade] bash scripts/device/call_study.sh [study seconds]
 # GPU time estimate and how it was made: bench/results/study-cpu.md.
 set -o pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
@@ -25,7 +25,7 @@ transformers.__version__, 'gpus', torch.cuda.device_count())"; } > "$OUT/env.txt
 python3 -c "from runtime.models import packaged_checkpoint as p; print(p('smollm2-135m-instruct'))" || exit 5
 echo "setup took $(( $(date +%s) - start )) s"
 note="GPU run: 5 seeds at once on one $card (scripts/device/call_study.sh, $(date -u +%F))"
-study=(python3 bench/study.py examples/study/study.cascade --seeds 5 --parallel 5 --runs /tmp/runs/study
+study=(python3 bench/study.py "${SPEC:-examples/study/study.cascade}" --seeds 5 --parallel 5 --runs /tmp/runs/study
        --out /tmp/report/study.md)
 setsid "${study[@]}" --note "$note" > "$OUT/study.log" 2>&1 &
 pid=$!
