@@ -7,16 +7,17 @@ around ``forward`` fails with "CUDA-graph output overwritten". This engine owns 
 
 * one static KV cache per batch shape, ``[B, kv_heads, T_max, head_dim]`` per layer, written in place with
   ``index_copy_`` at a slot index held in a tensor, so the step has no Python-side shape or position;
-* the decode step (embedding, every layer, final norm and head for one new token) is captured once per
-  ``(B, T_max)`` into a ``torch.cuda.CUDAGraph`` and replayed: one launch per token instead of ~45 per
-  layer. A graph still runs every kernel, so fusing them matters too: the engine also captures a
-  ``torch.compile``d step and keeps the faster (H200, SmolLM2-135M shape, batch 128: 4.35 ms eager,
-  2.01 ms compiled per token). Its inputs are static tensors updated in place and its output is copied
-  out after each replay (the cause of the overwritten-output error);
+* the decode step (embedding, every layer, final norm and head for one new token) and the sampling of the
+  next token (temperature, top-k, top-p, with the exponential race ``argmax(p / E)``, ``E ~ Exp(1)``, the
+  Gumbel-max trick) are captured together once per ``(B, T_max)`` and sampling setting into a
+  ``torch.cuda.CUDAGraph`` (``runtime.rollout.graph_step``): one replay per token, no host work in between,
+  finished rows checked every ``SYNC_EVERY`` steps only. A graph still runs every kernel, so fusing them
+  matters too: the engine also captures a ``torch.compile``d decode step and keeps the faster (H200,
+  SmolLM2-135M shape, batch 128, decode only: 4.35 ms eager, 2.01 ms compiled per token);
 * each prompt is pre-filled once and its cache rows are repeated ``n`` times for the group;
-* sampling (temperature, top-k, top-p) runs outside the graph with the exponential-race form of sampling
-  (``argmax(p / E)`` with ``E ~ Exp(1)``, the Gumbel-max trick), which needs no host synchronisation;
-  finished rows are checked every ``SYNC_EVERY`` steps only.
+* when the live rows fit half the batch (checked every ``SYNC_EVERY`` steps, with at least
+  ``COMPACT_MIN_STEPS`` left), they move to a decoder of half the size or less
+  (``runtime.rollout.compaction``), so finished rows stop costing decode work.
 
 When the policy's parameters are whole on this rank and already have the engine's dtype, the layer modules
 and weights are the policy's own (no copy), and an optimizer step that updates them in place is seen by the
@@ -38,52 +39,32 @@ On a CPU the same code runs eagerly (no graphs); tests compare it with ``transfo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from cascadec.contract.errors import UserError
 from runtime.logprobs import pad_token_id, unwrap_model
 from runtime.rollout.base import RolloutBatch
+from runtime.rollout.compaction import COMPACT_MIN_STEPS, LiveRows, compact_size
+from runtime.rollout.decoder import StaticDecoder, UnsupportedModelError, check_supported
+from runtime.rollout.graph_step import DecodeState, Sampling, StepRunner
 
-SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral"})
+__all__ = ["FastRolloutEngine", "UnsupportedModelError", "check_supported"]
+
 SYNC_EVERY = 32
-MAX_CACHED_SHAPES = 4
+MAX_CACHED_SHAPES = 8
 _SLOT_ROUND = 64
 # Shortest rollout (new tokens) for which the compiled decode step is tried (see ``FastRolloutEngine``):
 # at 16 tokens a compile of ~30 s would save ~3 s over a 100-step stage.
 COMPILE_MIN_NEW_TOKENS = 128
 
-
-class UnsupportedModelError(UserError, ValueError):
-    """The policy's architecture is not one this engine implements (use the transformers engine)."""
-
-
-def check_supported(model: nn.Module) -> None:
-    """Raise :class:`UnsupportedModelError` unless ``model`` is a Llama-family causal LM this engine runs.
-
-    Supported: model types in :data:`SUPPORTED_MODEL_TYPES` with full (not sliding-window) attention, no
-    logit soft-capping and the standard ``model.model.{embed_tokens, layers, norm, rotary_emb}`` layout.
-    """
-    inner = unwrap_model(model)
-    cfg = inner.config
-    if cfg.model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedModelError(
-            f"the fast rollout engine supports {sorted(SUPPORTED_MODEL_TYPES)}, not `{cfg.model_type}`; "
-            "help: set `engine = hf` in the stage's resources"
-        )
-    if "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
-        raise UnsupportedModelError("the fast rollout engine does not implement sliding-window attention")
-    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "attn_logit_softcapping", None):
-        raise UnsupportedModelError("the fast rollout engine does not implement logit soft-capping")
-    base = getattr(inner, "model", None)
-    for name in ("embed_tokens", "layers", "norm", "rotary_emb"):
-        if not hasattr(base, name):
-            raise UnsupportedModelError(f"`{type(inner).__name__}.model` has no `{name}`; not a Llama-family layout")
 
 
 def _is_dtensor(tensor: torch.Tensor) -> bool:
@@ -159,190 +140,36 @@ def _paired_parameters(replica: nn.Module, source: nn.Module) -> list[tuple[torc
     return [(mine[name], param) for name, param in theirs.items()]
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+@dataclass
+class _Shape:
+    """One cached batch shape: its decoder, the step its graphs capture (eager or compiled, chosen by the
+    first capture), and a captured runner per sampling setting."""
+
+    decoder: StaticDecoder
+    step_fn: object = None
+    compiled: bool = False
+    runners: dict = field(default_factory=dict)
 
 
-class StaticDecoder:
-    """A Llama-family forward pass over a static KV cache, built from the policy's own modules.
-
-    ``forward(ids, positions, slots, real)`` runs ``S`` new tokens per row through every layer:
-    ``ids``/``positions`` are ``[B, S]`` int64, ``slots`` ``[S]`` int64 cache indices (shared by all rows:
-    prompts are left-padded), ``real`` ``[B, S]`` bool (false for padding, whose keys are never attended
-    to). It returns the logits of the last position, ``[B, V]`` in the compute dtype.
-    Attention (Vaswani et al. 2017, Eq. 1) with grouped key/value heads is computed with one batched
-    matmul per layer over the whole cache, masked to the slots written so far.
-    """
-
-    def __init__(self, model: nn.Module, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
-        check_supported(model)
-        self.model = unwrap_model(model)
-        cfg = self.model.config
-        self.base = self.model.model
-        self.head = self.model.get_output_embeddings()
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        self.batch, self.max_len, self.dtype, self.device = batch, max_len, dtype, device
-        # One tensor per layer, not one [layers, ...] tensor: an in-place write into a view of a larger
-        # input makes torch.compile copy the whole cache on every write (seen on an H200: 350 us per layer).
-        shape = (batch, self.n_kv, max_len, self.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.base.layers]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.base.layers]
-        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
-        self.slot_index = torch.arange(max_len, device=device)
-
-    def reset(self) -> None:
-        """Forget every cached token (in place, so captured graphs stay valid)."""
-        self.valid.zero_()
-
-    def _attention(self, layer: nn.Module, idx: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   slots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        attn = layer.self_attn
-        batch, seq, _ = x.shape
-        q = attn.q_proj(x).view(batch, seq, self.n_heads, self.head_dim)
-        k = attn.k_proj(x).view(batch, seq, self.n_kv, self.head_dim)
-        v = attn.v_proj(x).view(batch, seq, self.n_kv, self.head_dim).transpose(1, 2)
-        if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before the rotary embedding
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
-        self.keys[idx].index_copy_(2, slots, k.to(self.dtype))
-        self.values[idx].index_copy_(2, slots, v.to(self.dtype))
-        group = self.n_heads // self.n_kv
-        # [B, H, S, d] -> [B, kv, group*S, d]: the query heads that share a key/value head become rows of
-        # one matmul against that head's cache, so the cache is read once and never repeated per group.
-        qg = q.reshape(batch, self.n_kv, group * seq, self.head_dim).to(self.dtype)
-        scale = getattr(attn, "scaling", None) or self.head_dim ** -0.5
-        scores = torch.matmul(qg, self.keys[idx].transpose(-1, -2)).float() * scale
-        scores = scores.masked_fill(~mask, float("-inf"))
-        probs = torch.softmax(scores, dim=-1).to(self.dtype)
-        out = torch.matmul(probs, self.values[idx])
-        out = out.reshape(batch, self.n_heads, seq, self.head_dim).transpose(1, 2).reshape(batch, seq, -1)
-        return attn.o_proj(out.to(x.dtype))
-
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
-                real: torch.Tensor) -> torch.Tensor:
-        batch, seq = ids.shape
-        self.valid.index_copy_(1, slots, real)
-        # Slot j is visible from query i when it holds a real token at or before i; every query also
-        # sees itself, so a padding row has one finite score instead of a NaN softmax.
-        visible = self.slot_index[None, :] <= slots[:, None]                      # [S, T]
-        own = self.slot_index[None, :] == slots[:, None]
-        mask = (self.valid[:, None, :] & visible[None]) | own[None]              # [B, S, T]
-        group = self.n_heads // self.n_kv
-        mask = mask[:, None, None].expand(batch, 1, group, seq, self.max_len).reshape(
-            batch, 1, group * seq, self.max_len)
-        x = self.base.embed_tokens(ids)
-        cos, sin = self.base.rotary_emb(x, positions)
-        for idx, layer in enumerate(self.base.layers):
-            x = x + self._attention(layer, idx, layer.input_layernorm(x), cos, sin, slots, mask)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        last = self.base.norm(x[:, -1])
-        return self.head(last)
+def _generator_index(device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
-class _DecodeGraph:
-    """A decode step ``StaticDecoder.forward`` for one token captured as a CUDA graph.
-
-    With ``compile`` the step is first compiled by ``torch.compile`` (Inductor fuses each layer's norms,
-    rotary embedding, masking and softmax, about 45 kernels a layer down to about 12) and the compiled
-    code is what the graph captures; if compilation fails the eager step is captured instead and
-    ``compiled`` is false. The inputs (``ids``, ``positions`` ``[B, 1]``, ``slot`` ``[1]``) are static
-    tensors: write them with ``copy_`` and call :meth:`replay`, which returns a fresh copy of the ``[B, V]``
-    logits (a replay overwrites the graph's own output).
-    """
-
-    def __init__(self, decoder: StaticDecoder, compile: bool):
-        dev = decoder.device
-        self.decoder = decoder
-        self.ids = torch.zeros(decoder.batch, 1, dtype=torch.long, device=dev)
-        self.positions = torch.zeros(decoder.batch, 1, dtype=torch.long, device=dev)
-        self.slot = torch.full((1,), decoder.max_len - 1, dtype=torch.long, device=dev)
-        self.real = torch.ones(decoder.batch, 1, dtype=torch.bool, device=dev)
-        self.compiled = False
-        self.step_fn = decoder.forward
-        if compile:
-            try:
-                self.step_fn = torch.compile(decoder.forward, dynamic=False)
-                self._warm_up(dev)
-                self.compiled = True
-            except Exception as err:  # noqa: BLE001 - Inductor/Triton failures vary by version; eager capture still works
-                warnings.warn(f"torch.compile of the decode step failed ({type(err).__name__}: {err}); "
-                              "capturing the eager step", RuntimeWarning, stacklevel=2)
-                self.step_fn = decoder.forward
-        if not self.compiled:
-            self._warm_up(dev)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self.step_fn(self.ids, self.positions, self.slot, self.real)
-        decoder.reset()
-
-    def _warm_up(self, dev: torch.device) -> None:
-        # On a side stream, as torch.cuda.graphs requires, so that compilation, lazy cuBLAS workspaces and
-        # allocator blocks all happen before capture.
-        stream = torch.cuda.Stream(device=dev)
-        stream.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self.step_fn(self.ids, self.positions, self.slot, self.real)
-        torch.cuda.current_stream(dev).wait_stream(stream)
-
-    def replay(self) -> torch.Tensor:
-        self.graph.replay()
-        return self.logits.clone()
+def _rng_kept(device: torch.device) -> contextlib.AbstractContextManager:
+    """Restore ``device``'s default generator (and the CPU's) after the block."""
+    index = _generator_index(device)
+    return torch.random.fork_rng(devices=[] if index is None else [index], device_type="cuda")
 
 
-def _replay_ms(graph: _DecodeGraph, repeats: int = 10) -> float:
-    """Median milliseconds of one replay of ``graph`` (CUDA events, after three untimed replays)."""
-    for _ in range(3):
-        graph.graph.replay()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
-def sample_tokens(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample one token per row and return ``(tokens [B] int64, logprobs [B] fp32)``.
-
-    The log-prob is that of the distribution the token was drawn from (``softmax(logits / temperature)``
-    truncated by top-k and top-p and renormalised), as ``RolloutBatch`` specifies; with top-k and top-p off
-    it equals ``runtime.logprobs.token_logprobs`` at the same temperature. ``temperature == 0`` is greedy
-    decoding (log-probs at temperature 1). Sampling uses ``argmax(p / E)``, ``E ~ Exp(1)``, which draws from ``p`` exactly and
-    needs no host synchronisation.
-    """
-    logits = logits.float()
-    if temperature <= 0:
-        tokens = logits.argmax(dim=-1)
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
-        return tokens, logprobs
-    scaled = logits / temperature
-    filtered = scaled
-    if top_k and 0 < top_k < scaled.shape[-1]:
-        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
-        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(filtered, dim=-1, descending=True)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a token when the tokens ranked above it already hold top_p of the mass (keeps at least one).
-        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        filtered = filtered.masked_fill(drop, float("-inf"))
-    logp = torch.log_softmax(filtered, dim=-1)
-    probs = logp.exp()
-    race = torch.empty_like(probs).exponential_(generator=generator)
-    tokens = (probs / race).argmax(dim=-1)
-    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+@contextlib.contextmanager
+def _seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed ``device``'s default generator (the one CUDA graphs capture) for the block, then restore it."""
+    index = _generator_index(device)
+    with _rng_kept(device):
+        (torch.random.default_generator if index is None else torch.cuda.default_generators[index]).manual_seed(seed)
+        yield
 
 
 class FastRolloutEngine:
@@ -384,7 +211,7 @@ class FastRolloutEngine:
         self.compile = compile
         self.max_prompt = max_prompt
         self.pad_id = pad_token_id(tokenizer)
-        self._shapes: OrderedDict[tuple[int, int], tuple[StaticDecoder, _DecodeGraph | None]] = OrderedDict()
+        self._shapes: OrderedDict[tuple[int, int], _Shape] = OrderedDict()
         self.last_timing: dict[str, float] = {}
         self.graph_timing: dict[str, float] = {}
         self._bind(model)
@@ -441,28 +268,61 @@ class FastRolloutEngine:
         elif self.model is not self.source:
             self._refresh()
 
-    def _decoder(self, batch: int, max_len: int, compile: bool) -> tuple[StaticDecoder, _DecodeGraph | None]:
+    def _runner(self, batch: int, max_len: int, sampling: Sampling, compile: bool
+                ) -> tuple[StaticDecoder, StepRunner]:
+        """The decoder of shape ``(batch, max_len)`` and its step runner for ``sampling``, built on first use.
+
+        On CUDA the first runner of a shape is captured with the eager step and, with ``compile``, also with
+        the compiled one; the faster is kept (``graph_timing``) and later runners of the shape use its step.
+        A capture that fails leaves that shape decoding eagerly, with a warning.
+        """
         key = (batch, max_len)
-        if key in self._shapes:
-            self._shapes.move_to_end(key)
-            return self._shapes[key]
-        while len(self._shapes) >= MAX_CACHED_SHAPES:
-            self._shapes.popitem(last=False)
-        decoder = StaticDecoder(self.model, batch, max_len, self.dtype, self.device)
-        graph = None
-        if self.use_graphs:
-            with torch.no_grad():
-                graph = _DecodeGraph(decoder, compile=False)
-                self.graph_timing = {"eager_graph_ms": _replay_ms(graph)}
-                if compile:
-                    compiled = _DecodeGraph(decoder, compile=True)
-                    if compiled.compiled:
-                        self.graph_timing["compiled_graph_ms"] = _replay_ms(compiled)
-                        if self.graph_timing["compiled_graph_ms"] < self.graph_timing["eager_graph_ms"]:
-                            graph = compiled
-                decoder.reset()
-        self._shapes[key] = (decoder, graph)
-        return decoder, graph
+        if key not in self._shapes:
+            while len(self._shapes) >= MAX_CACHED_SHAPES:
+                self._shapes.popitem(last=False)
+            self._shapes[key] = _Shape(StaticDecoder(self.model, batch, max_len, self.dtype, self.device))
+        self._shapes.move_to_end(key)
+        shape = self._shapes[key]
+        if sampling not in shape.runners:
+            with _rng_kept(self.device):  # warm-up and timing replays draw random numbers: not the rollout's
+                shape.runners[sampling] = self._build_runner(shape, sampling, compile)
+        return shape.decoder, shape.runners[sampling]
+
+    def _build_runner(self, shape: _Shape, sampling: Sampling, compile: bool) -> StepRunner:
+        decoder = shape.decoder
+
+        def make(step_fn, capture: bool, compiled: bool = False) -> StepRunner:
+            return StepRunner(DecodeState(decoder, sampling, self.eos_ids, self.pad_id), step_fn, capture, compiled)
+
+        if not self.use_graphs:
+            return make(decoder.forward, capture=False)
+        try:
+            if shape.step_fn is not None:
+                runner = make(shape.step_fn, True, shape.compiled)
+            else:
+                runner = self._fastest(decoder, make, compile)
+                shape.step_fn, shape.compiled = runner.step_fn, runner.compiled
+        except Exception as err:  # noqa: BLE001 - a capture failure must not lose the rollout: decode eagerly
+            warnings.warn(f"capturing the decode-and-sample step in a CUDA graph failed ({type(err).__name__}: "
+                          f"{err}); this shape decodes eagerly, several times slower", RuntimeWarning, stacklevel=3)
+            runner = make(decoder.forward, capture=False)
+        decoder.reset()
+        return runner
+
+    def _fastest(self, decoder: StaticDecoder, make, compile: bool) -> StepRunner:
+        """The captured runner of the eager step, or of the compiled one when that replays faster."""
+        runner = make(decoder.forward, True)
+        self.graph_timing = {"eager_graph_ms": runner.replay_ms()}
+        if not compile:
+            return runner
+        try:
+            compiled = make(torch.compile(decoder.forward, dynamic=False), True, compiled=True)
+        except Exception as err:  # noqa: BLE001 - Inductor/Triton failures vary by version; the eager graph works
+            warnings.warn(f"torch.compile of the decode step failed ({type(err).__name__}: {err}); "
+                          "keeping the eager graph", RuntimeWarning, stacklevel=4)
+            return runner
+        self.graph_timing["compiled_graph_ms"] = compiled.replay_ms()
+        return compiled if self.graph_timing["compiled_graph_ms"] < self.graph_timing["eager_graph_ms"] else runner
 
     def _encode(self, prompts: list[str]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
         """Left-padded prompt ids ``[P, L]`` and a ``[P, L]`` bool mask of real tokens."""
@@ -485,7 +345,8 @@ class FastRolloutEngine:
         """Sample ``n`` completions of each prompt (rows grouped per prompt: ``prompt0 x n, prompt1 x n, ...``).
 
         Returns a :class:`RolloutBatch` of ``len(prompts) * n`` rows; completions include their EOS token;
-        ``truncated`` is true where no EOS came within ``max_new_tokens``.
+        ``truncated`` is true where no EOS came within ``max_new_tokens``. The device's default random
+        generator is seeded with ``seed`` for the rollout and restored afterwards.
 
         Raises:
             ValueError: ``n`` or ``max_new_tokens`` below 1, or an empty prompt.
@@ -496,49 +357,43 @@ class FastRolloutEngine:
         width = padded.shape[1]
         batch = len(prompts) * n
         max_len = _SLOT_ROUND * math.ceil((width + max_new_tokens) / _SLOT_ROUND)
-        decoder, graph = self._decoder(batch, max_len, self.compile and max_new_tokens >= COMPILE_MIN_NEW_TOKENS)
-        timing = _Timer(self.device)
-        decoder.reset()
-        positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
-        logits = self._prefill(decoder, padded, positions, real, n)
-        timing.mark("prefill_s")
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        tokens_out = torch.full((batch, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
-        logprobs_out = torch.zeros(batch, max_new_tokens, dtype=torch.float32, device=self.device)
-        finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        next_pos = positions[:, -1:].repeat_interleave(n, dim=0) + 1
-        ones = torch.ones(batch, 1, dtype=torch.bool, device=self.device)
-        slot = torch.full((1,), width, dtype=torch.long, device=self.device)
-        steps = 0
-        for step in range(max_new_tokens):
-            if self.suppress_eos:
-                logits[:, self.eos_ids] = float("-inf")
-            tok, lp = sample_tokens(logits, temperature=temperature, top_p=top_p, top_k=top_k,
-                                    generator=generator)
-            tok = tok.masked_fill(finished, self.pad_id)
-            tokens_out[:, step] = tok
-            logprobs_out[:, step] = lp.masked_fill(finished, 0.0)
-            finished |= torch.isin(tok, self.eos_ids)
-            steps = step + 1
-            if step == max_new_tokens - 1:
-                break
-            if (step + 1) % SYNC_EVERY == 0 and bool(finished.all()):
-                break
-            if graph is not None:
-                graph.ids.copy_(tok[:, None])
-                graph.positions.copy_(next_pos)
-                graph.slot.copy_(slot)
-                logits = graph.replay()
-            else:
-                logits = decoder.forward(tok[:, None], next_pos, slot, ones)
-            next_pos = next_pos + 1
-            slot += 1
-        timing.mark("decode_s")
-        batch_out = self._collect(prompt_ids, n, tokens_out[:, :steps].cpu(), logprobs_out[:, :steps].cpu())
+        sampling = Sampling(float(temperature), float(top_p), int(top_k or 0), self.suppress_eos)
+        compile = self.compile and max_new_tokens >= COMPILE_MIN_NEW_TOKENS
+        with _seeded(self.device, seed):
+            decoder, runner = self._runner(batch, max_len, sampling, compile)
+            timing = _Timer(self.device)
+            decoder.reset()
+            positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
+            logits = self._prefill(decoder, padded, positions, real, n)
+            timing.mark("prefill_s")
+            runner.state.start(width, positions[:, -1:].repeat_interleave(n, dim=0) + 1)
+            runner.state.record(logits)
+            rows = LiveRows(decoder, runner, batch)
+            steps = 1
+            while steps < max_new_tokens:
+                if steps % SYNC_EVERY == 0 and not self._keep_going(rows, max_new_tokens - steps, sampling):
+                    break
+                rows.runner.step()
+                steps += 1
+            timing.mark("decode_s")
+        tokens, logprobs = (t[:, width:width + steps].cpu() for t in rows.outputs())
+        batch_out = self._collect(prompt_ids, n, tokens, logprobs)
         timing.mark("collect_s")
         self.last_timing = dict(timing.marks, decode_steps=float(steps), rows=float(batch), **self.graph_timing,
-                                compiled=float(bool(graph is not None and graph.compiled)))
+                                compiled=float(runner.compiled), compactions=float(rows.moves))
         return batch_out
+
+    def _keep_going(self, rows: LiveRows, remaining: int, sampling: Sampling) -> bool:
+        """False when every row has finished; else compact the live rows when they fit half the batch."""
+        live = (~rows.runner.state.finished).nonzero().flatten()
+        if live.numel() == 0:
+            return False
+        size = compact_size(live.numel(), rows.total)
+        if size <= rows.decoder.batch // 2 and remaining >= COMPACT_MIN_STEPS:
+            compile = rows.runner.compiled and remaining >= COMPILE_MIN_NEW_TOKENS
+            decoder, runner = self._runner(size, rows.decoder.max_len, sampling, compile)
+            rows.move(live, decoder, runner)
+        return True
 
     def _prefill(self, decoder: StaticDecoder, padded: torch.Tensor, positions: torch.Tensor,
                  real: torch.Tensor, n: int) -> torch.Tensor:
