@@ -45,9 +45,11 @@ if TYPE_CHECKING:
     from runtime.data import Sample
 
 # A frozen forward keeps no activations for backward, so a teacher can score more rows at once than the
-# student trains on; the head is applied in sequence chunks (runtime.logprobs) to bound the logits.
+# student trains on. Its head runs over the completion tokens in chunks of TEACHER_CHUNK (runtime.ops; forward
+# only, so one chunk's fp32 logits is all it holds: 0.8 GB at a 49,152-token vocabulary); small chunks would
+# turn the head into many small GEMMs.
 TEACHER_ROWS = 32
-TEACHER_CHUNK = 64
+TEACHER_CHUNK = 4096
 # AdamW training footprint per policy parameter, in units of the parameter's own size: weights, gradients
 # and two moments. Activations are not counted: the placement plan is a lower bound, see plan_placement.
 TRAIN_FOOTPRINT = 4
@@ -243,7 +245,7 @@ class DistillTrainer:
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.
 
-        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under no_grad.
+        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under inference_mode, the head in the stage dtype.
         Returns row index -> ``[len(completion)]`` fp32 tensor on the CPU.
         """
         ctx, out = self.ctx, {}
@@ -252,12 +254,12 @@ class DistillTrainer:
             by_teacher.setdefault(names[i], []).append(i)
         for name, idx in sorted(by_teacher.items()):
             idx = sorted(idx, key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
-            with self.pool.on_device(name) as teacher, torch.no_grad():
+            with self.pool.on_device(name) as teacher, torch.inference_mode():
                 for k in range(0, len(idx), TEACHER_ROWS):
                     chunk = idx[k:k + TEACHER_ROWS]
                     ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, chunk, self.pad_id))
-                    lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK,
-                                        temperature=self.temperature).logprobs.float().cpu()
+                    lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK, temperature=self.temperature,
+                                        compute_dtype=ctx.dtype).logprobs.float().cpu()
                     for r, i in enumerate(chunk):
                         start = len(rollouts.prompt_ids[i])
                         out[i] = lp[r, start:start + len(rollouts.completion_ids[i])]
@@ -337,7 +339,7 @@ class DistillTrainer:
         # Position t's logits predict token t + 1; cutting to the tokenizer's vocabulary drops padded rows.
         logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1, :vocab] / temp
         teacher = torch.empty_like(logits, dtype=torch.float32)
-        with torch.no_grad():
+        with torch.inference_mode():
             for name in sorted(set(names)):
                 sub = [r for r, n in enumerate(names) if n == name]
                 with self.pool.on_device(name) as model:

@@ -165,8 +165,10 @@ class GRPOTrainer:
                                      compute_dtype=ctx.dtype)
                 ref = None
                 if self.reference is not None:
-                    with torch.no_grad():
-                        ref = token_logprobs(self.reference, ids, attn, comp, temperature=p.temperature).logprobs
+                    with torch.inference_mode():  # frozen, in the stage dtype: no autograd state at all
+                        ref = token_logprobs(self.reference, ids, attn, comp, temperature=p.temperature,
+                                             compute_dtype=ctx.dtype).logprobs
+                    ref = ref.clone()  # an inference tensor cannot be saved for the KL term's backward
                 parts = grpo_loss(
                     out.logprobs, mask, advantages[rows].to(ctx.device), aggregation=p.loss,
                     normaliser=normaliser, ref_logprobs=ref, kl_coef=p.kl, entropy=out.entropy,
