@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +175,10 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def summarise(name: str, steps: list[dict[str, float]], warmup: int, params: int) -> dict[str, Any]:
-    """Median figures over the steps after ``warmup``: step_s, gen_s, update_s, rollout tokens/s, MFU."""
-    timed = steps[warmup:] or steps
+    """Median figures over the steps after ``warmup``: step_s, gen_s, update_s, rollout tokens/s, MFU.
+
+    A profiled step is left out when another step is timed (the profiler's own overhead)."""
+    timed = [s for s in steps[warmup:] if "profile_top" not in s] or steps[warmup:] or steps
     step_s = median([s["step_s"] for s in timed])
     gen_s = median([s["gen_s"] for s in timed])
     update_s = median([s["step_s"] - s["gen_s"] for s in timed])
@@ -206,10 +208,7 @@ def markdown_table(rows: list[dict[str, Any]], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def maybe_profile(enabled: bool):
-    """A ``torch.profiler.profile`` over CPU and CUDA when ``enabled``, else a context yielding None."""
-    if not enabled:
-        return nullcontext()
+def _profiler():
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -220,6 +219,54 @@ def profile_table(prof) -> str:
     """The 25 operators with the most device time (CPU time without CUDA)."""
     key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+
+
+class UpdateProfiler:
+    """A ``torch.profiler`` table of one step's update phase: collection pauses while the rollout runs
+    (``toggle_collection_dynamic``), so the table shows what the update's time goes to (log-prob and
+    teacher passes, backward, optimizer), the phase the MFU figure measures.
+
+    Wrap the framework's generate function with :meth:`wrap`; :meth:`start` / :meth:`stop` around a step
+    (or :meth:`step` as a context) fill :attr:`table`.
+    """
+
+    def __init__(self) -> None:
+        self.prof = None
+        self.table: str | None = None
+
+    def wrap(self, generate: Callable[..., Any]) -> Callable[..., Any]:
+        def unprofiled(*args: Any, **kwargs: Any) -> Any:
+            prof = self.prof
+            if prof is None:
+                return generate(*args, **kwargs)
+            prof.toggle_collection_dynamic(False, prof.activities)
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                prof.toggle_collection_dynamic(True, prof.activities)
+        return unprofiled
+
+    def start(self) -> None:
+        self.prof = _profiler()
+        self.prof.__enter__()
+
+    def stop(self) -> None:
+        if self.prof is None:
+            return
+        prof, self.prof = self.prof, None
+        prof.__exit__(None, None, None)
+        self.table = profile_table(prof)
+
+    @contextmanager
+    def step(self, enabled: bool):
+        if not enabled:
+            yield
+            return
+        self.start()
+        try:
+            yield
+        finally:
+            self.stop()
 
 
 def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
@@ -240,7 +287,9 @@ def run_parent(module: str, benchmark: str, runs: list[str], out: Path) -> None:
             results.append(json.loads(part.read_text()))
             for step in results[-1].get("per_step", []):
                 if "profile_top" in step:
-                    print(f"profile of the last {run} step:\n{step['profile_top']}", flush=True)
+                    text = f"update phase of the last {run} step (rollout not collected), {command}\n\n"
+                    atomic_write_text(out.with_name(f"{out.stem}.{run}.profile.txt"), text + step["profile_top"])
+                    print(f"profile of the {text}{step['profile_top']}", flush=True)
         ok = [r for r in results if "error" not in r]
         baseline = "trl" if any(r["name"] == "trl" for r in ok) else (ok[0]["name"] if ok else "")
         table = markdown_table(ok, baseline=baseline) if ok else "(no run finished)"
@@ -266,7 +315,8 @@ def argument_parser(doc: str, runs: tuple[str, ...], out: str, *, prompts: int, 
     ap.add_argument("--warmup", type=int, default=2, help="steps left out of the medians")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke test of the script")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the last cascadec step")
+    ap.add_argument("--profile", action="store_true",
+                    help="torch.profiler table of the last step's update phase, each run, written beside --out")
     ap.add_argument("--runs", default=",".join(runs))
     ap.add_argument("--out", default=out)
     ap.add_argument("--run", choices=runs, help=argparse.SUPPRESS)

@@ -71,6 +71,8 @@ def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], en
     ctx = build_context(plan, stage, RunDir(common.scratch_dir("cascadec-grpo-")))
     if engine == "fast":
         ctx.engine = FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype, suppress_eos=True)
+    profiler = common.UpdateProfiler()
+    ctx.engine.generate = profiler.wrap(ctx.engine.generate)
     trainer = GRPOTrainer(ctx)
     batch = load_domains([("bench", plan.domains["bench"].train)])["bench"][: args.prompts]
     prompt_tokens = sum(len(ctx.tokenizer(ctx.render_prompt(s), add_special_tokens=False)["input_ids"]) for s in batch)
@@ -79,8 +81,7 @@ def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], en
     for step in range(args.steps):
         common.reset_peak_memory()
         timer = common.CudaTimer()
-        profile = args.profile and step == args.steps - 1
-        with timer.phase("step"), common.maybe_profile(profile) as prof:
+        with timer.phase("step"), profiler.step(args.profile and step == args.steps - 1):
             metrics = trainer.step(step, batch)
         rows = args.prompts * args.group
         gen_tokens = metrics["response_len"] * rows
@@ -90,8 +91,8 @@ def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], en
             "peak_mem_gib": common.peak_memory_gib(), "loss": metrics["loss"],
             "engine_timing": dict(getattr(ctx.engine, "last_timing", {}) or {}),
         })
-        if prof is not None:
-            steps[-1]["profile_top"] = common.profile_table(prof)
+        if profiler.table is not None:
+            steps[-1]["profile_top"], profiler.table = profiler.table, None
         print(f"[cascadec-{engine}] step {step}: {steps[-1]['step_s']:.3f} s (gen {metrics['gen_s']:.3f})",
               flush=True)
     return common.summarise(f"cascadec-{engine}", steps, args.warmup, params)
@@ -121,18 +122,23 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
         gradient_checkpointing=args.gradient_checkpointing,
     )
     timer = common.CudaTimer()
+    profiler = common.UpdateProfiler()
     steps: list[dict[str, float]] = []
 
     class StepTimes(TrainerCallback):
         def on_step_begin(self, *_, **__):
             common.reset_peak_memory()
             common.synchronize()
+            if args.profile and len(steps) == args.steps - 1:
+                profiler.start()
             self.start = time.perf_counter()
 
         def on_step_end(self, *_, **__):
             common.synchronize()
+            end = time.perf_counter()
+            profiler.stop()
             phases = timer.pop()
-            steps.append({"step_s": time.perf_counter() - self.start, "gen_s": phases.get("gen", 0.0),
+            steps.append({"step_s": end - self.start, "gen_s": phases.get("gen", 0.0),
                           "gen_tokens": args.prompts * args.group * args.new,
                           "update_tokens": args.prompts * args.group * args.new + prompt_tokens * args.group,
                           "peak_mem_gib": common.peak_memory_gib()})
@@ -147,8 +153,10 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
         with timer.phase("gen"):
             return generate(*a, **kw)
 
-    trainer._generate = timed_generate
+    trainer._generate = profiler.wrap(timed_generate)
     trainer.train()
+    if profiler.table is not None:
+        steps[-1]["profile_top"] = profiler.table
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     summary = common.summarise("trl", steps, args.warmup, common.param_count(model))
     summary["completion_mean_length"] = lengths
