@@ -337,22 +337,28 @@ class DistillTrainer:
         """
         p, vocab, temp = self.params, len(self.ctx.tokenizer), self.temperature
         # Position t's logits predict token t + 1; cutting to the tokenizer's vocabulary drops padded rows.
-        logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1, :vocab] / temp
+        # Only positions from the earliest completion token on get logits (``logits_to_keep``): prompt
+        # positions would be a fifth or more of the head's GEMMs and of the [R, T, V] logits in a rollout row.
+        start = max(int(mask.to(torch.uint8).argmax(dim=1).min()) - 1, 0) if bool(mask.any()) else ids.shape[1] - 2
+        keep = ids.shape[1] - start
+        logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False,
+                                 logits_to_keep=keep).logits[:, :-1, :vocab] / temp
         teacher = torch.empty_like(logits, dtype=torch.float32)
         with torch.inference_mode():
             for name in sorted(set(names)):
                 sub = [r for r, n in enumerate(names) if n == name]
                 with self.pool.on_device(name) as model:
-                    out = model(input_ids=ids[sub], attention_mask=attn[sub], use_cache=False).logits
+                    out = model(input_ids=ids[sub], attention_mask=attn[sub], use_cache=False,
+                                logits_to_keep=keep).logits
                 teacher[sub] = out[:, :-1, :vocab].float() / temp
-        valid = mask[:, 1:]
+        valid = mask[:, start + 1:]
         loss, _ = logit_distill_loss(logits, teacher, valid, kind=p.loss, beta=p.jsd_beta, top_k=p.kl_top_k,
                                      vocab_size=vocab, num_sequences=num_seq)
         with torch.no_grad():
             s_logp = logits.float().log_softmax(-1)
             t_logp = teacher.log_softmax(-1)
-            target = ids[:, 1:, None]
-            pad = torch.zeros_like(ids[:, :1], dtype=torch.float32)
+            target = ids[:, start + 1:, None]
+            pad = torch.zeros_like(ids[:, :start + 1], dtype=torch.float32)
             lp = torch.cat([pad, s_logp.gather(-1, target)[..., 0]], dim=1)
             lp_t = torch.cat([pad, t_logp.gather(-1, target)[..., 0]], dim=1)
             entropy = torch.cat([pad, -(s_logp.exp() * s_logp).sum(-1)], dim=1)
