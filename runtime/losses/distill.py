@@ -138,7 +138,7 @@ def reverse_kl_estimate(logp_train: torch.Tensor, logp_teacher: torch.Tensor, ma
     return diff.sum() / valid.sum().clamp(min=1)
 
 
-def _restrict(
+def restrict_logprobs(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, vocab_size: int | None, top_k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of student and teacher over their shared vocabulary, or over the teacher's top-k tokens."""
@@ -218,7 +218,7 @@ def logit_distill_loss(
         ``(loss, per_token)``: the scalar loss (per-sequence token mean, then mean over sequences) and the
         detached ``[B, T]`` divergence (0 on padding).
     """
-    s, t = _restrict(student_logits, teacher_logits.detach(), vocab_size, top_k)
+    s, t = restrict_logprobs(student_logits, teacher_logits.detach(), vocab_size, top_k)
     div = token_divergence(s, t, kind, beta)
     valid = mask.bool()
     div = torch.where(valid, div, torch.zeros_like(div))
