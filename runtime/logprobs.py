@@ -123,10 +123,10 @@ def token_logprobs(
         hidden, head.weight, targets, bias=head.bias, temperature=temperature, chunk=chunk,
         with_entropy=with_entropy, compute_dtype=compute_dtype or head.weight.dtype,
     )
-    return TokenLogprobs(_scatter(wanted, lp), _scatter(wanted, ent) if with_entropy else None)
+    return TokenLogprobs(scatter_positions(wanted, lp), scatter_positions(wanted, ent) if with_entropy else None)
 
 
-def _scatter(wanted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def scatter_positions(wanted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Per-position values of the ``wanted`` ``[B, T-1]`` positions -> ``[B, T]`` (column 0 and the rest 0)."""
     shifted = torch.zeros(wanted.shape, dtype=values.dtype, device=wanted.device).masked_scatter(wanted, values)
     return torch.nn.functional.pad(shifted, (1, 0))

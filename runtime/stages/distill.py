@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from runtime.logprobs import pad_token_id, token_logprobs
-from runtime.losses.distill import logit_distill_loss, mopd_loss
+from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, unwrap_model
+from runtime.losses.distill import mopd_loss, sequence_token_mean
+from runtime.ops import linear_token_divergence
 from runtime.rollout.base import RolloutBatch
 from runtime.stages import backward_passes, optimizer_step
 from runtime.stages.grpo import rollout_seed, sequences
@@ -332,34 +333,32 @@ class DistillTrainer:
                     num_seq: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """GKD-style loss of one micro-batch ``[R, T]``: full next-token distributions of student and teachers.
 
-        Returns ``(loss, logp_train, logp_teacher, entropy)``, the last three ``[R, T]`` in the layout of
+        Only the completion positions go through the heads, in token chunks in the stage dtype
+        (:func:`runtime.ops.linear_token_divergence`); no ``[R, T, V]`` logits are kept. Returns ``(loss,
+        logp_train, logp_teacher, entropy)``, the last three ``[R, T]`` in the layout of
         :func:`runtime.logprobs.token_logprobs` (the value of token ``t`` at position ``t``).
         """
-        p, vocab, temp = self.params, len(self.ctx.tokenizer), self.temperature
-        # Position t's logits predict token t + 1; cutting to the tokenizer's vocabulary drops padded rows.
-        # Only positions from the earliest completion token on get logits (``logits_to_keep``): prompt
-        # positions would be a fifth or more of the head's GEMMs and of the [R, T, V] logits in a rollout row.
-        start = max(int(mask.to(torch.uint8).argmax(dim=1).min()) - 1, 0) if bool(mask.any()) else ids.shape[1] - 2
-        keep = ids.shape[1] - start
-        logits = self.ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False,
-                                 logits_to_keep=keep).logits[:, :-1, :vocab] / temp
-        teacher = torch.empty_like(logits, dtype=torch.float32)
-        with torch.inference_mode():
-            for name in sorted(set(names)):
-                sub = [r for r, n in enumerate(names) if n == name]
-                with self.pool.on_device(name) as model:
-                    out = model(input_ids=ids[sub], attention_mask=attn[sub], use_cache=False,
-                                logits_to_keep=keep).logits
-                teacher[sub] = out[:, :-1, :vocab].float() / temp
-        valid = mask[:, start + 1:]
-        loss, _ = logit_distill_loss(logits, teacher, valid, kind=p.loss, beta=p.jsd_beta, top_k=p.kl_top_k,
-                                     vocab_size=vocab, num_sequences=num_seq)
-        with torch.no_grad():
-            s_logp = logits.float().log_softmax(-1)
-            t_logp = teacher.log_softmax(-1)
-            target = ids[:, start + 1:, None]
-            pad = torch.zeros_like(ids[:, :start + 1], dtype=torch.float32)
-            lp = torch.cat([pad, s_logp.gather(-1, target)[..., 0]], dim=1)
-            lp_t = torch.cat([pad, t_logp.gather(-1, target)[..., 0]], dim=1)
-            entropy = torch.cat([pad, -(s_logp.exp() * s_logp).sum(-1)], dim=1)
-        return loss, lp, lp_t, entropy
+        p, ctx = self.params, self.ctx
+        wanted = mask[:, 1:]
+        out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True, logits_to_keep=1,
+                         use_cache=False)
+        student = out.hidden_states[-1][:, :-1]
+        head = unwrap_model(ctx.policy).get_output_embeddings().weight
+        div, lp, lp_t, entropy = (torch.zeros(mask.shape, device=ids.device) for _ in range(4))
+        for name in sorted(set(names)):
+            sub = torch.tensor([n == name for n in names], device=ids.device)
+            rows = wanted & sub[:, None]
+            if not bool(rows.any()):
+                continue
+            with self.pool.on_device(name) as model, torch.inference_mode():
+                t_out = model(input_ids=ids[sub], attention_mask=attn[sub], output_hidden_states=True,
+                              logits_to_keep=1, use_cache=False)
+                t_hidden = t_out.hidden_states[-1][:, :-1][wanted[sub]]
+                t_head = model.get_output_embeddings().weight
+            parts = linear_token_divergence(
+                student[rows], head, t_hidden.clone(), t_head, ids[:, 1:][rows], kind=p.loss, beta=p.jsd_beta,
+                top_k=p.kl_top_k, vocab_size=len(ctx.tokenizer), temperature=self.temperature, compute_dtype=ctx.dtype)
+            div = div + scatter_positions(rows, parts[0])
+            for total, part in zip((lp, lp_t, entropy), parts[1:]):
+                total += scatter_positions(rows, part)
+        return sequence_token_mean(div, mask, num_seq), lp, lp_t, entropy

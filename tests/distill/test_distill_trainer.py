@@ -167,6 +167,35 @@ def test_logit_losses_take_a_step(teachers_dir, tmp_path, loss):
     assert m["loss"] > 0 and m["grad_norm"] > 0 and m["reverse_kl"] > 0
 
 
+@pytest.mark.parametrize("loss,top_k", [("reverse_kl", 0), ("jsd", 16)])
+def test_logit_loss_from_hidden_states_equals_the_loss_on_full_logits(teachers_dir, tmp_path, loss, top_k):
+    # Two teachers in one micro-batch, right-padded rows of different lengths: the chunked head path must
+    # give the loss and gradients of logit_distill_loss on the whole [R, T, V] logits.
+    from runtime.losses.distill import logit_distill_loss
+
+    ctx = _ctx(teachers_dir, tmp_path, loss=loss, kl_top_k=top_k)
+    trainer = DistillTrainer(ctx)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, len(ctx.tokenizer), (4, 9), generator=gen)
+    mask = torch.zeros(4, 9, dtype=torch.bool)
+    for r, (start, end) in enumerate([(3, 9), (4, 7), (2, 9), (5, 8)]):
+        mask[r, start:end] = True
+    attn = (torch.arange(9)[None] < torch.tensor([9, 7, 9, 8])[:, None]).long()
+    first, second = sorted(trainer.pool.models)
+    names = [first, second, second, first]
+    loss_value, *_ = trainer._logit_loss(ids, attn, mask, names, num_seq=5.0)
+    grads = torch.autograd.grad(loss_value, list(ctx.policy.parameters()))
+    logits = ctx.policy(input_ids=ids, attention_mask=attn).logits[:, :-1] / trainer.temperature
+    teacher = torch.cat([trainer.pool.models[n](input_ids=ids[r:r + 1], attention_mask=attn[r:r + 1]).logits
+                         for r, n in enumerate(names)])[:, :-1].detach() / trainer.temperature
+    ref, _ = logit_distill_loss(logits, teacher, mask[:, 1:], kind=loss, beta=ctx.stage.params.jsd_beta,
+                                top_k=top_k, vocab_size=len(ctx.tokenizer), num_sequences=5.0)
+    ref_grads = torch.autograd.grad(ref, list(ctx.policy.parameters()))
+    assert float(loss_value) == pytest.approx(float(ref), rel=1e-5)
+    for got, want in zip(grads, ref_grads):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_bad_settings_and_unfinished_teacher_are_clear_errors(teachers_dir, tmp_path):
     with pytest.raises(DistillSetupError, match="`overlong = penalty`.*\nhelp: use `overlong = filter`"):
         DistillTrainer(_ctx(teachers_dir, tmp_path / "1", overlong="penalty"))
