@@ -30,7 +30,7 @@ TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "n
 PROMPTS = [f"add {a} and {b}" for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]]
 
 
-def _plan(kind: str, tmp_path) -> Plan:
+def _plan(kind: str, tmp_path, loss: str = "mopd") -> Plan:
     domain = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": p, "answer": "3"} for p in PROMPTS]),
                     reward=RewardSpec(kind="py", args={"fn": "bench.gpu_common:length_reward"}))
     optim = Optim(lr=Schedule(peak=1e-3))
@@ -41,7 +41,7 @@ def _plan(kind: str, tmp_path) -> Plan:
         stage = Stage(name="rl", kind="grpo", parent="base", domains={"toy": 1.0}, params=params, resources=resources)
     else:
         params = DistillParams(optim=optim, steps=2, prompts_per_step=4, rollouts_per_prompt=2, micro_batch=4,
-                               max_response=16, loss="mopd")
+                               max_response=16, loss=loss)
         stage = Stage(name="mopd", kind="distill", parent="base", domains={"toy": 1.0}, params=params,
                       teachers={"default": TeacherRef(kind="stage", stage="base")}, resources=resources)
     return Plan(name=f"gpu-{kind}", base=ModelRef(kind="tiny", name="llama", config=TINY), domains={"toy": domain},
@@ -117,3 +117,17 @@ def test_mopd_step_bf16_with_fast_engine(tmp_path):
     # agree with the trainer's: the importance ratio is 1 up to bf16 rounding.
     assert abs(first["is_ratio"] - 1.0) < 0.05, first["is_ratio"]
     assert first["response_len"] > 0 and second["response_len"] > 0
+
+
+@pytest.mark.parametrize("loss", ["reverse_kl", "jsd"])
+def test_logit_distill_step_bf16_with_fast_engine(tmp_path, loss):
+    from runtime.data import load_domains
+    from runtime.stages.distill import DistillTrainer
+
+    plan = _plan("distill", tmp_path, loss=loss)
+    ctx = _context(plan, tmp_path, fast=True)
+    batch = load_domains([("toy", plan.domains["toy"].train)])["toy"]
+    metrics = DistillTrainer(ctx).step(0, batch)
+    assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("loss", "reverse_kl", "entropy", "grad_norm"))
+    # The teacher is the student's own starting point: the divergence is 0 up to bf16 rounding.
+    assert abs(metrics["loss"]) < 0.05 and abs(metrics["reverse_kl"]) < 0.05, metrics
