@@ -188,10 +188,10 @@ def test_compiled_step_graph_matches_eager_step():
     decoder = StaticDecoder(model, 16, 64, torch.bfloat16, torch.device("cuda"))
     eos = torch.tensor([1], device="cuda")
     state = DecodeState(decoder, Sampling(0.0, 1.0, 0, False), eos, 0)
-    runner = StepRunner(state, torch.compile(decoder.forward, dynamic=False), capture=True, compiled=True)
     ids = torch.randint(3, VOCAB, (16, 1), device="cuda")
     positions = torch.full((16, 1), 5, device="cuda")
     with torch.no_grad():
+        runner = StepRunner(state, torch.compile(decoder.forward, dynamic=False), capture=True, compiled=True)
         decoder.reset()
         expected = decoder.forward(ids, positions, torch.tensor([5], device="cuda"),
                                    torch.ones_like(ids, dtype=torch.bool)).float()
