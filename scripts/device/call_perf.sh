@@ -12,7 +12,7 @@ mkdir -p "$LOGS"
 pack() { tar -cf "$OUT/logs.tar" -C "$LOGS" . ; }
 head -3 "$OUT/env.txt"
 
-timeout 100 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu > "$LOGS/gpu-tests.log" 2>&1
+timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu > "$LOGS/gpu-tests.log" 2>&1
 tail -4 "$LOGS/gpu-tests.log"; pack
 
 bench() {  # bench <limit s> <name> <module> <args...>
@@ -22,7 +22,7 @@ bench() {  # bench <limit s> <name> <module> <args...>
   [ -f "$LOGS/$name.json" ] && cp "$LOGS/$name.json" "$OUT/"
   pack
 }
-bench 165 grpo_135m bench.grpo_vs_trl --shape smollm2-135m --steps 5 --warmup 1 --runs cascadec-fast,trl
-bench 170 distill_135m bench.distill_vs_trl --shape smollm2-135m --steps 4 --warmup 1 \
+bench 160 grpo_135m bench.grpo_vs_trl --shape smollm2-135m --steps 5 --warmup 1 --runs cascadec-fast,trl
+bench 160 distill_135m bench.distill_vs_trl --shape smollm2-135m --steps 4 --warmup 1 \
   --runs cascadec-fast-reverse_kl,cascadec-fast-mopd,trl
-bench 115 grpo_05b bench.grpo_vs_trl --shape qwen2.5-0.5b --steps 4 --warmup 1 --runs cascadec-fast,trl
+bench 125 grpo_05b bench.grpo_vs_trl --shape qwen2.5-0.5b --steps 4 --warmup 1 --runs cascadec-fast,trl
