@@ -246,7 +246,8 @@ class DistillTrainer:
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.
 
-        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under inference_mode, the head in the stage dtype.
+        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under inference_mode,
+        the head in the stage dtype.
         Returns row index -> ``[len(completion)]`` fp32 tensor on the CPU.
         """
         ctx, out = self.ctx, {}
