@@ -66,7 +66,6 @@ _SLOT_ROUND = 64
 COMPILE_MIN_NEW_TOKENS = 128
 
 
-
 def _is_dtensor(tensor: torch.Tensor) -> bool:
     if not torch.distributed.is_available():
         return False
