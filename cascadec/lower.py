@@ -60,5 +60,6 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         }))
     built = plan.Plan(name=spec.name, base=plan.ModelRef.model_validate(spec.base.model_dump()),
                       chat=plan.ChatTemplate.model_validate(spec.chat.model_dump()), domains=domains,
-                      stages=stages, seed=spec.seed, source=display_path(view.path))
+                      stages=stages, seed=spec.seed, source=display_path(view.path),
+                      tracking=spec.tracking)
     return hash_plan(built, root=os.path.dirname(os.path.abspath(view.path)))

@@ -21,6 +21,11 @@ from cascadec.contract.params import (  # noqa: F401  (re-exported: part of the 
 
 PLAN_VERSION = 1
 
+# experiment trackers the runtime streams metrics to (`runtime.tracking`); the compiler's docs for each are in
+# `cascadec.tracking`
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
+Tracker = Literal["tensorboard", "wandb", "mlflow", "trackio"]
+
 
 def is_dir_name(name: str) -> bool:
     """``name`` can be one directory name (a cascade's `build/<name>/` and `runs/<name>/`, a stage's folder)."""
@@ -273,6 +278,7 @@ class Plan(_Frozen):
     seed: int = 0
     source: str = ""
     base_eval_hash: str = ""
+    tracking: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:

@@ -21,6 +21,7 @@ from cascadec.model.convert import Invalid, _bad, _shape, convert, to_enum, to_f
 from cascadec.model.errors import Spans, validation_diagnostics
 from cascadec.model.inputs import SpecIn
 from cascadec.model.keys import EVAL_KEYS, OVERLONG, RESOURCE_KEYS, stage_keys
+from cascadec.tracking import to_tracking
 
 
 @dataclass
@@ -203,6 +204,13 @@ def _listify(data: dict[str, Any]) -> None:
     data["stages"] = [stages[i] for i in sorted(stages)]
 
 
+def _tracking(v: ast.Value, key: str) -> list[str]:
+    names = to_tracking(v, key)
+    if isinstance(names, Diagnostic):
+        raise Invalid(names)
+    return names
+
+
 def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     """AST view → validated `SpecIn` (or None) with CAS1xx/CAS2xx diagnostics, and the location → span
     table of every value (used by later checks and for origins)."""
@@ -210,7 +218,7 @@ def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     cascade = view.cascade
     assert cascade is not None  # CAS311 stops the pipeline before the model is built
     b.put(("name",), cascade.name.value, cascade.name.span, "cascade")
-    converters = {"base": to_model, "chat": to_chat, "seed": to_int}
+    converters = {"base": to_model, "chat": to_chat, "seed": to_int, "tracking": _tracking}
     for a in view.assigns:
         fn = converters.get(a.key.name)
         if fn is not None:

@@ -23,7 +23,7 @@ RESOURCE_KEYS: dict[str, Key] = {
     "micro_batch": Key(("params", "micro_batch"), "int"),
 }
 
-CASCADE_KEYS = ("seed", "base", "chat")
+CASCADE_KEYS = ("seed", "base", "chat", "tracking")
 DOMAIN_KEYS = ("train", "reward", "overlong", "system")
 EVAL_KEYS: dict[str, Key] = {
     "metric": Key(("metric",), "metric"),
