@@ -26,6 +26,7 @@ from runtime.state import (
     RunDir, append_jsonl, atomic_dir, atomic_write_json, commit_dir, filter_jsonl, read_jsonl, recover_dir,
     truncate_metrics,
 )
+from runtime.tracking import eval_rows, open_trackers
 
 if TYPE_CHECKING:
     from runtime.context import StageContext
@@ -196,16 +197,12 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     acc, stage, rd = ctx.accelerator, ctx.stage, ctx.rundir
     total = stage.params.steps
     main = acc.is_main_process
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events a crashed attempt wrote after the checkpoint.
-        writer = SummaryWriter(str(rd.tb(stage.name)), purge_step=ctx.start_step)
+    trackers = open_trackers(ctx.plan, stage, rd, ctx.start_step) if main else None
     progress = StageProgress(stage.name, ctx.start_step, total, enabled=main)
     teacher_scores = _teacher_scores(ctx)
     reason: str | None = None
     done = ctx.start_step
+    finished = False
     try:
         for step in range(ctx.start_step, total):
             batch = sampler.batch(step)[acc.process_index :: acc.num_processes]
@@ -224,13 +221,12 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
             done = step + 1
             if main:
                 append_jsonl(rd.metrics(stage.name), {"step": step, **metrics})
-                for key, value in metrics.items():
-                    writer.add_scalar(f"{stage.name}/{key}", value, step)
+                trackers.log("train", metrics, step)
                 progress.update(step, metrics)
             if done == total:
                 break
             if stage.eval_every and done % stage.eval_every == 0:
-                _record_evals(ctx, eval_sets, done, writer, progress)
+                _record_evals(ctx, eval_sets, done, trackers, progress)
             if stage.until:
                 reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
                 reason = broadcast_from_main(acc, reason)
@@ -241,11 +237,14 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
                 save_checkpoint(ctx, trainer, done)
         progress.close()
         save_final(ctx)
-        _record_evals(ctx, eval_sets, done, writer, progress)
+        _record_evals(ctx, eval_sets, done, trackers, progress)
+        if trackers is not None:
+            trackers.table(eval_rows(rd))
+        finished = True
     finally:
         progress.close()
-        if writer is not None:
-            writer.close()
+        if trackers is not None:
+            trackers.close(ok=finished)
     if main:
         rd.update_stage(
             stage.name, status="done", step=done, stop_reason=reason,
@@ -257,17 +256,18 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     return reason
 
 
-def _record_evals(ctx: StageContext, eval_sets: list[EvalSet], done: int, writer: Any, progress: StageProgress) -> None:
-    """Run every eval at ``done`` finished steps; rank 0 appends the records to ``evals.jsonl`` and
-    TensorBoard (``eval/<domain>.<eval>``) and prints them."""
+def _record_evals(ctx: StageContext, eval_sets: list[EvalSet], done: int, trackers: Any,
+                  progress: StageProgress) -> None:
+    """Run every eval at ``done`` finished steps; rank 0 appends the records to ``evals.jsonl``, sends them to
+    the trackers (``eval/<domain>.<eval>``) and prints them."""
     name = ctx.stage.name
     records = run_evals(ctx, eval_sets, stage=name, step=done, seed=ctx.stage.seed + done)
     if not ctx.accelerator.is_main_process:
         return
     for r in records:
         append_jsonl(ctx.rundir.evals_jsonl, r)
-        writer.add_scalar(f"eval/{r['domain']}.{r['eval']}", r["score"], done)
         progress.note(f"[{name}] eval at step {done}: {r['domain']}.{r['eval']} {r['metric']} = {r['score']:.3f}")
+    trackers.log("eval", {f"{r['domain']}.{r['eval']}": r["score"] for r in records}, done)
 
 
 def broadcast_from_main(acc: Any, value: Any) -> Any:
