@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -14,13 +15,14 @@ from rich.console import Console
 
 from cascadec.cli.base import (
     EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GraphFormat, OutputFormat, PlanFormat, app, emit, err,
-    fail, format_option, guarded, has_errors, require_files, unreadable, write,
+    fail, format_option, guarded, has_errors, or_list, require_files, unreadable, write,
 )
 from cascadec.cli.views import natural_width, plan_table, problem_to_diagnostic
 from cascadec.codes import CODES
 from cascadec.compiler import CompileResult, compile_file, read_spec
 from cascadec.contract.fsutil import atomic_write_text
-from cascadec.contract.plan import Plan
+from cascadec.contract.plan import TRACKERS, Plan
+from cascadec.contract.suggest import suggest
 from cascadec.diagnostics import Diagnostic
 from cascadec.fmt import format_source
 from cascadec.graph import GRAPH_FORMATS
@@ -245,11 +247,18 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would run, skip or resume; run nothing.")
     ] = False,
+    tracking: Annotated[
+        str | None, typer.Option("--tracking", metavar="T1,T2",
+                                 help="Experiment trackers for this run, overriding the spec's `tracking` "
+                                      "(tensorboard, wandb, mlflow, trackio; empty: none).")
+    ] = None,
 ) -> None:
     """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones.
 
     `OUT` and the default run directory `runs/<name>/` are relative to the current directory, not to the
     spec. A dry run writes nothing: a spec is compiled into a temporary directory that is removed after."""
+    if tracking is not None:
+        _set_tracking(tracking)
     if not target.exists():
         fail(f"`{target}` does not exist", help="pass a `.cascade` file or a directory made by `cascadec compile`")
     if target.suffix == ".json" or target.is_dir():
@@ -263,6 +272,17 @@ def run(
         return
     with tempfile.TemporaryDirectory(prefix="cascadec-dry-run-") as scratch:
         _run_build(_render(plan, Path(scratch)), run_dir, nproc, dry_run)
+
+
+def _set_tracking(value: str) -> None:
+    """Hand ``--tracking`` to the stage processes through ``$CASCADEC_TRACKING`` (read by `runtime.tracking`)."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        if name not in TRACKERS:
+            hint = suggest(name, TRACKERS)
+            fail(f"unknown tracker `{name}` in --tracking",
+                 help=f"did you mean `{hint}`?" if hint else f"use {or_list(list(TRACKERS))}")
+    os.environ["CASCADEC_TRACKING"] = ",".join(dict.fromkeys(names))
 
 
 def _render(plan: Plan, out: Path) -> Path:
