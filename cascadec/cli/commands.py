@@ -333,6 +333,19 @@ def report(
         fail(str(exc))
 
 
+@app.command()
+@guarded
+def lsp() -> None:
+    """Start the `.cascade` language server on stdin/stdout (for editors; see editors/vscode)."""
+    try:
+        from cascadec.lsp.server import serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pygls", "lsprotocol"):
+            raise
+        fail("the language server needs pygls", help="pip install 'cascadec[lsp]'")
+    serve()
+
+
 def main() -> None:
     """Entry point for ``python -m cascadec`` and ``python -m cascadec.cli``."""
     app()
