@@ -54,3 +54,13 @@ def test_run_exit_codes_in_the_readme_match_the_cli():
     codes = {int(m) for m in re.findall(r"(?:^|, )(\d+) ", listed)}
     assert codes == {cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_RUNTIME, 130}
     assert re.search(rf"(?:^|, ){cli.EXIT_FINDINGS} the spec has errors", listed)
+
+
+def test_integration_snippets_match_the_shipped_files():
+    import yaml
+
+    section = README.split("## Pre-commit, CI, editors and trackers", 1)[1].split("\n## ", 1)[0]
+    precommit, actions = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    hooks = {h["id"] for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert {h["id"] for h in yaml.safe_load(precommit)["repos"][0]["hooks"]} == hooks
+    assert actions in (ROOT / "examples" / "ci" / "cascade-lint.yml").read_text()
