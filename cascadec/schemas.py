@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cascadec.fsutil import atomic_write_text
+from cascadec.contract.fsutil import atomic_write_text
 
 BASE = "https://cascadec.invalid/schema/"  # an identifier, not a download location
 
@@ -17,7 +17,7 @@ BASE = "https://cascadec.invalid/schema/"  # an identifier, not a download locat
 def schemas() -> dict[str, dict[str, Any]]:
     """File name → JSON schema (draft 2020-12, as pydantic writes it)."""
     from cascadec.model import json_schema
-    from cascadec.plan import PLAN_VERSION, Plan
+    from cascadec.contract.plan import PLAN_VERSION, Plan
 
     plan = Plan.model_json_schema()
     plan["description"] = (f"cascadec plan.json, version {PLAN_VERSION}: the checked, lowered cascade that the "

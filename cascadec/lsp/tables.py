@@ -1,9 +1,10 @@
 """The one adapter between the language server and the compiler's tables of keys and kinds.
 
-Completion and hover read only `key_tables()`. Today it reads `cascadec.model` (keys), `cascadec.reward_args`
-(reward arguments) and `cascadec.tracking` (trackers); when those move into a single registry of kinds, only
-this function changes. Docs lines are built from the same entries the checks use (type, choices, where the
-value lands in the plan, its default), so hover cannot drift from what the compiler accepts.
+Completion and hover read only `key_tables()`, which reads the registry of kinds (`cascadec.contract.kinds`:
+stage kinds with their keys and docs lines, reward kinds with their arguments and docs lines), the keys outside
+it (`cascadec.model.keys`) and the trackers (`cascadec.tracking`). A key's docs line is built from the same
+entry the checks use (type, choices, where the value lands in the plan, its default), so hover cannot drift
+from what the compiler accepts.
 """
 
 from __future__ import annotations
@@ -33,25 +34,26 @@ class Tables:
 @lru_cache(maxsize=1)
 def key_tables() -> Tables:
     """Every key and kind the language accepts, with a one-line doc each."""
-    from cascadec import model, plan
-    from cascadec.reward_args import ARGS
+    from cascadec.contract import kinds, plan
+    from cascadec.model import keys
     from cascadec.tracking import TRACKER_DOCS
 
-    defaults = {"sft": plan.SFTParams, "grpo": plan.GRPOParams, "distill": plan.DistillParams}
-    stage = {kind: {name: _key_doc(name, key, defaults[kind]) for name, key in model.stage_keys(kind).items()}
-             for kind in model.STAGE_KINDS}
-    choices = {name: key.choices for table in (*model.STAGE_KEYS.values(), model.RESOURCE_KEYS, model.EVAL_KEYS)
-               for name, key in table.items() if key.choices}
+    stage = {name: {key: _key_doc(key, spec, kind.params) for key, spec in kind.all_keys().items()}
+             for name, kind in kinds.STAGE_KINDS.items()}
+    choices = {name: spec.choices for table in (*(k.all_keys() for k in kinds.STAGE_KINDS.values()),
+                                                 keys.RESOURCE_KEYS, keys.EVAL_KEYS)
+               for name, spec in table.items() if spec.choices}
     return Tables(
         stage=stage,
-        resources={name: _key_doc(name, key, plan.GRPOParams) for name, key in model.RESOURCE_KEYS.items()},
-        domain={name: _DOMAIN[name] for name in model.DOMAIN_KEYS},
-        eval={name: _key_doc(name, key, None) for name, key in model.EVAL_KEYS.items()},
-        cascade={name: _CASCADE[name] for name in model.CASCADE_KEYS},
-        stage_kinds={kind: f"stage kind `{kind}`: keys " + ", ".join(sorted(stage[kind])) for kind in stage},
-        reward_kinds={kind: _reward_doc(kind, args) for kind, args in ARGS.items()},
+        resources={name: _key_doc(name, spec, plan.GRPOParams) for name, spec in keys.RESOURCE_KEYS.items()},
+        domain={name: _DOMAIN[name] for name in keys.DOMAIN_KEYS},
+        eval={name: _key_doc(name, spec, None) for name, spec in keys.EVAL_KEYS.items()},
+        cascade={name: _CASCADE[name] for name in keys.CASCADE_KEYS},
+        stage_kinds={name: f"stage kind `{name}`: {kind.doc}" for name, kind in kinds.STAGE_KINDS.items()},
+        reward_kinds={name: f"{_reward_signature(name, kind.args)}: {kind.doc}"
+                      for name, kind in kinds.REWARD_KINDS.items()},
         trackers=dict(TRACKER_DOCS),
-        choices={**choices, "overlong": model.OVERLONG, "tracking": plan.TRACKERS},
+        choices={**choices, "overlong": keys.OVERLONG, "tracking": plan.TRACKERS},
     )
 
 
@@ -72,7 +74,7 @@ _CASCADE = {
 def _default(params: type[BaseModel] | None, target: tuple[str, ...]) -> Any:
     """The plan's default for the field at ``target`` (a path below a stage, or below an eval spec when
     ``params`` is None), or None when the field is required."""
-    from cascadec import plan
+    from cascadec.contract import plan
 
     model: Any = (params if target[0] == "params" else plan.Stage) if params else plan.EvalSpec
     parts = target[1:] if target[0] == "params" else target
@@ -97,7 +99,7 @@ def _key_doc(name: str, key: Any, params: type[BaseModel] | None) -> str:
     return f"`{name}` ({kind}{shown}) sets `{'.'.join(key.target)}`"
 
 
-def _reward_doc(kind: str, args: dict[str, Any]) -> str:
+def _reward_signature(kind: str, args: dict[str, Any]) -> str:
     shown = [("" if a.positional else f"{n} = ") + ("|".join(a.choices) if a.choices else a.kind)
              + ("" if a.required else "?") for n, a in args.items()]
     return f"reward `{kind}({', '.join(shown)})`"

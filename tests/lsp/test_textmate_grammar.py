@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadec import model
+from cascadec.contract.kinds import REWARD_KINDS, STAGE_KINDS
 
 textmate = pytest.importorskip("textmate_grammar.parsers.base",
                                reason="textmate-grammar-python is not installed (pip install -e '.[dev]')")
@@ -86,8 +86,8 @@ def test_a_stray_brace_an_unclosed_call_and_an_unterminated_string_are_found() -
 
 def test_grammar_knows_every_stage_and_reward_kind() -> None:
     calls = {p["name"]: p["match"] for p in GRAMMAR["repository"]["kind-call"]["patterns"]}
-    assert calls["support.type.stage-kind.cascade"] == "\\b(?:" + "|".join(model.STAGE_KINDS) + ")(?=\\s*\\()"
-    assert calls["support.function.reward.cascade"] == "\\b(?:" + "|".join(model.REWARD_KINDS) + ")(?=\\s*\\()"
+    assert calls["support.type.stage-kind.cascade"] == "\\b(?:" + "|".join(STAGE_KINDS) + ")(?=\\s*\\()"
+    assert calls["support.function.reward.cascade"] == "\\b(?:" + "|".join(REWARD_KINDS) + ")(?=\\s*\\()"
 
 
 def test_extension_folder_is_complete() -> None:
