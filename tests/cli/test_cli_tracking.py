@@ -14,7 +14,9 @@ from cascadec.cli import commands
 @pytest.fixture
 def seen(monkeypatch: pytest.MonkeyPatch, specs: Path, stub_compiler: object) -> list[str | None]:
     """The value of $CASCADEC_TRACKING each (fake) orchestrator run saw."""
-    monkeypatch.delenv("CASCADEC_TRACKING", raising=False)
+    # `run --tracking` sets the variable in this process: let monkeypatch restore it afterwards
+    monkeypatch.setenv("CASCADEC_TRACKING", "unset")
+    monkeypatch.delenv("CASCADEC_TRACKING")
     out: list[str | None] = []
 
     class Orchestrator:
