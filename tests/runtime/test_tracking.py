@@ -117,7 +117,7 @@ def test_tiny_run_streams_to_every_tracker_and_resumes_without_duplicates(offlin
     assert tensorboard_steps(rd.tb("s1"))["s1/loss"] == list(range(6))
     by_name = {r["name"]: r for r in wandb_runs(rd.root / "wandb").values()}
     ml = mlflow_runs(rd.root / "mlruns")
-    tio = {name.rsplit("-", 1)[0]: r for name, r in trackio_runs("cascadec").items()}
+    tio = {name.rsplit("-", 1)[0]: r for name, r in trackio_runs("cascadec", offline / "trackio").items()}
     for stage, steps, evals in (("s1", 6, [2, 4, 6]), ("s2", 3, [3])):
         for store in (by_name, ml, tio):
             assert store[stage]["steps"]["train/loss"] == list(range(steps)), (stage, store is ml)
