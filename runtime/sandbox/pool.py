@@ -7,16 +7,18 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from runtime.sandbox.core import ExecResult, Limits, run_python
+from runtime.sandbox.core import CallTest, ExecResult, Limits, run_python
 
 
 @dataclass(frozen=True)
 class Job:
-    """One execution: program text, standard input, limits."""
+    """One execution: program text, standard input, limits, allow-listed packages, an optional judged test."""
 
     code: str
     stdin: str = ""
     limits: Limits = Limits()
+    packages: tuple[str, ...] = ()
+    test: CallTest | None = None
 
 
 class SandboxPool:
@@ -32,7 +34,8 @@ class SandboxPool:
 
     def run(self, jobs: Iterable[Job]) -> list[ExecResult]:
         """Results in the order of `jobs`."""
-        return list(self._executor.map(lambda j: run_python(j.code, stdin=j.stdin, limits=j.limits), jobs))
+        return list(self._executor.map(
+            lambda j: run_python(j.code, stdin=j.stdin, limits=j.limits, packages=j.packages, test=j.test), jobs))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

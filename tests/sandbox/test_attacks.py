@@ -16,29 +16,13 @@ from cascadec.contract.plan import RewardSpec
 from runtime.data import Sample
 from runtime.rewards import build_reward
 from runtime.sandbox import Limits, isolation, run_python
-from runtime.sandbox.core import _filesystem_plan
+from sandbox_helpers import own_processes
 
 pytestmark = pytest.mark.skipif(isolation() != "namespaces",
                                 reason="the full attack suite needs the namespaces isolation level (root)")
 
 LIMITS = Limits(timeout_s=2.0, memory=256 << 20, processes=16, file_size=1 << 20, tmpfs_size=8 << 20)
 SANDBOX_UIDS = range(61000, 61064)
-
-
-def _sandbox_processes() -> list[int]:
-    """pids on the host owned by a sandbox uid."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if int(uid_line.split()[1]) in SANDBOX_UIDS:
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture
@@ -131,7 +115,7 @@ def test_attack_suite(planted, listener, tmp_path, monkeypatch):
     assert not (tmp_path / "pwned.txt").exists() and not Path("/var/tmp/pwned.txt").exists()
     assert not any(Path("/tmp").glob("fill*"))
     time.sleep(0.2)
-    assert _sandbox_processes() == []
+    assert own_processes() == []
 
 
 def test_benign_solution_passes_the_same_reward():
@@ -155,7 +139,7 @@ def test_each_attack_is_contained_with_the_expected_status(name, status, planted
     assert result.wall_s < LIMITS.timeout_s + 1.5
     assert len(result.stdout.encode()) <= LIMITS.file_size
     assert hits == []
-    assert _sandbox_processes() == []
+    assert own_processes() == []
 
 
 def test_daemon_and_background_jobs_are_killed(planted, listener, tmp_path):
@@ -163,21 +147,20 @@ def test_daemon_and_background_jobs_are_killed(planted, listener, tmp_path):
     for name in ("daemon", "os_system", "subprocess_python"):
         result = run_python(_attacks(planted, port, tmp_path)[name], limits=LIMITS)
         assert result.wall_s < LIMITS.timeout_s + 1.5
-        assert _sandbox_processes() == [], name
+        assert own_processes() == [], name
 
 
 def test_sandbox_sees_a_private_filesystem():
-    code = ("import json, os\nroot = os.listdir('/root') if os.path.isdir('/root') else []\n"
+    code = ("import json, os\n"
             "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-            "print(json.dumps([os.getuid(), os.listdir('/tmp'), root, len(pids)]))\n")
+            "print(json.dumps([os.getuid(), sorted(os.listdir('/')), os.listdir('/tmp'), os.listdir('/run'), "
+            "os.path.exists('/root') and os.listdir('/root'), len(pids)]))\n")
     result = run_python(code, limits=LIMITS)
     assert result.ok, result.stderr
-    uid, tmp, root, nproc = json.loads(result.stdout)
-    keep, _ = _filesystem_plan()
+    uid, top, tmp, run, root, nproc = json.loads(result.stdout)
     assert uid in SANDBOX_UIDS
-    # /tmp is a fresh tmpfs: only the sandbox's own directory, plus the mount points of interpreter paths
-    # bound back read-only when they live under /tmp (a checkout cloned there, as CI may do)
-    bound_under_tmp = {p.split("/")[2] for p in keep if p.startswith("/tmp/")}
-    assert "sandbox" in tmp and set(tmp) - {"sandbox"} <= bound_under_tmp
-    assert set(root) <= {p.split("/")[2] for p in keep if p.startswith("/root/")}
+    assert set(top) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "tmp", "usr",
+                        "var", *(p.split("/")[1] for p in (os.path.realpath(__import__("sys").executable),))}
+    assert tmp == ["sandbox"] and run == []
+    assert not root or root == [".pyenv"]  # only the path down to the interpreter, when it lives under /root
     assert nproc <= 3  # a fresh /proc of the sandbox's own pid namespace, not the host's

@@ -8,22 +8,9 @@ import time
 import pytest
 
 from runtime.data import Sample
-from runtime.sandbox import Job, Limits, SandboxPool, core, isolation, run_python
+from runtime.sandbox import Job, Limits, SandboxPool, client, core, run_python
 
 FAST = Limits(timeout_s=2.0, memory=256 << 20, file_size=1 << 20, tmpfs_size=8 << 20)
-
-
-@pytest.fixture(params=["namespaces", "rlimits"])
-def level(request, monkeypatch):
-    """Run a test at each isolation level this machine offers."""
-    if request.param == "namespaces" and isolation() != "namespaces":
-        pytest.skip("namespaces isolation needs root and unshare")
-    if request.param == "rlimits":
-        monkeypatch.setenv("CASCADEC_SANDBOX", "rlimits")
-    core.isolation.cache_clear()
-    yield request.param
-    monkeypatch.delenv("CASCADEC_SANDBOX", raising=False)
-    core.isolation.cache_clear()
 
 
 def test_output_and_stdin(level):
@@ -100,13 +87,13 @@ def test_uid_slots_are_exclusive_across_processes():
     import subprocess
     import sys
 
-    slot = core._SLOTS.acquire()
+    slot = client.SLOTS.acquire()
     try:
-        code = "from runtime.sandbox import core; print(core._SLOTS.acquire())"
+        code = "from runtime.sandbox import client; print(client.SLOTS.acquire())"
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert int(other.stdout) != slot
     finally:
-        core._SLOTS.release(slot)
+        client.SLOTS.release(slot)
 
 
 def test_program_cannot_forge_sandbox_reports(level):
@@ -147,13 +134,11 @@ def test_program_semantics_match_a_fresh_interpreter(level):
     assert r.stderr.rstrip().endswith("ValueError: boom")
 
 
-def test_zygote_is_restarted_after_it_dies():
-    if isolation() != "namespaces":
-        pytest.skip("the zygote serves the namespaces level only")
+def test_zygote_is_restarted_after_it_dies(level):
     assert run_python("print(1)", limits=FAST).ok
-    proc = core._ZYGOTE_CLIENT._proc
+    proc = client.ZYGOTE._proc
     proc.kill()
     proc.wait()
     r = run_python("print(2)", limits=FAST)
     assert (r.status, r.stdout) == ("ok", "2\n")
-    assert core._ZYGOTE_CLIENT._proc is not proc
+    assert client.ZYGOTE._proc is not proc
