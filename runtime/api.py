@@ -10,6 +10,7 @@ from cascadec.contract.errors import UserError
 from runtime.orchestrator import run
 from runtime.report import report
 from runtime.rewards.contracts import Problem, check_rewards
+from runtime.sandbox import describe as sandbox_level
 from runtime.status import status
 
-__all__ = ["Problem", "UserError", "check_rewards", "report", "run", "status"]
+__all__ = ["Problem", "UserError", "check_rewards", "report", "run", "sandbox_level", "status"]

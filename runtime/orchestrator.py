@@ -308,6 +308,9 @@ def check_same_cascade(plan: Plan, rd: RunDir) -> None:
 
 def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int:
     from runtime.data import DataError
+    from runtime.sandbox import describe
+
+    console.print(describe(), highlight=False, soft_wrap=True)
 
     try:
         check_local_data(plan)

@@ -62,7 +62,9 @@ def compile_cmd(
 
 def _check_rewards(plan: Plan, sources: dict[str, str]) -> list[Diagnostic]:
     files = {display_path(path): path for path in sources}
-    return [problem_to_diagnostic(p, files) for p in _api("--check-rewards").check_rewards(plan)]
+    api = _api("--check-rewards")
+    err(api.sandbox_level())
+    return [problem_to_diagnostic(p, files) for p in api.check_rewards(plan)]
 
 
 @app.command()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,4 +192,13 @@ def check_rewards(plan: Plan) -> list[Problem]:
         One `Problem` per domain whose reward fails to build, raises, or does not return exactly one
         finite float per completion; sorted by domain name.
     """
+    _import_like_run()
     return [p for name, domain in sorted(plan.domains.items()) for p in check_domain(name, domain)]
+
+
+def _import_like_run() -> None:
+    """Put the working directory first on `sys.path`, as `cascadec run` has it: its stage processes are
+    `python -m runtime.entry` started in that directory, so `py("mod:fn")` finds `./mod.py` there too."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
