@@ -68,6 +68,7 @@ def test_deleted_eval_log_is_measured_again_by_the_next_run(copy: tuple[Path, Ru
     assert "done (eval scores missing: `cascadec run` re-evaluates it)" in status_text(rd)
     assert [a for _, a in plan_actions(one_stage_plan(), rd)] == ["reeval"]
     text = run_ok(build, rd)
+    assert text.startswith("code sandbox: ")  # the level code rewards would run at, said up front
     assert "base: evaluating the base model" in text
     assert "s1: done, training unchanged; eval scores missing from evals.jsonl: re-evaluating" in text
     assert "no evals in the spec" not in text and "eval scores after each stage" in text
