@@ -12,9 +12,11 @@ S = TypeVar("S", bound=Stage)
 def ancestors(name: str, parent_of: dict[str, str]) -> list[str]:
     """Parent chain of ``name``, nearest first, ending at ``base`` (stops at a repeat or unknown name)."""
     chain: list[str] = []
+    seen: set[str] = set()
     cur = parent_of.get(name)
-    while cur is not None and cur not in chain:
+    while cur is not None and cur not in seen:
         chain.append(cur)
+        seen.add(cur)
         cur = parent_of.get(cur)
     return chain
 

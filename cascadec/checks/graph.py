@@ -21,22 +21,72 @@ def parents(view: ast.SpecView) -> dict[str, str]:
     return out
 
 
+class Ancestry:
+    """O(1) "is A an ancestor of S" for the stage tree (entry and exit times of one depth-first walk from the
+    roots), so that teacher checks stay linear on long chains. Stages on a parent cycle (CAS304) are not
+    reached from a root; for them the answer comes from walking the parent chain."""
+
+    def __init__(self, parent_of: dict[str, str]) -> None:
+        self.parent_of = parent_of
+        children: dict[str, list[str]] = {}
+        for child, parent in parent_of.items():
+            children.setdefault(parent, []).append(child)
+        self._enter: dict[str, int] = {}
+        self._leave: dict[str, int] = {}
+        clock = 0
+        for root in [p for p in children if p not in parent_of]:
+            stack = [(root, iter(children.get(root, ())))]
+            self._enter[root] = clock
+            while stack:
+                node, todo = stack[-1]
+                nxt = next(todo, None)
+                clock += 1
+                if nxt is None:
+                    self._leave[node] = clock
+                    stack.pop()
+                elif nxt not in self._enter:
+                    self._enter[nxt] = clock
+                    stack.append((nxt, iter(children.get(nxt, ()))))
+
+    def is_ancestor(self, a: str | None, s: str) -> bool:
+        """True when `a` is a proper ancestor of stage `s`."""
+        if a is None:
+            return False
+        if s not in self._enter:
+            return a in ancestors(s, self.parent_of)
+        return a in self._enter and self._enter[a] < self._enter[s] and self._leave[s] <= self._leave[a]
+
+
+def parent_cycles(parent_of: dict[str, str], order: list[str]) -> list[list[str]]:
+    """Every cycle of the parent relation, each starting at its member declared first, in declaration order.
+
+    Linear in the number of stages: each stage is walked once (a walk stops at the first stage an earlier
+    walk has finished).
+    """
+    rank = {name: i for i, name in reversed(list(enumerate(order)))}
+    done: set[str] = set()
+    cycles = []
+    for start in order:
+        path: list[str] = []
+        where: dict[str, int] = {}
+        cur: str | None = start
+        while cur is not None and cur in parent_of and cur not in done and cur not in where:
+            where[cur] = len(path)
+            path.append(cur)
+            cur = parent_of[cur]
+        if cur is not None and cur in where:
+            ring = path[where[cur]:]
+            first = min(range(len(ring)), key=lambda i: rank[ring[i]])
+            cycles.append(ring[first:] + ring[:first])
+        done.update(path)
+    return sorted(cycles, key=lambda ring: rank[ring[0]])
+
+
 def check_cycles(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     parent_of = parents(ctx.view)
     decl = {st.name.name: st for st in reversed(ctx.view.stages)}
-    reported: set[str] = set()
-    for st in ctx.view.stages:
-        name = st.name.name
-        if name in reported:
-            continue
-        path = [name]
-        cur = parent_of.get(name)
-        while cur is not None and cur in parent_of and cur not in path:
-            path.append(cur)
-            cur = parent_of.get(cur)
-        if cur != name:
-            continue
-        reported.update(path)
+    for path in parent_cycles(parent_of, [st.name.name for st in ctx.view.stages]):
+        name, st = path[0], decl[path[0]]
         ring = " -> ".join(path + [name])
         others = tuple((decl[p].parent.span, f"`{p}` starts from `{parent_of[p]}`") for p in path[1:])
         yield make("CAS304", f"stages form a cycle: {ring}", st.parent.span,
@@ -47,6 +97,7 @@ def check_cycles(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
 def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     view = ctx.view
     parent_of = parents(view)
+    tree = Ancestry(parent_of)
     index = ctx.stage_index()
     for i, st in enumerate(view.stages):
         kind = STAGE_KINDS.get(st.kind.name)
@@ -60,7 +111,6 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
             continue
         routes = {a.key.name for a in blocks[0].assigns}
         yield from _unrouted(st, routes)
-        chain = ancestors(st.name.name, parent_of)
         trained = set(_domains_of(st, view))
         uncovered = sorted(trained - routes) if "default" not in routes else []
         if uncovered:
@@ -73,7 +123,7 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
             refs = [a.value] if isinstance(a.value, ast.Ident) else \
                 [c for c in a.value.args if isinstance(c, ast.Ident)] if isinstance(a.value, ast.Call) else []
             for ref in refs:
-                yield from _available(ref, st, i, chain, parent_of, index, view)
+                yield from _available(ref, st, i, tree, index, view)
             if a.key.name != "default" and st.on is not None and a.key.name not in trained:
                 yield make("CAS315", f"teacher route for `{a.key.name}`, which `{st.name.name}` does not train on",
                            a.key.span, label="no prompt of this domain reaches the teacher",
@@ -89,31 +139,37 @@ def _domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
             if isinstance(i, (ast.Pair, ast.Ident))]
 
 
-def _available(ref: ast.Ident, st: ast.Stage, i: int, chain: list[str], parent_of: dict[str, str],
-               index: dict[str, int], view: ast.SpecView) -> Iterator[Diagnostic]:
+def _available(ref: ast.Ident, st: ast.Stage, i: int, tree: Ancestry, index: dict[str, int],
+               view: ast.SpecView) -> Iterator[Diagnostic]:
     """A teacher is ``base``, an ancestor, or a finished branch: declared before the student, not its
     ancestor, and started from one of its ancestors (so it shares the student's tokenizer and history)."""
-    name = ref.name
-    if name == "base" or name in chain:
+    name, student, parent_of = ref.name, st.name.name, tree.parent_of
+    if name == "base" or tree.is_ancestor(name, student):
         return
     if name == st.name.name:
         yield make("CAS305", f"stage `{name}` cannot be its own teacher", ref.span, label="the student itself",
                    help="name an earlier checkpoint, e.g. the parent `" + st.parent.name + "`")
         return
     t = view.stages[index[name]]
-    if st.name.name in ancestors(name, parent_of):
-        reason, note = f"is trained from the student `{st.name.name}`", "descends from the student"
+    if tree.is_ancestor(student, name):
+        reason, note = f"is trained from the student `{student}`", "descends from the student"
     elif index[name] > i:
         reason, note = "is declared after the student", "declared after the student"
-    elif parent_of.get(name) not in chain:
+    elif not tree.is_ancestor(parent_of.get(name), student):
         reason, note = "is not an ancestor or a branch off the student's parent chain", "starts from " \
             f"`{parent_of.get(name)}`"
     else:
         return
     yield make("CAS305", f"teacher `{name}` {reason}", ref.span, label="not available when this stage starts",
                secondary=((t.name.span, f"`{name}` {note}"),),
-               notes=(f"ancestors of `{st.name.name}`: " + ", ".join(f"`{c}`" for c in chain),),
+               notes=(f"ancestors of `{student}`: " + _listing(ancestors(student, parent_of)),),
                help="use an ancestor, or a stage declared earlier that starts from one of the ancestors")
+
+
+def _listing(chain: list[str], shown: int = 12) -> str:
+    """The nearest `shown` names of a parent chain (a 10,000-stage chain is not printed whole)."""
+    more = f", ... ({len(chain) - shown} more)" if len(chain) > shown else ""
+    return ", ".join(f"`{c}`" for c in chain[:shown]) + more
 
 
 def _unrouted(st: ast.Stage, routes: set[str]) -> Iterator[Diagnostic]:

@@ -31,12 +31,12 @@ def _eval_ref(ref: ast.Dotted, domains: dict[str, ast.Domain]) -> Iterator[Diagn
                    label="unknown eval", secondary=((domain.name.span, "domain declared here"),), help=hint)
 
 
-def _stage_ref(ident: ast.Ident, stages: list[str]) -> Iterator[Diagnostic]:
+def _stage_ref(ident: ast.Ident, stages: dict[str, int]) -> Iterator[Diagnostic]:
     if ident.name != "base" and ident.name not in stages:
-        yield _unknown(ident, "stage", stages + ["base"])
+        yield _unknown(ident, "stage", list(stages) + ["base"])
 
 
-def _teacher_refs(t: ast.Teachers, stages: list[str], domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
     for a in t.assigns:
         if a.key.name != "default" and a.key.name not in domains:
             yield _unknown(a.key, "domain", sorted(domains) + ["default"])
@@ -86,7 +86,7 @@ def _until_refs(u: ast.Until, domains: dict[str, ast.Domain]) -> Iterator[Diagno
 
 
 def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
-    stages = list(ctx.stage_index())
+    stages = ctx.stage_index()  # a dict: membership tests stay O(1) on long chains
     domains = ctx.domains()
     for st in ctx.view.stages:
         yield from _stage_ref(st.parent, stages)
