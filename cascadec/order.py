@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import TypeVar
 
 from cascadec.contract.plan import Stage
@@ -22,13 +23,23 @@ def ancestors(name: str, parent_of: dict[str, str]) -> list[str]:
 
 
 def topological(stages: list[S]) -> list[S]:
-    """Stable topological order: repeatedly take the first declared stage whose dependencies are done."""
-    pending = list(stages)
-    done: set[str] = {"base"}
+    """Stable topological order: repeatedly take the first declared stage whose dependencies are done
+    (Kahn's algorithm, the ready stages in a heap by declaration index, so a long chain stays linear up to
+    the log factor; a stage whose dependencies never complete is left out, as before)."""
+    deps = [st.dependencies() - {"base"} for st in stages]
+    waiting = [len(d) for d in deps]
+    users: dict[str, list[int]] = {}
+    for i, d in enumerate(deps):
+        for name in d:
+            users.setdefault(name, []).append(i)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
     order: list[S] = []
-    while pending:
-        ready = next(st for st in pending if st.dependencies() <= done)
-        pending.remove(ready)
-        done.add(ready.name)
-        order.append(ready)
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(stages[i])
+        for j in users.get(stages[i].name, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
     return order

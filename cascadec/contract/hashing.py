@@ -46,13 +46,13 @@ def _portable(data: Any, root: str | None) -> Any:
     return data
 
 
-def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], root: str | None) -> dict[str, Any]:
+def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], trained: dict[str, str],
+                      root: str | None) -> dict[str, Any]:
     reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
              if d in plan.domains}
     return {
         "stage": stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch"}),
-        "domains": {k: _portable(plan.domains[k].model_dump(mode="json", exclude={"evals"}), root)
-                    for k in sorted(stage.domains) if k in plan.domains},
+        "domains": {k: trained[k] for k in sorted(stage.domains) if k in plan.domains},
         "reads": _portable(reads, root),
         "base": _portable(plan.base.model_dump(mode="json"), root),
         "chat": plan.chat.model_dump(mode="json"),
@@ -76,11 +76,15 @@ def hash_plan(plan: Plan, root: str | None = None) -> Plan:
     ``plan.stages`` must be in topological order (a stage's parent and teachers come first), as the compiler
     writes them. ``root``: the spec's directory; absolute data and model paths are hashed relative to it.
     """
-    every_eval = {k: _portable(d.eval_inputs(), root) for k, d in sorted(plan.domains.items())}
+    # Each domain is hashed once and the stages hash the digests: hashing the data per stage made a spec with
+    # long inline data cost stages x data.
+    every_eval = content_hash({k: _portable(d.eval_inputs(), root) for k, d in sorted(plan.domains.items())})
+    trained = {k: content_hash(_portable(d.model_dump(mode="json", exclude={"evals"}), root))
+               for k, d in plan.domains.items()}
     done: dict[str, str] = {}
     stages = []
     for stage in plan.stages:
-        digest = content_hash(_training_payload(plan, stage, done, root))
+        digest = content_hash(_training_payload(plan, stage, done, trained, root))
         done[stage.name] = digest
         stages.append(stage.model_copy(update={
             "hash": digest, "eval_hash": content_hash({"hash": digest, "evals": every_eval})}))
