@@ -23,9 +23,10 @@ class Ident:
 
 @dataclass(frozen=True)
 class Num:
-    """A number as written; ``unit`` is the suffix of a quantity (``49k`` → 49, ``k``) or None."""
+    """A number as written; ``unit`` is the suffix of a quantity (``49k`` → 49, ``k``) or None. ``value`` is
+    an exact int for an integer literal, else a float."""
 
-    value: float
+    value: int | float
     is_int: bool
     unit: str | None
     text: str

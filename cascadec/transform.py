@@ -52,7 +52,10 @@ class ToAst(Transformer):
         assert m is not None, tok  # the NUM terminal and _NUM are the same pattern
         text = m.group("num").replace("_", "")
         is_int = re.fullmatch(r"-?[0-9]+", text) is not None
-        return ast.Num(float(text), is_int, m.group("unit"), str(tok), token_span(self.path, tok))
+        # integers stay exact (a seed above 2^53 must not round); past 2^63 any size is out of range anyway,
+        # and Python refuses int() of more than 4300 digits, so those become float (then inf: too large)
+        value = int(text) if is_int and len(text) <= 64 else float(text)
+        return ast.Num(value, is_int, m.group("unit"), str(tok), token_span(self.path, tok))
 
     # ------------------------------------------------------------ file structure
 

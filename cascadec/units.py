@@ -9,17 +9,18 @@ from typing import Literal
 
 Dimension = Literal["count", "time", "memory"]
 
-UNITS: dict[str, tuple[Dimension, float]] = {
-    "k": ("count", 1e3), "M": ("count", 1e6), "G": ("count", 1e9),
-    "Ki": ("count", 1024.0), "Mi": ("count", 1024.0**2),
-    "ms": ("time", 1e-3), "s": ("time", 1.0), "min": ("time", 60.0), "h": ("time", 3600.0),
-    "B": ("memory", 1.0), "KB": ("memory", 1e3), "MB": ("memory", 1e6), "GB": ("memory", 1e9),
-    "TB": ("memory", 1e12), "KiB": ("memory", 1024.0), "MiB": ("memory", 1024.0**2),
-    "GiB": ("memory", 1024.0**3), "TiB": ("memory", 1024.0**4),
+# Exact integer factors where the unit has one, so that `49k` and `2GiB` stay exact integers.
+UNITS: dict[str, tuple[Dimension, int | float]] = {
+    "k": ("count", 10**3), "M": ("count", 10**6), "G": ("count", 10**9),
+    "Ki": ("count", 1024), "Mi": ("count", 1024**2),
+    "ms": ("time", 1e-3), "s": ("time", 1), "min": ("time", 60), "h": ("time", 3600),
+    "B": ("memory", 1), "KB": ("memory", 10**3), "MB": ("memory", 10**6), "GB": ("memory", 10**9),
+    "TB": ("memory", 10**12), "KiB": ("memory", 1024), "MiB": ("memory", 1024**2),
+    "GiB": ("memory", 1024**3), "TiB": ("memory", 1024**4),
 }
 
 
-def scale(value: float, unit: str | None) -> tuple[Dimension | None, float]:
+def scale(value: int | float, unit: str | None) -> tuple[Dimension | None, int | float]:
     """``(dimension, value in base units)``; a bare number has dimension None.
 
     Raises KeyError for an unknown unit.
@@ -30,9 +31,11 @@ def scale(value: float, unit: str | None) -> tuple[Dimension | None, float]:
     return dim, value * factor
 
 
-def as_number(value: float) -> int | float:
-    """Integral floats become ints so that `1GiB` is 1073741824, not 1073741824.0."""
-    return int(value) if float(value).is_integer() and abs(value) < 2**63 else value
+def as_number(value: int | float) -> int | float:
+    """Integral floats become ints so that `1.5KiB` is 1536, not 1536.0."""
+    if isinstance(value, int):
+        return value
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
 
 
 def unit_help() -> str:

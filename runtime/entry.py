@@ -150,8 +150,10 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     from accelerate.utils import set_seed
 
     acc = make_accelerator(stage.resources)
-    # device_specific: each rank gets its own stream, so ranks do not sample identical rollouts.
-    set_seed(plan.seed + stage.seed, device_specific=True)
+    # device_specific: each rank gets its own stream, so ranks do not sample identical rollouts. numpy takes
+    # seeds below 2^32 and the spec allows up to 2^63 - 1: fold (identity for every seed below 2^32 - 2^16,
+    # which leaves room for accelerate's per-rank offset).
+    set_seed((plan.seed + stage.seed) % (2**32 - 2**16), device_specific=True)
     # Rank 0 first: a packaged model is converted into the shared cache once, then read by the others.
     with acc.main_process_first():
         if train:

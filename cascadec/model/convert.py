@@ -32,18 +32,19 @@ def _shape(v: ast.Value) -> str:
             ast.Schedule: "a schedule"}.get(type(v), "a value")
 
 
-def _quantity(v: ast.Num) -> tuple[str | None, float]:
+def _quantity(v: ast.Num) -> tuple[str | None, int | float]:
     try:
         dim, value = scale(v.value, v.unit)
     except KeyError:
         raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
                    help="units: " + unit_help()) from None
-    if not math.isfinite(value) or abs(value) >= 2**63:
-        raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="numbers must be below 2^63")
+    if not math.isfinite(value) or abs(value) > 2**63 - 1:
+        raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="numbers must be at most 2^63 - 1")
     return dim, value
 
 
-def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, example: str, units: str) -> float:
+def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, example: str,
+              units: str) -> int | float:
     """The value of ``v`` in base units when it is a plain number or a ``dim`` quantity (CAS200, CAS202)."""
     if not isinstance(v, ast.Num):
         raise _bad("CAS200", f"`{key}` takes {noun}, found {_shape(v)}", v.span, help=f"write e.g. `{key} = {example}`")
@@ -56,7 +57,7 @@ def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, exampl
 def to_int(v: ast.Value, key: str) -> int:
     value = _in_units(v, key, "count", "an integer", "a count", "8",
                       "use a count unit (`k`, `Ki`, `M`) or a plain number")
-    if not float(value).is_integer():
+    if isinstance(value, float) and not value.is_integer():
         raise _bad("CAS200", f"`{key}` takes an integer, found `{v.text}`", v.span,  # type: ignore[union-attr]
                    help=f"round it, e.g. `{key} = {int(round(value))}`")
     return int(value)
@@ -69,7 +70,7 @@ def to_float(v: ast.Value, key: str) -> float:
     if v.unit is not None:
         raise _bad("CAS202", f"`{key}` takes a plain number, found the quantity `{v.text}`", v.span,
                    help="drop the unit")
-    return value
+    return float(value)
 
 
 def to_bool(v: ast.Value, key: str) -> bool:
