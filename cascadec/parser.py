@@ -53,8 +53,13 @@ def _cache_file() -> str | bool:
 def build_parser(strict: bool = False) -> Lark:
     """The LALR parser (cached in memory and on disk). ``strict=True`` makes Lark reject any shift/reduce
     conflict or terminal collision in the grammar (used by a test; never read from the disk cache)."""
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                strict=strict, cache=False if strict else _cache_file())
+    parser = Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                  strict=strict, cache=False if strict else _cache_file())
+    # `Lark.lex` builds a new lexer on every call unless one is kept here (an LALR parser keeps none), and
+    # building one checks every pair of terminals for collisions when `interegular` is installed: 0.3 s a
+    # call, paid by each nesting check and each syntax error.
+    parser.lexer = parser._build_lexer()
+    return parser
 
 
 def _describe(parser: Lark, names: set[str]) -> list[str]:
