@@ -188,6 +188,7 @@ def _run_in_process(cfg, main_path):
                                   line_buffering=True)
     sys.argv = [main_path]
     sys.path[0] = os.path.dirname(main_path)
+    sys.path[1:1] = [p for p in cfg["path"] if p not in sys.path]
     sys.dont_write_bytecode = True
     if cfg["guard_net"]:
         sys.addaudithook(_net_guard)

@@ -117,6 +117,8 @@ def _config(code_path: str, workdir: str, limits: Limits, level: str, uid: int |
     cfg: dict[str, object] = {
         "code_path": code_path, "workdir": workdir, "limits": limits.rlimits(), "env": _env(workdir),
         "isolate": level == "namespaces", "guard_net": level != "namespaces", "uid": uid, "gid": uid, "fs": [],
+        # the directories that hold allow-listed packages, in case the zygote's own sys.path lacks them
+        "path": sorted({os.path.dirname(p) for name in packages for p in fsplan.package_paths(name)}),
     }
     if level == "namespaces":
         cfg["fs"] = list(fsplan.plan(tuple(sorted(packages)), limits.tmpfs_size))

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
 
 from runtime.sandbox import client
 
 
-def own_processes() -> list[int]:
-    """Live descendants of this test process, except the sandbox zygote, which outlives executions by design."""
+def own_processes(settle_s: float = 3.0) -> list[int]:
+    """Live descendants of this test process, except the sandbox zygote, which outlives executions by design.
+
+    A namespace's pid 1 killed at the time limit is re-parented to this process (the subreaper) and may take
+    a moment to finish dying; only what is still alive after `settle_s` counts."""
+    end = time.monotonic() + settle_s
+    while (found := _descendants()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return found
+
+
+def _descendants() -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
