@@ -11,6 +11,7 @@ from cascadec.plan import RewardSpec
 from runtime.data import Sample
 from runtime.rewards import build_reward
 from runtime.sandbox import CallTest, Limits, isolation, run_python
+from sandbox_helpers import own_processes
 
 pytestmark = pytest.mark.skipif(isolation() != "namespaces", reason="the fakes need the namespaces level (root)")
 
@@ -96,6 +97,7 @@ def test_fakes_score_zero_and_controls_one(mode):
     samples = [Sample(id=name, domain="code", prompt="write solve") for name in programs]
     scores = dict(zip(programs, _reward(mode)(samples, [f"```python\n{c}```" for c in programs.values()])))
     assert scores == {**dict.fromkeys(FAKES, 0.0), **dict.fromkeys(CONTROLS, 1.0), "wrong": 0.0}
+    assert own_processes() == []
 
 
 @pytest.mark.parametrize("name", ["sys_exit_before_tests", "atexit_os_exit", "eq_always_true",
