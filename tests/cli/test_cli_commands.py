@@ -142,12 +142,17 @@ def test_check_rewards_reports_a_missing_runtime_or_adds_problems(monkeypatch: p
 
     class Api:
         @staticmethod
+        def sandbox_level() -> str:
+            return "code sandbox: namespaces"
+
+        @staticmethod
         def check_rewards(plan: object) -> list[Problem]:
             origin = Origin(path="clean.cascade", line=2, column=3, end_line=2, end_column=8)
             return [Problem("math", "exact", "returned None, not a float", "return a float", origin)]
 
     monkeypatch.setattr(commands, "_api", lambda command: Api)
     result = invoke(["lint", "--check-rewards", "--format", "concise", "clean.cascade"])
+    assert result.stderr.startswith("code sandbox: namespaces")
     assert result.exit_code == 1
     code = views.reward_contract_code()[0]
     assert result.stdout.splitlines()[0] == (

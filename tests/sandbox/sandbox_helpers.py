@@ -8,7 +8,7 @@ import time
 from runtime.sandbox import client
 
 
-def own_processes(settle_s: float = 3.0) -> list[int]:
+def own_processes(settle_s: float = 10.0) -> list[int]:
     """Live descendants of this test process, except the sandbox zygote, which outlives executions by design.
 
     A namespace's pid 1 killed at the time limit is re-parented to this process (the subreaper) and may take

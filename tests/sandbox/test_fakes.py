@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.data import Sample
 from runtime.rewards import build_reward
 from runtime.sandbox import CallTest, Limits, isolation, run_python

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadec.plan import RewardSpec
+from cascadec.contract.plan import RewardSpec
 from runtime.data import Sample
 from runtime.rewards import RewardError, build_reward
 from runtime.sandbox import Limits, levels, run_python
@@ -121,7 +121,7 @@ def test_memory_is_bounded_per_execution_not_per_process():
 @NS
 @pytest.mark.parametrize("cwd", ["/", os.path.expanduser("~")])
 def test_code_reward_works_from_any_working_directory(cwd):
-    script = ("from cascadec.plan import RewardSpec\nfrom runtime.data import Sample\n"
+    script = ("from cascadec.contract.plan import RewardSpec\nfrom runtime.data import Sample\n"
               "from runtime.rewards import build_reward\n"
               "r = build_reward(RewardSpec(kind='unit_tests', args={'tests': 'assert f(2) == 4'}))\n"
               "s = Sample(id='a', domain='code', prompt='p')\n"
