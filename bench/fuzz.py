@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cascadec.compiler import compile_source  # noqa: E402
-from cascadec.fsutil import atomic_write_text  # noqa: E402
+from cascadec.contract.fsutil import atomic_write_text  # noqa: E402
 from cascadec.parser import build_parser  # noqa: E402
 from cascadec.render import render_files  # noqa: E402
 from cascadec.report_diagnostics import RENDERERS  # noqa: E402

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "compiler"))
 
-from cascadec.fsutil import atomic_write_text  # noqa: E402
+from cascadec.contract.fsutil import atomic_write_text  # noqa: E402
 from test_scaling import chain  # noqa: E402
 
 LINT = [sys.executable, "-m", "cascadec.cli", "lint"]
