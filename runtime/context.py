@@ -123,6 +123,9 @@ class StageContext:
     engine: RolloutEngine | None = None
     rewards: dict[str, Reward] = field(default_factory=dict)
     start_step: int = 0
+    # (step, attempt) -> this rank's share of a further batch of prompts, for dynamic sampling's extra
+    # generation batches (set by runtime.entry from a prompt stream separate from the loop's batches)
+    resample: Callable[[int, int], list[Sample]] | None = None
     _frozen: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

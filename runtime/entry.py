@@ -181,6 +181,21 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     return ctx
 
 
+def extra_prompts(data: dict, weights: dict, stage: Stage, plan_seed: int, acc: Any) -> Any:
+    """Dynamic sampling's further prompts: ``(step, attempt) -> this rank's shard`` of batch
+    ``step * (budget - 1) + attempt - 1`` of a mixture stream with its own seed, so every (step, attempt)
+    draws its own prompts deterministically (a resumed run draws the same ones). None without a budget."""
+    budget = getattr(stage.params, "sampling_budget", 1)
+    if budget <= 1:
+        return None
+    stream = MixtureSampler(data, weights, stage.params.rows_per_step, seed=(plan_seed + stage.seed) * 7_919 + 1)
+
+    def resample(step: int, attempt: int) -> list:
+        return stream.batch(step * (budget - 1) + attempt - 1)[acc.process_index :: acc.num_processes]
+
+    return resample
+
+
 # ------------------------------------------------------------------ the two jobs
 
 
@@ -194,6 +209,7 @@ def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
     sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed)
     eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)
+    ctx.resample = extra_prompts(data, weights, stage, plan.seed, ctx.accelerator)
     ctx.start_step = broadcast_from_main(
         ctx.accelerator, checkpoint_step(run_dir.ckpt(stage.name)) if ctx.is_main else 0
     )

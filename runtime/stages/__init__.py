@@ -46,8 +46,9 @@ def backward_passes(ctx: StageContext, local: int) -> int:
     return int(acc.gather(torch.tensor([local], device=ctx.device)).max())
 
 
-def optimizer_step(ctx: StageContext, grad_clip: float) -> float:
-    """Clip to ``grad_clip`` (``inf``: no clipping), step the optimizer and the LR schedule once, zero the
+def optimizer_step(ctx: StageContext, grad_clip: float, *, advance_schedule: bool = True) -> float:
+    """Clip to ``grad_clip`` (``inf``: no clipping), step the optimizer and (unless ``advance_schedule`` is
+    false: an earlier mini-batch of a step with several updates) the LR schedule once, zero the
     gradients. Parameters without a gradient (a step whose rollouts were all filtered out) are left
     untouched by AdamW, and the schedule still advances, so step ``s`` always trains at ``lr_at(s)``.
 
@@ -55,7 +56,8 @@ def optimizer_step(ctx: StageContext, grad_clip: float) -> float:
     """
     grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), grad_clip))
     ctx.optimizer.step()
-    ctx.scheduler.step()
+    if advance_schedule:
+        ctx.scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)
     return grad_norm
 

@@ -1,28 +1,34 @@
-"""One GRPO step as run in Nemotron-Cascade 1/2 (§4.1.2): rollouts, rewards, group advantages, one update.
+"""One GRPO step: rollouts, rewards, advantages, then the policy update.
 
 Per step: render the batch's prompts, sample ``G = rollouts_per_prompt`` completions each with the rollout
-engine, score each with its domain's reward, apply the overlong rule (the stage's, else the domain's),
-compute group-normalised advantages, optionally drop zero-variance groups (dynamic filtering), then take
-exactly one optimizer step over micro-batches with gradient accumulation (strict on-policy: the rollouts
-come from the weights being updated, so the importance ratio is 1 in value).
+engine, score each with its domain's reward, apply the overlong rule (the stage's, else the domain's). With
+dynamic filtering, groups whose rewards are all equal are dropped and, within ``sampling_budget``
+generation batches, more prompts are sampled until ``prompts_per_step`` informative groups are gathered
+(:mod:`runtime.dynamic_sampling`). Then advantages (the stage's estimator; the KL folded into the reward
+when so placed) and the update of :mod:`runtime.stages.policy_update`: with the defaults exactly one
+optimizer step, ratio 1 in value (strict on-policy, Nemotron-Cascade 1/2 §4.1.2).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
 
-from runtime.logprobs import pad_right, pad_token_id, token_logprobs
-from runtime.losses.grpo import apply_overlong, group_advantages, grpo_loss, informative_groups
+from runtime.dynamic_sampling import NoSignalWatch, after_attempt
+from runtime.logprobs import pad_right, pad_token_id
+from runtime.losses.advantages import advantages
+from runtime.losses.grpo import apply_overlong, informative_groups
+from runtime.losses.policy import kl_estimate, kl_in_reward
 from runtime.rollout.base import RolloutBatch
-from runtime.stages import backward_passes, optimizer_step
+from runtime.stages.grpo_rollouts import Attempt
+from runtime.stages.policy_update import PolicyUpdate, UpdateOptions, per_token
 
 if TYPE_CHECKING:
     from runtime.context import StageContext
+    from cascadec.contract.params import GRPOParams
     from runtime.data import Sample
 
 
@@ -52,6 +58,17 @@ def score(ctx: StageContext, samples: list[Sample], texts: list[str]) -> torch.T
     return rewards
 
 
+def update_options(p: GRPOParams) -> UpdateOptions:
+    """The policy update's settings from a stage's ``grpo`` parameters."""
+    return UpdateOptions(
+        updates_per_step=p.updates_per_step, micro_batch=p.micro_batch, max_tokens=p.max_tokens_per_gpu,
+        aggregation=p.loss, clip_low=p.clip[0] if p.clip else None, clip_high=p.clip[1] if p.clip else None,
+        dual_clip=p.dual_clip, is_correction=p.is_correction, is_band=p.is_band, kl=p.kl,
+        kl_estimator=p.kl_estimator, kl_in_reward=p.kl_in == "reward", entropy=p.entropy,
+        temperature=p.temperature, grad_clip=p.optim.grad_clip,
+    )
+
+
 class GRPOTrainer:
     """The ``grpo`` stage's step (Trainer protocol in docs/ARCHITECTURE.md).
 
@@ -64,13 +81,15 @@ class GRPOTrainer:
         self.params = ctx.stage.params
         self.reference = ctx.load_frozen(ctx.stage.parent) if self.params.kl > 0 else None
         self.pad_id = pad_token_id(ctx.tokenizer)
+        self.update = PolicyUpdate(ctx, update_options(self.params), self.pad_id, self.reference)
+        self.watch = NoSignalWatch(ctx.stage.name, self.params.no_signal_patience)
 
     def state_dict(self) -> dict:
-        """No state beyond the model and optimizer: rollout seeds derive from the step."""
-        return {}
+        """The no-signal streak; rollout seeds derive from the step."""
+        return {"no_signal_streak": self.watch.streak}
 
     def load_state_dict(self, state: dict) -> None:
-        """Nothing to restore (see ``state_dict``)."""
+        self.watch.streak = int(state.get("no_signal_streak", 0))
 
     def _overlong(self, samples: list[Sample], rewards: torch.Tensor, truncated: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,105 +103,90 @@ class GRPOTrainer:
                 rewards[rows], keep[rows] = new_rewards, new_keep
         return rewards, keep
 
+    def _sample(self, step: int, attempt: int, batch: list[Sample]) -> Attempt:
+        """One generation batch: rollouts, rewards (overlong rule applied), kept rows, informative groups."""
+        ctx, p = self.ctx, self.params
+        start = time.perf_counter()
+        rollouts = ctx.engine.generate(
+            [ctx.render_prompt(s) for s in batch], n=p.rollouts_per_prompt, max_new_tokens=p.max_response,
+            temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+            seed=rollout_seed(ctx.stage.seed, step, ctx.accelerator.process_index) + attempt * 7_919,
+        )
+        gen_s = time.perf_counter() - start
+        samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
+        truncated = torch.tensor(rollouts.truncated, dtype=torch.bool)
+        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated)
+        informative = informative_groups(rewards, p.rollouts_per_prompt)
+        return Attempt(rollouts, samples, rewards, keep, truncated, informative, gen_s,
+                       time.perf_counter() - start - gen_s)
+
+    def _gather(self, step: int, batch: list[Sample]) -> tuple[Attempt, bool]:
+        """Generation batches until enough informative groups or the budget (one batch without dynamic
+        filtering); returns the rollouts to train on and whether to take an optimizer step."""
+        ctx, p = self.ctx, self.params
+        got = self._sample(step, 0, batch)
+        if not p.dynamic_filter:
+            self._observe(step, got)
+            return got, True
+        attempt, wanted = 1, p.prompts_per_step
+        while True:
+            decision = after_attempt(self._global(got.informative.sum()), wanted, attempt, p.sampling_budget,
+                                     p.on_no_signal, ctx.stage.name, step)
+            if not decision.more:
+                break
+            got = got.extend(self._sample(step, attempt, ctx.resample(step, attempt)))
+            attempt += 1
+        self._observe(step, got)
+        if decision.warning and ctx.is_main:
+            print(f"warning: {decision.warning}", flush=True)
+        return got.only_informative(self._share(), p.rollouts_per_prompt), decision.train
+
+    def _global(self, local: float | torch.Tensor) -> int:
+        acc = self.ctx.accelerator
+        return int(acc.reduce(torch.tensor(float(local), device=self.ctx.device), reduction="sum"))
+
+    def _share(self) -> int:
+        """This rank's share of ``prompts_per_step`` informative groups (the loop strides prompts over ranks)."""
+        acc, p = self.ctx.accelerator, self.params
+        return len(range(acc.process_index, p.prompts_per_step, acc.num_processes))
+
+    def _observe(self, step: int, got: Attempt) -> None:
+        warning = self.watch.observe(step, self._global(got.informative.sum()))
+        if warning and self.ctx.is_main:
+            print(f"warning: {warning}", flush=True)
+
+    def _advantages(self, got: Attempt, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        p, acc = self.params, self.ctx.accelerator
+        rewards = got.rewards
+        if "ref" in scores:
+            mask = per_token([[1.0] * len(c) for c in got.rollouts.completion_ids])
+            rewards = kl_in_reward(rewards, kl_estimate(scores["old"], scores["ref"], p.kl_estimator), mask, p.kl)
+        lengths = torch.tensor([len(c) for c in got.rollouts.completion_ids], dtype=torch.float32) * got.keep
+
+        def across_ranks(t: torch.Tensor) -> torch.Tensor:
+            return acc.reduce(t.to(self.ctx.device), reduction="sum").cpu()
+
+        return advantages(p.advantage, rewards, p.rollouts_per_prompt, lengths=lengths, reduce=across_ranks)
+
     def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
-        """Rollouts, rewards and one optimizer step on ``batch`` (``prompts_per_step`` samples).
+        """Rollouts, rewards and the update on ``batch`` (``prompts_per_step`` samples).
 
         Returns metrics: loss, reward_mean, reward_std, kl, entropy, response_len, truncated_frac,
         filtered_frac (rollouts left out of the loss by dynamic or overlong filtering), zero_std_frac
-        (groups without signal), tokens_per_s (completion tokens per second of the step), grad_norm, lr,
-        logp_mismatch (mean |log pi_train - log pi_inf| per kept token: 0 up to numerics when the engine
-        samples from the trained weights), gen_s, reward_s, train_s, and reward_mean/<domain> per domain;
-        this rank's values (the loop combines ranks).
+        (groups without signal), informative_frac, sampling_attempts, clip_frac, is_masked_frac,
+        tokens_per_s (completion tokens per second of the step), grad_norm, lr, logp_mismatch (mean
+        |log pi_train - log pi_inf| per kept token: 0 up to numerics when the engine samples from the trained
+        weights), gen_s, reward_s, train_s, and reward_mean/<domain> per domain; this rank's values (the loop
+        combines ranks).
         """
-        ctx, p = self.ctx, self.params
-        group = p.rollouts_per_prompt
-        start = time.perf_counter()
-        rollouts = ctx.engine.generate(
-            [ctx.render_prompt(s) for s in batch], n=group, max_new_tokens=p.max_response,
-            temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
-            seed=rollout_seed(ctx.stage.seed, step, ctx.accelerator.process_index),
-        )
-        gen_s = time.perf_counter() - start
-        samples = [s for s in batch for _ in range(group)]
-        truncated = torch.tensor(rollouts.truncated, dtype=torch.bool)
-        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated)
-        reward_s = time.perf_counter() - start - gen_s
-        advantages = group_advantages(rewards, group)
-        informative = informative_groups(rewards, group)
-        if p.dynamic_filter:
-            keep &= informative.repeat_interleave(group)
-
+        ctx = self.ctx
+        got, train = self._gather(step, batch)
         train_start = time.perf_counter()
-        update = self._update(rollouts, advantages, keep)
+        if train:
+            scores = self.update.scores(got.rollouts, got.keep.nonzero().flatten().tolist())
+            update = self.update.run(got.rollouts, self._advantages(got, scores), got.keep, scores)
+        else:
+            update = self.update.skip()
         train_s = time.perf_counter() - train_start
         ctx.engine.sync_weights(ctx.policy)
-
-        lengths = torch.tensor([len(c) for c in rollouts.completion_ids], dtype=torch.float32)
-        metrics = {
-            "reward_mean": float(rewards.mean()),
-            "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "response_len": float(lengths.mean()),
-            "truncated_frac": float(truncated.float().mean()),
-            "filtered_frac": float(1.0 - keep.float().mean()),
-            "zero_std_frac": float(1.0 - informative.float().mean()),
-            "tokens_per_s": float(lengths.sum()) / max(gen_s + train_s, 1e-9),
-            "gen_s": gen_s,
-            "reward_s": reward_s,
-            "train_s": train_s,
-            **update,
-        }
-        for domain in sorted({s.domain for s in batch}):
-            rows = torch.tensor([s.domain == domain for s in samples])
-            metrics[f"reward_mean/{domain}"] = float(rewards[rows].mean())
-        return metrics
-
-    def _update(self, rollouts: RolloutBatch, advantages: torch.Tensor, keep: torch.Tensor) -> dict[str, float]:
-        """One optimizer step over the kept rollouts; returns loss, kl, entropy, logp_mismatch, grad_norm, lr.
-
-        Every rank runs the same number of backward passes (DDP all-reduces in each synchronised one): a
-        rank with fewer kept rollouts adds zero-weight micro-batches.
-        """
-        ctx, p = self.ctx, self.params
-        acc, policy = ctx.accelerator, ctx.policy
-        kept = keep.nonzero().flatten().tolist()
-        lengths = [len(rollouts.completion_ids[i]) for i in kept]
-        local = float(sum(lengths) if p.loss == "token_mean" else sum(n > 0 for n in lengths))
-        # Normalise by the whole step's count on all ranks; DDP then averages gradients over ranks, so scale
-        # by the world size to get a sum.
-        normaliser = max(float(acc.reduce(torch.tensor(local, device=ctx.device), reduction="sum")), 1.0)
-        scale = acc.num_processes
-        chunks = [kept[i:i + p.micro_batch] for i in range(0, len(kept), p.micro_batch)]
-        passes = backward_passes(ctx, len(chunks))
-        lr = float(ctx.optimizer.param_groups[0]["lr"])
-        totals = {"loss": 0.0, "kl_sum": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "mismatch_sum": 0.0}
-        for n in range(passes):
-            rows = chunks[n] if n < len(chunks) else [0]
-            ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, rows, self.pad_id))
-            mask = comp.clone() if n < len(chunks) else torch.zeros_like(comp)
-            mask[:, 0] = 0
-            with acc.no_sync(policy) if n < passes - 1 else nullcontext():
-                out = token_logprobs(policy, ids, attn, comp, temperature=p.temperature, with_entropy=True,
-                                     compute_dtype=ctx.dtype)
-                ref = None
-                if self.reference is not None:
-                    with torch.inference_mode():  # frozen, in the stage dtype: no autograd state at all
-                        ref = token_logprobs(self.reference, ids, attn, comp, temperature=p.temperature,
-                                             compute_dtype=ctx.dtype).logprobs
-                    ref = ref.clone()  # an inference tensor cannot be saved for the KL term's backward
-                parts = grpo_loss(
-                    out.logprobs, mask, advantages[rows].to(ctx.device), aggregation=p.loss,
-                    normaliser=normaliser, ref_logprobs=ref, kl_coef=p.kl, entropy=out.entropy,
-                    entropy_coef=p.entropy,
-                )
-                acc.backward(parts.loss * scale)
-            totals["loss"] += float(parts.loss.detach()) * scale
-            totals["kl_sum"] += parts.kl_sum
-            totals["entropy_sum"] += parts.entropy_sum
-            totals["tokens"] += parts.tokens
-            sampled = pad_right([[0.0] * len(rollouts.prompt_ids[i]) + rollouts.completion_logprobs[i] for i in rows],
-                                0, dtype=torch.float32).to(ctx.device)
-            totals["mismatch_sum"] += float(((out.logprobs.detach() - sampled).abs() * mask).sum())
-        grad_norm = optimizer_step(ctx, p.optim.grad_clip)
-        tokens = max(totals["tokens"], 1.0)
-        return {"loss": totals["loss"], "kl": totals["kl_sum"] / tokens, "entropy": totals["entropy_sum"] / tokens,
-                "logp_mismatch": totals["mismatch_sum"] / tokens, "grad_norm": grad_norm, "lr": lr}
+        return {**got.metrics(train_s, batch), **update}
