@@ -29,6 +29,7 @@ from runtime.state import (
 from runtime.tracking import eval_rows, open_trackers
 
 if TYPE_CHECKING:
+    from cascadec.contract.plan import Stage
     from runtime.context import StageContext
     from runtime.stages import Trainer
 
@@ -120,11 +121,12 @@ def load_checkpoint_state(ctx: StageContext, trainer: Trainer) -> int:
     return step
 
 
-def save_final(ctx: StageContext) -> Path:
-    """Save the policy and tokenizer in Hugging Face format to ``final/`` (atomic; rank 0 writes)."""
+def save_final(ctx: StageContext, final: Path | None = None) -> Path:
+    """Save the policy and tokenizer in Hugging Face format to ``final/`` (or ``final``: a retention
+    snapshot) (atomic; rank 0 writes)."""
     acc = ctx.accelerator
     state_dict = acc.get_state_dict(ctx.policy)  # every rank: gathers ZeRO-3/FSDP shards
-    final = ctx.rundir.final(ctx.stage.name)
+    final = final or ctx.rundir.final(ctx.stage.name)
     if acc.is_main_process:
         with atomic_dir(final) as tmp:
             acc.unwrap_model(ctx.policy).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
@@ -228,13 +230,16 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
             if stage.eval_every and done % stage.eval_every == 0:
                 _record_evals(ctx, eval_sets, done, trackers, progress)
             if stage.until:
-                reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores)
+                reason = should_stop(stage.until, stage_evals(rd, stage.name) if main else [], done, teacher_scores,
+                                     {"step": step, **metrics})
                 reason = broadcast_from_main(acc, reason)
                 if reason:
                     progress.note(f"[{stage.name}] stopping at step {done}: {reason}")
                     break
             if stage.save_every and done % stage.save_every == 0:
                 save_checkpoint(ctx, trainer, done)
+            if stage.keep is not None and _retention_point(stage, done):
+                snapshot(ctx, done)
         progress.close()
         save_final(ctx)
         _record_evals(ctx, eval_sets, done, trackers, progress)
@@ -254,6 +259,27 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
         shutil.rmtree(rd.ckpt(stage.name), ignore_errors=True)
     _barrier(acc)
     return reason
+
+
+def _retention_point(stage: Stage, done: int) -> bool:
+    return any(every and done % every == 0 for every in (stage.save_every, stage.eval_every))
+
+
+def snapshot(ctx: StageContext, done: int) -> None:
+    """A retention snapshot at ``done`` finished steps, then pruning by the stage's ``keep`` rule
+    (:mod:`runtime.retention`); scores are this stage's records of the rule's eval."""
+    from runtime.retention import prune, snapshot_dir
+
+    stage_dir = ctx.rundir.stage_dir(ctx.stage.name)
+    save_final(ctx, snapshot_dir(stage_dir, done))
+    if ctx.accelerator.is_main_process:
+        rule = ctx.stage.keep
+        scores = None
+        if rule.domain:
+            scores = {int(r["step"]): float(r["score"]) for r in stage_evals(ctx.rundir, ctx.stage.name)
+                      if r.get("domain") == rule.domain and r.get("eval") == rule.eval}
+        prune(stage_dir, rule.last, scores)
+    _barrier(ctx.accelerator)
 
 
 def _record_evals(ctx: StageContext, eval_sets: list[EvalSet], done: int, trackers: Any,

@@ -4,6 +4,11 @@ A stage's ``until`` list is a disjunction: the stage stops at the first eval poi
 (``until math.gsm >= teacher(math).gsm or steps >= 52``). Nemotron-Cascade 2 stopped its stages by step
 counts chosen from validation curves and by observed pathologies (paper-notes §2.5); these rules let a spec
 state such criteria instead of a fixed step count.
+
+Training-metric clauses (``until train.truncated_frac >= 0.1``, ``train.response_len > 12k``) read the last
+finished step's metrics line, so they are exact at every step: Nemotron-Cascade 1 switched its math-RL
+length stages when about 10% of responses hit the length limit (paper-notes §4.4), Cascade 2 stopped
+long-context RL when generated tokens grew rapidly (§2.5).
 """
 
 from __future__ import annotations
@@ -93,11 +98,27 @@ def _plateau(cond: Condition, evals: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def _metric(cond: Condition, metrics: Mapping[str, float] | None) -> str | None:
+    if metrics is None:
+        return None
+    if cond.metric not in metrics:
+        known = ", ".join(sorted(k for k in metrics if "/" not in k))
+        raise StopRuleError(
+            f"until rule `train.{cond.metric} {cond.op} {cond.value:g}`: this stage logs no `{cond.metric}` "
+            f"metric\nhelp: use one of {known}"
+        )
+    value = float(metrics[cond.metric])
+    if _OPS[cond.op](value, cond.value):
+        return f"train.{cond.metric} = {value:.4g} {cond.op} {cond.value:g} at step {metrics.get('step', '?')}"
+    return None
+
+
 def should_stop(
     conditions: Sequence[Condition],
     evals: Sequence[Mapping[str, Any]],
     step: int,
     teacher_scores: Mapping[str, Mapping[str, float]] | None = None,
+    metrics: Mapping[str, float] | None = None,
 ) -> str | None:
     """The reason to stop the stage now, or None to go on.
 
@@ -110,6 +131,8 @@ def should_stop(
         teacher_scores: teacher domain (or ``"default"``) -> ``{"domain.eval": score}`` recorded for that
             teacher (see :func:`runtime.teachers.recorded_teacher_scores`); needed only by relative
             thresholds. ``teacher(d)`` uses the ``default`` entry when ``d`` has none of its own.
+        metrics: the last finished step's metrics line (``{"step", "loss", "truncated_frac", ...}``), read by
+            ``train.<metric>`` clauses; None before the first step.
 
     Returns:
         A human-readable stop reason (recorded in ``state.json``), or None. Calling it again at a later
@@ -117,8 +140,8 @@ def should_stop(
         every step (which makes a ``steps`` cap exact even between eval points).
 
     Raises:
-        StopRuleError: a relative threshold whose teacher or teacher score is missing, or a plateau rule
-            with ``patience < 1``.
+        StopRuleError: a relative threshold whose teacher or teacher score is missing, a plateau rule
+            with ``patience < 1``, or a ``train.<metric>`` the stage does not log.
     """
     teacher_scores = teacher_scores or {}
     for cond in conditions:
@@ -131,6 +154,10 @@ def should_stop(
                 return reason
         elif cond.kind == "plateau":
             reason = _plateau(cond, evals)
+            if reason:
+                return reason
+        elif cond.kind == "metric":
+            reason = _metric(cond, metrics)
             if reason:
                 return reason
     return None

@@ -178,9 +178,10 @@ class Condition(_Frozen):
         teacher domain, value is a fraction of that teacher's recorded score (``teacher(math).gsm``).
       - ``plateau``: ``domain.eval`` has not improved by ``min_delta`` for ``patience`` eval points.
       - ``steps``: ``steps >= value``.
+      - ``metric``: ``train.<metric> op value`` on the last finished step's training metrics line.
     """
 
-    kind: Literal["threshold", "plateau", "steps"]
+    kind: Literal["threshold", "plateau", "steps", "metric"]
     domain: str | None = None
     eval: str | None = None
     op: Literal[">=", ">", "<=", "<"] = ">="
@@ -188,6 +189,16 @@ class Condition(_Frozen):
     relative_to: str | None = None
     patience: int = 0
     min_delta: float = 0.0
+    metric: str | None = None
+
+
+class Retention(_Frozen):
+    """Which step snapshots a stage keeps (``runtime.retention``): the ``last`` most recent, and with
+    ``domain``/``eval`` set the best one by that eval's score."""
+
+    last: int = 0
+    domain: str | None = None
+    eval: str | None = None
 
 
 class Resources(_Frozen):
@@ -226,6 +237,7 @@ class Stage(_Frozen):
     until: list[Condition] = Field(default_factory=list)
     eval_every: int = 0
     save_every: int = 10
+    keep: Retention | None = None
     seed: int = 0
     resources: Resources = Field(default_factory=Resources)
     branch: bool = False

@@ -30,21 +30,22 @@ class _Settings:
     top_k: int
     vocab_size: int | None
     temperature: float
+    teacher_temperature: float
     chunk: int
     dtype: torch.dtype
 
 
-def _logits(hidden: torch.Tensor, weight: torch.Tensor, s: _Settings) -> torch.Tensor:
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, s: _Settings, temperature: float) -> torch.Tensor:
     z = torch.nn.functional.linear(hidden.to(s.dtype), weight.to(s.dtype))
     z = z.to(torch.promote_types(s.dtype, torch.float32))
-    return z / s.temperature if s.temperature != 1.0 else z
+    return z / temperature if temperature != 1.0 else z
 
 
 def _chunk(hidden, weight, t_hidden, t_weight, s: _Settings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One chunk's divergence ``[n]`` and the student's and teacher's full log-probs ``[n, V]``."""
-    z = _logits(hidden, weight, s)
+    z = _logits(hidden, weight, s, s.temperature)
     with torch.no_grad():
-        zt = _logits(t_hidden, t_weight, s)
+        zt = _logits(t_hidden, t_weight, s, s.teacher_temperature)
     student, teacher = restrict_logprobs(z, zt, s.vocab_size, s.top_k)
     return token_divergence(student, teacher, s.kind, s.beta), z, zt
 
@@ -105,6 +106,7 @@ def linear_token_divergence(
     top_k: int = 0,
     vocab_size: int | None = None,
     temperature: float = 1.0,
+    teacher_temperature: float | None = None,
     chunk: int = DEFAULT_DIVERGENCE_CHUNK,
     compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,7 +119,8 @@ def linear_token_divergence(
         teacher_weight: ``[V_t, D_t]`` teacher output head.
         targets: ``[N]`` int64, the sampled token of each position (for the log-prob metrics only).
         kind, beta, top_k, vocab_size: as :func:`runtime.losses.distill.logit_distill_loss`.
-        temperature: both models' logits are divided by it (> 0).
+        temperature: the student's logits are divided by it (> 0).
+        teacher_temperature: the teacher's logits are divided by it (> 0; default ``temperature``).
         chunk: positions per head evaluation; backward holds about ``chunk * V * 24`` bytes.
         compute_dtype: dtype of both heads' GEMMs (default ``hidden.dtype``); softmax statistics in fp32
             (fp64 for an fp64 ``compute_dtype``).
@@ -137,9 +140,11 @@ def linear_token_divergence(
     if teacher_hidden.shape[0] != n or teacher_hidden.shape[1] != teacher_weight.shape[1] or targets.shape != (n,):
         raise ValueError(f"teacher_hidden {tuple(teacher_hidden.shape)}, teacher_weight "
                          f"{tuple(teacher_weight.shape)} and targets {tuple(targets.shape)} must match N = {n}")
-    if chunk <= 0 or temperature <= 0:
-        raise ValueError(f"chunk ({chunk}) and temperature ({temperature}) must be positive")
-    settings = _Settings(kind, float(beta), int(top_k), vocab_size, float(temperature), int(chunk),
-                         compute_dtype or hidden.dtype)
+    teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
+    if chunk <= 0 or temperature <= 0 or teacher_temperature <= 0:
+        raise ValueError(f"chunk ({chunk}), temperature ({temperature}) and teacher temperature "
+                         f"({teacher_temperature}) must be positive")
+    settings = _Settings(kind, float(beta), int(top_k), vocab_size, float(temperature), float(teacher_temperature),
+                         int(chunk), compute_dtype or hidden.dtype)
     return _LinearTokenDivergence.apply(hidden, weight, teacher_hidden.detach(), teacher_weight.detach(), targets,
                                         settings)

@@ -11,8 +11,10 @@ Losses (``params.loss``): ``mopd`` needs one log-prob per sampled token from the
 next-token distributions (full vocabulary, or the teacher's top ``kl_top_k``) at the student's positions
 (:func:`runtime.losses.distill.logit_distill_loss`).
 
-Both the student's and the teachers' log-probs are taken at the sampling temperature, the convention that
-makes ``pi_train / pi_inf`` equal 1 when the weights and numerics agree (at the paper's T = 1 it is moot).
+The student's log-probs are taken at the sampling temperature, the convention that makes ``pi_train / pi_inf``
+equal 1 when the weights and numerics agree. The teachers are scored at ``teacher_temperature`` (default 1:
+the teacher's own distribution, which MOPD's reverse KL and GKD assume; scoring them at a student's sampling
+temperature T != 1 distils a sharpened or flattened teacher, a known pitfall of on-policy distillation set-ups).
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class DistillTrainer:
         self.pad_id = pad_token_id(ctx.tokenizer)
         # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
         self.temperature = p.temperature if p.temperature > 0 else 1.0
+        self.teacher_temperature = p.teacher_temperature
         if ctx.is_main:
             atomic_write_json(ctx.rundir.stage_dir(ctx.stage.name) / "teachers.json",
                               {"teachers": self.teachers, "placement": self.pool.placement})
@@ -260,7 +263,8 @@ class DistillTrainer:
                 for k in range(0, len(idx), TEACHER_ROWS):
                     chunk = idx[k:k + TEACHER_ROWS]
                     ids, attn, comp = (t.to(ctx.device) for t in sequences(rollouts, chunk, self.pad_id))
-                    lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK, temperature=self.temperature,
+                    lp = token_logprobs(teacher, ids, attn, comp, chunk=TEACHER_CHUNK,
+                                        temperature=self.teacher_temperature,
                                         compute_dtype=ctx.dtype).logprobs.float().cpu()
                     for r, i in enumerate(chunk):
                         start = len(rollouts.prompt_ids[i])
@@ -358,7 +362,8 @@ class DistillTrainer:
                 t_head = model.get_output_embeddings().weight
             parts = linear_token_divergence(
                 student[rows], head, t_hidden.clone(), t_head, ids[:, 1:][rows], kind=p.loss, beta=p.jsd_beta,
-                top_k=p.kl_top_k, vocab_size=len(ctx.tokenizer), temperature=self.temperature, compute_dtype=ctx.dtype)
+                top_k=p.kl_top_k, vocab_size=len(ctx.tokenizer), temperature=self.temperature,
+                teacher_temperature=self.teacher_temperature, compute_dtype=ctx.dtype)
             div = div + scatter_positions(rows, parts[0])
             for total, part in zip((lp, lp_t, entropy), parts[1:]):
                 total += scatter_positions(rows, part)

@@ -264,3 +264,16 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(teachers_dir, tmp_p
     assert max(d.abs().max().item() for d in deltas[1]) > 1e-4
     for a, b in zip(*deltas):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["mopd", "reverse_kl"])
+def test_teacher_temperature_scores_the_teacher_at_its_own_temperature(teachers_dir, tmp_path, loss):
+    """The student's own parent as its teacher, sampling at T = 0.7: scored at 0.7 the teacher equals the
+    student (reverse KL 0); at the default 1.0 it is the untempered teacher, which differs."""
+    self_teacher = {"default": TeacherRef(kind="stage", stage="mix")}
+    kls = []
+    for k, teacher_t in enumerate((0.7, 1.0)):
+        ctx = _ctx(teachers_dir, tmp_path / str(k), self_teacher, loss=loss, temperature=0.7,
+                   teacher_temperature=teacher_t, micro_batch=16)
+        kls.append(DistillTrainer(ctx).step(0, _samples("a", 2) + _samples("b", 2))["reverse_kl"])
+    assert abs(kls[0]) < 1e-4 and abs(kls[1]) > 1e-2
