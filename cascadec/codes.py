@@ -168,6 +168,24 @@ _TABLE: tuple[Code, ...] = (
          "frozen reference or teacher models. Activations, the KV cache and the rollout engine come on top. It is "
          "checked when `resources { memory_per_gpu = ... }` is set and the parameter count is known: a packaged "
          "model, or a model name that states it (`Qwen3-8B`)."),
+    Code("CAS410", "memory-estimate-exceeds-gpu", "warning", "a stage's estimated memory per GPU exceeds the GPU's",
+         "`cascadec plan` estimates each stage's memory per GPU (`cascadec/memory_estimate.py`): model states as "
+         "the strategy shards them, activations of one micro-batch (with or without `gradient_checkpointing`), "
+         "the log-prob chunk, the rollout KV cache and frozen models. The GPU's memory comes from "
+         "`resources { gpu = h100 }` (H100, H200, A100, L40S, ...) or `memory_per_gpu`, which overrides it. "
+         "Checked when the model's shape is known: a packaged model, a local checkpoint, a `tiny(...)` config "
+         "or a model of the table in `memory_estimate.py`."),
+    Code("CAS411", "option-without-effect", "error", "a stage key that the stage's other settings make inert",
+         "Some options act only with others: `sampling_budget` and `on_no_signal` need `dynamic_filter = on`; "
+         "`kl_estimator` and `kl_in` need `kl > 0`; `is_band` needs `is_correction` (and `tis` uses only its "
+         "upper edge); `micro_batch` is unused with `max_tokens_per_gpu`; `clip` and `dual_clip` never act with "
+         "one update per rollout batch (the ratio pi_theta / pi_old is then exactly 1). "
+         "A key that would be ignored is an error, so that a spec says what runs."),
+    Code("CAS412", "teacher-temperature-unset", "warning",
+         "a distill stage samples at T != 1 without `teacher_temperature`",
+         "Teachers are scored at `teacher_temperature` (default 1.0, the teacher's own distribution, which MOPD's "
+         "reverse KL and GKD assume), not at the student's sampling temperature. When the stage samples at another "
+         "temperature, say which one the teachers should use."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

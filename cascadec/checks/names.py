@@ -9,6 +9,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
+from cascadec.contract.kinds import STAGE_KINDS, TRAIN_METRICS
 from cascadec.contract.suggest import did_you_mean
 
 
@@ -63,9 +64,24 @@ def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, as
                        help="write `math = sft` or `math = best(sft, rl by math.gsm)`")
 
 
-def _until_refs(u: ast.Until, domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+def _metric_ref(ref: ast.Dotted, kind: str) -> Iterator[Diagnostic]:
+    """``train.<metric>`` must name a metric the stage kind's trainer logs."""
+    entry = STAGE_KINDS.get(kind)
+    known = list(entry.metrics) if entry else []
+    if ref.second.name not in known:
+        yield make("CAS300", f"unknown training metric `{ref.second.name}` of a `{kind}` stage", ref.second.span,
+                   label="not a logged metric", help=did_you_mean(ref.second.name, known, "metrics"))
+
+
+def _until_refs(u: ast.Until, domains: dict[str, ast.Domain], kind: str) -> Iterator[Diagnostic]:
     for c in u.conds:
-        if isinstance(c, ast.StepsCond):
+        if isinstance(c, ast.Threshold) and c.ref.first.name == TRAIN_METRICS:
+            yield from _metric_ref(c.ref, kind)
+        elif isinstance(c, ast.Plateau) and c.ref.first.name == TRAIN_METRICS:
+            yield make("CAS200", "`plateau(...)` reads an eval, not a training metric", c.ref.span,
+                       label="a training metric", help=f"compare the metric with a number: "
+                       f"`{TRAIN_METRICS}.{c.ref.second.name} >= VALUE`")
+        elif isinstance(c, ast.StepsCond):
             if c.key.name != "steps":
                 yield make("CAS300", f"unknown name `{c.key.name}` in a stop rule", c.key.span,
                            label="not `steps` or `DOMAIN.EVAL`",
@@ -117,10 +133,13 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
             elif ident.name not in domains:
                 yield _unknown(ident, "domain", sorted(domains))
         for item in st.items:
+            if isinstance(item, ast.Assign) and item.key.name == "keep" and isinstance(item.value, ast.Call) \
+                    and item.value.by is not None:
+                yield from _eval_ref(item.value.by, domains)
             if isinstance(item, ast.Teachers):
                 yield from _teacher_refs(item, stages, domains)
             elif isinstance(item, ast.Until):
-                yield from _until_refs(item, domains)
+                yield from _until_refs(item, domains, st.kind.name)
     if ctx.view.stages and not domains and any(st.on is None for st in ctx.view.stages):
         first = next(st for st in ctx.view.stages if st.on is None)
         yield make("CAS300", "the cascade declares no domain for this stage to train on", first.name.span,

@@ -36,6 +36,11 @@ def _param(name: str, kind: str, choices: tuple[str, ...] = ()) -> Key:
 
 
 OVERLONG = ("none", "penalty", "filter")
+# `until train.<metric> >= x`: the prefix that names a training metric instead of a domain's eval
+TRAIN_METRICS = "train"
+# metrics every trainer's step line carries (runtime.loop adds `lr`, `step_time_s`)
+_LOOP_METRICS = ("loss", "grad_norm", "lr", "step_time_s")
+_ROLLOUT_METRICS = (*_LOOP_METRICS, "entropy", "response_len", "truncated_frac", "tokens_per_s", "gen_s", "train_s")
 MODES = ("thinking", "no_thinking", "none")
 
 # keys every stage kind accepts
@@ -52,6 +57,7 @@ COMMON_KEYS: dict[str, Key] = {
     "mode": Key(("mode",), "enum", MODES),
     "eval_every": Key(("eval_every",), "int"),
     "save_every": Key(("save_every",), "int"),
+    "keep": Key(("keep",), "retention"),
     "seed": Key(("seed",), "int"),
 }
 
@@ -74,8 +80,8 @@ ROLLOUT_KEYS: dict[str, Key] = {
 @dataclass(frozen=True)
 class StageKind:
     """One stage kind: ``params`` (its fields, defaults and ranges), the keys the language maps onto them,
-    the trainer (``"module:Class"``, a `runtime.stages.Trainer`), whether it takes a ``teachers`` block, and
-    its docs line."""
+    the trainer (``"module:Class"``, a `runtime.stages.Trainer`), whether it takes a ``teachers`` block, its
+    docs line, and the training metrics its trainer logs that stop rules may read."""
 
     name: str
     params: type[StageParamsBase]
@@ -83,6 +89,7 @@ class StageKind:
     trainer: str
     doc: str
     teachers: bool = False
+    metrics: tuple[str, ...] = ()  # training metrics `until train.<metric>` may read (its trainer logs them)
 
     def all_keys(self) -> dict[str, Key]:
         """Every key valid in a stage (or `defaults` block) of this kind."""
@@ -94,19 +101,33 @@ STAGE_KINDS: dict[str, StageKind] = {k.name: k for k in (
         "batch_size": _param("batch_size", "int"), "max_seq": _param("max_seq", "int"),
         "packing": _param("packing", "bool"), "epochs": _param("epochs", "float"),
     }, "runtime.stages.sft:SFTTrainer",
-        "supervised fine-tuning on prompt/completion pairs, loss on assistant tokens only, packing"),
+        "supervised fine-tuning on prompt/completion pairs, loss on assistant tokens only, packing",
+        metrics=(*_LOOP_METRICS, "tokens", "fill", "truncated_frac", "tokens_per_s", "train_s")),
     StageKind("grpo", GRPOParams, {
-        **ROLLOUT_KEYS, "loss": _param("loss", "enum", ("token_mean", "seq_mean")),
+        **ROLLOUT_KEYS, "loss": _param("loss", "enum", ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean")),
         "kl": _param("kl", "float"), "entropy": _param("entropy", "float"),
         "dynamic_filter": _param("dynamic_filter", "bool"),
+        "updates_per_step": _param("updates_per_step", "int"), "max_tokens_per_gpu": _param("max_tokens_per_gpu", "int"),
+        "clip": _param("clip", "pair"), "dual_clip": _param("dual_clip", "float"),
+        "is_correction": _param("is_correction", "enum", ("none", "tis", "icepop")), "is_band": _param("is_band", "pair"),
+        "advantage": _param("advantage", "enum", ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")),
+        "kl_estimator": _param("kl_estimator", "enum", ("k1", "k2", "k3")),
+        "kl_in": _param("kl_in", "enum", ("loss", "reward")),
+        "sampling_budget": _param("sampling_budget", "int"),
+        "on_no_signal": _param("on_no_signal", "enum", ("error", "partial", "skip")),
+        "no_signal_patience": _param("no_signal_patience", "int"),
     }, "runtime.stages.grpo:GRPOTrainer",
-        "strict on-policy GRPO: group-normalised advantages, optional KL to a frozen reference"),
+        "GRPO (strict on-policy by default) with PPO-style options: mini-batch updates, clipping, IS correction, "
+        "advantage and KL estimators, dynamic sampling with a budget, packing",
+        metrics=(*_ROLLOUT_METRICS, "reward_mean", "reward_std", "kl", "filtered_frac", "zero_std_frac",
+                 "informative_frac", "sampling_attempts", "clip_frac", "is_masked_frac", "logp_mismatch")),
     StageKind("distill", DistillParams, {
         **ROLLOUT_KEYS, "loss": _param("loss", "enum", ("mopd", "forward_kl", "reverse_kl", "jsd")),
         "jsd_beta": _param("jsd_beta", "float"), "kl_top_k": _param("kl_top_k", "int"),
-        "is_band": _param("is_band", "pair"),
+        "is_band": _param("is_band", "pair"), "teacher_temperature": _param("teacher_temperature", "float"),
     }, "runtime.stages.distill:DistillTrainer",
-        "multi-domain on-policy distillation (MOPD) from per-domain teachers, or a GKD-style KL", teachers=True),
+        "multi-domain on-policy distillation (MOPD) from per-domain teachers, or a GKD-style KL", teachers=True,
+        metrics=(*_ROLLOUT_METRICS, "reverse_kl", "is_ratio", "gated_frac", "filtered_frac", "teacher_s")),
 )}
 
 

@@ -111,8 +111,37 @@ class GRPOParams(RolloutParams):
     kind: Literal["grpo"] = "grpo"
     kl: NonNegative = 0.0
     entropy: NonNegative = 0.0
-    loss: Literal["token_mean", "seq_mean"] = "token_mean"
+    loss: Literal["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"] = "token_mean"
     dynamic_filter: bool = False
+    # PPO-style update (runtime.stages.policy_update); the defaults are the strict on-policy update
+    updates_per_step: Count = 1
+    max_tokens_per_gpu: Count | None = None
+    clip: tuple[NonNegative, NonNegative] | None = None
+    dual_clip: Annotated[float, Field(gt=1)] | None = None
+    is_correction: Literal["none", "tis", "icepop"] = "none"
+    is_band: tuple[NonNegative, Positive] = (0.5, 2.0)
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in: Literal["loss", "reward"] = "loss"
+    # DAPO dynamic sampling (runtime.dynamic_sampling)
+    sampling_budget: Count = 1
+    on_no_signal: Literal["error", "partial", "skip"] = "partial"
+    no_signal_patience: Whole = 5
+
+    @field_validator("is_band")
+    @classmethod
+    def _is_band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not band[0] < 1.0 < band[1]:
+            raise ValueError(f"needs low < 1 < high, got ({band[0]}, {band[1]})")
+        return band
+
+    @field_validator("clip")
+    @classmethod
+    def _clip(cls, clip: tuple[float, float] | None) -> tuple[float, float] | None:
+        # PPO's ratio lies in (1 - low, 1 + high): low >= 1 would let the ratio fall to 0 unclipped
+        if clip is not None and not clip[0] < 1.0:
+            raise ValueError(f"needs (low, high) with 0 <= low < 1, got ({clip[0]}, {clip[1]})")
+        return clip
 
     def frozen_models(self, teachers: Mapping[str, Any]) -> int:
         return 1 if self.kl > 0 else 0  # the KL reference
@@ -127,6 +156,7 @@ class DistillParams(RolloutParams):
     jsd_beta: Annotated[float, Field(ge=0, le=1)] = 0.5
     kl_top_k: Whole = 0
     is_band: tuple[float, float] = (0.5, 2.0)
+    teacher_temperature: Positive = 1.0
 
     @field_validator("is_band")
     @classmethod

@@ -196,7 +196,7 @@ class Retention(_Frozen):
     """Which step snapshots a stage keeps (``runtime.retention``): the ``last`` most recent, and with
     ``domain``/``eval`` set the best one by that eval's score."""
 
-    last: int = 0
+    last: Annotated[int, Field(ge=0)] = 0
     domain: str | None = None
     eval: str | None = None
 

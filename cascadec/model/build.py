@@ -13,7 +13,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from cascadec import ast
-from cascadec.contract.kinds import Key
+from cascadec.contract.kinds import TRAIN_METRICS, Key
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.calls import to_chat, to_data, to_model, to_reward
@@ -124,6 +124,12 @@ def _condition(b: Built, i: int, c: ast.Cond) -> None:
     if isinstance(c, ast.StepsCond):
         out = {"kind": "steps", "op": c.op, "value": float(to_int(c.value, "steps"))}
         b.spans[loc + ("value",)] = (c.value.span, "steps")
+    elif isinstance(c, ast.Threshold) and c.ref.first.name == TRAIN_METRICS:
+        if c.value is None:
+            raise _bad("CAS200", "a training-metric stop rule compares with a number", c.span,
+                       label="not a number", help=f"write e.g. `{TRAIN_METRICS}.{c.ref.second.name} {c.op} 0.1`")
+        out = {"kind": "metric", "metric": c.ref.second.name, "op": c.op, "value": to_float(c.value, "threshold")}
+        b.spans[loc + ("value",)] = (c.value.span, "threshold")
     elif isinstance(c, ast.Threshold):
         out = {"kind": "threshold", "domain": c.ref.first.name, "eval": c.ref.second.name, "op": c.op,
                "value": to_float(c.value, "threshold") if c.value is not None else 1.0}

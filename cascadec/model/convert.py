@@ -171,7 +171,19 @@ def to_metric(v: ast.Value, key: str) -> dict[str, Any]:
     raise _bad("CAS200", f"`{key}` takes `pass@1`, `avg@K` or `pass@K`", v.span, help="write e.g. `metric = avg@4`")
 
 
+def to_retention(v: ast.Value, key: str) -> dict[str, Any]:
+    """``keep = 3`` (the last 3 snapshots), ``keep = best(by math.gsm)`` (the best by that eval) or
+    ``keep = best(2 by math.gsm)`` (both) → the fields of `plan.Retention`."""
+    if isinstance(v, ast.Num):
+        return {"last": to_int(v, key)}
+    if isinstance(v, ast.Call) and v.func.name == "best" and v.by is not None and not v.kwargs and len(v.args) <= 1:
+        last = to_int(v.args[0], key) if v.args else 0
+        return {"last": last, "domain": v.by.first.name, "eval": v.by.second.name}
+    raise _bad("CAS200", f"`{key}` takes a count or `best(by DOMAIN.EVAL)`, found {_shape(v)}", v.span,
+               help=f"write `{key} = 3`, `{key} = best(by math.gsm)` or `{key} = best(2 by math.gsm)`")
+
+
 _CONVERTERS: dict[str, Callable[[ast.Value, str], Any]] = {
     "int": to_int, "float": to_float, "bool": to_bool, "pair": to_pair, "memory": to_memory,
-    "schedule": to_schedule, "metric": to_metric,
+    "schedule": to_schedule, "metric": to_metric, "retention": to_retention,
 }
