@@ -69,8 +69,12 @@ def _metric_ref(ref: ast.Dotted, kind: str) -> Iterator[Diagnostic]:
     entry = STAGE_KINDS.get(kind)
     known = list(entry.metrics) if entry else []
     if ref.second.name not in known:
+        hint = did_you_mean(ref.second.name, known, "metrics")
+        if ref.second.name == "clip_ratio" and "truncated_frac" in known:
+            # the Cascade 1 paper's "clip ratio" is the share of responses cut at the length limit
+            hint = "the share of responses cut at `max_response` is `truncated_frac`; the PPO clip share is `clip_frac`"
         yield make("CAS300", f"unknown training metric `{ref.second.name}` of a `{kind}` stage", ref.second.span,
-                   label="not a logged metric", help=did_you_mean(ref.second.name, known, "metrics"))
+                   label="not a logged metric", help=hint)
 
 
 def _until_refs(u: ast.Until, domains: dict[str, ast.Domain], kind: str) -> Iterator[Diagnostic]:
