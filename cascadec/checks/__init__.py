@@ -15,6 +15,7 @@ from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
 from cascadec.checks.gym import check_gym
 from cascadec.checks.memory import check_memory
+from cascadec.checks.memory_plan import check_memory_plan
 from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.options import check_options
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
@@ -32,6 +33,6 @@ PHASES: tuple[tuple[Check, ...], ...] = (
 
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
-                                   check_memory, check_data, check_options)
+                                   check_memory, check_memory_plan, check_data, check_options)
 
 __all__ = ["CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cascadec.checks.memory import memory_lower_bound
+from cascadec.checks.memory_plan import stage_estimate
+from cascadec.memory_estimate import gpu_memory
 from cascadec.codes import CODES
 from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
@@ -63,17 +65,31 @@ def _format_batch(stage: Stage) -> str:
     return f"{p.rows_per_step} × {p.group_size} ({p.sequences_per_step})"
 
 
-def _format_memory(plan: Plan, stage: Stage) -> str:
-    """The lower bound of `cascadec.checks.memory` (model states and frozen models), blank when unknown."""
-    need = memory_lower_bound(plan.base, stage)
-    return "" if need is None else f"≥ {need / 1024**3:.1f} GiB"
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.1f}"
+
+
+def _memory_cells(plan: Plan, stage: Stage) -> list[str]:
+    """GiB per GPU: model states, activations (with checkpointing in brackets), KV cache, frozen models, total
+    (`cascadec.checks.memory_plan`; `!` marks a total above the GPU's memory). With an unknown model shape only
+    the lower bound of `cascadec.checks.memory` is shown; blank when even the parameter count is unknown."""
+    est = stage_estimate(plan.base, stage)
+    if est is None:
+        need = memory_lower_bound(plan.base, stage)
+        return ["", "", "", "", "" if need is None else f"≥ {_gib(need)}"]
+    limit = gpu_memory(stage.resources.gpu, stage.resources.memory_per_gpu_bytes)
+    over = " !" if limit is not None and est.total > limit else ""
+    return [_gib(est.weights + est.grads + est.optimizer),
+            f"{_gib(est.activations)} ({_gib(est.activations_ckpt)})", _gib(est.kv_cache), _gib(est.frozen),
+            _gib(est.total) + over]
 
 
 def plan_table(plan: Plan) -> Table:
     """The rich table `cascadec plan` prints: one row per stage, in run order."""
     table = Table(title=f"cascade {plan.name!r}: {len(plan.stages)} stages from {plan.base.name}")
-    for column in ("stage", "kind", "parent", "domains", "steps", "batch", "memory/GPU", "teachers", "until", "hash"):
-        table.add_column(column, justify="right" if column in ("steps", "memory/GPU") else "left")
+    memory = ("states GiB", "act. (ckpt)", "KV cache", "frozen", "GiB/GPU")
+    for column in ("stage", "kind", "parent", "domains", "steps", "batch", *memory, "teachers", "until", "hash"):
+        table.add_column(column, justify="right" if column in ("steps", *memory) else "left")
     for s in plan.stages:
         domains = "\n".join(f"{d} {w:.3g}" for d, w in s.domains.items())
         table.add_row(
@@ -83,7 +99,7 @@ def plan_table(plan: Plan) -> Table:
             domains,
             str(s.params.steps),
             _format_batch(s),
-            _format_memory(plan, s),
+            *_memory_cells(plan, s),
             _format_teachers(s.teachers),
             "\nor ".join(_format_condition(c) for c in s.until),
             s.hash[:8],

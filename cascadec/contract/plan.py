@@ -210,6 +210,7 @@ class Resources(_Frozen):
     gradient_checkpointing: bool = False
     engine: EngineName = "hf"
     memory_per_gpu_bytes: int | None = None
+    gpu: str | None = None  # the card, for the compiler's memory estimate (`cascadec.memory_estimate`)
 
 
 class Stage(_Frozen):

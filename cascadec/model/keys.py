@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cascadec.memory_estimate import GPU_MEMORY_MIB
 from cascadec.contract.kinds import COMMON_KEYS, ENGINES, STAGE_KINDS, Key
 
 BOOLS = {"on": True, "off": False, "true": True, "false": False}
@@ -20,6 +21,7 @@ RESOURCE_KEYS: dict[str, Key] = {
     "gradient_checkpointing": Key(("resources", "gradient_checkpointing"), "bool"),
     "engine": Key(("resources", "engine"), "enum", tuple(ENGINES)),
     "memory_per_gpu": Key(("resources", "memory_per_gpu_bytes"), "memory"),
+    "gpu": Key(("resources", "gpu"), "enum", tuple(GPU_MEMORY_MIB)),
     "micro_batch": Key(("params", "micro_batch"), "int"),
 }
 

@@ -61,3 +61,23 @@ def test_an_8b_grpo_stage_on_one_h100_does_not_fit_but_zero3_over_8_does():
                  frozen_models=0, checkpointing=True)
     assert estimate(shape, work).total > gpu_memory("h100", None)
     assert estimate(shape, _work(**{**work.__dict__, "strategy": "zero3"})).total < gpu_memory("h100", None)
+
+
+def test_the_plan_view_and_cas410_use_the_estimate():
+    from cascadec.checks.memory_plan import HF_BATCH_ROWS, stage_estimate
+    from cascadec.compiler import compile_source
+    from runtime.rollout import DEFAULT_BATCH_ROWS
+
+    assert HF_BATCH_ROWS == DEFAULT_BATCH_ROWS
+    spec = ('cascade "m" {{ base = model("Qwen/Qwen3-8B-Base")  resources {{ gpus = 8  {gpu}  strategy = fsdp2 }}\n'
+            '  domain d {{ train = gym("basic_arithmetic", size = 64)  reward = gym() }}\n'
+            '  stage rl = grpo(base) on d {{ steps = 2  lr = 1e-6  prompts_per_step = 64  max_response = 4k {extra} }} }}')
+    small = compile_source(spec.format(gpu="gpu = h200", extra="resources { gradient_checkpointing = on }"), "m.cascade")
+    assert not [d for d in small.diagnostics if d.code == "CAS410"]
+    est = stage_estimate(small.plan.base, small.plan.stages[0])
+    assert est.checkpointing and est.total < gpu_memory("h200", None)
+    big = compile_source(spec.format(gpu="gpu = l4", extra=""), "m.cascade")
+    [warn] = [d for d in big.diagnostics if d.code == "CAS410"]
+    assert "more than a `l4`'s memory (22.5 GiB)" in warn.message
+    override = compile_source(spec.format(gpu="gpu = l4  memory_per_gpu = 900GiB", extra=""), "m.cascade")
+    assert not [d for d in override.diagnostics if d.code == "CAS410"]
