@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascadec.contract.params import DistillParams, GRPOParams, SFTParams, StageParamsBase
+from cascadec.contract.params import DistillParams, GRPOParams, OfflineDistillParams, SFTParams, StageParamsBase
 
 # ---------------------------------------------------------------- language keys
 
@@ -128,6 +128,14 @@ STAGE_KINDS: dict[str, StageKind] = {k.name: k for k in (
     }, "runtime.stages.distill:DistillTrainer",
         "multi-domain on-policy distillation (MOPD) from per-domain teachers, or a GKD-style KL", teachers=True,
         metrics=(*_ROLLOUT_METRICS, "reverse_kl", "is_ratio", "gated_frac", "filtered_frac", "teacher_s")),
+    StageKind("offline_distill", OfflineDistillParams, {
+        "batch_size": _param("batch_size", "int"), "max_prompt": _param("max_prompt", "int"),
+        "max_response": _param("max_response", "int"), "targets": _param("targets", "enum", ("generations", "data")),
+        "kd_weight": _param("kd_weight", "float"), "kd_top_k": _param("kd_top_k", "int"),
+        "teacher_temperature": _param("teacher_temperature", "float"),
+    }, "runtime.stages.offline_distill:OfflineDistillTrainer",
+        "offline distillation: SFT on a teacher's generations (cached) or the data's, mixed with a top-k KD term",
+        teachers=True, metrics=(*_LOOP_METRICS, "ce", "kd", "tokens", "cached", "teacher_s", "train_s")),
 )}
 
 

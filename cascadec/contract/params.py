@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -171,3 +171,30 @@ class DistillParams(RolloutParams):
         fixed = {t.stage for t in teachers.values() if t.kind == "stage"}
         chosen = any(t.kind == "best" for t in teachers.values())
         return max(len(fixed), 1 if chosen else 0)
+
+
+class OfflineDistillParams(StageParamsBase):
+    """Offline distillation: SFT on a teacher's tokens (its generations, computed once and cached, or the data's
+    completions) with a top-k KD term (`runtime.stages.offline_distill`)."""
+
+    kind: Literal["offline_distill"] = "offline_distill"
+    batch_size: Count = 8
+    max_prompt: Count = 1024
+    max_response: Count = 1024
+    targets: Literal["generations", "data"] = "generations"
+    kd_weight: Annotated[float, Field(ge=0, le=1)] = 0.5
+    kd_top_k: Count = 64
+    teacher_temperature: NonNegative = 1.0
+    batch_key: ClassVar[str] = "batch_size"
+
+    @model_validator(mode="after")
+    def _kd_needs_a_temperature(self) -> "OfflineDistillParams":
+        # the KD term compares distributions at the teacher's temperature; 0 (greedy generation) has none
+        if self.kd_weight > 0 and self.teacher_temperature == 0:
+            raise ValueError("`kd_weight > 0` needs `teacher_temperature > 0` (0 only for greedy generations "
+                             "with `kd_weight = 0`)")
+        return self
+
+    def frozen_models(self, teachers: Mapping[str, Any]) -> int:
+        return len({t.stage for t in teachers.values() if t.kind == "stage"}) or 1
+

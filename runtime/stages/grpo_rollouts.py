@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from runtime.rollout.base import RolloutBatch
+
+if TYPE_CHECKING:
+    from runtime.data import Sample
 
 
 def concat(a: RolloutBatch, b: RolloutBatch) -> RolloutBatch:
@@ -22,7 +25,7 @@ class Attempt:
     per-group ``informative`` flags ``[N / G]``, and the time spent generating and scoring."""
 
     rollouts: RolloutBatch
-    samples: list[Any]
+    samples: list[Sample]
     rewards: torch.Tensor
     keep: torch.Tensor
     truncated: torch.Tensor
@@ -46,7 +49,7 @@ class Attempt:
         return Attempt(self.rollouts, self.samples, self.rewards, keep, self.truncated, self.informative,
                        self.gen_s, self.reward_s, self.attempts)
 
-    def metrics(self, train_s: float, batch: list[Any]) -> dict[str, float]:
+    def metrics(self, train_s: float, batch: list[Sample]) -> dict[str, float]:
         """Step metrics about the rollouts (see ``GRPOTrainer.step``)."""
         lengths = torch.tensor([len(c) for c in self.rollouts.completion_ids], dtype=torch.float32)
         r = self.rewards

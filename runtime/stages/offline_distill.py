@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -28,6 +28,12 @@ from runtime.stages import backward_passes, optimizer_step
 from runtime.stages.distill import TeacherPool
 from runtime.stages.sft import sft_completion
 from runtime.teachers import resolve_teachers, route
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from runtime.context import StageContext
+    from runtime.data import Sample
 
 GENERATE_ROWS = 16
 
@@ -55,7 +61,7 @@ class TeacherCache:
 class OfflineDistillTrainer:
     """The ``offline_distill`` stage's step (Trainer protocol in docs/ARCHITECTURE.md)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StageContext) -> None:
         self.ctx, self.params = ctx, ctx.stage.params
         p = self.params
         self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
@@ -75,7 +81,7 @@ class OfflineDistillTrainer:
 
     # ---------------------------------------------------------------- the teacher, once per sample
 
-    def _targets(self, samples: list[Any]) -> None:
+    def _targets(self, samples: list[Sample]) -> None:
         """Fill the cache for ``samples`` not in it yet: target tokens, then the teacher's top-k."""
         todo = [s for s in samples if s.id not in self.cache.entries]
         if not todo:
@@ -92,7 +98,7 @@ class OfflineDistillTrainer:
                         self.cache.entries[s.id] = {"prompt": prompt, "completion": completion, "ids": ids, "logp": logp}
         self.cache.save()
 
-    def _from_data(self, samples: list[Any]) -> list[tuple[list[int], list[int]]]:
+    def _from_data(self, samples: list[Sample]) -> list[tuple[list[int], list[int]]]:
         ctx, p = self.ctx, self.params
         out = []
         for s in samples:
@@ -102,7 +108,7 @@ class OfflineDistillTrainer:
             out.append((ex.input_ids[:cut], ex.input_ids[cut:]))
         return out
 
-    def _generate(self, teacher: Any, samples: list[Any]) -> list[tuple[list[int], list[int]]]:
+    def _generate(self, teacher: nn.Module, samples: list[Sample]) -> list[tuple[list[int], list[int]]]:
         from runtime.rollout.hf import HFRolloutEngine
 
         ctx, p = self.ctx, self.params
@@ -112,7 +118,7 @@ class OfflineDistillTrainer:
         return list(zip(out.prompt_ids, out.completion_ids))
 
     @torch.no_grad()
-    def _topk(self, teacher: Any, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _topk(self, teacher: nn.Module, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         ctx, p = self.ctx, self.params
         ids, attn = self._rows(pairs)
         logits = teacher(input_ids=ids.to(ctx.device), attention_mask=attn.to(ctx.device), use_cache=False).logits
@@ -131,7 +137,7 @@ class OfflineDistillTrainer:
 
     # ---------------------------------------------------------------- one step
 
-    def step(self, step: int, batch: list[Any]) -> dict[str, float]:
+    def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """One optimizer step on ``batch`` (``batch_size`` prompts, this rank's share).
 
         Returns metrics: loss, ce (mean NLL per target token), kd (mean top-k KL per target token; 0 without

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from runtime.logprobs import pad_right, token_logprobs
+from runtime.logprobs import TokenLogprobs, pad_right, token_logprobs
 from runtime.losses.policy import aggregation_weights, is_correction, policy_loss
 from runtime.packing import MicroBatch, micro_batches
 from runtime.rollout.base import RolloutBatch
 from runtime.stages import backward_passes, optimizer_step
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from runtime.context import StageContext
 
 
 @dataclass(frozen=True)
@@ -72,15 +77,16 @@ def split(items: list[int], parts: int) -> list[list[int]]:
     return out
 
 
-def forward(model: Any, mb: MicroBatch, temperature: float, *, with_entropy: bool = False, dtype: Any = None):
+def forward(model: nn.Module, mb: MicroBatch, temperature: float, *, with_entropy: bool = False,
+            dtype: torch.dtype | None = None) -> TokenLogprobs:
     """``token_logprobs`` of one micro-batch (padded or packed)."""
     return token_logprobs(model, mb.input_ids, mb.attention_mask, mb.completion, temperature=temperature,
                           with_entropy=with_entropy, position_ids=mb.position_ids, compute_dtype=dtype)
 
 
 @torch.no_grad()
-def score(model: Any, batches: list[MicroBatch], n: int, width: int, temperature: float, device: Any,
-          dtype: Any = None) -> torch.Tensor:
+def score(model: nn.Module, batches: list[MicroBatch], n: int, width: int, temperature: float, device: torch.device,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
     """Log-probs ``[N, width]`` of every completion token of the rollouts in ``batches`` under ``model``."""
     out = torch.zeros(n, width, dtype=torch.float32)
     for mb in batches:
@@ -91,7 +97,7 @@ def score(model: Any, batches: list[MicroBatch], n: int, width: int, temperature
     return out
 
 
-def mini_batch_normaliser(ctx: Any, lengths: list[int], aggregation: str) -> float:
+def mini_batch_normaliser(ctx: StageContext, lengths: list[int], aggregation: str) -> float:
     """The mini-batch's token count (``token_mean``) or count of non-empty rollouts, summed over ranks."""
     local = float(sum(lengths) if aggregation == "token_mean" else sum(n > 0 for n in lengths))
     total = ctx.accelerator.reduce(torch.tensor(local, device=ctx.device), reduction="sum")
@@ -101,7 +107,7 @@ def mini_batch_normaliser(ctx: Any, lengths: list[int], aggregation: str) -> flo
 class PolicyUpdate:
     """One step's update over a rollout batch (see the module docstring)."""
 
-    def __init__(self, ctx: Any, opts: UpdateOptions, pad_id: int, reference: Any = None) -> None:
+    def __init__(self, ctx: StageContext, opts: UpdateOptions, pad_id: int, reference: nn.Module | None = None) -> None:
         self.ctx, self.opts, self.pad_id, self.reference = ctx, opts, pad_id, reference
 
     def layout(self, rollouts: RolloutBatch, index: list[int]) -> list[MicroBatch]:
