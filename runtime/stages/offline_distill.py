@@ -162,6 +162,7 @@ class OfflineDistillTrainer:
             with acc.no_sync(ctx.policy) if n < passes - 1 else nullcontext():
                 parts = self._micro(chunks[n] if real else entries[:1], total, real)
                 acc.backward(parts["loss"] * acc.num_processes)
+            parts["loss"] = parts["loss"].detach()
             for key in sums:
                 sums[key] += float(parts[key]) * acc.num_processes
         grad_norm = optimizer_step(ctx, p.optim.grad_clip)
