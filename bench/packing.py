@@ -32,7 +32,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cascadec.fsutil import atomic_write_text  # noqa: E402
+from cascadec.contract.fsutil import atomic_write_text  # noqa: E402
 from runtime.losses.policy import aggregation_weights, policy_loss  # noqa: E402
 from runtime.packing import micro_batches  # noqa: E402
 from runtime.stages.policy_update import forward  # noqa: E402

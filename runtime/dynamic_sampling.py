@@ -22,11 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cascadec.contract.errors import UserError
+
 ShortfallPolicy = Literal["error", "partial", "skip"]
 SHORTFALL_POLICIES = ("error", "partial", "skip")
 
 
-class NoSignalError(RuntimeError):
+class NoSignalError(UserError):
     """Dynamic sampling ran out of budget under ``policy = error`` (a user-facing stop with a fix hint)."""
 
 
