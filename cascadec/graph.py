@@ -33,7 +33,7 @@ def _teacher_edges(stage: Stage) -> Iterator[tuple[str, str]]:
 
 
 def _stage_label(stage: Stage) -> list[str]:
-    return [stage.name, f"{stage.kind} · {_weights(stage)} · {stage.params.steps} steps"]
+    return [stage.name, f"{stage.kind} · {_weights(stage)} · {stage.params.steps_label()} steps"]
 
 
 # ---------------------------------------------------------------- mermaid

@@ -199,6 +199,13 @@ def extra_prompts(data: dict, weights: dict, stage: Stage, plan_seed: int, acc: 
 # ------------------------------------------------------------------ the two jobs
 
 
+def with_total_steps(stage: Stage, rows: int) -> Stage:
+    """``stage`` with ``params.steps`` resolved for a training set of ``rows`` rows (``epochs``: one epoch is
+    every row of the stage's domains once; see ``StageParamsBase.total_steps``)."""
+    total = stage.params.total_steps(rows)
+    return stage.model_copy(update={"params": stage.params.model_copy(update={"steps": total})})
+
+
 def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
     """Run (or resume) one stage to completion; returns its stop reason."""
     from runtime.evals import load_eval_sets
@@ -206,6 +213,7 @@ def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
 
     weights = stage.domains or {}
     data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
+    stage = with_total_steps(stage, sum(len(rows) for rows in data.values()))
     sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed)
     eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)

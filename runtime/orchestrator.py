@@ -215,7 +215,7 @@ def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None,
     The new records carry the stage's name and finished step. Its intermediate eval points are dropped:
     they were measured with the old settings on weights that are no longer kept.
     """
-    done = int(rd.stage_state(stage.name).get("step", stage.params.steps))
+    done = int(rd.stage_state(stage.name).get("step", stage.params.steps or 0))
     scratch = RunDir(rd.stage_dir(stage.name) / "reeval")
     shutil.rmtree(scratch.root, ignore_errors=True)
     derived = plan.model_copy(update={"base": ModelRef(kind="path", name=str(rd.final(stage.name).resolve())),
@@ -349,7 +349,7 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             drop_stale_evals(rd, stage)
         resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
         rd.update_stage(stage.name, status="running", hash=hashes[stage.name], eval_hash=evals[stage.name])
-        console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps} steps"
+        console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                       + (" (resuming)" if resumes_at else ""), highlight=False)
         rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file)
         entry = rd.stage_state(stage.name)
@@ -379,5 +379,5 @@ def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDi
             action = f"resume at step {step}" if step else "run (no checkpoint yet)"
         elif action == "reeval":
             action = "re-evaluate"
-        table.add_row(stage.name, stage.kind, stage.parent, str(stage.params.steps), action)
+        table.add_row(stage.name, stage.kind, stage.parent, stage.params.steps_label(), action)
     console.print(table)

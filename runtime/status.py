@@ -62,7 +62,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         last = _last_metrics(rd, stage.name)
         # state.json moves at checkpoints; a live or crashed stage has logged steps past its checkpoint.
         saved, logged = entry.get("step", 0), last.get("step", -1) + 1
-        step = f"{max(saved, logged)}/{stage.params.steps}"
+        step = f"{max(saved, logged)}/{stage.params.steps_label()}"
         if logged > saved and not state.startswith("done"):
             step += f" (checkpoint {saved})"
         table.add_row(stage.name, stage.kind, state, step,

@@ -31,6 +31,9 @@ def check_steps(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
                 yield make("CAS401", f"stop rule `steps {cond.op} {cond.value:g}` holds before the first step",
                            ctx.span_of(("stages", i, "until", j), name_span), label="stops the stage at once",
                            help="a step cap is written `steps >= N` with N >= 1")
+        if st.params.steps is None and st.params.epochs is None:
+            yield make("CAS203", f"stage `{st.name}` needs `steps` or `epochs`", name_span, label="how long to train",
+                       help="set `steps = N` or `epochs = E` in the stage or in its `defaults` block")
         if st.params.steps == 0:
             yield make("CAS401", f"stage `{st.name}` has `steps = 0` and can never run",
                        ctx.span_of(("stages", i, "params", "steps"), name_span), label="zero steps",
@@ -167,7 +170,7 @@ def check_greedy_rollouts(module: ast.Module, ctx: CheckContext) -> Iterator[Dia
 def check_warmup(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     for i, st, name_span in _stages(ctx):
         warmup, steps = st.params.optim.lr.warmup, st.params.steps
-        if steps > 0 and warmup >= steps:
+        if steps and warmup >= steps:
             yield make("CAS408", f"stage `{st.name}` warms up for {warmup} steps but runs {steps}",
                        ctx.span_of(("stages", i, "params", "optim", "lr", "warmup"), name_span),
                        label="never reaches the peak learning rate",

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cascadec.checks.memory import memory_lower_bound
 from cascadec.checks.memory_plan import stage_estimate
+from cascadec.contract.kinds import TRAIN_METRICS
 from cascadec.memory_estimate import gpu_memory
 from cascadec.codes import CODES
 from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
@@ -49,7 +50,7 @@ def _format_teachers(teachers: dict[str, TeacherRef]) -> str:
 def _format_condition(c: Condition) -> str:
     if c.kind == "steps":
         return f"steps {c.op} {c.value:g}"
-    metric = f"{c.domain}.{c.eval}"
+    metric = f"{TRAIN_METRICS}.{c.metric}" if c.kind == "metric" else f"{c.domain}.{c.eval}"
     if c.kind == "plateau":
         return f"plateau({metric}, patience={c.patience}, min_delta={c.min_delta:g})"
     if c.relative_to:
@@ -97,7 +98,7 @@ def plan_table(plan: Plan) -> Table:
             s.kind,
             s.parent,
             domains,
-            str(s.params.steps),
+            s.params.steps_label(),
             _format_batch(s),
             *_memory_cells(plan, s),
             _format_teachers(s.teachers),

@@ -46,6 +46,7 @@ MODES = ("thinking", "no_thinking", "none")
 # keys every stage kind accepts
 COMMON_KEYS: dict[str, Key] = {
     "steps": _param("steps", "int"),
+    "epochs": _param("epochs", "float"),
     "lr": Key(("params", "optim", "lr"), "schedule"),
     "warmup": Key(("params", "optim", "lr", "warmup"), "int"),
     "warmup_from": Key(("params", "optim", "lr", "warmup_start"), "float"),
@@ -99,7 +100,7 @@ class StageKind:
 STAGE_KINDS: dict[str, StageKind] = {k.name: k for k in (
     StageKind("sft", SFTParams, {
         "batch_size": _param("batch_size", "int"), "max_seq": _param("max_seq", "int"),
-        "packing": _param("packing", "bool"), "epochs": _param("epochs", "float"),
+        "packing": _param("packing", "bool"),
     }, "runtime.stages.sft:SFTTrainer",
         "supervised fine-tuning on prompt/completion pairs, loss on assistant tokens only, packing",
         metrics=(*_LOOP_METRICS, "tokens", "fill", "truncated_frac", "tokens_per_s", "train_s")),

@@ -9,6 +9,7 @@ Units: lengths are in tokens, learning rates plain floats.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -58,10 +59,26 @@ class StageParamsBase(_Frozen):
 
     kind: str
     optim: Optim
-    steps: Whole
+    steps: Whole | None = None
+    epochs: Positive | None = None
     micro_batch: Count = 1
     batch_key: ClassVar[str] = "prompts_per_step"
     needs_targets: ClassVar[bool] = False
+
+    def total_steps(self, rows: int) -> int:
+        """Optimizer steps of the stage over a training set of ``rows`` rows: ``steps``, or
+        ``ceil(epochs * rows / rows_per_step)`` with ``epochs``; with both, the smaller (``steps`` caps)."""
+        from_epochs = math.ceil(self.epochs * rows / self.rows_per_step) if self.epochs is not None else None
+        if from_epochs is None:
+            return self.steps or 0
+        return from_epochs if self.steps is None else min(self.steps, from_epochs)
+
+    def steps_label(self) -> str:
+        """``steps`` as plan views show it: the count, or the epochs when steps are resolved at run time."""
+        if self.epochs is None:
+            return str(self.steps)
+        cap = f" ≤ {self.steps}" if self.steps is not None else ""
+        return f"{self.epochs:g} ep{cap}"
 
     @property
     def rows_per_step(self) -> int:
@@ -87,7 +104,6 @@ class SFTParams(StageParamsBase):
     batch_size: Count = 8
     max_seq: Count = 2048
     packing: bool = True
-    epochs: Positive | None = None
     batch_key: ClassVar[str] = "batch_size"
     needs_targets: ClassVar[bool] = True
 
