@@ -40,7 +40,6 @@ def validation_diagnostics(spans: Spans, exc: ValidationError, fallback: Span) -
         if err["type"] == "missing":
             where = "stage" if loc[:1] == ("stages",) else "domain" if loc[:1] == ("domains",) else "cascade"
             fix = {"lr": "set `lr = 3e-6` in the stage or in its `defaults` block",
-                   "steps": "set `steps = N` in the stage or in its `defaults` block",
                    "train": 'set `train = jsonl("data/x.jsonl")`', "reward": "set `reward = math_verify()`",
                    "base": 'set `base = model("org/name")`'}.get(key, f"set `{key}`")
             out.append(make("CAS203", f"missing `{key}` in this {where}", span, label=f"`{key}` is not set",
