@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -22,6 +22,16 @@ Count = Annotated[int, Field(ge=1)]
 Whole = Annotated[int, Field(ge=0)]
 TopP = Annotated[float, Field(gt=0, le=1)]
 Overlong = Literal["none", "penalty", "filter"]
+
+
+def _band(band: tuple[float, float]) -> tuple[float, float]:
+    # an importance-ratio band keeps tokens with low <= ratio <= high (Nemotron-Cascade 2 §4.4; IcePop)
+    if not band[0] < 1.0 < band[1]:
+        raise ValueError(f"needs low < 1 < high, got ({band[0]}, {band[1]})")
+    return band
+
+
+Band = Annotated[tuple[float, float], AfterValidator(_band)]
 
 
 class _Frozen(BaseModel):
@@ -135,7 +145,7 @@ class GRPOParams(RolloutParams):
     clip: tuple[NonNegative, NonNegative] | None = None
     dual_clip: Annotated[float, Field(gt=1)] | None = None
     is_correction: Literal["none", "tis", "icepop"] = "none"
-    is_band: tuple[NonNegative, Positive] = (0.5, 2.0)
+    is_band: Band = (0.5, 2.0)
     advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     kl_in: Literal["loss", "reward"] = "loss"
@@ -143,13 +153,6 @@ class GRPOParams(RolloutParams):
     sampling_budget: Count = 1
     on_no_signal: Literal["error", "partial", "skip"] = "partial"
     no_signal_patience: Whole = 5
-
-    @field_validator("is_band")
-    @classmethod
-    def _is_band(cls, band: tuple[float, float]) -> tuple[float, float]:
-        if not band[0] < 1.0 < band[1]:
-            raise ValueError(f"needs low < 1 < high, got ({band[0]}, {band[1]})")
-        return band
 
     @field_validator("clip")
     @classmethod
@@ -171,16 +174,8 @@ class DistillParams(RolloutParams):
     loss: Literal["mopd", "forward_kl", "reverse_kl", "jsd"] = "mopd"
     jsd_beta: Annotated[float, Field(ge=0, le=1)] = 0.5
     kl_top_k: Whole = 0
-    is_band: tuple[float, float] = (0.5, 2.0)
+    is_band: Band = (0.5, 2.0)
     teacher_temperature: Positive = 1.0
-
-    @field_validator("is_band")
-    @classmethod
-    def _band(cls, band: tuple[float, float]) -> tuple[float, float]:
-        # MOPD's truncated importance weight keeps tokens with low <= ratio <= high (Nemotron-Cascade 2 §4.4)
-        if not band[0] < 1.0 < band[1]:
-            raise ValueError(f"needs low < 1 < high, got ({band[0]}, {band[1]})")
-        return band
 
     def frozen_models(self, teachers: Mapping[str, Any]) -> int:
         # distinct fixed teachers; a `best(...)` route loads one candidate, which may be a fixed teacher
