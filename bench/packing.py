@@ -116,15 +116,19 @@ def write_report(args, real: int, budget: int, rows: dict, ratio: float) -> None
     for name, (sec, slots, n) in rows.items():
         lines.append(f"| {name} | {sec:.2f} | {slots} | {1 - real / slots:.0%} | {n} |")
     lines += ["", f"**padded / packed update time: {ratio:.2f}x**", "",
-              "Where it matters on a GPU: the update's cost is linear in the token slots computed (the"
-              " attention part is quadratic in the row length, but with flash attention and varlen packing it is"
-              " per sequence). Padding waste grows with the spread of completion lengths: at RL lengths of"
-              " 8k-49k tokens (the Cascade papers) most rollouts finish far below the limit and a padded"
-              " micro-batch is mostly padding, so the ratio above is a floor for long-tailed batches. On a GPU"
-              " with small micro-batches (1-2 rows), padding waste is lower but the GPU runs many small, poorly"
-              " occupied kernels; packing to a token budget fills each forward instead. Packing gains little"
-              " when all completions have nearly equal lengths, or when the rollout phase dominates the step"
-              " (the update is then a small share of the step time).", ""]
+              "Why the time ratio is below the slot ratio here: the MLP and projections cost per token slot, so"
+              " they gain the full slot ratio, but on CPU (SDPA with the block-diagonal mask transformers builds"
+              " from `position_ids`) attention is computed over the whole packed row, quadratic in its length,"
+              " with the other rollouts masked out; the numbers were measured on a 2-core machine that other"
+              " jobs were loading, side by side in one process.", "",
+              "Where packing matters on a GPU: padding waste grows with the spread of completion lengths. At RL"
+              " lengths of 8k-49k tokens (the Cascade papers) most rollouts finish far below the limit, so a"
+              " padded micro-batch of several rows is mostly padding, and a token budget also bounds activation"
+              " memory by tokens instead of rows x the maximum length (see `cascadec plan`'s memory columns)."
+              " With FlashAttention-2 (`attn_implementation=\"flash_attention_2\"`) transformers runs packed"
+              " rows as variable-length sequences, so attention too costs per sequence; with SDPA it costs per"
+              " packed row, as here. Packing gains little when completions have nearly equal lengths, or when"
+              " generation dominates the step. Not measured on a GPU in this issue.", ""]
     atomic_write_text(RESULTS, "\n".join(lines))
 
 
