@@ -30,6 +30,7 @@ from runtime.context import (
 )
 from runtime.data import DataError, MixtureSampler, load_domains
 from runtime.models import ModelLoadError, load_checkpoint, load_model
+from runtime.precision import mixed_precision
 from runtime.rollout import build_engine
 from runtime.state import BASE, RunDir, append_jsonl, atomic_write_text, filter_jsonl
 
@@ -44,14 +45,16 @@ class StageError(UserError):
 
 
 def make_accelerator(resources: Resources) -> Any:
-    """An Accelerator for the stage's resources: gloo on CPU, NCCL + bf16 autocast on CUDA (precision
-    ``auto``/``bf16``), DeepSpeed ZeRO-1/2/3 (CUDA only) or FSDP2 when the strategy asks for them.
+    """An Accelerator for the stage's resources: gloo on CPU, NCCL on CUDA, bf16 autocast where
+    ``runtime.precision.mixed_precision`` says (CUDA, or a CPU with bf16 units), DeepSpeed ZeRO-1/2/3
+    (CUDA only) or FSDP2 when the strategy asks for them.
 
     FSDP2 (torch ``fully_shard``) also runs on CPU processes started by torchrun (a gloo mesh; 1 or more
     ranks), which is how its code paths are tested without a GPU; a CPU run without torchrun has no
     process group and trains unsharded.
 
-    Raises StageError when the plan asks for CUDA on a machine without it.
+    Raises StageError when the plan asks for CUDA on a machine without it, PrecisionError for
+    ``precision = bf16`` on a CPU without bf16 instructions.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, InitProcessGroupKwargs
@@ -66,7 +69,7 @@ def make_accelerator(resources: Resources) -> Any:
         # Without an explicit backend accelerate on CPU may not join the torchrun group, and every rank
         # then believes it is rank 0.
         kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
-    kwargs["mixed_precision"] = "bf16" if cuda and resources.precision in ("auto", "bf16") else "no"
+    kwargs["mixed_precision"] = mixed_precision(resources.precision, cuda=cuda)
     fsdp_plugin = None
     if cuda and resources.strategy.startswith("zero"):
         from accelerate.utils import DeepSpeedPlugin

@@ -3,7 +3,7 @@
 | engine | when |
 |---|---|
 | ``fast.FastRolloutEngine`` (static KV cache, CUDA-graph decode) | ``engine = hf`` on CUDA, a Llama-family policy, strategy ``ddp``, ``zero1``, ``zero2`` or ``fsdp2`` (under FSDP2 every rank decodes from a whole bf16 copy gathered after each step) |
-| ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3 |
+| ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3; under bf16 mixed precision it decodes from its own bf16 copy (except FSDP2/ZeRO-3 shards) |
 | ``vllm.VLLMRolloutEngine`` (colocated vLLM) | ``engine = vllm`` |
 
 All three draw the same distribution and return the same ``RolloutBatch``; ``fast`` is an implementation of
@@ -87,7 +87,11 @@ def hf_engine(ctx: StageContext) -> RolloutEngine:
                                  max_prompt=max_prompt)
     from runtime.rollout.hf import HFRolloutEngine
 
-    return HFRolloutEngine(ctx.policy, ctx.tokenizer, max_prompt=max_prompt, batch_rows=DEFAULT_BATCH_ROWS)
+    # A decode copy in the stage dtype (bf16 under mixed precision) where the weights are whole on this rank;
+    # FSDP2 and ZeRO-3 shards decode under the forward's autocast instead.
+    whole = ctx.stage.resources.strategy not in ("fsdp2", "zero3")
+    return HFRolloutEngine(ctx.policy, ctx.tokenizer, max_prompt=max_prompt, batch_rows=DEFAULT_BATCH_ROWS,
+                           dtype=ctx.dtype if whole else None)
 
 
 def vllm_engine(ctx: StageContext) -> RolloutEngine:

@@ -45,8 +45,8 @@ def test_reduce_metrics_sums_throughput_and_averages_the_rest() -> None:
     assert out == {"loss": 2.0, "tokens_per_s": 40.0}
 
 
-def test_cpu_accelerator_is_single_process_fp32() -> None:
-    acc = make_accelerator(Resources(device="cpu", precision="bf16"))
+def test_cpu_accelerator_is_single_process() -> None:
+    acc = make_accelerator(Resources(device="cpu", precision="fp32"))
     assert acc.num_processes == 1 and acc.mixed_precision == "no" and acc.device.type == "cpu"
 
 

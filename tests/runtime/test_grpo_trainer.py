@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cascadec.contract.plan import DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, RewardSpec, Schedule, Stage
+from cascadec.contract.plan import (
+    DataSource, Domain, GRPOParams, ModelRef, Optim, Plan, Resources, RewardSpec, Schedule, Stage,
+)
 from runtime.data import Sample
 from runtime.entry import build_context
 from runtime.stages import TRAINERS
@@ -19,11 +21,11 @@ TINY = ModelRef(kind="tiny", name="llama", config={"hidden_size": 32, "intermedi
                                                     "num_key_value_heads": 1})
 
 
-def make_ctx(tmp_path: Path, *, overlong: str = "none", **params):
+def make_ctx(tmp_path: Path, *, overlong: str = "none", precision: str = "fp32", **params):
     args = {"optim": Optim(lr=Schedule(peak=1e-2)), "steps": 4, "prompts_per_step": 2,
             "rollouts_per_prompt": 4, "micro_batch": 3, "max_response": 3}
     stage = Stage(name="rl", kind="grpo", parent="base", domains={"toy": 1.0},
-                  params=GRPOParams(**{**args, **params}))
+                  params=GRPOParams(**{**args, **params}), resources=Resources(device="cpu", precision=precision))
     dom = Domain(name="toy", train=DataSource(kind="inline", rows=[{"prompt": "x", "answer": "1"}]),
                  reward=RewardSpec(kind="exact"), overlong=overlong)
     plan = Plan(name="t", base=TINY, domains={"toy": dom}, stages=[stage])
