@@ -59,7 +59,7 @@ def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str], loss:
                            temperature=1.0, loss=loss)
     stage = Stage(name="distill", kind="distill", parent="base", domains={"bench": 1.0}, params=params,
                   teachers={"default": TeacherRef(kind="stage", stage="base")},
-                  resources=Resources(device=args.device, precision="bf16" if args.device == "cuda" else "fp32",
+                  resources=Resources(device=args.device, precision="bf16" if common.uses_bf16(args) else "fp32",
                                       gradient_checkpointing=args.gradient_checkpointing))
     base = ModelRef(kind="tiny", name=shape["family"], config=shape["config"], tokenizer=str(tok_dir))
     return Plan(name="bench-distill", base=base, domains={"bench": domain}, stages=[stage])
@@ -111,7 +111,7 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
 
     plan = make_plan(args, tok_dir, prompts, "reverse_kl")
     student, _ = load_model(plan.base, seed=plan.seed)
-    teacher_dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    teacher_dtype = torch.bfloat16 if common.uses_bf16(args) else torch.float32
     teacher, _ = load_model(plan.base, dtype=teacher_dtype, seed=plan.seed)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     tokenizer.padding_side = "left"
@@ -121,7 +121,7 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
     dataset = Dataset.from_dict({"prompt": rendered * (args.steps + 1)})
     config = DistillationConfig(
         output_dir=str(common.scratch_dir("trl-distill-")), per_device_train_batch_size=args.prompts,
-        max_completion_length=args.new, beta=1.0, bf16=args.device == "cuda", learning_rate=1e-6,
+        max_completion_length=args.new, beta=1.0, bf16=common.uses_bf16(args), learning_rate=1e-6,
         max_steps=args.steps, logging_steps=1, report_to="none", save_strategy="no", temperature=1.0,
         use_vllm=False, gradient_accumulation_steps=1, generation_kwargs={"min_new_tokens": args.new},
         shuffle_dataset=False, seed=0, use_cpu=args.device == "cpu",

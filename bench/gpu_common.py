@@ -158,11 +158,20 @@ def environment() -> dict[str, Any]:
             info[name] = __import__(name).__version__
         except ImportError:
             info[name] = None
+    info["loadavg"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info["cpu_count"] = os.cpu_count()
     if torch.cuda.is_available():
         info["device"] = torch.cuda.get_device_name(0)
         info["device_count"] = torch.cuda.device_count()
         info["cuda"] = torch.version.cuda
     return info
+
+
+def uses_bf16(args: argparse.Namespace) -> bool:
+    """Whether both frameworks run under bf16 autocast (fp32 master weights), as the runtime would pick it."""
+    from runtime.precision import mixed_precision
+
+    return mixed_precision(args.precision, cuda=args.device == "cuda") == "bf16"
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -315,6 +324,8 @@ def argument_parser(doc: str, runs: tuple[str, ...], out: str, *, prompts: int, 
     ap.add_argument("--warmup", type=int, default=2, help="steps left out of the medians")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke test of the script")
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                    help="both frameworks: auto = bf16 autocast on CUDA and on a CPU with bf16 units, else fp32")
     ap.add_argument("--profile", action="store_true",
                     help="torch.profiler table of the last step's update phase, each run, written beside --out")
     ap.add_argument("--runs", default=",".join(runs))

@@ -53,7 +53,7 @@ def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str]):
                         rollouts_per_prompt=args.group, micro_batch=args.micro_batch, max_response=args.new,
                         temperature=1.0, kl=0.0)
     stage = Stage(name="grpo", kind="grpo", parent="base", domains={"bench": 1.0}, params=params,
-                  resources=Resources(device=args.device, precision="bf16" if args.device == "cuda" else "fp32",
+                  resources=Resources(device=args.device, precision="bf16" if common.uses_bf16(args) else "fp32",
                                       gradient_checkpointing=args.gradient_checkpointing))
     base = ModelRef(kind="tiny", name=shape["family"], config=shape["config"], tokenizer=str(tok_dir))
     return Plan(name="bench-grpo", base=base, domains={"bench": domain}, stages=[stage])
@@ -115,7 +115,7 @@ def run_trl(args: argparse.Namespace, tok_dir: Path, prompts: list[str]) -> dict
     dataset = Dataset.from_dict({"prompt": rendered * (args.steps + 1)})
     config = GRPOConfig(
         output_dir=str(common.scratch_dir("trl-grpo-")), per_device_train_batch_size=args.prompts * args.group,
-        num_generations=args.group, max_completion_length=args.new, beta=0.0, bf16=args.device == "cuda", learning_rate=1e-6,
+        num_generations=args.group, max_completion_length=args.new, beta=0.0, bf16=common.uses_bf16(args), learning_rate=1e-6,
         max_steps=args.steps, logging_steps=1, report_to="none", save_strategy="no", temperature=1.0,
         use_vllm=False, gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
         generation_kwargs={"min_new_tokens": args.new}, shuffle_dataset=False, seed=0, use_cpu=args.device == "cpu",

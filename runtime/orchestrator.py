@@ -360,6 +360,8 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
             console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
     if declared_evals(plan):
         print_scores(console, plan, rd)
+        console.print(f"the cascade chart (teachers marked) and training curves: cascadec report {rd.root}",
+                      highlight=False, soft_wrap=True)
     else:
         console.print(f"{plan.name}: done (no evals in the spec: add `eval NAME = ...` to a domain to score "
                       "each stage)", highlight=False)
