@@ -55,6 +55,7 @@ class StageRow:
     step: int
     steps: int
     stop_reason: str | None
+    teachers: dict[str, str] = field(default_factory=dict)  # distill: route (domain or default) -> stage
 
 
 @dataclass
@@ -100,7 +101,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
         stages.append(StageRow(
             name=s["name"], kind=s["kind"], parent=s["parent"], branch=bool(s.get("branch", False)),
             status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
-            stop_reason=st.get("stop_reason"),
+            stop_reason=st.get("stop_reason"), teachers=_resolved_teachers(rd, s["name"]),
         ))
     records, skipped = read_eval_records(rd.evals_jsonl)
     scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
@@ -113,6 +114,15 @@ def load_run(run_dir: Path | str) -> RunSummary:
     return RunSummary(name=plan["name"], stages=stages, evals=declared + recorded, columns=columns,
                       scores=scores, metrics={k: v for k, v in metrics.items() if v},
                       stale=_stale(rd) & set(columns), skipped=skipped)
+
+
+def _resolved_teachers(rd: RunDir, stage: str) -> dict[str, str]:
+    """The teachers a distill stage resolved (``stages/<stage>/teachers.json``), {} before it ran."""
+    try:
+        teachers = json.loads((rd.stage_dir(stage) / "teachers.json").read_text())["teachers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {str(k): str(v) for k, v in teachers.items()} if isinstance(teachers, dict) else {}
 
 
 def _stale(rd: RunDir) -> set[str]:
@@ -187,6 +197,7 @@ def cascade_chart(summary: RunSummary) -> bytes:
         points = [(i, summary.scores[c][ev]) for i, c in enumerate(summary.columns) if ev in summary.scores[c]]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=ev)
+    _mark_teachers(ax, summary)
     ax.set_xticks(list(xs), [_label(summary, c) for c in summary.columns], rotation=20, ha="right")
     ax.set_ylabel("eval score")
     ax.set_title(f"{summary.name}: eval score after each stage")
@@ -194,6 +205,24 @@ def cascade_chart(summary: RunSummary) -> bytes:
     if summary.evals and summary.columns:
         ax.legend(loc="best", fontsize="small")
     return _png(fig)
+
+
+def _mark_teachers(ax: Any, summary: RunSummary) -> None:
+    """Ring each distill stage's teacher at the evals of the domains it teaches (``default``: every domain
+    without a route of its own), labelled "teacher of <stage>"."""
+    for row in summary.stages:
+        for route, teacher in sorted(row.teachers.items()):
+            if teacher not in summary.columns:
+                continue
+            x = summary.columns.index(teacher)
+            taught = [ev for ev in summary.evals
+                      if ev.split(".", 1)[0] == route or (route == "default" and ev.split(".", 1)[0] not in row.teachers)]
+            for ev in taught:
+                if ev in summary.scores[teacher]:
+                    y = summary.scores[teacher][ev]
+                    ax.scatter([x], [y], s=260, facecolors="none", edgecolors="black", linewidths=1.5, zorder=3)
+                    ax.annotate(f"teacher of {row.name}", (x, y), textcoords="offset points", xytext=(8, -14),
+                                fontsize="x-small")
 
 
 def curves_chart(summary: RunSummary) -> bytes:
