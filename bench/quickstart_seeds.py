@@ -1,0 +1,97 @@
+"""Issue 16's acceptance run: the README's quickstart command for several seeds, one after the other, with
+wall time and load average, then each seed's score table, each stage's change against its parent (± its
+standard error, ``runtime.changes``) and the two criteria:
+
+* every GRPO stage raises its own domain's held-out score by at least 2 standard errors;
+* the MOPD student scores at least 95% of the best teacher's score on every domain.
+
+Each seed runs ``cascadec run`` on a copy of ``examples/quickstart.cascade`` whose ``seed = 0`` is replaced,
+in its own run directory under ``--work``, from a shell whose only setting is ``PYTHONPATH``. Pass
+``--fresh-cache`` to point ``CASCADEC_CACHE`` at an empty directory, so that the first seed includes the
+one-time conversion of the packaged model (as on a fresh clone).
+
+Usage (from the repository root)::
+
+    python -m bench.quickstart_seeds --seeds 0,1,2 --out bench/results/quickstart-seeds.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cascadec.compiler import compile_file
+from runtime.changes import change
+from runtime.state import RunDir, last_eval_points, read_eval_records
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "examples" / "quickstart.cascade"
+
+
+def run_seed(seed: int, work: Path, env: dict[str, str]) -> dict:
+    spec = work / f"quickstart-seed{seed}.cascade"
+    spec.write_text(re.sub(r"^  seed = \d+$", f"  seed = {seed}", SPEC.read_text(), count=1, flags=re.MULTILINE))
+    load, start = os.getloadavg(), time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "cascadec.cli", "run", str(spec), "--run-dir", str(work / f"seed{seed}"),
+                          "-o", str(work / "build")], cwd=work, env=env, capture_output=True, text=True, check=False)
+    return {"seed": seed, "spec": spec, "rc": out.returncode, "wall_s": time.perf_counter() - start,
+            "load_start": load, "load_end": os.getloadavg(), "log": out.stdout + out.stderr}
+
+
+def verdicts(spec: Path, run_dir: Path) -> list[str]:
+    """Lines: the GRPO criterion per GRPO stage, the MOPD criterion per domain."""
+    plan = compile_file(spec).plan
+    points = last_eval_points(read_eval_records(RunDir(run_dir).evals_jsonl)[0])
+    lines = []
+    for stage in plan.stages:
+        keys = [k for k in points.get(stage.name, {}) if k.split(".", 1)[0] in (stage.domains or {})]
+        if stage.kind == "grpo":
+            for key in keys:
+                delta, se = change(points[stage.name][key], points[stage.parent][key])
+                ok = delta >= 2 * se
+                lines.append(f"{stage.name} on {key}: {delta:+.3f} ± {se:.3f} -> {'PASS' if ok else 'FAIL'} (>= 2 SE)")
+        if stage.kind == "distill":
+            resolved = json.loads((run_dir / "stages" / stage.name / "teachers.json").read_text())["teachers"]
+            for key in keys:
+                teacher = resolved.get(key.split(".", 1)[0], resolved.get("default"))
+                best = points[teacher][key]["score"]
+                mine = points[stage.name][key]["score"]
+                ok = mine >= 0.95 * best
+                lines.append(f"{stage.name} on {key}: {mine:.3f} vs its teacher {teacher} {best:.3f} "
+                             f"({mine / best if best else float('nan'):.0%}) -> {'PASS' if ok else 'FAIL'} (>= 95%)")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--work", default="/tmp/quickstart-seeds")
+    ap.add_argument("--fresh-cache", action="store_true")
+    ap.add_argument("--out", default="bench/results/quickstart-seeds.md")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args.fresh_cache:
+        env["CASCADEC_CACHE"] = str(work / "cache")
+    lines = [f"# Quickstart seeds: `python -m bench.quickstart_seeds {' '.join(sys.argv[1:])}`", "",
+             f"{os.cpu_count()} CPUs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", ""]
+    for seed in (int(s) for s in args.seeds.split(",")):
+        r = run_seed(seed, work, env)
+        lines += [f"## seed {seed}: exit {r['rc']}, wall {r['wall_s'] / 60:.0f} min {r['wall_s'] % 60:.0f} s, "
+                  f"load average {r['load_start'][0]:.1f} at the start, {r['load_end'][0]:.1f} at the end", "",
+                  "```", r["log"].split("eval scores after each stage", 1)[-1].strip()[-6000:], "```", ""]
+        if r["rc"] == 0:
+            lines += [f"- {v}" for v in verdicts(r["spec"], work / f"seed{seed}")] + [""]
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print("\n".join(lines[-12:]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
