@@ -25,7 +25,11 @@ def test_ci_runs_the_readme_test_command():
 def test_quickstart_time_agrees_with_the_example_and_the_measurement():
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     minutes = re.search(r"(\d+ min \d+ s) on 2 idle CPU cores", quick)
-    assert minutes, "the quick start gives no measured time"
+    if minutes is None:
+        # Until the chain is timed on idle cores the README says so, and names the one command that times it.
+        assert "not yet timed on idle cores" in " ".join(quick.split()) and "bench.quickstart_seeds" in quick
+        assert "not yet timed on idle cores" in (ROOT / "bench" / "results" / "quickstart-cpu.md").read_text()
+        return
     header = (ROOT / "examples" / "quickstart.cascade").read_text().split("\ncascade \"", 1)[0]
     assert f"{minutes.group(1)} when they are idle" in header.replace("\n# ", " ")
     assert f"wall time {minutes.group(1)}" in (ROOT / "bench" / "results" / "quickstart-cpu.md").read_text()
