@@ -1,0 +1,34 @@
+"""bench/quickstart_seeds.py's two criteria, read from a run directory written by hand."""
+
+import json
+from pathlib import Path
+
+from bench.quickstart_seeds import verdicts
+from test_quickstart_chain import tiny_quickstart
+
+
+def write_run(tmp_path: Path, scores: dict[str, dict[str, float]], teachers: dict[str, str]) -> tuple[Path, Path]:
+    spec = tmp_path / "q.cascade"
+    spec.write_text(tiny_quickstart())
+    run = tmp_path / "run"
+    (run / "stages" / "mopd").mkdir(parents=True)
+    (run / "stages" / "mopd" / "teachers.json").write_text(json.dumps({"teachers": teachers}))
+    lines = [json.dumps({"stage": st, "step": 1, "domain": key.split(".")[0], "eval": "held", "metric": "pass@1",
+                         "score": v, "n": 256}) for st, per in scores.items() for key, v in per.items()]
+    (run / "evals.jsonl").write_text("\n".join(lines) + "\n")
+    return spec, run
+
+
+def test_grpo_gain_of_two_standard_errors_and_mopd_share_of_its_teacher(tmp_path: Path) -> None:
+    scores = {"base": {"arith.held": 0.0, "sums.held": 0.0},
+              "format": {"arith.held": 0.50, "sums.held": 0.40},
+              "rl_arith": {"arith.held": 0.62, "sums.held": 0.41},   # +0.12, se 0.043: pass
+              "rl_sums": {"arith.held": 0.60, "sums.held": 0.44},    # +0.03: fail
+              "mopd": {"arith.held": 0.60, "sums.held": 0.40}}       # 0.60/0.62 = 97%: pass; 0.40/0.44: fail
+    spec, run = write_run(tmp_path, scores, {"arith": "rl_arith", "sums": "rl_sums"})
+    lines = verdicts(spec, run)
+    assert len(lines) == 4
+    assert lines[0].startswith("rl_arith on arith.held: +0.120") and lines[0].endswith("PASS (>= 2 SE)")
+    assert lines[1].startswith("rl_sums on sums.held: +0.030") and "FAIL" in lines[1]
+    assert "mopd on arith.held: 0.600 vs its teacher rl_arith 0.620 (97%) -> PASS" in lines[2]
+    assert "mopd on sums.held: 0.400 vs its teacher rl_sums 0.440 (91%) -> FAIL" in lines[3]
