@@ -15,6 +15,7 @@ from cascadec.contract.plan import (
     ModelRef,
     Optim,
     Plan,
+    Resources,
     RewardSpec,
     Schedule,
     SFTParams,
@@ -64,7 +65,8 @@ def make_plan(teachers: dict[str, TeacherRef], **params) -> Plan:
         Stage(name="teach_no", kind="sft", parent="base", domains={"b": 1.0}, params=sft, branch=True),
         Stage(name="mix", kind="sft", parent="base", domains={"a": 0.5, "b": 0.5}, params=sft),
         Stage(name="mopd", kind="distill", parent="mix", domains={"a": 0.5, "b": 0.5},
-              params=DistillParams(**{**args, **params}), teachers=teachers),
+              params=DistillParams(**{**args, **params}), teachers=teachers,
+              resources=Resources(device="cpu", precision="fp32")),  # exact comparisons with fp32 losses
     ]
     return Plan(name="d", base=TINY, domains={"a": dom("a"), "b": dom("b")}, stages=stages)
 
