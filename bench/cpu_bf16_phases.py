@@ -60,7 +60,8 @@ def main() -> None:
             times[precision]["update_s"].append(time.perf_counter() - start)
             print(precision, {k: round(v[-1], 2) for k, v in times[precision].items()}, flush=True)
     summary = {p: {k: statistics.median(v) for k, v in t.items()} for p, t in times.items()}
-    payload = {"command": "python -m bench.cpu_bf16_phases " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
+    payload = {"command": f"python -m bench.cpu_bf16_phases {flags}",
                "loadavg_end": os.getloadavg(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "times": times, "median": summary,
                "bf16_over_fp32": {k: summary["bf16"][k] / summary["fp32"][k] for k in summary["fp32"]}}

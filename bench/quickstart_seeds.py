@@ -38,8 +38,9 @@ def run_seed(seed: int, work: Path, env: dict[str, str]) -> dict:
     spec = work / f"quickstart-seed{seed}.cascade"
     spec.write_text(re.sub(r"^  seed = \d+$", f"  seed = {seed}", SPEC.read_text(), count=1, flags=re.MULTILINE))
     load, start = os.getloadavg(), time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "cascadec.cli", "run", str(spec), "--run-dir", str(work / f"seed{seed}"),
-                          "-o", str(work / "build")], cwd=work, env=env, capture_output=True, text=True, check=False)
+    command = [sys.executable, "-m", "cascadec.cli", "run", str(spec), "--run-dir", str(work / f"seed{seed}"),
+               "-o", str(work / "build")]
+    out = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, check=False)
     return {"seed": seed, "spec": spec, "rc": out.returncode, "wall_s": time.perf_counter() - start,
             "load_start": load, "load_end": os.getloadavg(), "log": out.stdout + out.stderr}
 

@@ -215,8 +215,8 @@ def _mark_teachers(ax: Any, summary: RunSummary) -> None:
             if teacher not in summary.columns:
                 continue
             x = summary.columns.index(teacher)
-            taught = [ev for ev in summary.evals
-                      if ev.split(".", 1)[0] == route or (route == "default" and ev.split(".", 1)[0] not in row.teachers)]
+            taught = [ev for ev in summary.evals if ev.split(".", 1)[0] == route
+                      or (route == "default" and ev.split(".", 1)[0] not in row.teachers)]
             for ev in taught:
                 if ev in summary.scores[teacher]:
                     y = summary.scores[teacher][ev]

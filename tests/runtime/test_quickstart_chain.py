@@ -27,7 +27,8 @@ def tiny_quickstart() -> str:
     text = re.sub(r"size = \d+", "size = 8", text)
     text = re.sub(r"steps = \d+", "steps = 2", text)
     text = re.sub(r"max_seq = \d+", "max_seq = 512", text)  # the tiny model's tokenizer is one token a byte
-    return text.replace("prompts_per_step = 8  rollouts_per_prompt = 8", "prompts_per_step = 2  rollouts_per_prompt = 8")
+    return text.replace("prompts_per_step = 8  rollouts_per_prompt = 8",
+                        "prompts_per_step = 2  rollouts_per_prompt = 8")
 
 
 @pytest.mark.slow
