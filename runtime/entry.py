@@ -32,6 +32,7 @@ from runtime.data import DataError, MixtureSampler, load_domains
 from runtime.models import ModelLoadError, load_checkpoint, load_model
 from runtime.precision import mixed_precision
 from runtime.rollout import build_engine
+from runtime.signals import STOP, StageStopped
 from runtime.state import BASE, RunDir, append_jsonl, atomic_write_text, filter_jsonl
 
 EXIT_USER_ERROR = 2
@@ -299,7 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage == BASE:
             eval_base(plan, run_dir)
         else:
-            train_stage(plan, plan.stage(args.stage), run_dir)
+            with STOP.installed():
+                train_stage(plan, plan.stage(args.stage), run_dir)
+    except StageStopped as e:
+        print(f"[{args.stage}] {e}", file=sys.stderr, flush=True)
+        return e.exit_status
     except UserError as e:
         message = f"stage `{args.stage}`: {e}"
         if e.__cause__ is not None:

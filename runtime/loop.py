@@ -22,6 +22,7 @@ from cascadec.contract.errors import UserError
 from runtime.data import MixtureSampler
 from runtime.evals import EvalSet, run_evals
 from runtime.progress import StageProgress
+from runtime.signals import StageStopped, stop_agreed
 from runtime.state import (
     RunDir, append_jsonl, atomic_dir, atomic_write_json, commit_dir, filter_jsonl, read_jsonl, recover_dir,
     truncate_metrics,
@@ -225,6 +226,11 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
                 append_jsonl(rd.metrics(stage.name), {"step": step, **metrics})
                 trackers.log("train", metrics, step)
                 progress.update(step, metrics)
+            signum = stop_agreed(acc)
+            if signum:
+                # Preempted or interrupted: keep the finished steps; the resumed stage starts at `done`.
+                save_checkpoint(ctx, trainer, done)
+                raise StageStopped(done, signum)
             if done == total:
                 break
             if stage.eval_every and done % stage.eval_every == 0:

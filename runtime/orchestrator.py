@@ -41,6 +41,8 @@ from runtime.state import (
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: A stage's exit status after it checkpointed on SIGTERM or SIGINT (runtime.signals).
+STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 
 
 class RunError(UserError):
@@ -168,7 +170,7 @@ def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
 
 
 def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
-           out: TextIO | None = None) -> tuple[int, str | None]:
+           out: TextIO | None = None, command: list[str] | None = None) -> tuple[int, str | None]:
     """Run one stage's process group; returns (exit status, its user-facing error message or None).
 
     The stage's standard output (progress lines, eval scores) goes to ``out`` when that is not a terminal:
@@ -178,7 +180,7 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
     """
     rd.stage_dir(name).mkdir(parents=True, exist_ok=True)
     rd.error_file(name).unlink(missing_ok=True)
-    cmd = stage_command(plan_json, name, rd.root, nproc=nproc, nnodes=nnodes)
+    cmd = command or stage_command(plan_json, name, rd.root, nproc=nproc, nnodes=nnodes)
     forward = out is not None and not out.isatty()
     with open(rd.log(name), "a") as log:
         log.write(f"--- {' '.join(cmd)}\n")
@@ -191,10 +193,12 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
                     out.write(line)
                     out.flush()
             rc = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
+        except KeyboardInterrupt as stop:
+            # The stage checkpoints its current step and exits (runtime.signals); a Slurm job's SIGTERM
+            # (runtime.slurm.job) is passed on as SIGTERM, with that job's grace time.
+            proc.send_signal(getattr(stop, "signum", signal.SIGINT))
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=getattr(stop, "grace_s", 30))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -307,6 +311,29 @@ def check_same_cascade(plan: Plan, rd: RunDir) -> None:
 
 
 def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int:
+    failed = prepare_run(plan, rd, console) or ensure_base_evals(plan, rd, nproc, console)
+    if failed is not None:
+        return failed
+    for stage, action in plan_actions(plan, rd):
+        failed = run_action(plan, rd, stage, action, nproc, console)
+        if failed is not None:
+            return failed
+    if declared_evals(plan):
+        print_scores(console, plan, rd)
+        console.print(f"the cascade chart (teachers marked) and training curves: cascadec report {rd.root}",
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print(f"{plan.name}: done (no evals in the spec: add `eval NAME = ...` to a domain to score "
+                      "each stage)", highlight=False)
+    return 0
+
+
+# The steps of a run, shared by the local loop above and the Slurm jobs (runtime.slurm.job): each returns
+# None when the run can go on, else its exit status.
+
+
+def prepare_run(plan: Plan, rd: RunDir, console: Console) -> int | None:
+    """Check the spec-local data and write the run directory's ``plan.json``."""
     from runtime.data import DataError
     from runtime.sandbox import describe
 
@@ -318,54 +345,66 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
         console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         console.print("the run is resumable: fix the data and run `cascadec run` again", highlight=False)
         return EXIT_FAILED
-    plan_json = rd.plan_json
-    atomic_write_text(plan_json, plan.to_json())
-    hashes, evals = stage_hashes(plan), eval_hashes(plan)
-    base, base_hash = rd.read_state().get(BASE, {}), base_eval_hash(plan)
-    base_missing = missing_scores(plan, rd)[BASE]
-    if plan.stages and not (base.get("status") == "done" and base.get("hash") == base_hash and not base_missing):
-        console.print("[bold]base[/]: evaluating the base model", highlight=False)
-        first = plan.stages[0]
-        rc, msg = launch(plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file)
-        if rc != 0:
-            return _fail(console, rd, BASE, rc, msg)
-        rd.update_section(BASE, status="done", hash=base_hash)
-    for stage, action in plan_actions(plan, rd):
-        if action == "skip":
-            console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
-            continue
-        if action == "reeval":
-            why = ("eval scores missing from evals.jsonl" if rd.stage_state(stage.name).get("eval_hash")
-                   == evals[stage.name] else "evals changed")
-            console.print(f"[bold]{stage.name}[/]: done, training unchanged; {why}: re-evaluating its "
-                          "final checkpoint", highlight=False)
-            rc, msg = reevaluate(plan, rd, stage, nproc, console.file)
-            if rc != 0:
-                return _fail(console, rd, stage.name, rc, msg, resumes=False)
-            continue
-        if action == "run":
-            reset_stage(rd, stage.name)
-        elif rd.stage_state(stage.name).get("eval_hash") != evals[stage.name]:
-            drop_stale_evals(rd, stage)
-        resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
-        rd.update_stage(stage.name, status="running", hash=hashes[stage.name], eval_hash=evals[stage.name])
-        console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
-                      + (" (resuming)" if resumes_at else ""), highlight=False)
-        rc, msg = launch(plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file)
-        entry = rd.stage_state(stage.name)
-        if rc != 0 or entry.get("status") != "done":
-            rd.update_stage(stage.name, status="failed")
-            return _fail(console, rd, stage.name, rc, msg)
-        if entry.get("stop_reason"):
-            console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
-    if declared_evals(plan):
-        print_scores(console, plan, rd)
-        console.print(f"the cascade chart (teachers marked) and training curves: cascadec report {rd.root}",
-                      highlight=False, soft_wrap=True)
-    else:
-        console.print(f"{plan.name}: done (no evals in the spec: add `eval NAME = ...` to a domain to score "
-                      "each stage)", highlight=False)
-    return 0
+    atomic_write_text(rd.plan_json, plan.to_json())
+    return None
+
+
+def base_evals_needed(plan: Plan, rd: RunDir) -> bool:
+    base = rd.read_state().get(BASE, {})
+    return bool(plan.stages) and not (base.get("status") == "done" and base.get("hash") == base_eval_hash(plan)
+                                      and not missing_scores(plan, rd)[BASE])
+
+
+def ensure_base_evals(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> int | None:
+    """Evaluate the base model unless its scores under the current evals are recorded."""
+    if not base_evals_needed(plan, rd):
+        return None
+    console.print("[bold]base[/]: evaluating the base model", highlight=False)
+    first = plan.stages[0]
+    rc, msg = launch(rd.plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file)
+    if rc != 0:
+        return _fail(console, rd, BASE, rc, msg)
+    rd.update_section(BASE, status="done", hash=base_eval_hash(plan))
+    return None
+
+
+def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | None, console: Console,
+               command: list[str] | None = None) -> int | None:
+    """Do what :func:`plan_actions` decided for ``stage``: skip it, re-evaluate it, or (re)start or resume
+    its training. ``command`` replaces the stage's local process group (a Slurm job's ``srun`` step)."""
+    evals = eval_hashes(plan)
+    if action == "skip":
+        console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
+        return None
+    if action == "reeval":
+        why = ("eval scores missing from evals.jsonl" if rd.stage_state(stage.name).get("eval_hash")
+               == evals[stage.name] else "evals changed")
+        console.print(f"[bold]{stage.name}[/]: done, training unchanged; {why}: re-evaluating its "
+                      "final checkpoint", highlight=False)
+        rc, msg = reevaluate(plan, rd, stage, nproc, console.file)
+        return _fail(console, rd, stage.name, rc, msg, resumes=False) if rc != 0 else None
+    if action == "run":
+        reset_stage(rd, stage.name)
+    elif rd.stage_state(stage.name).get("eval_hash") != evals[stage.name]:
+        drop_stale_evals(rd, stage)
+    resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
+    rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name])
+    console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
+                  + (" (resuming)" if resumes_at else ""), highlight=False)
+    rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file,
+                     command=command)
+    entry = rd.stage_state(stage.name)
+    if rc in STOPPED:
+        # Checkpointed on SIGTERM/SIGINT (runtime.signals): interrupted, not failed; it resumes there.
+        console.print(f"[bold]{stage.name}[/]: stopped by a signal at step {entry.get('step', 0)}; resumable",
+                      highlight=False)
+        return rc
+    if rc != 0 or entry.get("status") != "done":
+        rd.update_stage(stage.name, status="failed")
+        return _fail(console, rd, stage.name, rc, msg)
+    if entry.get("stop_reason"):
+        console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
+    return None
 
 
 def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDir) -> None:
