@@ -242,9 +242,9 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
                 if reason:
                     progress.note(f"[{stage.name}] stopping at step {done}: {reason}")
                     break
-            if stage.save_every and done % stage.save_every == 0:
+            if stage.checkpoint_every(total) and done % stage.checkpoint_every(total) == 0:
                 save_checkpoint(ctx, trainer, done)
-            if stage.keep is not None and _retention_point(stage, done):
+            if stage.keep is not None and _retention_point(stage, done, total):
                 snapshot(ctx, done)
         progress.close()
         save_final(ctx)
@@ -267,8 +267,8 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     return reason
 
 
-def _retention_point(stage: Stage, done: int) -> bool:
-    return any(every and done % every == 0 for every in (stage.save_every, stage.eval_every))
+def _retention_point(stage: Stage, done: int, total: int) -> bool:
+    return any(every and done % every == 0 for every in (stage.checkpoint_every(total), stage.eval_every))
 
 
 def snapshot(ctx: StageContext, done: int) -> None:

@@ -35,6 +35,7 @@ from runtime.progress import reader_safe
 from runtime.scores import (
     base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
 )
+from runtime.signals import stop_child
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals,
 )
@@ -196,15 +197,26 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
         except KeyboardInterrupt as stop:
             # The stage checkpoints its current step and exits (runtime.signals); a Slurm job's SIGTERM
             # (runtime.slurm.job) is passed on as SIGTERM, with that job's grace time.
-            proc.send_signal(getattr(stop, "signum", signal.SIGINT))
-            try:
-                proc.wait(timeout=getattr(stop, "grace_s", 30))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_child(proc, getattr(stop, "signum", signal.SIGINT), getattr(stop, "grace_s", 30),
+                       lambda killed: _resume_point(rd, name, killed))
             raise
     err = rd.error_file(name)
     return rc, err.read_text().strip() if err.is_file() else None
+
+
+def _resume_point(rd: RunDir, name: str, killed: bool) -> str:
+    """Where ``cascadec run`` picks ``name`` up after a stop, and (``killed``) which finished steps it redoes."""
+    if name == BASE:
+        return "`cascadec run` evaluates the base model again"
+    from runtime.loop import checkpoint_step
+
+    saved, finished = checkpoint_step(rd.ckpt(name)), len(read_jsonl(rd.metrics(name)))
+    text = (f"`cascadec run` resumes stage `{name}` from its checkpoint after step {saved}" if saved
+            else f"`cascadec run` starts stage `{name}` again at step 1 (no checkpoint yet)")
+    if killed and finished > saved:
+        span = f"step {finished}" if finished == saved + 1 else f"steps {saved + 1}-{finished}"
+        text += f"; {span}, finished since its last checkpoint, will be redone"
+    return text
 
 
 def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None,

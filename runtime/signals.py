@@ -8,16 +8,19 @@ the checkpoint of the finished steps is written atomically (``runtime.loop.save_
 process exits with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT). The resumed stage starts at the
 next step, so no step is done twice and none is lost.
 
-A second signal does not force anything here: whoever sent the first escalates (``cascadec run`` kills
-the stage 30 s after forwarding Ctrl-C; Slurm sends SIGKILL ``KillWait`` seconds after SIGTERM).
+A second signal does not force anything in the stage: whoever sent the first escalates. ``cascadec run``
+(:func:`stop_child`) kills the stage at a second Ctrl-C, or 30 s after forwarding the first, and says which
+steps will be redone; Slurm sends SIGKILL ``KillWait`` seconds after SIGTERM.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
-from typing import Any
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -70,3 +73,29 @@ def stop_agreed(acc: Any, flag: StopFlag = STOP) -> int:
     box = torch.tensor([flag.signum], device=acc.device, dtype=torch.int64)
     torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
     return int(box.item())
+
+
+def stop_child(proc: subprocess.Popen, signum: int, grace_s: float, outcome: Callable[[bool], str],
+               err: TextIO | None = None) -> None:
+    """Ask a stage process (group) to checkpoint and exit, from the process that launched it.
+
+    Sends ``signum`` to ``proc`` and waits up to ``grace_s`` seconds for its checkpoint. A second Ctrl-C
+    (KeyboardInterrupt) while waiting, or the grace time running out, kills it at once. Either way ``err``
+    (stderr by default) is told what happened through ``outcome(killed)``, which says where the stage resumes
+    and, when killed, which finished steps will be redone.
+    """
+    err = err or sys.stderr
+    print(f"{_name(signum)}: finishing the current step and checkpointing it; press Ctrl-C again to stop at "
+          "once (the steps since the last checkpoint are then redone)", file=err, flush=True)
+    killed = False
+    try:
+        proc.wait(timeout=grace_s)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        killed = True
+        proc.kill()
+        proc.wait()
+    print(f"{'stopped at once' if killed else 'stopped'}: {outcome(killed)}", file=err, flush=True)
+
+
+def _name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

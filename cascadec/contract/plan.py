@@ -213,6 +213,10 @@ class Resources(_Frozen):
     gpu: str | None = None  # the card, for the compiler's memory estimate (`cascadec.memory_estimate`)
 
 
+#: The largest default ``save_every`` (``Stage.checkpoint_every``): long stages still checkpoint every 500 steps.
+SAVE_EVERY_MAX = 500
+
+
 class Stage(_Frozen):
     """One stage of the cascade, in topological order inside ``Plan.stages``.
 
@@ -237,7 +241,7 @@ class Stage(_Frozen):
     teachers: dict[str, TeacherRef] = Field(default_factory=dict)
     until: list[Condition] = Field(default_factory=list)
     eval_every: int = 0
-    save_every: int = 10
+    save_every: int | None = None
     keep: Retention | None = None
     seed: int = 0
     resources: Resources = Field(default_factory=Resources)
@@ -245,6 +249,15 @@ class Stage(_Frozen):
     hash: str = ""
     eval_hash: str = ""
     origin: Origin | None = None
+
+    def checkpoint_every(self, total: int) -> int:
+        """Steps between resumable checkpoints of a stage of ``total`` steps (0: none inside the stage):
+        ``save_every`` when the spec sets it, else a tenth of ``total`` rounded up, at least 1 and at most
+        ``SAVE_EVERY_MAX``, so that a crash loses at most a tenth of a stage and a short stage checkpoints
+        every step. ``total`` is ``params.steps``, or the steps its epochs come to at run time."""
+        if self.save_every is not None:
+            return self.save_every
+        return min(SAVE_EVERY_MAX, max(1, -(-total // 10)))
 
     def read_evals(self) -> set[tuple[str, str]]:
         """``(domain, eval)`` pairs whose scores decide something about this stage's training, so their

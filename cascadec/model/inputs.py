@@ -32,7 +32,7 @@ class StageIn(plan.Stage):
     domains: dict[str, Positive]
     until: list[ConditionIn] = Field(default_factory=list)
     eval_every: Annotated[int, Field(ge=0)] = _default(plan.Stage, "eval_every")
-    save_every: Annotated[int, Field(ge=0)] = _default(plan.Stage, "save_every")
+    save_every: Annotated[int, Field(ge=0)] | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
 
