@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cascadec import ast
-from cascadec.checks import MODEL_CHECKS, PHASES, CheckContext
+from cascadec.checks import BUILD_CHECKS, MODEL_CHECKS, PHASES, CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.lower import lower
@@ -36,13 +36,14 @@ class CompileResult:
         return self.plan is not None and not any(d.severity == "error" for d in self.diagnostics)
 
 
-def compile_file(path: str | Path) -> CompileResult:
-    """Compile the spec at ``path`` (imports resolve relative to its directory)."""
+def compile_file(path: str | Path, *, build_data: bool = False) -> CompileResult:
+    """Compile the spec at ``path`` (imports resolve relative to its directory). ``build_data``: also build
+    every generator with a few items (`BUILD_CHECKS`, seconds; `cascadec lint` and `run` do, an editor not)."""
     path = str(path)
     text = read_spec(path)
     if isinstance(text, Diagnostic):
         return CompileResult(None, [text], {})
-    return compile_source(text, path)
+    return compile_source(text, path, build_data=build_data)
 
 
 def read_spec(path: str, at: Span | None = None) -> str | Diagnostic:
@@ -74,11 +75,11 @@ def read_spec(path: str, at: Span | None = None) -> str | Diagnostic:
                     help="save the file as UTF-8; binary files are not specs")
 
 
-def compile_source(text: str, path: str = "<string>") -> CompileResult:
-    """Compile spec ``text`` as if read from ``path``; never raises."""
+def compile_source(text: str, path: str = "<string>", *, build_data: bool = False) -> CompileResult:
+    """Compile spec ``text`` as if read from ``path``; never raises. ``build_data``: see `compile_file`."""
     sources: dict[str, str] = {path: text}
     try:
-        plan, diagnostics = _pipeline(text, path, sources)
+        plan, diagnostics = _pipeline(text, path, sources, build_data)
     except Exception as exc:  # last resort: an internal bug must not surface as a traceback
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return CompileResult(None, [make(
@@ -92,7 +93,8 @@ def _has_errors(diagnostics: list[Diagnostic]) -> bool:
     return any(d.severity == "error" for d in diagnostics)
 
 
-def _pipeline(text: str, path: str, sources: dict[str, str]) -> tuple[Plan | None, list[Diagnostic]]:
+def _pipeline(text: str, path: str, sources: dict[str, str],
+              build_data: bool = False) -> tuple[Plan | None, list[Diagnostic]]:
     main, diagnostics = parse(text, path)
     if main is None:
         return None, diagnostics
@@ -112,7 +114,7 @@ def _pipeline(text: str, path: str, sources: dict[str, str]) -> tuple[Plan | Non
     if spec is None:
         return None, diagnostics
     ctx.spec, ctx.spans = spec, spans
-    for check in MODEL_CHECKS:
+    for check in MODEL_CHECKS + (BUILD_CHECKS if build_data else ()):
         diagnostics.extend(check(main, ctx))
     if _has_errors(diagnostics):
         return None, diagnostics

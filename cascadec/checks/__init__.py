@@ -14,10 +14,12 @@ from cascadec.checks.context import CheckContext
 from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
 from cascadec.checks.gym import check_gym
+from cascadec.checks.gym_build import check_gym_configs
 from cascadec.checks.memory import check_memory
 from cascadec.checks.memory_plan import check_memory_plan
 from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.options import check_options
+from cascadec.checks.plausible import check_plausible
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
                                        check_modes, check_steps, check_until_evals, check_until_ranges, check_warmup)
 from cascadec.checks.structure import check_duplicates, check_keys, check_structure
@@ -33,6 +35,9 @@ PHASES: tuple[tuple[Check, ...], ...] = (
 
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
-                                   check_memory, check_memory_plan, check_data, check_options)
+                                   check_memory, check_memory_plan, check_data, check_options, check_plausible)
 
-__all__ = ["CheckContext", "MODEL_CHECKS", "PHASES", "Check"]
+#: Checks that build what the run will build (seconds: reasoning-gym's import); `compile_file(build_data=True)`.
+BUILD_CHECKS: tuple[Check, ...] = (check_gym_configs,)
+
+__all__ = ["BUILD_CHECKS", "CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

@@ -68,6 +68,16 @@ def _uses(ctx: CheckContext) -> Iterator[_Use]:
                 yield _Use(ev.data, calls[ev.name], None)  # type: ignore[arg-type]
 
 
+def gym_uses(ctx: CheckContext) -> Iterator[tuple[DataIn, ast.Call]]:
+    """Every `gym(...)` train and eval source of a known generator, with the call that wrote it."""
+    from cascadec.checks.gym import load_registry
+
+    known = load_registry().generators
+    for use in _uses(ctx):
+        if use.data.kind == "gym" and use.data.name in known:
+            yield use.data, use.call
+
+
 def _missing_path(use: _Use) -> Diagnostic | None:
     """CAS320 when the path is missing but the directory meant to hold it exists."""
     path = use.data.path or ""

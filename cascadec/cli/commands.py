@@ -29,14 +29,15 @@ from cascadec.graph import GRAPH_FORMATS
 from cascadec.lower import display_path
 from cascadec.report_diagnostics import RENDERERS, diagnostic_url, sort_diagnostics
 
-def _compile(spec: Path) -> CompileResult:
+def _compile(spec: Path, build_data: bool = False) -> CompileResult:
     require_files([spec])
-    return compile_file(spec)
+    return compile_file(spec, build_data=build_data)
 
 
-def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full) -> Plan:
-    """Compile ``spec``; diagnostics go to stderr; exit 1 when it has errors."""
-    result = _compile(spec)
+def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full, build_data: bool = False) -> Plan:
+    """Compile ``spec``; diagnostics go to stderr; exit 1 when it has errors. ``build_data``: see
+    `compile_file`."""
+    result = _compile(spec, build_data)
     emit(result.diagnostics, result.sources, fmt, to_stderr=True)
     if not result.ok or result.plan is None:
         raise typer.Exit(EXIT_FINDINGS)
@@ -93,7 +94,7 @@ def lint(
     diagnostics: dict[Diagnostic, None] = {}  # ordered set: a shared import is reported once
     sources: dict[str, str] = {}
     for spec in (s for s in specs if s not in missing):
-        result = compile_file(spec)
+        result = compile_file(spec, build_data=True)
         diagnostics.update(dict.fromkeys(result.diagnostics))
         sources.update(result.sources)
         if check_rewards and result.ok and result.plan is not None:
@@ -268,7 +269,7 @@ def run(
             fail(f"`{target}` holds no plan.json", help="run `cascadec compile SPEC` first, or pass the spec")
         _run_build(target, run_dir, nproc, dry_run)
         return
-    plan = _plan_or_exit(target)
+    plan = _plan_or_exit(target, build_data=True)
     if not dry_run:
         _run_build(_render(plan, out), run_dir, nproc, dry_run)
         return

@@ -17,7 +17,7 @@ def stub_compiler(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], CompileRe
     """Replace the compiler behind the CLI: ``bad*`` specs get an error, ``warn*`` a warning, others compile
     to `demo_plan` named after the file stem (the CLI's behaviour, not the compiler's, is under test)."""
 
-    def fake(path: str | Path) -> CompileResult:
+    def fake(path: str | Path, *, build_data: bool = False) -> CompileResult:
         p = str(path)
         text = Path(p).read_text()
         stem = Path(p).stem

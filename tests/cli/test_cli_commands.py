@@ -296,7 +296,7 @@ def test_fmt_refuses_a_file_with_errors(specs: Path) -> None:
 
 
 def test_unexpected_exception_is_an_internal_error_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(path: object) -> CompileResult:
+    def boom(path: object, **_: object) -> CompileResult:
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(commands, "compile_file", boom)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import check_snapshot, invoke
 
+from cascadec.compiler import compile_file
+
 ROOT = Path(__file__).parents[2]
 SPECS = Path(__file__).parent / "specs"
 SHIPPED = sorted((ROOT / "specs").glob("*.cascade")) + sorted((ROOT / "examples").glob("*.cascade"))
@@ -200,3 +202,17 @@ def test_check_rewards_points_at_a_broken_reward(tmp_path: Path) -> None:
         {"row": 5, "column": end + 1},
     )
     assert item["help"]
+
+
+def test_lint_builds_gym_generators_and_reports_every_finding_at_its_place(tmp_path: Path) -> None:
+    spec = tmp_path / "gym.cascade"
+    spec.write_text('cascade "g" {\n  base = model(tiny(llama))\n  domain a {\n'
+                    '    train = gym("basic_arithmetic", size = 20, min_terms = 3, max_terms = 1)\n    reward = gym()\n'
+                    '  }\n  stage s = sft(base) on [a] { steps = 2  lr = 3e5 }\n}\n', encoding="utf-8")
+    result = invoke(["lint", "--format", "concise", str(spec)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:2] == [
+        f"{spec}:4:48: error[CAS327] reasoning-gym cannot build `basic_arithmetic` with these arguments: "
+        "max_terms must be >= min_terms",
+        f"{spec}:7:44: warning[CAS415] stage `s`'s learning rate is 300000, above 0.01"]
+    assert "CAS327" not in str(compile_file(spec).diagnostics)  # an editor's compile does not build

@@ -47,7 +47,7 @@ def actual(case: Case) -> list[str]:
     body = [f"  {line}" for line in case.body]
     if not any(line.lstrip().startswith("stage ") for line in case.body):
         body.append(DEFAULT_STAGE)
-    result = compile_source(FRAME.format(body="\n".join(body)), "snippet.cascade")
+    result = compile_source(FRAME.format(body="\n".join(body)), "snippet.cascade", build_data=True)
     out = []
     for d in result.diagnostics:
         span = d.span
