@@ -214,5 +214,5 @@ def test_lint_builds_gym_generators_and_reports_every_finding_at_its_place(tmp_p
     assert result.stdout.splitlines()[:2] == [
         f"{spec}:4:48: error[CAS327] reasoning-gym cannot build `basic_arithmetic` with these arguments: "
         "max_terms must be >= min_terms",
-        f"{spec}:7:44: warning[CAS415] stage `s`'s learning rate is 300000, above 0.01"]
+        f"{spec}:7:48: warning[CAS415] stage `s`'s learning rate is 300000, above 0.01"]
     assert "CAS327" not in str(compile_file(spec).diagnostics)  # an editor's compile does not build
