@@ -195,7 +195,7 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     Each rank trains on its strided shard ``batch[rank::world]`` of the global batch. On return the
     stage's ``final/`` exists, its final evals are recorded and ``state.json`` marks it done.
     """
-    from runtime.stop import should_stop
+    from runtime.stop import exhausted, should_stop
 
     acc, stage, rd = ctx.accelerator, ctx.stage, ctx.rundir
     total = stage.params.steps
@@ -252,6 +252,8 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
         if trackers is not None:
             trackers.table(eval_rows(rd))
         finished = True
+        if reason is None and main:
+            reason = exhausted(stage.until, stage_evals(rd, stage.name), done, teacher_scores)
     finally:
         progress.close()
         if trackers is not None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cascadec.contract.errors import UserError
@@ -158,7 +159,7 @@ def reset_stage(rd: RunDir, name: str) -> None:
     shutil.rmtree(rd.stage_dir(name), ignore_errors=True)
     shutil.rmtree(rd.tb(name), ignore_errors=True)
     filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != name)
-    rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None)
+    rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None, teachers=None)
 
 
 def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
@@ -202,6 +203,20 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
             raise
     err = rd.error_file(name)
     return rc, err.read_text().strip() if err.is_file() else None
+
+
+def _record_teachers(rd: RunDir, stage: Stage, console: Console) -> None:
+    """Print and record (state.json ``teachers``) the teachers a stage starts with and the scores that chose
+    them; one that cannot be resolved is left to the stage, which reports it."""
+    from runtime.teachers import TeacherError, describe_teachers
+
+    try:
+        chosen = describe_teachers(stage, rd.root)
+    except TeacherError:
+        return
+    if chosen:
+        rd.update_stage(stage.name, teachers=chosen)
+        console.print(f"[bold]{stage.name}[/]: teachers: {escape(chosen)}", highlight=False)
 
 
 def _resume_point(rd: RunDir, name: str, killed: bool) -> str:
@@ -403,6 +418,7 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name])
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
+    _record_teachers(rd, stage, console)
     rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file,
                      command=command)
     entry = rd.stage_state(stage.name)
@@ -415,7 +431,9 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
         rd.update_stage(stage.name, status="failed")
         return _fail(console, rd, stage.name, rc, msg)
     if entry.get("stop_reason"):
-        console.print(f"[bold]{stage.name}[/]: stopped early: {entry['stop_reason']}", highlight=False)
+        early = entry.get("step", stage.params.steps) < stage.params.steps
+        console.print(f"[bold]{stage.name}[/]: {'stopped early' if early else 'done'}: {escape(entry['stop_reason'])}",
+                      highlight=False)
     return None
 
 

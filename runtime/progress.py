@@ -124,7 +124,8 @@ class StageProgress:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.console.print(text)
+            # Literal text: as markup, the `[stage]` tag of an eval line would vanish.
+            self.bar.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=self.console.file, flush=True)
 

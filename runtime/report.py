@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cascadec.contract.errors import UserError
@@ -56,6 +57,7 @@ class StageRow:
     steps: int
     stop_reason: str | None
     teachers: dict[str, str] = field(default_factory=dict)  # distill: route (domain or default) -> stage
+    teacher_choice: str | None = None  # state.json `teachers`: the choice and the scores that made it
 
 
 @dataclass
@@ -102,6 +104,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
             name=s["name"], kind=s["kind"], parent=s["parent"], branch=bool(s.get("branch", False)),
             status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
             stop_reason=st.get("stop_reason"), teachers=_resolved_teachers(rd, s["name"]),
+            teacher_choice=st.get("teachers"),
         ))
     records, skipped = read_eval_records(rd.evals_jsonl)
     scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
@@ -153,12 +156,13 @@ def score_table(summary: RunSummary) -> Table:
 
 
 def stage_table(summary: RunSummary) -> Table:
-    """A rich table of the stages: kind, parent, status, steps done / planned, stop reason."""
+    """A rich table of the stages: kind, parent, status, steps done / planned, stop reason, teachers."""
     table = Table(title="stages")
-    for col in ("stage", "kind", "parent", "status", "steps", "stop reason"):
+    for col in ("stage", "kind", "parent", "status", "steps", "stop reason", "teachers"):
         table.add_column(col)
     for s in summary.stages:
-        table.add_row(_label(summary, s.name), s.kind, s.parent, s.status, f"{s.step}/{s.steps}", s.stop_reason or "")
+        table.add_row(*(escape(c) for c in (_label(summary, s.name), s.kind, s.parent, s.status, f"{s.step}/{s.steps}",
+                                            s.stop_reason or "", s.teacher_choice or "")))
     return table
 
 
@@ -276,9 +280,9 @@ img { max-width: 100%; }
 {% if s.stale %}<p>{{ stale_note }}</p>{% endif %}
 <img alt="cascade chart" src="data:image/png;base64,{{ cascade }}">
 <h2>stages</h2>
-<table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>status</th><th>steps</th><th>stop reason</th></tr>
+<table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>status</th><th>steps</th><th>stop reason</th><th>teachers</th></tr>
 {% for r in s.stages %}<tr><td>{{ label(r.name) }}</td><td>{{ r.kind }}</td><td>{{ r.parent }}</td><td>{{ r.status }}</td>
-<td class="num">{{ r.step }}/{{ r.steps }}</td><td>{{ r.stop_reason or "" }}</td></tr>
+<td class="num">{{ r.step }}/{{ r.steps }}</td><td>{{ r.stop_reason or "" }}</td><td>{{ r.teacher_choice or "" }}</td></tr>
 {% endfor %}</table>
 <h2>training curves</h2>
 <img alt="training curves" src="data:image/png;base64,{{ curves }}">

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from runtime.orchestrator import EXIT_USAGE, RunError, load_plan, plan_actions, run_in_progress
@@ -43,7 +44,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     console.print(f"{plan.name}: {rd.root}" + (" (a `cascadec run` is in progress)" if live else ""),
                   highlight=False)
     table = Table()
-    for col in ("stage", "kind", "status", "step", "stop reason", "last metrics"):
+    for col in ("stage", "kind", "status", "step", "stop reason", "teachers", "last metrics"):
         table.add_column(col)
     for stage in plan.stages:
         entry = states.get(stage.name, {})
@@ -59,14 +60,16 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
             state = "done (stale: plan changed)"
         elif state == "running" and not live:
             state = "interrupted (resumable)"
+        elif state == "failed" and rd.error_file(stage.name).is_file():
+            state = f"failed: {(rd.error_file(stage.name).read_text().strip().splitlines() or [''])[0]}"
         last = _last_metrics(rd, stage.name)
         # state.json moves at checkpoints; a live or crashed stage has logged steps past its checkpoint.
         saved, logged = entry.get("step", 0), last.get("step", -1) + 1
         step = f"{max(saved, logged)}/{stage.params.steps_label()}"
         if logged > saved and not state.startswith("done"):
             step += f" (checkpoint {saved})"
-        table.add_row(stage.name, stage.kind, state, step,
-                      entry.get("stop_reason") or "", format_metrics(last))
+        table.add_row(*(escape(cell) for cell in (stage.name, stage.kind, state, step, entry.get("stop_reason") or "",
+                                                  entry.get("teachers") or "", format_metrics(last))))
     console.print(table)
     if rd.evals_jsonl.is_file():
         print_scores(console, plan, rd)

@@ -47,6 +47,15 @@ def _threshold(cond: Condition, evals: Sequence[Mapping[str, Any]], teacher_scor
     if not history:
         return None
     at_step, score = history[-1]
+    target, described = _target(cond, teacher_scores)
+    if _OPS[cond.op](score, target):
+        return f"{key} = {score:.4g} {cond.op} {described} at step {at_step}"
+    return None
+
+
+def _target(cond: Condition, teacher_scores: Mapping[str, Mapping[str, float]]) -> tuple[float, str]:
+    """A threshold's target value and how to show it (a relative one names its teacher's score)."""
+    key = eval_key(cond.domain, cond.eval)
     target = cond.value
     described = f"{cond.value:g}"
     if cond.relative_to is not None:
@@ -67,9 +76,24 @@ def _threshold(cond: Condition, evals: Sequence[Mapping[str, Any]], teacher_scor
         target = cond.value * teacher
         scale = "" if cond.value == 1.0 else f"{cond.value:g} × "
         described = f"{target:.4g} ({scale}teacher({cond.relative_to}).{cond.eval} = {teacher:.4g})"
-    if _OPS[cond.op](score, target):
-        return f"{key} = {score:.4g} {cond.op} {described} at step {at_step}"
-    return None
+    return target, described
+
+
+def exhausted(conditions: Sequence[Condition], evals: Sequence[Mapping[str, Any]], step: int,
+              teacher_scores: Mapping[str, Mapping[str, float]] | None = None) -> str:
+    """The stop reason of a stage that ran all its ``step`` steps: ``steps exhausted (N)``, then each
+    threshold of its ``until`` rule that never held, with its target and the last score reached
+    (``evals`` and ``teacher_scores`` as in :func:`should_stop`)."""
+    parts = [f"steps exhausted ({step})"]
+    for cond in conditions:
+        if cond.kind != "threshold":
+            continue
+        key = eval_key(cond.domain, cond.eval)
+        history = score_history(evals, cond.domain, cond.eval)
+        _, described = _target(cond, teacher_scores or {})
+        reached = f"last {history[-1][1]:.4g} at step {history[-1][0]}" if history else "never evaluated"
+        parts.append(f"`{key} {cond.op} {described}` not reached ({reached})")
+    return "; ".join(parts)
 
 
 def _plateau(cond: Condition, evals: Sequence[Mapping[str, Any]]) -> str | None:

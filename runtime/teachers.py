@@ -61,6 +61,26 @@ def resolve_teacher(ref: TeacherRef, run_dir: Path | str) -> str:
     return max(ref.candidates, key=lambda c: (scores[c], -ref.candidates.index(c)))
 
 
+def describe_teachers(stage: Stage, run_dir: Path | str) -> str:
+    """``stage``'s teachers as chosen now, one ``route = teacher`` per route; a ``best(...)`` route adds the
+    eval and every candidate's score that chose it, e.g. ``math = side (best by math.gsm: side 0.62, sft
+    0.41)``. Empty when the stage has no teachers.
+
+    Raises:
+        TeacherError: as :func:`resolve_teacher`.
+    """
+    rows = read_jsonl(RunDir(run_dir).evals_jsonl)
+    parts = []
+    for route_name, ref in sorted(stage.teachers.items()):
+        chosen = resolve_teacher(ref, run_dir)
+        if ref.kind == "best":
+            scores = ", ".join(f"{c} {_final_score(rows, c, ref.domain, ref.eval):.4g}" for c in ref.candidates)
+            parts.append(f"{route_name} = {chosen} (best by {ref.domain}.{ref.eval}: {scores})")
+        else:
+            parts.append(f"{route_name} = {chosen}")
+    return "; ".join(parts)
+
+
 def check_teacher_order(plan: Plan, stage: Stage, teacher: str) -> None:
     """Check that ``teacher`` is ``base``, an ancestor of ``stage``, or a branch that runs before it.
 

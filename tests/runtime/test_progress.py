@@ -31,3 +31,30 @@ def test_eta_from_steps_run_in_this_process() -> None:
     assert p.eta_s(4) is None
     p.t0 -= 6.0  # six seconds for the two steps 4 and 5
     assert abs(p.eta_s(6) - 12.0) < 0.5
+
+
+def test_stage_tags_render_literally_on_a_terminal() -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    code = ("from runtime.progress import StageProgress; p = StageProgress('s1', 0, 4, enabled=True); "
+            "p.update(0, {'loss': 1.0}); p.note('[s1] eval at step 1: d.e pass@1 = 0.500'); p.close()")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the pty's other end closed: the child is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, out
+    assert "[s1] eval at step 1: d.e pass@1 = 0.500" in out, out
