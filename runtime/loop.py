@@ -10,9 +10,12 @@ are kept. Rank 0 writes every file; all ranks take part in checkpoint saving (sh
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +79,30 @@ def _barrier(acc: Any) -> None:
         acc.wait_for_everyone()
 
 
+class _TiedWeightsFilter(logging.Filter):
+    """Drops accelerate's "Removed shared tensor ..." warning, which a model with tied input and output
+    embeddings (SmolLM2, most small models) gets at every checkpoint: the tie is restored on load."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def tied_weights_quiet(model: Any) -> Iterator[None]:
+    """Silence the shared-tensor warning of ``accelerate.utils.other`` while saving ``model``, only when the
+    model ties its embeddings (``config.tie_word_embeddings``): any other sharing still warns."""
+    config = getattr(getattr(model, "module", model), "config", None)
+    if not getattr(config, "tie_word_embeddings", False):
+        yield
+        return
+    logger, quiet = logging.getLogger("accelerate.utils.other"), _TiedWeightsFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def save_checkpoint(ctx: StageContext, trainer: Trainer, done: int) -> None:
     """Write ``ckpt/`` for ``done`` finished steps: accelerate state (model, optimizer, scheduler, every
     rank's RNG), the trainer's extra state, the step. Written to ``ckpt.tmp-step<done>`` (a name every
@@ -87,7 +114,8 @@ def save_checkpoint(ctx: StageContext, trainer: Trainer, done: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier(acc)
-    acc.save_state(str(tmp / ACCEL_STATE))
+    with tied_weights_quiet(ctx.policy):
+        acc.save_state(str(tmp / ACCEL_STATE))
     # Every rank writes its own files (RNG state, FSDP2 shards); rank 0 must not rename the folder while
     # another is still writing (seen on 2 H200s: "Parent directory .../accelerate does not exist").
     _barrier(acc)

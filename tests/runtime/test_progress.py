@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
+
+import pytest
 
 from runtime.progress import StageProgress, format_metrics
 
@@ -58,3 +61,22 @@ def test_stage_tags_render_literally_on_a_terminal() -> None:
     out = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 0, out
     assert "[s1] eval at step 1: d.e pass@1 = 0.500" in out, out
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_shared_tensor_warning_is_silenced_only_for_tied_embeddings(tied: bool, caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils.other import clean_state_dict_for_safetensors
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from runtime.loop import tied_weights_quiet
+
+    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=64, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config)
+    shared = torch.zeros(4)
+    PartialState(cpu=True)  # accelerate's logger needs it, as inside a stage
+    with caplog.at_level(logging.WARNING), tied_weights_quiet(model):
+        clean_state_dict_for_safetensors({"a": shared, "b": shared})
+    assert ("Removed shared tensor" in caplog.text) is not tied
