@@ -304,31 +304,43 @@ def _run_build(build: Path, run_dir: Path | None, nproc: int | None, dry_run: bo
     _runtime_exit(_api("`run`").run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
 
 
-def _require_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        fail(f"`{run_dir}` is not a directory", help="pass a run directory such as `runs/<name>`")
+def _require_run_dir(target: Path | None) -> Path:
+    """The run directory ``target`` stands for: itself, the default run directory (``runs/<name>``) of a
+    ``.cascade`` spec, or, when omitted, the only run under ``runs/``."""
+    if target is None:
+        runs = sorted(p.parent for p in Path("runs").glob("*/plan.json"))
+        if len(runs) != 1:
+            fail("no run under `runs/`" if not runs else f"{len(runs)} runs under `runs/`: "
+                 + ", ".join(f"`{p}`" for p in runs), help="pass a run directory such as `runs/<name>`, or the spec")
+        return runs[0]
+    if target.suffix == ".cascade" and target.is_file():
+        return Path("runs") / _plan_or_exit(target).name
+    if not target.is_dir():
+        fail(f"`{target}` is not a directory", help="pass a run directory such as `runs/<name>`, or the spec")
+    return target
+
+
+RUN_ARG = typer.Argument(metavar="[RUN_DIR|SPEC]", help="A run directory (`runs/<name>/`) or the spec that made "
+                         "it (its default run directory); omitted: the only run under `runs/`.")
 
 
 @app.command()
 @guarded
-def status(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
-) -> None:
+def status(run_dir: Annotated[Path | None, RUN_ARG] = None) -> None:
     """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
-    _require_run_dir(run_dir)
-    _runtime_exit(_api("`status`").status(run_dir))
+    _runtime_exit(_api("`status`").status(_require_run_dir(run_dir)))
 
 
 @app.command()
 @guarded
 def report(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (`runs/<name>/`).")],
+    run_dir: Annotated[Path | None, RUN_ARG] = None,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output directory (default `RUN_DIR/report/`).")
     ] = None,
 ) -> None:
     """Draw the cascade chart and training curves of a run; write one HTML page; print the score table."""
-    _require_run_dir(run_dir)
+    run_dir = _require_run_dir(run_dir)
     api = _api("`report`")
     try:
         api.report(run_dir, out)

@@ -350,6 +350,33 @@ def test_run_status_report_delegate_to_the_runtime(monkeypatch: pytest.MonkeyPat
     assert (result.exit_code, result.stderr) == (2, "error: no evals yet\n")
 
 
+def test_status_and_report_find_the_run_of_a_spec_or_the_only_run(monkeypatch: pytest.MonkeyPatch,
+                                                                    specs: Path) -> None:
+    seen: list[Path] = []
+
+    class Api:
+        @staticmethod
+        def status(run_dir: Path) -> int:
+            seen.append(run_dir)
+            return 0
+
+        @staticmethod
+        def report(run_dir: Path, out: Path | None) -> Path:
+            seen.append(run_dir)
+            return run_dir / "report.html"
+
+    monkeypatch.setattr(commands, "_api", lambda command: Api)
+    assert "no run under `runs/`" in invoke(["status"]).stderr
+    (specs / "runs/clean").mkdir(parents=True)
+    (specs / "runs/clean/plan.json").write_text("{}")
+    assert invoke(["status"]).exit_code == 0 and invoke(["report", "clean.cascade"]).exit_code == 0
+    assert seen == [Path("runs/clean"), Path("runs/clean")]
+    (specs / "runs/other").mkdir()
+    (specs / "runs/other/plan.json").write_text("{}")
+    result = invoke(["status"])
+    assert result.exit_code == 2 and "2 runs under `runs/`: `runs/clean`, `runs/other`" in result.stderr
+
+
 def test_dry_run_of_a_spec_writes_nothing(monkeypatch: pytest.MonkeyPatch, specs: Path) -> None:
     seen: list[Path] = []
 
