@@ -37,6 +37,7 @@ from runtime.scores import (
     base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
 )
 from runtime.signals import stop_child
+from runtime.teachers import announce_teachers
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals,
 )
@@ -203,20 +204,6 @@ def launch(plan_json: Path, rd: RunDir, name: str, nproc: int, nnodes: int,
             raise
     err = rd.error_file(name)
     return rc, err.read_text().strip() if err.is_file() else None
-
-
-def _record_teachers(rd: RunDir, stage: Stage, console: Console) -> None:
-    """Print and record (state.json ``teachers``) the teachers a stage starts with and the scores that chose
-    them; one that cannot be resolved is left to the stage, which reports it."""
-    from runtime.teachers import TeacherError, describe_teachers
-
-    try:
-        chosen = describe_teachers(stage, rd.root)
-    except TeacherError:
-        return
-    if chosen:
-        rd.update_stage(stage.name, teachers=chosen)
-        console.print(f"[bold]{stage.name}[/]: teachers: {escape(chosen)}", highlight=False)
 
 
 def _resume_point(rd: RunDir, name: str, killed: bool) -> str:
@@ -418,7 +405,7 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name])
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
-    _record_teachers(rd, stage, console)
+    announce_teachers(rd, stage, console)
     rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file,
                      command=command)
     entry = rd.stage_state(stage.name)

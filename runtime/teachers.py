@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Plan, Stage, TeacherRef
 from runtime.state import BASE, RunDir, last_eval_points, read_jsonl
@@ -79,6 +81,18 @@ def describe_teachers(stage: Stage, run_dir: Path | str) -> str:
         else:
             parts.append(f"{route_name} = {chosen}")
     return "; ".join(parts)
+
+
+def announce_teachers(rd: RunDir, stage: Stage, console: Any) -> None:
+    """Print (on a rich ``console``) and record (state.json ``teachers``) the teachers a stage starts with and
+    the scores that chose them; one that cannot be resolved is left to the stage, which reports it."""
+    try:
+        chosen = describe_teachers(stage, rd.root)
+    except TeacherError:
+        return
+    if chosen:
+        rd.update_stage(stage.name, teachers=chosen)
+        console.print(f"[bold]{stage.name}[/]: teachers: {escape(chosen)}", highlight=False)
 
 
 def check_teacher_order(plan: Plan, stage: Stage, teacher: str) -> None:
