@@ -27,7 +27,6 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef, Plan, Stage
@@ -36,6 +35,7 @@ from runtime.progress import reader_safe
 from runtime.scores import (
     base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
 )
+from runtime.dryrun import print_actions
 from runtime.signals import stop_child
 from runtime.teachers import announce_teachers
 from runtime.state import (
@@ -275,7 +275,7 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
         rd = RunDir(run_dir if run_dir is not None else Path("runs") / plan.name)
         check_same_cascade(plan, rd)
         if dry_run:
-            _print_actions(console, plan_actions(plan, rd), rd)
+            print_actions(console, plan, plan_actions(plan, rd), rd)
             return 0
         with run_lock(rd):
             return _run_locked(plan, rd, nproc, console)
@@ -422,20 +422,3 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
         console.print(f"[bold]{stage.name}[/]: {'stopped early' if early else 'done'}: {escape(entry['stop_reason'])}",
                       highlight=False)
     return None
-
-
-def _print_actions(console: Console, actions: list[tuple[Stage, str]], rd: RunDir) -> None:
-    console.print(f"dry run: {rd.root}", highlight=False)
-    table = Table()
-    for col in ("stage", "kind", "parent", "steps", "action"):
-        table.add_column(col)
-    states = rd.read_state()["stages"]
-    for stage, action in actions:
-        if action == "resume":
-            step = states.get(stage.name, {}).get("step", 0)
-            # state.json's step moves at checkpoints: at 0 there is nothing to resume from.
-            action = f"resume at step {step}" if step else "run (no checkpoint yet)"
-        elif action == "reeval":
-            action = "re-evaluate"
-        table.add_row(stage.name, stage.kind, stage.parent, stage.params.steps_label(), action)
-    console.print(table)

@@ -47,3 +47,18 @@ def test_status_and_report_show_stop_reasons_and_teachers(plan: Plan, run_dir: P
     assert CHOICE in text and REASON in text
     html = report(run_dir, tmp_path / "report", console=out).read_text()
     assert "best by math.gsm: sft 0.5, side 0.62" in html and "`math.gsm &gt;= 0.9` not reached" in html
+
+
+def test_every_dry_run_action_has_its_reason(plan: Plan) -> None:
+    from runtime.dryrun import _why
+
+    rl, mopd, now = plan.stage("rl"), plan.stage("mopd"), ("h-new", "e-new")
+    done = {"status": "done", "hash": "h-new", "eval_hash": "e-old"}
+    assert _why(rl, "skip", done, set(), now) == "done; training and eval inputs unchanged"
+    assert _why(rl, "reeval", done, set(), now) == "training inputs unchanged; eval settings changed"
+    assert _why(rl, "reeval", {**done, "eval_hash": "e-new"}, set(), now).endswith("eval scores missing from evals.jsonl")
+    assert _why(rl, "resume", {**done, "status": "failed"}, set(), now) == "failed with training inputs unchanged"
+    assert _why(rl, "run", {}, set(), now) == "never run"
+    assert _why(mopd, "run", done, {"rl", "sft"}, now) == "it starts from `rl`, `sft`, which re-run"
+    assert _why(rl, "run", {**done, "hash": "h-old-123"}, set(), now).startswith(
+        "training inputs changed (hash h-old-12 -> h-new: ")
