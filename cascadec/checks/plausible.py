@@ -34,7 +34,7 @@ def check_plausible(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnosti
         if lr > MAX_LR:
             yield _warn(ctx, at + ("optim", "lr", "peak"), span, f"stage `{st.name}`'s learning rate", lr, MAX_LR,
                         "fine-tuning uses 1e-7 to 1e-4: check the exponent's sign (`3e-5`, not `3e5`)")
-        if steps > MAX_STEPS:
+        if steps is not None and steps > MAX_STEPS:
             yield _warn(ctx, at + ("steps",), span, f"stage `{st.name}`'s `steps`", steps, MAX_STEPS,
                         "check the number of zeros; stop earlier with `until` if the stage may converge")
         temperature = getattr(st.params, "temperature", None)
