@@ -1,6 +1,6 @@
 """Graceful stop of a training stage: SIGTERM or SIGINT checkpoints the current step, then the stage exits.
 
-SIGTERM is how Slurm preempts or requeues a job (and, with ``sbatch --signal=B:TERM@SECONDS``, how it
+SIGTERM is how Slurm preempts or requeues a job (and, with ``sbatch --signal=TERM@SECONDS``, how it
 warns a job before its time limit); SIGINT is Ctrl-C. Either one, on any rank, only sets a flag: the stage
 loop finishes the step in progress, every rank agrees at the step boundary (:func:`stop_agreed`, one
 all-reduce, so all ranks write the same checkpoint even when the signal reached them at different steps),

@@ -43,8 +43,12 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
     live = run_in_progress(rd)
     console.print(f"{plan.name}: {rd.root}" + (" (a `cascadec run` is in progress)" if live else ""),
                   highlight=False)
+    from runtime.slurm.slurmcli import job_column
+
+    jobs = job_column(rd)  # {} unless the run was submitted to Slurm
     table = Table()
-    for col in ("stage", "kind", "status", "step", "stop reason", "teachers", "last metrics"):
+    for col in ("stage", "kind", "status", "step", "stop reason", "teachers", "last metrics",
+                *(["slurm job"] if jobs else [])):
         table.add_column(col)
     for stage in plan.stages:
         entry = states.get(stage.name, {})
@@ -69,7 +73,8 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         if logged > saved and not state.startswith("done"):
             step += f" (checkpoint {saved})"
         table.add_row(*(escape(cell) for cell in (stage.name, stage.kind, state, step, entry.get("stop_reason") or "",
-                                                  entry.get("teachers") or "", format_metrics(last))))
+                                                  entry.get("teachers") or "", format_metrics(last),
+                                                  *([jobs.get(stage.name, "")] if jobs else []))))
     console.print(table)
     if rd.evals_jsonl.is_file():
         print_scores(console, plan, rd)

@@ -1,4 +1,4 @@
-"""The ``cascadec`` command line: compile, lint, plan, graph, fmt, explain, run, status, report.
+"""The ``cascadec`` command line: compile, lint, plan, graph, fmt, explain, run, status, cancel, report.
 
 Exit codes (ruff/ty convention):
 

@@ -50,6 +50,11 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
+class Launcher(StrEnum):
+    local = "local"
+    slurm = "slurm"
+
+
 class PlanFormat(StrEnum):
     table = "table"
     json = "json"
@@ -81,8 +86,8 @@ def or_list(names: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
-def format_option(kind: type[StrEnum], help: str) -> Any:
-    return typer.Option("--format", parser=choice(kind), metavar="[" + "|".join(m.value for m in kind) + "]",
+def format_option(kind: type[StrEnum], help: str, flag: str = "--format") -> Any:
+    return typer.Option(flag, parser=choice(kind), metavar="[" + "|".join(m.value for m in kind) + "]",
                         help=help)
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from cascadec.cli.base import (
-    EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GraphFormat, OutputFormat, PlanFormat, app, emit, err,
+    EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, GraphFormat, Launcher, OutputFormat, PlanFormat, app, emit, err,
     fail, format_option, guarded, has_errors, or_list, require_files, unreadable, write,
 )
 from cascadec.cli.views import natural_width, plan_table, problem_to_diagnostic
@@ -255,11 +257,28 @@ def run(
                                  help="Experiment trackers for this run, overriding the spec's `tracking` "
                                       "(tensorboard, wandb, mlflow, trackio; empty: none).")
     ] = None,
+    launcher: Annotated[Launcher, format_option(Launcher, "Run here, or submit the stages as Slurm jobs.",
+                                                "--launcher")] = Launcher.local,
+    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition (slurm launcher).")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Slurm account (slurm launcher).")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="Slurm time limit per job, e.g. 4:00:00.")] = None,
+    qos: Annotated[str | None, typer.Option("--qos", help="Slurm QoS (slurm launcher).")] = None,
+    signal_lead: Annotated[int | None, typer.Option(
+        "--signal-lead", min=1, help="Seconds before the time limit that a job gets SIGTERM to checkpoint.")] = None,
+    sbatch: Annotated[list[str] | None, typer.Option(
+        "--sbatch", help="Another sbatch option for every job, e.g. --sbatch=--mem=64G (repeatable).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Slurm launcher: wait for the jobs, then print the scores.")
+                    ] = False,
 ) -> None:
     """Run every stage of a cascade in order, skipping finished stages and resuming interrupted ones.
 
     `OUT` and the default run directory `runs/<name>/` are relative to the current directory, not to the
-    spec. A dry run writes nothing: a spec is compiled into a temporary directory that is removed after."""
+    spec. A dry run writes nothing: a spec is compiled into a temporary directory that is removed after.
+    `--launcher slurm` submits each stage as a Slurm job instead (docs/slurm.md)."""
+    slurm = {"partition": partition, "account": account, "time": time, "qos": qos, "signal_lead_s": signal_lead,
+             "extra": tuple(sbatch or ())}
+    _check_launcher(launcher, nproc, wait, slurm)
+    submit = functools.partial(_submit, wait=wait, slurm=slurm) if launcher is Launcher.slurm else None
     if tracking is not None:
         _set_tracking(tracking)
     if not target.exists():
@@ -267,14 +286,14 @@ def run(
     if target.suffix == ".json" or target.is_dir():
         if target.is_dir() and not (target / "plan.json").is_file():
             fail(f"`{target}` holds no plan.json", help="run `cascadec compile SPEC` first, or pass the spec")
-        _run_build(target, run_dir, nproc, dry_run)
+        _run_build(target, run_dir, nproc, dry_run, submit)
         return
     plan = _plan_or_exit(target, build_data=True)
     if not dry_run:
-        _run_build(_render(plan, out), run_dir, nproc, dry_run)
+        _run_build(_render(plan, out), run_dir, nproc, dry_run, submit)
         return
     with tempfile.TemporaryDirectory(prefix="cascadec-dry-run-") as scratch:
-        _run_build(_render(plan, Path(scratch)), run_dir, nproc, dry_run)
+        _run_build(_render(plan, Path(scratch)), run_dir, nproc, dry_run, submit)
 
 
 def _set_tracking(value: str) -> None:
@@ -300,8 +319,30 @@ def _render(plan: Plan, out: Path) -> Path:
         fail(f"cannot write `{out}`: {exc.strerror or exc}", help="check that the directory is writable")
 
 
-def _run_build(build: Path, run_dir: Path | None, nproc: int | None, dry_run: bool) -> None:
+def _run_build(build: Path, run_dir: Path | None, nproc: int | None, dry_run: bool,
+               submit: Callable[..., None] | None = None) -> None:
+    if submit is not None:
+        submit(build, run_dir, dry_run)
+        return
     _runtime_exit(_api("`run`").run(build, run_dir=run_dir, nproc=nproc, dry_run=dry_run))
+
+
+def _check_launcher(launcher: Launcher, nproc: int | None, wait: bool, slurm: dict[str, Any]) -> None:
+    """Options of one launcher are refused with the other, never ignored."""
+    if launcher is Launcher.slurm and nproc is not None:
+        fail("`--nproc` applies to local runs", help="with `--launcher slurm` set `gpus` in the stage's `resources`")
+    flags = {"partition": "--partition", "account": "--account", "time": "--time", "qos": "--qos",
+             "signal_lead_s": "--signal-lead", "extra": "--sbatch", "wait": "--wait"}
+    given = [flags[k] for k, v in {**slurm, "wait": wait}.items() if v]
+    if launcher is Launcher.local and given:
+        fail(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to `--launcher slurm`",
+             help="add `--launcher slurm`, or drop them")
+
+
+def _submit(build: Path, run_dir: Path | None, dry_run: bool, *, wait: bool, slurm: dict[str, Any]) -> None:
+    """`cascadec run --launcher slurm` on a compiled build: `runtime.api.submit`."""
+    api = _api("`run --launcher slurm`")
+    _runtime_exit(api.submit(build, run_dir, options=api.SlurmOptions(**slurm), dry_run=dry_run, wait=wait))
 
 
 def _require_run_dir(target: Path | None) -> Path:
@@ -329,6 +370,20 @@ RUN_ARG = typer.Argument(metavar="[RUN_DIR|SPEC]", help="A run directory (`runs/
 def status(run_dir: Annotated[Path | None, RUN_ARG] = None) -> None:
     """Show each stage's state in a run directory: pending, running, done or failed, step, stop reason."""
     _runtime_exit(_api("`status`").status(_require_run_dir(run_dir)))
+
+
+@app.command()
+@guarded
+def cancel(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory submitted to Slurm.")],
+) -> None:
+    """Cancel the Slurm jobs of a run directory; running stages checkpoint first, and `cascadec run` resumes."""
+    api = _api("`cancel`")
+    try:
+        jobs = api.cancel(_require_run_dir(run_dir))
+    except api.UserError as exc:
+        fail(str(exc))
+    sys.stdout.write(f"cancelled jobs {', '.join(jobs)}\n" if jobs else "no queued or running jobs\n")
 
 
 @app.command()

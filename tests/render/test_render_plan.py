@@ -109,8 +109,10 @@ def test_single_node_ddp_files() -> None:
         "plan.json",
         "stages/rl/accelerate.yaml",
         "stages/rl/launch.sh",
+        "stages/rl/sbatch.sh",
         "stages/sft/accelerate.yaml",
         "stages/sft/launch.sh",
+        "stages/sft/sbatch.sh",
     ]
     assert Plan.from_json(files["plan.json"]) == make_plan()
     launch = files["stages/rl/launch.sh"]
@@ -175,7 +177,8 @@ def test_multi_node_gets_sbatch() -> None:
     assert "#SBATCH --job-name=demo.rl\n" in sbatch
     assert "scontrol show hostnames" in sbatch
     assert "--rdzv-backend c10d" in files["stages/rl/launch.sh"]
-    assert "sbatch.sh" not in "".join(render_files(make_plan()))
+    single = render_files(make_plan())["stages/rl/sbatch.sh"]  # every stage is a Slurm job too
+    assert "#SBATCH --nodes=1\n" in single and "#SBATCH --requeue\n" in single
 
 
 def test_inputs_are_local_paths_only() -> None:
@@ -220,6 +223,7 @@ def test_rerender_removes_stale_generated_files_only(tmp_path: Path) -> None:
         "stages/sft/accelerate.yaml",
         "stages/sft/launch.sh",
         "stages/sft/notes.txt",
+        "stages/sft/sbatch.sh",
     }
     assert not (out / "stages/rl").exists()
 
@@ -265,7 +269,8 @@ def test_multi_node_dry_run_never_executes_values(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert not list(tmp_path.rglob("PWNED"))
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1 bash ")
+    assert lines[0].startswith("python3 -m runtime.slurm.job --plan ")
+    assert " -- srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1 bash " in lines[0]
     assert f"input: {EVIL}\n" in proc.stdout
     assert "--rdzv-backend c10d --rdzv-endpoint first-node-of-the-allocation:29500" in lines[-1]
 
