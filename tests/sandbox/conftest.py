@@ -6,6 +6,7 @@ import ctypes
 import pytest
 
 from runtime.sandbox import isolation
+from sandbox_helpers import mark_baseline
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -17,6 +18,12 @@ def _subreaper():
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     yield
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+@pytest.fixture(autouse=True)
+def _process_baseline():
+    """Processes that earlier tests left on purpose (a reward's worker pool) are not this test's leaks."""
+    mark_baseline()
 
 
 @pytest.fixture(params=["namespaces", "rlimits"])
