@@ -134,6 +134,22 @@ _TABLE: tuple[Code, ...] = (
          "`cascadec lint` builds every `gym(...)` data source with a couple of items, as the run would, so that "
          "values reasoning-gym refuses (for example `min_terms` above `max_terms`) are found before the run. "
          "The message is reasoning-gym's own; the caret points at the keyword it names."),
+    Code("CAS323", "route-unused", "warning", "a route that no row of the local data takes",
+         "A reward `route(field(...), ...)` or a distill stage's `teachers { by = field(...) }` routes rows by the "
+         "value of a data field. When the data is local, the compiler reads its rows (up to 100,000 per source) "
+         "and reports routes whose value no row has: usually a typo in the value, or the wrong field."),
+    Code("CAS324", "row-without-route", "error", "rows of the local data whose field value has no route",
+         "Every row must reach a reward or a teacher: a row whose field value has no route, when there is no "
+         "`default` route, would stop the run. Add a route for the value or a `default` route."),
+    Code("CAS325", "checkpoint-not-found", "error", "a named checkpoint is not where the spec says",
+         "A checkpoint in `checkpoints = { ... }` that is a local directory or a stage of another run must exist "
+         "when compiling: its content hash goes into the hashes of the stages that start from it or distil from "
+         "it, so that a changed checkpoint re-runs them. A hub id is checked when the stage loads it."),
+    Code("CAS326", "teacher-tokenizer-differs", "error", "a teacher and its student use different tokenizers",
+         "On-policy distillation scores the student's own token ids with the teacher, so both must tokenize "
+         "identically: the same vocabulary ids and special tokens. A model whose embedding matrix is padded to "
+         "a multiple of 64 or 128 rows is fine; the tokenizers are compared, not the matrices. Checked when both "
+         "tokenizers are local directories (tokenizer.json), and again when the stage starts."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
@@ -194,10 +210,22 @@ _TABLE: tuple[Code, ...] = (
          "A peak learning rate above 1e-2, more than 1,000,000 steps, or a sampling temperature (rollouts or "
          "evals) above 2 is allowed but rarely meant: `lr = 3e5` for `3e-5` trains to NaN at the first step. "
          "Fix the value, or keep it if it is deliberate."),
+    Code("CAS413", "overlong-reward-rule-in-distill", "error", "a distill stage sets a reward overlong rule",
+         "`overlong = penalty` and `overlong = soft(...)` change a rollout's reward, and a distill stage has no "
+         "reward: its loss comes from the teachers' log-probs. Use `overlong = filter` to leave truncated "
+         "rollouts out of the loss, or `none`."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "
          "message says which part failed; the label points at the reward in the spec."),
+    Code("CAS501", "reward-expects-prefilled-text", "warning", "a format reward expects text the prompt pre-fills",
+         "`lint --check-rewards` renders the chat template's generation prompt and the stage's mode prefix. When "
+         "they pre-fill `<think>` (Qwen3-style templates, `mode = thinking`), no completion starts with it; a "
+         "format reward that scores completions higher with it in front would never give its reward."),
+    Code("CAS502", "template-not-prefix-stable", "warning", "the chat template is not prefix-stable across turns",
+         "For multi-turn rows, rendering turns 1..k must be a prefix of rendering turns 1..k+1, or SFT cannot cut "
+         "the assistant turns out of the conversation. Some templates drop earlier turns' reasoning; use one "
+         "that does not, or single-turn rows. Checked by `lint --check-rewards` on the first rows."),
     Code("CAS999", "internal-error", "error", "the compiler hit a bug",
          "This is a bug in cascadec, not in your spec. Please report it with the spec that triggered it."),
 )

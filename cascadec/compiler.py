@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cascadec import ast
+from cascadec.checkpoints import with_identities
 from cascadec.checks import BUILD_CHECKS, MODEL_CHECKS, PHASES, CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
@@ -116,6 +117,10 @@ def _pipeline(text: str, path: str, sources: dict[str, str],
     ctx.spec, ctx.spans = spec, spans
     for check in MODEL_CHECKS + (BUILD_CHECKS if build_data else ()):
         diagnostics.extend(check(main, ctx))
+    if _has_errors(diagnostics):
+        return None, diagnostics
+    spec, problems = with_identities(spec, view)
+    diagnostics += problems
     if _has_errors(diagnostics):
         return None, diagnostics
     return lower(spec, view, spans), diagnostics

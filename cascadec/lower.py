@@ -48,7 +48,7 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         data["origin"] = origin(d.span).model_dump()
         domains[d.name.name] = plan.Domain.model_validate(data)
     nodes = {st.name.name: st for st in view.stages}
-    ordered = topological(spec.stages)
+    ordered = topological(spec.stages, set(spec.checkpoints))
     main_line = {ordered[-1].name, *ancestors(ordered[-1].name, {s.name: s.parent for s in ordered})}
     stages: list[plan.Stage] = []
     for st in ordered:
@@ -58,8 +58,9 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
         stages.append(plan.Stage.model_validate({
             **data, "branch": st.name not in main_line, "origin": origin(nodes[st.name].span).model_dump(),
         }))
+    checkpoints = {n: plan.ModelRef.model_validate(r.model_dump()) for n, r in spec.checkpoints.items()}
     built = plan.Plan(name=spec.name, base=plan.ModelRef.model_validate(spec.base.model_dump()),
                       chat=plan.ChatTemplate.model_validate(spec.chat.model_dump()), domains=domains,
-                      stages=stages, seed=spec.seed, source=display_path(view.path),
+                      stages=stages, checkpoints=checkpoints, seed=spec.seed, source=display_path(view.path),
                       tracking=spec.tracking)
     return hash_plan(built, root=os.path.dirname(os.path.abspath(view.path)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from typing import TypeVar
 
 from cascadec.contract.plan import Stage
@@ -22,11 +23,12 @@ def ancestors(name: str, parent_of: dict[str, str]) -> list[str]:
     return chain
 
 
-def topological(stages: list[S]) -> list[S]:
+def topological(stages: list[S], roots: Iterable[str] = ()) -> list[S]:
     """Stable topological order: repeatedly take the first declared stage whose dependencies are done
     (Kahn's algorithm, the ready stages in a heap by declaration index, so a long chain stays linear up to
-    the log factor; a stage whose dependencies never complete is left out, as before)."""
-    deps = [st.dependencies() - {"base"} for st in stages]
+    the log factor; a stage whose dependencies never complete is left out, as before). ``base`` and the
+    ``roots`` (the named checkpoints) are done from the start."""
+    deps = [st.dependencies() - {"base", *roots} for st in stages]
     waiting = [len(d) for d in deps]
     users: dict[str, list[int]] = {}
     for i, d in enumerate(deps):

@@ -140,12 +140,17 @@ class StageContext:
         return self.accelerator.unwrap_model(self.policy)
 
     def load_frozen(self, stage_or_base: str) -> Any:
-        """A frozen copy of ``"base"`` or a finished stage's ``final/`` checkpoint: eval mode, no grad,
+        """A frozen copy of ``"base"``, a named external checkpoint (``Plan.checkpoints``, verified by
+        ``runtime.external``) or a finished stage's ``final/`` checkpoint: eval mode, no grad,
         on this rank's device in the stage dtype. Cached per name. Raises ModelLoadError when the stage has
         no final checkpoint yet."""
         if stage_or_base not in self._frozen:
             if stage_or_base == BASE:
                 model, _ = load_model(self.plan.base, dtype=self.dtype, seed=self.plan.seed)
+            elif stage_or_base in self.plan.checkpoints:
+                from runtime.external import load_external
+
+                model, _ = load_external(stage_or_base, self.plan.checkpoints[stage_or_base], dtype=self.dtype)
             else:
                 final = self.rundir.final(stage_or_base)
                 if not (final / "config.json").is_file():
@@ -158,14 +163,23 @@ class StageContext:
             self._frozen[stage_or_base] = model.to(self.device)
         return self._frozen[stage_or_base]
 
-    def system_prompt(self, domain: str) -> str | None:
+    def chat(self, domain: str) -> Any:
+        """The ``ChatTemplate`` of ``domain``'s rows in this stage: the cascade's, then the domain's system
+        prompt and override, then the stage's override (``runtime.chat.resolve_chat``)."""
+        from cascadec.contract.plan import ChatOverride
+        from runtime.chat import resolve_chat
+
         d = self.plan.domains.get(domain)
-        return (d.system if d is not None else None) or self.plan.chat.system
+        system = ChatOverride(system=d.system) if d is not None and d.system else None
+        return resolve_chat(self.plan.chat, system, d.chat if d is not None else None, self.stage.chat)
+
+    def system_prompt(self, domain: str) -> str | None:
+        return self.chat(domain).system
 
     def render_prompt(self, sample: Sample) -> str:
-        """The full prompt text of ``sample``: chat template, system prompt and the stage's mode prefix."""
+        """The full prompt text of ``sample``: chat template (with its overrides), system prompt, every turn of
+        a chat-list prompt, and the stage's mode prefix."""
         from runtime.chat import render_prompt
 
-        return render_prompt(
-            self.tokenizer, self.plan.chat, self.stage.mode, self.system_prompt(sample.domain), sample.prompt
-        )
+        chat = self.chat(sample.domain)
+        return render_prompt(self.tokenizer, chat, self.stage.mode, chat.system, sample.prompt, sample.messages)

@@ -1,60 +1,51 @@
 """Prompt data: a plan ``DataSource`` -> ``list[Sample]``, and the deterministic domain-mixture sampler.
 
 Sources (``cascadec.contract.plan.DataSource``): ``jsonl`` (one JSON object per line, columns mapped by ``fields``),
-``gym`` (a reasoning-gym generator), ``hf_disk`` (``datasets.load_from_disk``), ``inline`` (rows in the
-spec). ``fields`` maps roles to column names; ``prompt`` and ``answer`` default to the columns of the same
-name. Every unmapped column, and every mapped role other than prompt/answer (``completion``, ``messages``,
-...), is kept in ``Sample.meta`` under the role's name, so rewards and SFT can read it.
+``gym`` (a reasoning-gym generator), ``hf_disk`` (``datasets.load_from_disk``), ``hf`` (a hub dataset from
+the local cache, ``runtime.hub_data``), ``parquet``/``arrow``/``csv``/``json`` files and folders
+(``cascadec.contract.tables``), ``inline`` (rows in the spec). Rows become Samples by ``runtime.rows``.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cascadec.contract.errors import UserError
-from cascadec.contract import datarows
 from cascadec.contract.plan import DataSource
+from cascadec.contract.tables import TableError, parse_split, read_table
+from runtime.hub_data import load_hub_rows
+from runtime.rows import RowError, Sample, row_to_sample
+
+__all__ = ["DataError", "MixtureSampler", "Sample", "load_domains", "load_source"]
 
 
 class DataError(UserError):
     """Bad data: a missing file, a malformed row, an unknown generator. The message has the location."""
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One prompt. ``id`` is stable across runs (``"<domain>/<split>/<row>"``)."""
-
-    id: str
-    domain: str
-    prompt: str
-    answer: Any = None
-    meta: dict = field(default_factory=dict)
+_TABLES = ("parquet", "arrow", "csv", "json")
 
 
 def load_source(source: DataSource, *, domain: str, split: str = "train") -> list[Sample]:
     """Load every row of ``source`` as Samples of ``domain``; ``split`` names the rows in ids.
 
     Raises DataError (with file:line for jsonl rows) for missing files, malformed rows, missing
-    prompt columns, unknown reasoning-gym generators and a missing ``datasets`` package.
+    prompt columns, unknown reasoning-gym generators, a split that cannot be parsed, a hub dataset not in
+    the local cache and a missing ``datasets`` package.
     """
-    if source.kind == "jsonl":
-        samples = _load_jsonl(source, domain, split)
-    elif source.kind == "gym":
-        samples = _load_gym(source, domain, split)
-    elif source.kind == "hf_disk":
-        samples = _load_hf_disk(source, domain, split)
-    elif source.kind == "inline":
-        samples = [
-            _row_to_sample(row, source.fields, domain, split, i, where=f"inline row {i + 1} of domain `{domain}`")
-            for i, row in enumerate(source.rows)
-        ]
-    else:
-        raise DataError(f"unknown data source kind `{source.kind}`")
+    try:
+        if source.kind == "gym":
+            samples = _load_gym(source, domain, split)
+        elif source.kind == "inline":
+            samples = _samples(source.rows, source, domain, split, lambda i: f"inline row {i + 1} of domain `{domain}`")
+        else:
+            samples = _load_rows(source, domain, split)
+    except (RowError, TableError) as e:
+        raise DataError(str(e)) from None
     if source.size is not None and source.kind != "gym":
         samples = samples[: source.size]
     if not samples:
@@ -62,43 +53,24 @@ def load_source(source: DataSource, *, domain: str, split: str = "train") -> lis
     return samples
 
 
-def _row_to_sample(
-    row: Any, fields: Mapping[str, str], domain: str, split: str, index: int, *, where: str
-) -> Sample:
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}")
-    cols = datarows.columns(fields)
-    problem = datarows.prompt_problem(row, fields)
-    if problem is not None and problem.kind == "missing":
-        have = ", ".join(f"`{k}`" for k in sorted(row)) or "none"
-        raise DataError(
-            f"{where}: no prompt column `{problem.column}` (columns: {have})\n"
-            f'help: map the prompt column, e.g. jsonl("...", prompt = "question"); rows of inline([...]) '
-            "use the keys `prompt` and `answer`"
-        )
-    if problem is not None:
-        found = type(row[problem.column]).__name__
-        raise DataError(f"{where}: prompt column `{problem.column}` must be a string, found {found}")
-    prompt_col = cols[datarows.PROMPT]
-    prompt = row[prompt_col] if prompt_col in row else _last_user_turn(row[cols[datarows.MESSAGES]], where)
-    meta = {role: value for role, value in datarows.roles(row, fields).items()
-            if role not in (datarows.PROMPT, datarows.ANSWER)}
-    sample_id = str(row.get(cols.get("id", "id"), index))
-    return Sample(
-        id=f"{domain}/{split}/{sample_id}",
-        domain=domain,
-        prompt=prompt,
-        answer=row.get(cols[datarows.ANSWER]),
-        meta=meta,
-    )
+def _samples(rows: list[Any], source: DataSource, domain: str, split: str,
+             where: Callable[[int], str]) -> list[Sample]:
+    return [row_to_sample(row, source.fields, domain, split, i, where=where(i)) for i, row in enumerate(rows)]
 
 
-def _last_user_turn(messages: Any, where: str) -> str:
-    if isinstance(messages, list):
-        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        if users and isinstance(users[-1], str):
-            return users[-1]
-    raise DataError(f"{where}: `messages` has no user turn\nhelp: give a list of {{role, content}} objects")
+def _load_rows(source: DataSource, domain: str, split: str) -> list[Sample]:
+    if source.kind == "jsonl":
+        samples = _load_jsonl(source, domain, split)
+        return parse_split(source.split).apply(samples) if source.split else samples
+    if source.kind == "hf_disk":
+        return _load_hf_disk(source, domain, split)
+    if source.kind == "hf":
+        rows = load_hub_rows(source, domain, DataError)
+        return _samples(rows, source, domain, split, lambda i: f"`{source.name}` row {i}")
+    if source.kind in _TABLES:
+        rows = read_table(source.path or "", source.kind, source.split)
+        return _samples(rows, source, domain, split, lambda i: f"`{source.path}` row {i}")
+    raise DataError(f"unknown data source kind `{source.kind}`")
 
 
 def _load_jsonl(source: DataSource, domain: str, split: str) -> list[Sample]:
@@ -127,7 +99,7 @@ def _load_jsonl(source: DataSource, domain: str, split: str) -> list[Sample]:
             raise DataError(
                 f"{where}: malformed JSON ({e.msg} at column {e.colno})\nhelp: each line must be one JSON object"
             ) from None
-        samples.append(_row_to_sample(row, source.fields, domain, split, lineno - 1, where=where))
+        samples.append(row_to_sample(row, source.fields, domain, split, lineno - 1, where=where))
     return samples
 
 
@@ -160,7 +132,7 @@ def _load_gym(source: DataSource, domain: str, split: str) -> list[Sample]:
 
 def _load_hf_disk(source: DataSource, domain: str, split: str) -> list[Sample]:
     try:
-        import datasets
+        import datasets  # noqa: F401  (only to report a missing package before anything else)
     except ImportError:
         raise DataError(
             f"domain `{domain}` reads a Hugging Face dataset from disk, but `datasets` is not installed\n"
@@ -171,18 +143,12 @@ def _load_hf_disk(source: DataSource, domain: str, split: str) -> list[Sample]:
                         "help: fix the path in the spec (a directory written by `datasets.save_to_disk`; relative "
                         "paths are resolved from the spec's directory)")
     try:
-        ds = datasets.load_from_disk(source.path)
+        rows = read_table(source.path, "arrow", source.split)
+    except TableError:
+        raise
     except Exception as e:
         raise DataError(f"cannot load dataset `{source.path}` of domain `{domain}`: {_first_line(e)}") from None
-    if isinstance(ds, datasets.DatasetDict):
-        name = source.split or "train"
-        if name not in ds:
-            raise DataError(f"dataset `{source.path}` has no split `{name}` (splits: {', '.join(ds)})")
-        ds = ds[name]
-    return [
-        _row_to_sample(dict(row), source.fields, domain, split, i, where=f"{source.path} row {i}")
-        for i, row in enumerate(ds)
-    ]
+    return _samples(rows, source, domain, split, lambda i: f"{source.path} row {i}")
 
 
 class MixtureSampler:
@@ -193,10 +159,12 @@ class MixtureSampler:
     hands the remaining slots out at random in proportion to the fractional parts, so the long-run mixture
     equals the weights with low per-step variance. Inside a domain, samples are drawn without replacement
     from a per-epoch permutation (epoch = the domain's cursor // its size), so every sample is seen once
-    per epoch.
+    per epoch. ``order`` maps a domain to its source's ``(shuffle, seed)``: without shuffling an epoch reads
+    the rows in order; a source seed other than 0 changes the permutation.
     """
 
-    def __init__(self, data: Mapping[str, list[Sample]], weights: Mapping[str, float], batch_size: int, seed: int):
+    def __init__(self, data: Mapping[str, list[Sample]], weights: Mapping[str, float], batch_size: int, seed: int,
+                 order: Mapping[str, tuple[bool, int]] | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.domains = sorted(d for d, w in weights.items() if w > 0)
@@ -210,6 +178,7 @@ class MixtureSampler:
         self.data = {d: data[d] for d in self.domains}
         self.batch_size = batch_size
         self.seed = seed
+        self.order = dict(order or {})
         self._cursor: list[dict[str, int]] = [dict.fromkeys(self.domains, 0)]
         self._orders: dict[tuple[str, int], list[int]] = {}
 
@@ -239,7 +208,10 @@ class MixtureSampler:
         key = (domain, epoch)
         if key not in self._orders:
             order = list(range(len(pool)))
-            random.Random(f"epoch:{self.seed}:{domain}:{epoch}").shuffle(order)
+            shuffle, source_seed = self.order.get(domain, (True, 0))
+            if shuffle:
+                salt = f":{source_seed}" if source_seed else ""
+                random.Random(f"epoch:{self.seed}:{domain}:{epoch}{salt}").shuffle(order)
             # Cursors only move forward, so older epochs of this domain are never needed again.
             self._orders = {k: v for k, v in self._orders.items() if k[0] != domain or k[1] > epoch}
             self._orders[key] = order

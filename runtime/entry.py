@@ -137,9 +137,14 @@ def build_rewards(plan: Plan) -> dict[str, GuardedReward]:
 
 
 def load_policy(plan: Plan, stage: Stage, run_dir: RunDir) -> tuple[Any, Any]:
-    """The stage's starting weights: the parent's ``final/`` checkpoint, or the base model."""
+    """The stage's starting weights: the parent's ``final/`` checkpoint, a named external checkpoint, or the
+    base model."""
     if stage.parent == BASE:
         return load_model(plan.base, seed=plan.seed)
+    if stage.parent in plan.checkpoints:
+        from runtime.external import load_external
+
+        return load_external(stage.parent, plan.checkpoints[stage.parent])
     final = run_dir.final(stage.parent)
     if not (final / "config.json").is_file():
         raise StageError(
@@ -218,7 +223,8 @@ def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
     weights = stage.domains or {}
     data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
     stage = with_total_steps(stage, sum(len(rows) for rows in data.values()))
-    sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed)
+    order = {d: (plan.domains[d].train.shuffle, plan.domains[d].train.seed) for d in data}
+    sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed, order=order)
     eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)
     ctx.resample = extra_prompts(data, weights, stage, plan.seed, ctx.accelerator)

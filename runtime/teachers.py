@@ -96,13 +96,14 @@ def announce_teachers(rd: RunDir, stage: Stage, console: Any) -> None:
 
 
 def check_teacher_order(plan: Plan, stage: Stage, teacher: str) -> None:
-    """Check that ``teacher`` is ``base``, an ancestor of ``stage``, or a branch that runs before it.
+    """Check that ``teacher`` is ``base``, a named external checkpoint, an ancestor of ``stage``, or a branch
+    that runs before it.
 
     Raises:
         TeacherError: the teacher is unknown, is the stage itself, or runs after it (it could not have
             finished, so it is neither an ancestor nor a finished branch).
     """
-    if teacher == BASE:
+    if teacher == BASE or teacher in plan.checkpoints:
         return
     order = [s.name for s in plan.stages]
     if teacher not in order:
@@ -137,7 +138,7 @@ def resolve_teachers(plan: Plan, stage: Stage, run_dir: Path | str) -> dict[str,
         name = resolve_teacher(ref, run_dir)
         check_teacher_order(plan, stage, name)
         status = state.get(name, {}).get("status", "pending")
-        if name != BASE and status != "done":
+        if name != BASE and name not in plan.checkpoints and status != "done":
             raise TeacherError(
                 f"teacher `{name}` (for `{domain}`) of stage `{stage.name}` has not finished (status `{status}`)"
                 f"\nhelp: run the cascade from the start (`cascadec run`), which runs `{name}` first"
@@ -146,19 +147,20 @@ def resolve_teachers(plan: Plan, stage: Stage, run_dir: Path | str) -> dict[str,
     return resolved
 
 
-def route(domain: str, teachers: Mapping[str, str]) -> str:
-    """The teacher of a sample's domain, falling back to the ``default`` teacher.
+def route(key: str | None, teachers: Mapping[str, str], what: str = "domain") -> str:
+    """The teacher of a row's route key (its domain, or a field value), falling back to ``default``.
 
     Raises:
-        TeacherError: the domain has no teacher and there is no ``default``.
+        TeacherError: the key has no teacher and there is no ``default``.
     """
-    if domain in teachers:
-        return teachers[domain]
+    if key is not None and key in teachers:
+        return teachers[key]
     if DEFAULT in teachers:
         return teachers[DEFAULT]
+    shown = f"`{key}`" if key is not None else "(absent)"
     raise TeacherError(
-        f"domain `{domain}` has no teacher and no `default` teacher is given"
-        f"\nhelp: add `{domain} = <stage>` or `default = <stage>` to the `teachers` block"
+        f"{what} {shown} has no teacher and no `default` teacher is given"
+        f"\nhelp: add `{key} = <stage>` or `default = <stage>` to the `teachers` block"
     )
 
 

@@ -21,10 +21,14 @@ from cascadec.codes import make
 from cascadec.contract.datarows import ANSWER, COMPLETION, MESSAGES, PROMPT, prompt_problem, sft_target_problem
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.inputs import DataIn
+from cascadec.sources import FILE_KINDS
 from cascadec.contract.suggest import did_you_mean, suggest
+from cascadec.contract.tables import TableError, get_path, has_path, read_table
 
 # characters: a longer first row is left to the runtime rather than held in memory while compiling
 _MAX_LINE = 64 * 2**20
+# rows of a table file read to check its columns (the runtime checks every row again)
+_HEAD_ROWS = 5
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "a boolean", type(None): "null"}
 
@@ -156,32 +160,46 @@ def _listed(row: dict[str, Any]) -> str:
     return ", ".join(f"`{k}`" for k in sorted(row)) or "none"
 
 
+def _first_table_row(use: _Use) -> tuple[int, dict[str, Any]] | Diagnostic | None:
+    """(row number, first row) of a parquet/arrow/csv/json file or folder, or the CAS322 saying why not."""
+    try:
+        rows = read_table(use.data.path or "", use.data.kind, use.data.split, limit=_HEAD_ROWS)
+    except TableError as e:
+        message, _, hint = str(e).partition("\nhelp: ")
+        return make("CAS322", message, use.call.args[0].span, label="read here", help=hint or None)
+    if not rows:
+        return make("CAS322", f"data `{_shown(use.data.path or '')}` holds no rows", use.call.args[0].span,
+                    label="no rows", help="give it at least one row; the runtime stops on empty data")
+    return 1, rows[0]
+
+
 def _check_jsonl(use: _Use) -> Iterator[Diagnostic]:
-    first = _first_row(use)
+    first = _first_row(use) if use.data.kind == "jsonl" else _first_table_row(use)
     if first is None:
         return
     if isinstance(first, Diagnostic):
         yield first
         return
     lineno, row = first
-    where = f"`{_shown(use.data.path or '')}:{lineno}`"
+    where = f"`{_shown(use.data.path or '')}:{lineno}`" if use.data.kind == "jsonl" else \
+        f"the first row of `{_shown(use.data.path or '')}`"
     path_span = use.call.args[0].span
     columns_note = (f"{where} has the columns {_listed(row)}",)
     kwargs = {kw.key.name: kw for kw in use.call.kwargs}
     absent = set()
     for role, column in use.data.fields.items():
-        if column in row:
+        if has_path(row, column):
             continue
         absent.add(role)
-        value = kwargs[role].value
+        value = kwargs[role].value if role in kwargs else kwargs["columns"].value
         yield make("CAS321", f"column `{column}` (mapped to `{role}`) is not in the first row of "
                    f"`{use.call.args[0].value}`", value.span,  # type: ignore[attr-defined]
-                   label=f"not a column of line {lineno}", notes=columns_note,
-                   help=did_you_mean(column, row, "columns"))
+                   label=f"not a column of {'line' if use.data.kind == 'jsonl' else 'row'} {lineno}", notes=columns_note,
+                   help=did_you_mean(column, _paths(row), "columns"))
     problem = None if absent & {PROMPT, MESSAGES} else prompt_problem(row, use.data.fields)
     what = f"the first row of `{use.call.args[0].value}`"
     if problem is not None and problem.kind == "not_string":
-        yield _not_string(problem.column, row[problem.column], what, kwargs[PROMPT].value.span
+        yield _not_string(problem.column, get_path(row, problem.column), what, kwargs[PROMPT].value.span
                           if PROMPT in kwargs else path_span)
     elif problem is not None:
         yield _no_prompt(problem.column, row, what, path_span, columns_note)
@@ -191,6 +209,16 @@ def _check_jsonl(use: _Use) -> Iterator[Diagnostic]:
             yield _row_sft_problem(what, path_span, use.sft_stage,
                                    columns_note, 'map the column to train on, e.g. `completion = "response"`, or '
                                    "give each row an `answer`")
+
+
+def _paths(row: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every column path of ``row``: top-level names and dotted paths into nested objects."""
+    out = []
+    for key, value in row.items():
+        out.append(prefix + key)
+        if isinstance(value, dict):
+            out += _paths(value, f"{prefix}{key}.")
+    return out
 
 
 def _not_string(column: str, value: Any, what: str, span: Span) -> Diagnostic:
@@ -231,8 +259,8 @@ def _check_inline(use: _Use) -> Iterator[Diagnostic]:
         entries = {e.key.name: e for e in records[i].entries}
         close = suggest(problem.column, entries) if problem.kind == "missing" else None
         if problem.kind == "not_string":
-            yield _not_string(problem.column, rows[i][problem.column], f"inline row {i + 1}",
-                              entries[problem.column].value.span)
+            yield _not_string(problem.column, get_path(rows[i], problem.column), f"inline row {i + 1}",
+                              entries[problem.column].value.span if problem.column in entries else records[i].span)
         elif close is not None:
             yield make("CAS321", f"inline row {i + 1} has no `{problem.column}` key", entries[close].key.span,
                        label=f"the runtime reads `{problem.column}`",
@@ -255,11 +283,11 @@ def check_data(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """CAS320/CAS321/CAS322 for every domain's train and eval data."""
     for use in _uses(ctx):
         kind = use.data.kind
-        if kind in ("jsonl", "hf_disk"):
+        if kind in FILE_KINDS:
             missing = _missing_path(use)
             if missing is not None:
                 yield missing
-            elif kind == "jsonl" and os.path.exists(use.data.path or ""):
+            elif kind != "hf_disk" and os.path.exists(use.data.path or ""):
                 yield from _check_jsonl(use)
         elif kind == "inline":
             yield from _check_inline(use)

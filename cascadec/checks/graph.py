@@ -7,6 +7,7 @@ from typing import Iterator
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
+from cascadec.routes import teacher_routes
 from cascadec.contract.kinds import STAGE_KINDS
 from cascadec.diagnostics import Diagnostic
 from cascadec.order import ancestors
@@ -104,27 +105,29 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
         if kind is None or not kind.teachers:
             continue
         blocks = [item for item in st.items if isinstance(item, ast.Teachers)]
-        if not blocks or not blocks[0].assigns:
+        by, assigns = teacher_routes(blocks[0]) if blocks else (None, [])
+        if not assigns:
             yield make("CAS310", f"{kind.name} stage `{st.name.name}` has no teachers", st.name.span,
                        label="no `teachers { ... }`",
                        help="add `teachers { default = STAGE }` naming an earlier checkpoint")
             continue
-        routes = {a.key.name for a in blocks[0].assigns}
-        yield from _unrouted(st, routes)
+        routes = {a.key.name for a in assigns}
+        yield from _unrouted(st, routes if by is None else set())
         trained = set(_domains_of(st, view))
-        uncovered = sorted(trained - routes) if "default" not in routes else []
+        # routed by a field, rows are checked against the data (CAS323), not against domain names
+        uncovered = sorted(trained - routes) if "default" not in routes and by is None else []
         if uncovered:
             listed = ", ".join(f"`{d}`" for d in uncovered)
             yield make("CAS317", f"distill stage `{st.name.name}` trains on {listed} but routes no teacher there",
                        blocks[0].span, label="no route for " + listed + " and no `default`",
                        help=f"add `{uncovered[0]} = STAGE` or `default = STAGE` to the `teachers` block, or drop "
                        "the domain from the stage's `on` list")
-        for a in blocks[0].assigns:
+        for a in assigns:
             refs = [a.value] if isinstance(a.value, ast.Ident) else \
                 [c for c in a.value.args if isinstance(c, ast.Ident)] if isinstance(a.value, ast.Call) else []
             for ref in refs:
                 yield from _available(ref, st, i, tree, index, view)
-            if a.key.name != "default" and st.on is not None and a.key.name not in trained:
+            if by is None and a.key.name != "default" and st.on is not None and a.key.name not in trained:
                 yield make("CAS315", f"teacher route for `{a.key.name}`, which `{st.name.name}` does not train on",
                            a.key.span, label="no prompt of this domain reaches the teacher",
                            help=f"add `{a.key.name}` to the stage's `on` list or remove the route")
@@ -141,10 +144,11 @@ def _domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
 
 def _available(ref: ast.Ident, st: ast.Stage, i: int, tree: Ancestry, index: dict[str, int],
                view: ast.SpecView) -> Iterator[Diagnostic]:
-    """A teacher is ``base``, an ancestor, or a finished branch: declared before the student, not its
-    ancestor, and started from one of its ancestors (so it shares the student's tokenizer and history)."""
+    """A teacher is ``base``, a named checkpoint, an ancestor, or a finished branch: declared before the
+    student, not its ancestor, and started from one of its ancestors (so it shares the student's tokenizer
+    and history). Unknown names are CAS300 (`checks.names`)."""
     name, student, parent_of = ref.name, st.name.name, tree.parent_of
-    if name == "base" or tree.is_ancestor(name, student):
+    if name == "base" or name not in index or tree.is_ancestor(name, student):  # or a named checkpoint
         return
     if name == st.name.name:
         yield make("CAS305", f"stage `{name}` cannot be its own teacher", ref.span, label="the student itself",

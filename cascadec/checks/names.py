@@ -7,7 +7,9 @@ from typing import Iterator
 
 from cascadec import ast
 from cascadec.checks.context import CheckContext
+from cascadec.checkpoints import declared
 from cascadec.codes import make
+from cascadec.routes import teacher_routes
 from cascadec.diagnostics import Diagnostic
 from cascadec.contract.kinds import STAGE_KINDS, TRAIN_METRICS
 from cascadec.contract.suggest import did_you_mean
@@ -38,8 +40,17 @@ def _stage_ref(ident: ast.Ident, stages: dict[str, int]) -> Iterator[Diagnostic]
 
 
 def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
-    for a in t.assigns:
-        if a.key.name != "default" and a.key.name not in domains:
+    by, routes = teacher_routes(t)
+    if by is not None and not (isinstance(by.value, ast.Call) and by.value.func.name == "field"):
+        yield make("CAS200", "`by` in `teachers` takes the data field to route by", by.value.span,
+                   label="not `field(...)`", help='write `by = field("data_source")`')
+    for a in routes:
+        if a.key.name == "routes":
+            yield make("CAS200", "`routes` takes a list of `when(\"value\", STAGE)` (teacher routes have no weights)",
+                       a.value.span,
+                       label="not a list of `when(...)`", help='write `routes = [when("openai/gsm8k", sft)]`')
+            continue
+        if by is None and a.key.name != "default" and a.key.name not in domains:
             yield _unknown(a.key, "domain", sorted(domains) + ["default"])
         v = a.value
         if isinstance(v, ast.Ident):
@@ -106,7 +117,8 @@ def _until_refs(u: ast.Until, domains: dict[str, ast.Domain], kind: str) -> Iter
 
 
 def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
-    stages = ctx.stage_index()  # a dict: membership tests stay O(1) on long chains
+    # a dict: membership tests stay O(1) on long chains; a named checkpoint stands where a stage may
+    stages = {**ctx.stage_index(), **{n: -1 for n in declared(ctx.view)}}
     domains = ctx.domains()
     for st in ctx.view.stages:
         yield from _stage_ref(st.parent, stages)

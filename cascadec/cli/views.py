@@ -17,9 +17,9 @@ from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 
 
-def reward_contract_code() -> tuple[str, str, Severity]:
-    """Code, name and severity of a broken reward contract (CAS5xx: checks that need the runtime)."""
-    entry = CODES["CAS500"]
+def reward_contract_code(code: str = "CAS500") -> tuple[str, str, Severity]:
+    """Code, name and severity of a runtime-backed lint finding (CAS5xx: checks that need the runtime)."""
+    entry = CODES[code]
     return entry.code, entry.name, entry.severity
 
 
@@ -27,13 +27,14 @@ def problem_to_diagnostic(problem: Any, files: dict[str, str] | None = None) -> 
     """A `runtime.rewards.contracts.Problem` (domain, kind, message, hint, origin) as a `Diagnostic`
     whose span is the reward's (or its domain's) location in the spec. ``files`` maps a path as recorded in
     the plan (`cascadec.lower.display_path`) to the path the file was read from."""
-    code, name, severity = reward_contract_code()
+    code, name, severity = reward_contract_code(getattr(problem, "code", "CAS500"))
     labels: tuple[Label, ...] = ()
     if problem.origin is not None:
         o = problem.origin
         span = Span((files or {}).get(o.path, o.path), o.line, o.column, o.end_line, o.end_column)
         labels = (Label(span, f"reward of domain `{problem.domain}`"),)
-    message = f"reward `{problem.kind}` of domain `{problem.domain}` breaks its contract: {problem.message}"
+    message = f"reward `{problem.kind}` of domain `{problem.domain}` breaks its contract: {problem.message}" \
+        if code == "CAS500" else f"domain `{problem.domain}` (reward `{problem.kind}`): {problem.message}"
     return Diagnostic(code, name, severity, message, labels, help=problem.hint)
 
 

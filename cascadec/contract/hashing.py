@@ -35,7 +35,7 @@ def _portable(data: Any, root: str | None) -> Any:
     it, so that a hash does not change when the checkout moves (the plan itself keeps absolute paths)."""
     if isinstance(data, dict):
         # a local model (`ModelRef` of kind `path`) keeps its path in `name`
-        path_keys = {"path", "name"} if data.get("kind") == "path" else {"path"}
+        path_keys = {"path", "name"} if data.get("kind") in ("path", "run") else {"path"}
         return {
             k: os.path.relpath(v, root) if root and k in path_keys and isinstance(v, str) and os.path.isabs(v)
             else _portable(v, root)
@@ -81,7 +81,9 @@ def hash_plan(plan: Plan, root: str | None = None) -> Plan:
     every_eval = content_hash({k: _portable(d.eval_inputs(), root) for k, d in sorted(plan.domains.items())})
     trained = {k: content_hash(_portable(d.model_dump(mode="json", exclude={"evals"}), root))
                for k, d in plan.domains.items()}
-    done: dict[str, str] = {}
+    # a named checkpoint stands in the hashes of its dependants by its identity (path and content hash)
+    done: dict[str, str] = {n: content_hash(_portable(ref.model_dump(mode="json"), root))
+                            for n, ref in plan.checkpoints.items()}
     stages = []
     for stage in plan.stages:
         digest = content_hash(_training_payload(plan, stage, done, trained, root))

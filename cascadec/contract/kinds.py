@@ -35,7 +35,7 @@ def _param(name: str, kind: str, choices: tuple[str, ...] = ()) -> Key:
     return Key(("params", name), kind, choices)
 
 
-OVERLONG = ("none", "penalty", "filter")
+OVERLONG = ("none", "penalty", "filter", "soft")
 # `until train.<metric> >= x`: the prefix that names a training metric instead of a domain's eval
 TRAIN_METRICS = "train"
 # metrics every trainer's step line carries (runtime.loop adds `lr`, `step_time_s`)
@@ -60,6 +60,7 @@ COMMON_KEYS: dict[str, Key] = {
     "save_every": Key(("save_every",), "int"),
     "keep": Key(("keep",), "retention"),
     "seed": Key(("seed",), "int"),
+    "chat": Key(("chat",), "chat"),
 }
 
 # keys of every kind that samples rollouts (`params.RolloutParams`)
@@ -71,7 +72,7 @@ ROLLOUT_KEYS: dict[str, Key] = {
     "top_k": _param("top_k", "int"),
     "max_prompt": _param("max_prompt", "int"),
     "max_response": _param("max_response", "int"),
-    "overlong": _param("overlong", "enum", OVERLONG),
+    "overlong": _param("overlong", "overlong"),
 }
 
 
@@ -196,11 +197,16 @@ REWARD_KINDS: dict[str, RewardKind] = {k.name: k for k in (
                          "pairs": Arg("enum", choices=("all", "circular")), "reference": _COLUMN,
                          "max_new_tokens": Arg("int"), "generate": Arg("str")},
                "runtime.rewards.models:JudgeReward", "a generative judge, pairwise or pointwise"),
-    RewardKind("py", {"fn": Arg("str", required=True, positional=True)}, "runtime.rewards.custom:PyReward",
-               "a user function `package.module:function`", open_args=True),
+    RewardKind("py", {"fn": Arg("str", required=True, positional=True),
+                      "contract": Arg("enum", choices=("cascadec", "verl", "trl", "openrlhf"))},
+               "runtime.rewards.custom:PyReward",
+               "a user function `package.module:function`, called under its framework's contract", open_args=True),
     RewardKind("weighted", {}, "runtime.rewards.combine:Weighted", "a weighted sum of rewards", parts=True),
     RewardKind("combined_if_rm", {}, "runtime.rewards.combine:CombinedIfRm",
                "Nemotron-Cascade 1 IF gate times a sigmoid reward model", parts=True),
+    RewardKind("route", {}, "runtime.routing:RoutedReward",
+               "each row scored by the reward of its data field's value (`route(field(...), when(...))`)",
+               parts=True),
 )}
 
 

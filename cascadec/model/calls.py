@@ -10,7 +10,7 @@ from cascadec.contract.kinds import REWARD_KINDS
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Span
 from cascadec.model.convert import Invalid, _bad, _shape, to_float, to_int, to_plain, to_str
-from cascadec.model.keys import DATA_KINDS, PACKAGED_MODELS
+from cascadec.model.keys import PACKAGED_MODELS
 from cascadec.reward_args import check_reward_args
 
 
@@ -58,46 +58,21 @@ def _one_string(call: ast.Call, what: str) -> str:
 
 
 def to_data(v: ast.Value, key: str) -> dict[str, Any]:
-    call = _call(v, "data source", DATA_KINDS, 'jsonl("data/train.jsonl")')
-    kind = call.func.name
-    out: dict[str, Any] = {"kind": kind}
-    if kind == "inline":
-        if len(call.args) != 1 or call.kwargs or not isinstance(call.args[0], ast.ListV) \
-                or not all(isinstance(r, ast.Record) for r in call.args[0].items):
-            raise _bad("CAS200", "`inline(...)` takes one list of records", call.span,
-                       help='write `inline([{prompt = "1+1", answer = "2"}])`')
-        if not call.args[0].items:
-            raise _bad("CAS201", "`inline([])` holds no rows", call.args[0].span, label="empty list",
-                       help='add at least one row, e.g. `inline([{prompt = "1+1", answer = "2"}])`')
-        out["rows"] = [to_plain(r, "rows") for r in call.args[0].items]  # type: ignore[arg-type]
-        return out
-    first = _one_string(call, "a name" if kind == "gym" else "a path")
-    if kind == "gym":
-        out["name"] = first
-    else:
-        out["path"] = _resolve(first, call.args[0].span)
-    for kw in call.kwargs:
-        name = kw.key.name
-        if name == "seed":
-            out["seed"] = to_int(kw.value, name)
-        elif kind == "gym" and name == "size":
-            out["size"] = to_int(kw.value, name)
-        elif kind == "hf_disk" and name == "split":
-            out["split"] = to_str(kw.value, name)
-        elif kind == "gym":
-            out.setdefault("args", {})[name] = to_plain(kw.value, name)
-        else:
-            out.setdefault("fields", {})[name] = to_str(kw.value, name)
-    return out
+    from cascadec.sources import to_data as convert_data  # sources builds on this module's call helpers
+
+    return convert_data(v, key)
 
 
-# the argument a reward kind takes first without a name (`reward_model("m")` -> `model`, `py("m:f")` -> `fn`)
 _REWARD_POSITIONAL = {k.name: n for k in REWARD_KINDS.values() for n, a in k.args.items() if a.positional}
 
 
 def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
     call = _call(v, "reward", tuple(REWARD_KINDS), "math_verify()")
     kind = call.func.name
+    if kind == "route":
+        from cascadec.routes import to_route
+
+        return to_route(call, to_reward)
     out: dict[str, Any] = {"kind": kind, "args": {}}
     if REWARD_KINDS[kind].parts:
         out["parts"] = [to_reward(a, key) for a in call.args]
@@ -171,14 +146,6 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
 
 
 def to_chat(v: ast.Value, key: str) -> dict[str, Any]:
-    call = _call(v, "chat template", ("template",), 'template(thinking = "<think>\\n")')
-    if call.args:
-        raise _bad("CAS200", "`template(...)` takes keyword arguments only", call.args[0].span,
-                   help='write `template(thinking = "<think>\\n", no_thinking = "<think></think>")`')
-    out: dict[str, Any] = {}
-    for kw in call.kwargs:
-        if kw.key.name not in ("thinking", "no_thinking", "system"):
-            raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `template(...)`", kw.key.span,
-                       help=did_you_mean(kw.key.name, ("thinking", "no_thinking", "system"), "arguments"))
-        out[kw.key.name] = to_str(kw.value, kw.key.name)
-    return out
+    from cascadec.chatspec import to_template  # chatspec builds on this module's call helpers
+
+    return to_template(v, key)

@@ -183,7 +183,19 @@ def to_retention(v: ast.Value, key: str) -> dict[str, Any]:
                help=f"write `{key} = 3`, `{key} = best(by math.gsm)` or `{key} = best(2 by math.gsm)`")
 
 
+def _overlong(v: ast.Value, key: str) -> dict[str, Any]:
+    from cascadec.overlong import to_overlong  # builds on this module's converters
+
+    return to_overlong(v, key)
+
+
+def _chat(v: ast.Value, key: str) -> dict[str, Any]:
+    from cascadec.chatspec import to_override  # builds on this module's converters
+
+    return to_override(v, key)
+
+
 _CONVERTERS: dict[str, Callable[[ast.Value, str], Any]] = {
     "int": to_int, "float": to_float, "bool": to_bool, "pair": to_pair, "memory": to_memory,
-    "schedule": to_schedule, "metric": to_metric, "retention": to_retention,
+    "schedule": to_schedule, "metric": to_metric, "retention": to_retention, "overlong": _overlong, "chat": _chat,
 }

@@ -6,8 +6,6 @@ from cascadec.memory_estimate import GPU_MEMORY_MIB
 from cascadec.contract.kinds import COMMON_KEYS, ENGINES, STAGE_KINDS, Key
 
 BOOLS = {"on": True, "off": False, "true": True, "false": False}
-DATA_KINDS = ("jsonl", "gym", "hf_disk", "inline")
-OVERLONG = ("none", "penalty", "filter")
 # models shipped inside PyPI packages (`runtime.models.PACKAGED`; a test keeps the two equal) and their
 # parameter counts, summed over the tensors of the shipped GGUF file (for the memory estimate, CAS409)
 PACKAGED_MODELS = {"smollm2-135m-instruct": 134_515_008}
@@ -25,8 +23,8 @@ RESOURCE_KEYS: dict[str, Key] = {
     "micro_batch": Key(("params", "micro_batch"), "int"),
 }
 
-CASCADE_KEYS = ("seed", "base", "chat", "tracking")
-DOMAIN_KEYS = ("train", "reward", "overlong", "system")
+CASCADE_KEYS = ("seed", "base", "chat", "tracking", "checkpoints")
+DOMAIN_KEYS = ("train", "reward", "overlong", "system", "chat")
 EVAL_KEYS: dict[str, Key] = {
     "metric": Key(("metric",), "metric"),
     "max_tokens": Key(("max_tokens",), "int"),

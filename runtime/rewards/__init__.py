@@ -60,6 +60,12 @@ def build_reward(spec: RewardSpec, *, domain: Domain | None = None) -> Reward:
                               hint="write combined_if_rm(instructions(...), reward_model(\"path\"))",
                               origin=spec.origin)
         reward = CombinedIfRm(*(build_reward(p, domain=domain) for p in spec.parts))
+    elif spec.kind == "route":
+        from runtime.routing import RoutedReward
+
+        keys = list(spec.args.get("keys", []))
+        routes = dict(zip(keys, (build_reward(p, domain=domain) for p in spec.parts)))
+        reward = RoutedReward(spec.args["by"], routes, dict(zip(keys, spec.weights)), origin=spec.origin)
     elif spec.kind in REWARD_KINDS:
         reward = _construct(load(REWARD_KINDS[spec.kind].impl), spec, dict(spec.args))
     else:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadec.contract.plan import DataSource, Domain, Origin, Plan, RewardSpec
+from cascadec.contract.tables import read_table
 from runtime.rewards import build_reward
 from runtime.rewards.base import RewardError
 
@@ -32,6 +33,7 @@ class Problem:
     message: str
     hint: str | None = None
     origin: Origin | None = None
+    code: str = "CAS500"
 
 
 # Placeholder column values for synthetic samples, by (reward kind, argument name).
@@ -96,6 +98,9 @@ def _head(source: DataSource, n: int) -> DataSource:
                     rows.append(json.loads(line))
                 if len(rows) == n:
                     break
+        return DataSource(kind="inline", rows=rows, fields=source.fields)
+    if source.kind in ("parquet", "arrow", "csv", "json") and source.path:
+        rows = read_table(source.path, source.kind, source.split, limit=n)
         return DataSource(kind="inline", rows=rows, fields=source.fields)
     return source
 
@@ -192,8 +197,12 @@ def check_rewards(plan: Plan) -> list[Problem]:
         One `Problem` per domain whose reward fails to build, raises, or does not return exactly one
         finite float per completion; sorted by domain name.
     """
+    from runtime.rewards.prefill import template_problems
+
     _import_like_run()
-    return [p for name, domain in sorted(plan.domains.items()) for p in check_domain(name, domain)]
+    found = [p for name, domain in sorted(plan.domains.items()) for p in check_domain(name, domain)]
+    broken = {p.domain for p in found}
+    return found + [p for p in template_problems(plan) if p.domain not in broken]
 
 
 def _import_like_run() -> None:

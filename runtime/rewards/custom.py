@@ -1,7 +1,7 @@
 """`py("package.module:function")`: a user reward function, imported by explicit module path.
 
-The function is called as `fn(samples, completions, **args)` and must return one finite number per
-completion. The reference names module and attribute separately (`:`), so a dotted path inside a package is
+The function is called under its contract (`runtime.rewards.adapters`: cascadec's own `fn(samples,
+completions, **args)`, veRL, TRL or OpenRLHF) and must give one finite number per completion. The reference names module and attribute separately (`:`), so a dotted path inside a package is
 never mistaken for a model id or imported by its last segment only (peers.md pain points 4 and 5); the
 function must pickle by reference so that process-based reward workers can receive it.
 """
@@ -9,13 +9,28 @@ function must pickle by reference so that process-based reward workers can recei
 from __future__ import annotations
 
 import importlib
-import math
+import os
 import pickle
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from cascadec.contract.plan import Origin
+from runtime.rewards.adapters import CONTRACTS, call_contract, check_signature
 from runtime.rewards.base import RewardError, check_batch
+
+
+def _import(module_name: str, origin: Origin | None) -> Any:
+    """Import from the working directory and ``sys.path`` first, then from the spec's own directory, so a
+    reward module next to the spec is found by `cascadec run` and `lint --check-rewards` from any directory."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        spec_dir = os.path.dirname(os.path.abspath(origin.path)) if origin and not origin.path.startswith("<") else None
+        if spec_dir is None or err.name != module_name.split(".")[0] or spec_dir in sys.path:
+            raise
+        sys.path.append(spec_dir)
+        return importlib.import_module(module_name)
 
 
 def load_function(target: str, origin: Origin | None = None) -> Any:
@@ -32,12 +47,12 @@ def load_function(target: str, origin: Origin | None = None) -> Any:
                           origin=origin)
     module_name, attr_path = target.split(":", 1)
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import(module_name, origin)
     except Exception as err:  # an import runs arbitrary user code; report whatever it raised
         raise RewardError(f"cannot import module `{module_name}` for reward `{target}`: "
                           f"{type(err).__name__}: {err}",
-                          hint="modules are imported from the directory `cascadec run` starts in: start it in the "
-                               "folder that holds the module, or put that folder on PYTHONPATH",
+                          hint="modules are imported from the directory `cascadec run` starts in, then from the "
+                               "spec's directory: put the module in one of them, or its folder on PYTHONPATH",
                           origin=origin) from None
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -55,31 +70,28 @@ def load_function(target: str, origin: Origin | None = None) -> Any:
 
 
 class PyReward:
-    """Calls a user function; extra spec arguments are passed on as keyword arguments.
+    """Calls a user function under a contract (``runtime.rewards.adapters``); extra spec arguments are passed
+    on as keyword arguments, checked against the function's signature when the reward is built.
 
     Args:
         fn: `package.module:function`.
+        contract: ``cascadec`` (default), ``verl``, ``trl`` or ``openrlhf``.
     """
 
-    def __init__(self, fn: str, *, origin: Origin | None = None, **kwargs: Any) -> None:
+    def __init__(self, fn: str, *, contract: str = "cascadec", origin: Origin | None = None, **kwargs: Any) -> None:
+        if contract not in CONTRACTS:
+            raise RewardError(f"reward contract `{contract}` does not exist",
+                              hint="contracts: " + ", ".join(f"`{c}`" for c in CONTRACTS), origin=origin)
         self.target = fn
+        self.contract = contract
         self.fn = load_function(fn, origin)
         self.kwargs = kwargs
         self.origin = origin
+        self.last_extras: dict[str, list[float]] = {}
+        check_signature(self.fn, fn, contract, kwargs, origin)
 
     def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:
         check_batch(samples, completions)
-        values = self.fn(list(samples), list(completions), **self.kwargs)
-        try:
-            out = [float(v) for v in values]
-        except (TypeError, ValueError):
-            raise RewardError(f"reward `{self.target}` returned {type(values).__name__}, not a list of numbers",
-                              hint="return one float per completion", origin=self.origin) from None
-        if len(out) != len(completions):
-            raise RewardError(f"reward `{self.target}` returned {len(out)} values for {len(completions)} completions",
-                              hint="return one float per completion", origin=self.origin)
-        bad = [i for i, v in enumerate(out) if not math.isfinite(v)]
-        if bad:
-            raise RewardError(f"reward `{self.target}` returned a non-finite value at index {bad[0]}",
-                              hint="return finite floats", origin=self.origin)
-        return out
+        result = call_contract(self.fn, self.contract, samples, completions, self.kwargs, self.target, self.origin)
+        self.last_extras = result.extras
+        return result.scores

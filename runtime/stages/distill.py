@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from runtime import external
 from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, unwrap_model
 from runtime.losses.distill import mopd_loss, sequence_token_mean
 from runtime.ops import linear_token_divergence
+from runtime.losses.overlong import rule_of
 from runtime.rollout.base import RolloutBatch
+from runtime.routing import route_key
 from runtime.stages import backward_passes, optimizer_step
 from runtime.stages.grpo import rollout_seed, sequences
 from runtime.state import atomic_write_json
@@ -86,6 +89,8 @@ def _param_bytes(model: torch.nn.Module) -> int:
 
 
 def _describe(ctx: StageContext, name: str) -> str:
+    if name in ctx.plan.checkpoints:
+        return external.describe(name, ctx.plan.checkpoints[name])
     return f"{ctx.plan.base.name} (base)" if name == BASE else f"{name} ({ctx.rundir.final(name)})"
 
 
@@ -93,6 +98,8 @@ def _tokenizer_of(ctx: StageContext, name: str) -> Any:
     """The tokenizer saved with a teacher checkpoint (the base model's for ``base``)."""
     from transformers import AutoTokenizer
 
+    if name in ctx.plan.checkpoints:
+        return external.external_tokenizer(name, ctx.plan.checkpoints[name])
     if name != BASE:
         return AutoTokenizer.from_pretrained(ctx.rundir.final(name))
     from runtime.models import load_model, packaged_checkpoint
@@ -166,16 +173,16 @@ class DistillTrainer:
 
     Raises:
         TeacherError: an unresolvable, unfinished or incompatible teacher.
-        DistillSetupError: ``overlong = penalty`` (a distill stage has no reward to zero) or a ``jsd`` loss
+        DistillSetupError: ``overlong = penalty`` or ``soft`` (a distill stage has no reward) or a ``jsd`` loss
             whose ``jsd_beta`` is not strictly between 0 and 1.
     """
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
         self.params = p = ctx.stage.params
-        if p.overlong == "penalty":
+        if p.overlong in ("penalty", "soft"):
             raise DistillSetupError(
-                f"distill stage `{ctx.stage.name}` sets `overlong = penalty`, but distillation has no reward to zero"
+                f"distill stage `{ctx.stage.name}` sets `overlong = {p.overlong}`, but distillation has no reward to change"
                 "\nhelp: use `overlong = filter` to drop truncated samples from the loss, or `none`"
             )
         if p.loss == "jsd" and not 0.0 < p.jsd_beta < 1.0:
@@ -220,8 +227,10 @@ class DistillTrainer:
         )
         gen_s = time.perf_counter() - start
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
-        names = [route(s.domain, self.teachers) for s in samples]
-        keep = [not (p.overlong == "filter" and t) for t in rollouts.truncated]
+        names = [self._teacher_of(s) for s in samples]
+        # a distill stage has no reward, so of a domain's rules only `filter` applies (CAS410 rejects the rest)
+        keep = [not (t and rule_of(p, ctx.plan.domains[s.domain]).kind == "filter")
+                for s, t in zip(samples, rollouts.truncated)]
         rows = [i for i in range(len(samples)) if keep[i]]
 
         t0 = time.perf_counter()
@@ -245,6 +254,13 @@ class DistillTrainer:
         for name, count in sorted(Counter(names).items()):
             metrics[f"teacher_rows/{name}"] = float(count)
         return metrics
+
+    def _teacher_of(self, sample: Sample) -> str:
+        """The teacher of one row: by its domain, or by the stage's ``teacher_field`` value."""
+        field = self.ctx.stage.teacher_field
+        if field is None:
+            return route(sample.domain, self.teachers)
+        return route(route_key(sample, field), self.teachers, what=f"`{field}` value")
 
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.

@@ -20,9 +20,11 @@ import torch
 from runtime.dynamic_sampling import NoSignalWatch, after_attempt
 from runtime.logprobs import pad_right, pad_token_id
 from runtime.losses.advantages import advantages
-from runtime.losses.grpo import apply_overlong, informative_groups
+from runtime.losses.grpo import informative_groups
+from runtime.losses.overlong import apply_rules, rule_of
 from runtime.losses.policy import kl_estimate, kl_in_reward
 from runtime.rollout.base import RolloutBatch
+from runtime.routing import reward_metrics
 from runtime.stages.grpo_rollouts import Attempt
 from runtime.stages.policy_update import PolicyUpdate, UpdateOptions, per_token
 
@@ -91,17 +93,10 @@ class GRPOTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.watch.streak = int(state.get("no_signal_streak", 0))
 
-    def _overlong(self, samples: list[Sample], rewards: torch.Tensor, truncated: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = torch.ones_like(truncated)
-        for mode in ("penalty", "filter"):
-            rows = torch.tensor([
-                (self.params.overlong or self.ctx.plan.domains[s.domain].overlong) == mode for s in samples
-            ])
-            if rows.any():
-                new_rewards, new_keep = apply_overlong(rewards[rows], truncated[rows], mode)
-                rewards[rows], keep[rows] = new_rewards, new_keep
-        return rewards, keep
+    def _overlong(self, samples: list[Sample], rewards: torch.Tensor, truncated: torch.Tensor,
+                  lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rules = [rule_of(self.params, self.ctx.plan.domains[s.domain]) for s in samples]
+        return apply_rules(rewards, truncated, lengths, self.params.max_response, rules)
 
     def _sample(self, step: int, attempt: int, batch: list[Sample]) -> Attempt:
         """One generation batch: rollouts, rewards (overlong rule applied), kept rows, informative groups."""
@@ -115,7 +110,8 @@ class GRPOTrainer:
         gen_s = time.perf_counter() - start
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
         truncated = torch.tensor(rollouts.truncated, dtype=torch.bool)
-        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated)
+        lengths = torch.tensor([len(c) for c in rollouts.completion_ids], dtype=torch.float32)
+        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated, lengths)
         informative = informative_groups(rewards, p.rollouts_per_prompt)
         return Attempt(rollouts, samples, rewards, keep, truncated, informative, gen_s,
                        time.perf_counter() - start - gen_s)
@@ -176,7 +172,8 @@ class GRPOTrainer:
         (groups without signal), informative_frac, sampling_attempts, clip_frac, is_masked_frac,
         tokens_per_s (completion tokens per second of the step), grad_norm, lr, logp_mismatch (mean
         |log pi_train - log pi_inf| per kept token: 0 up to numerics when the engine samples from the trained
-        weights), gen_s, reward_s, train_s, and reward_mean/<domain> per domain; this rank's values (the loop
+        weights), gen_s, reward_s, train_s, reward_mean/<domain> per domain and reward/<domain>/<name> for what its
+        reward logged (rows per route, extra values of user functions); this rank's values (the loop
         combines ranks).
         """
         ctx = self.ctx
@@ -189,4 +186,6 @@ class GRPOTrainer:
             update = self.update.skip()
         train_s = time.perf_counter() - train_start
         ctx.engine.sync_weights(ctx.policy)
-        return {**got.metrics(train_s, batch), **update}
+        logged = {f"reward/{d}/{k}": v for d in sorted({s.domain for s in batch})
+                  for k, v in reward_metrics(ctx.rewards[d]).items()}
+        return {**got.metrics(train_s, batch), **update, **logged}

@@ -1,6 +1,7 @@
-"""One SFT step: chat-rendered prompt + completion pairs, loss on the assistant tokens only, packing.
+"""One SFT step: chat-rendered conversations, loss on every assistant turn's tokens only, packing.
 
-Completion of a sample: its ``completion`` column (``Sample.meta["completion"]``, e.g. a jsonl source with
+A chat-list sample trains on every assistant turn of its conversation (``runtime.chat.render_sft_chat``).
+Final completion of a sample: its ``completion`` column (``Sample.meta["completion"]``, e.g. a jsonl source with
 ``completion = "response"``); when a source has none (reasoning-gym generators, prompt/answer jsonl), the
 answer formatted as ``Answer: <answer>`` (:data:`ANSWER_FORMAT`), a form the reward library's
 ``extract_final_answer`` reads for every verifier (gym, math_verify, exact), so SFT teaches exactly the
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from cascadec.contract.errors import UserError
-from runtime.chat import SFTExample, render_sft
+from runtime.chat import SFTExample, conversation, render_sft_chat
+from runtime.rows import RowError, chat_list
 from runtime.logprobs import pad_right, pad_token_id, token_logprobs
 from runtime.stages import backward_passes, optimizer_step
 
@@ -37,21 +39,52 @@ class SFTDataError(UserError, ValueError):
     """A sample has nothing to train on."""
 
 
-def sft_completion(sample: Sample) -> str:
-    """The assistant turn to train on for ``sample`` (see the module docstring).
+def sft_completion(sample: Sample) -> str | list[dict[str, str]] | None:
+    """The final assistant turn to add for ``sample`` (see the module docstring): text, or the turns of a
+    completion column in chat format (``[{"role": "assistant", "content": ...}]``, as prime-rl and TRL
+    prompt/completion datasets store it); None when its chat list already ends with an assistant turn and it
+    has no completion column.
 
     Raises:
-        SFTDataError: the sample has neither a ``completion`` column nor an answer.
+        SFTDataError: the sample has no ``completion`` column, no answer and no assistant turn, or a chat
+            completion that is malformed.
     """
     completion = sample.meta.get("completion")
+    if completion == []:  # an empty chat completion holds nothing to train on
+        completion = None
+    if isinstance(completion, list):
+        try:
+            return [dict(m) for m in chat_list(completion, f"SFT sample `{sample.id}`", need_user=False)]
+        except RowError as e:
+            raise SFTDataError(str(e)) from None
     if completion is not None:
         return str(completion)
+    if sample.messages and sample.messages[-1]["role"] == "assistant":
+        return None
     if sample.answer is not None:
         return ANSWER_FORMAT.format(answer=sample.answer)
+    if sample.messages and any(m["role"] == "assistant" for m in sample.messages):
+        return None
     raise SFTDataError(
-        f"SFT sample `{sample.id}` has no `completion` column and no answer to train on\n"
+        f"SFT sample `{sample.id}` has no `completion` column, no answer and no assistant turn to train on\n"
         f'help: map a completion column in the domain\'s data, e.g. jsonl("...", completion = "response")'
     )
+
+
+def sft_turns(sample: Sample, system: str | None) -> list[dict[str, str]]:
+    """The conversation SFT trains on: the sample's turns (a chat list: every turn, system included; a text
+    prompt: one user turn) ending with an assistant turn, ``sft_completion`` appended when there is one.
+    A chat list whose assistant turns are followed by user turns without a completion is cut after its last
+    assistant turn."""
+    turns = conversation(sample.prompt, sample.messages, system)
+    completion = sft_completion(sample)
+    if isinstance(completion, list):
+        return turns + completion
+    if completion is not None:
+        return turns + [{"role": "assistant", "content": completion}]
+    while turns[-1]["role"] != "assistant":
+        turns.pop()
+    return turns
 
 
 def pack(examples: list[SFTExample], max_seq: int) -> list[list[SFTExample]]:
@@ -100,11 +133,12 @@ class SFTTrainer:
 
     def _examples(self, batch: list[Sample]) -> list[SFTExample]:
         ctx = self.ctx
-        return [
-            render_sft(ctx.tokenizer, ctx.plan.chat, ctx.stage.mode, ctx.system_prompt(s.domain), s.prompt,
-                       sft_completion(s), max_seq=self.params.max_seq)
-            for s in batch
-        ]
+        out = []
+        for s in batch:
+            chat = ctx.chat(s.domain)
+            out.append(render_sft_chat(ctx.tokenizer, chat, ctx.stage.mode, sft_turns(s, chat.system),
+                                       max_seq=self.params.max_seq))
+        return out
 
     def _micro_batches(self, examples: list[SFTExample]) -> list[dict[str, torch.Tensor | None]]:
         p = self.params

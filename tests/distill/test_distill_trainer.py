@@ -279,3 +279,29 @@ def test_teacher_temperature_scores_the_teacher_at_its_own_temperature(teachers_
                    teacher_temperature=teacher_t, micro_batch=16)
         kls.append(DistillTrainer(ctx).step(0, _samples("a", 2) + _samples("b", 2))["reverse_kl"])
     assert abs(kls[0]) < 1e-4 and abs(kls[1]) > 1e-2
+
+
+def test_rows_are_routed_to_teachers_by_a_data_field(teachers_dir, tmp_path):
+    ctx = _ctx(teachers_dir, tmp_path, {"yes": TeacherRef(kind="stage", stage="teach_ok"),
+                                        "default": TeacherRef(kind="stage", stage="teach_no")})
+    ctx.stage = ctx.stage.model_copy(update={"teacher_field": "meta.tag"})
+    trainer = DistillTrainer(ctx)
+    calls = []
+    score = trainer._score
+
+    def recording(rollouts, names, rows):
+        calls.append(list(names))
+        return score(rollouts, names, rows)
+
+    trainer._score = recording
+    tags = ["yes", "no", None, "yes"]
+    batch = [Sample(id=f"a/{i}", domain="a", prompt=f"A: {i}?", meta={"meta": {"tag": t}} if t else {})
+             for i, t in enumerate(tags)]
+    m = trainer.step(0, batch)
+    want = [("teach_ok" if t == "yes" else "teach_no") for t in tags for _ in range(4)]
+    assert calls == [want]  # rows without the field take the default route
+    assert m["teacher_rows/teach_ok"] == 8 and m["teacher_rows/teach_no"] == 8
+    del ctx.stage.teachers["default"]
+    trainer.teachers.pop("default")
+    with pytest.raises(TeacherError, match="`meta.tag` value `no` has no teacher"):
+        trainer.step(1, batch)

@@ -1,0 +1,98 @@
+"""Checkpoints this file does not train: ``checkpoints = { name = model("org/id"), prev = run("../runs/x",
+stage = "sft"), local = model("./ckpt") }`` at cascade level.
+
+Each name can be a stage's parent (``grpo(name)``) and a teacher (``teachers { math = name }``). A checkpoint
+is a root of the stage graph, like ``base``: always available, never trained here. Its identity
+(`cascadec.contract.identity`: path and content hash when local, hub id and cached commit otherwise) is computed once
+the spec is checked (:func:`with_identities`) and hashed into the stages that start from it or distil from
+it, so a changed checkpoint re-runs exactly those stages.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cascadec import ast
+from cascadec.codes import make
+from cascadec.diagnostics import Diagnostic
+from cascadec.contract.identity import identity_of, run_stage_dir
+from cascadec.model.calls import _call, _one_string, _resolve, to_model
+from cascadec.model.convert import _bad, to_str
+from cascadec.model.inputs import SpecIn
+from cascadec.contract.suggest import did_you_mean
+
+_EXAMPLE = 'checkpoints = { teacher = model("Qwen/Qwen3-32B"), prev = run("../runs/c1", stage = "sft") }'
+
+
+def declared(view: ast.SpecView) -> dict[str, ast.Kwarg]:
+    """Checkpoint name -> its entry in the cascade's ``checkpoints = { ... }`` record (empty when absent)."""
+    for a in view.assigns:
+        if a.key.name == "checkpoints" and isinstance(a.value, ast.Record):
+            return {e.key.name: e for e in a.value.entries}
+    return {}
+
+
+def _run(call: ast.Call) -> dict[str, Any]:
+    path = _one_string(call, "a run directory")
+    kwargs = {kw.key.name: kw for kw in call.kwargs}
+    for name, kw in kwargs.items():
+        if name != "stage":
+            raise _bad("CAS301", f"`run(...)` has no argument `{name}`", kw.key.span, label="unknown argument",
+                       help=did_you_mean(name, ("stage",), "arguments"))
+    if "stage" not in kwargs:
+        raise _bad("CAS203", "`run(...)` needs the stage whose final checkpoint to use", call.span,
+                   label="no `stage`", help=f'write `run("{path}", stage = "sft")`')
+    return {"kind": "run", "name": _resolve(path, call.args[0].span), "stage": to_str(kwargs["stage"].value, "stage")}
+
+
+def to_checkpoints(v: ast.Value, key: str) -> dict[str, Any]:
+    """``{name: ModelRef dict}`` of the ``checkpoints`` record."""
+    if not isinstance(v, ast.Record):
+        raise _bad("CAS200", "`checkpoints` takes a record of name = model(...) or run(...)", v.span,
+                   help=f"write `{_EXAMPLE}`")
+    out = {}
+    for e in v.entries:
+        if e.key.name == "base":
+            raise _bad("CAS303", "a checkpoint named `base`", e.key.span, label="`base` is the base model",
+                       help="pick another name")
+        if isinstance(e.value, ast.Call) and e.value.func.name == "run":
+            out[e.key.name] = _run(_call(e.value, "checkpoint", ("run",), 'run("../runs/x", stage = "sft")'))
+        else:
+            ref = to_model(e.value, e.key.name)
+            if ref["kind"] not in ("hub", "path"):
+                raise _bad("CAS200", "a checkpoint is a hub id, a local directory or `run(...)`", e.value.span,
+                           help=f"write `{_EXAMPLE}`")
+            out[e.key.name] = ref
+    return out
+
+
+def shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (as spans are shown), else as is."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _where(ref: dict[str, Any] | Any) -> str:
+    return run_stage_dir(ref.name, ref.stage or "") if ref.kind == "run" else ref.name
+
+
+def with_identities(spec: SpecIn, view: ast.SpecView) -> tuple[SpecIn, list[Diagnostic]]:
+    """``spec`` with each checkpoint's identity filled in; CAS325 for a local checkpoint that is missing
+    or cannot be read (its content cannot be hashed, so the stages depending on it could not be)."""
+    problems, refs = [], {}
+    for name, ref in spec.checkpoints.items():
+        span = declared(view)[name].value.span
+        if ref.kind != "hub" and not os.path.isfile(os.path.join(_where(ref), "config.json")):
+            problems.append(make("CAS325", f"checkpoint `{name}` has no model at `{shown(_where(ref))}`", span,
+                                 label="not found", help="give a directory written by `save_pretrained` (with "
+                                 "config.json), or `run(DIR, stage = ...)` of a finished stage"))
+            continue
+        try:
+            refs[name] = ref.model_copy(update={"identity": identity_of(ref.kind, ref.name, ref.stage)})
+        except OSError as e:
+            problems.append(make("CAS325", f"checkpoint `{name}` cannot be read: {e.strerror or e}", span,
+                                 label="unreadable", help="fix its permissions or the path"))
+    if problems:
+        return spec, problems
+    return spec.model_copy(update={"checkpoints": refs}), []

@@ -1,0 +1,88 @@
+"""Named checkpoints from outside the file: parents and teachers, identity in the hashes, tokenizer check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cascadec.compiler import compile_file
+
+SPEC = '''cascade "ext" {{
+  base = model("./base")
+  checkpoints = {{ teacher = model("./teacher"), prev = run("./other", stage = "sft") }}
+  domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}])  reward = exact() }}
+  stage rl = grpo({parent}) {{ steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2 }}
+  stage opd = distill(rl) {{ steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2
+                            teachers {{ d = teacher  default = prev }} }}
+}}
+'''
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """A tiny model saved (with its byte tokenizer) as a local checkpoint directory."""
+    from cascadec.contract.plan import ModelRef
+    from runtime.models import load_model, save_checkpoint
+
+    root = tmp_path_factory.mktemp("ckpt")
+    model, tok = load_model(ModelRef(kind="tiny", name="llama", config={"hidden_size": 16, "num_hidden_layers": 1,
+                                                                        "num_attention_heads": 2,
+                                                                        "num_key_value_heads": 1,
+                                                                        "intermediate_size": 32}))
+    save_checkpoint(model, tok, root / "model")
+    return root / "model"
+
+
+def _tree(tmp_path: Path, saved: Path, parent: str = "base") -> Path:
+    import shutil
+
+    for name in ("base", "teacher", "other/stages/sft/final"):
+        shutil.copytree(saved, tmp_path / name)
+    (tmp_path / "other" / "state.json").write_text(json.dumps({"stages": {"sft": {"status": "done"}}}))
+    spec = tmp_path / "ext.cascade"
+    spec.write_text(SPEC.format(parent=parent))
+    return spec
+
+
+def test_checkpoints_are_parents_and_teachers_and_a_changed_one_reruns_its_dependants(tmp_path, saved, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CASCADEC_CACHE", str(tmp_path / "cache"))
+    spec = _tree(tmp_path, saved, parent="prev")
+    first = compile_file(spec)
+    assert first.plan is not None, [d.message for d in first.diagnostics]
+    assert first.plan.stage("rl").parent == "prev" and set(first.plan.checkpoints) == {"teacher", "prev"}
+    assert first.plan.checkpoints["teacher"].identity.startswith("sha256:")
+    cfg = tmp_path / "teacher" / "config.json"
+    cfg.write_text(cfg.read_text().replace('"hidden_size": 16', '"hidden_size": 16 '))
+    second = compile_file(spec)
+    assert second.plan is not None
+    # the changed teacher re-runs the distill stage only; its parent (from `prev`) is unchanged
+    assert second.plan.stage("rl").hash == first.plan.stage("rl").hash
+    assert second.plan.stage("opd").hash != first.plan.stage("opd").hash
+
+
+def test_missing_checkpoint_and_unknown_name(tmp_path, saved, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _tree(tmp_path, saved)
+    spec.write_text(spec.read_text().replace('stage = "sft"', 'stage = "rl"'))
+    result = compile_file(spec)
+    assert [d.code for d in result.diagnostics] == ["CAS325"] and "other/stages/rl/final" in result.diagnostics[0].message
+    spec.write_text(SPEC.format(parent="teachr"))
+    result = compile_file(spec)
+    assert [d.code for d in result.diagnostics] == ["CAS300"] and result.diagnostics[0].help == "did you mean `teacher`?"
+
+
+def test_a_teacher_with_another_tokenizer_is_found_at_compile_time(tmp_path, saved, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _tree(tmp_path, saved)
+    tok = tmp_path / "teacher" / "tokenizer.json"
+    data = json.loads(tok.read_text())
+    vocab = data["model"]["vocab"]
+    a, b = list(vocab)[10:12]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    tok.write_text(json.dumps(data))
+    result = compile_file(spec)
+    assert [d.code for d in result.diagnostics] == ["CAS326"]
+    assert "2 ids differ" in result.diagnostics[0].notes[0]
