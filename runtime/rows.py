@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascadec.contract.errors import UserError
 from cascadec.contract.datarows import ANSWER, PROMPT, columns, meta_of, prompt_value
 from cascadec.contract.tables import MISSING, get_path
 
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class RowError(ValueError):
+class RowError(UserError, ValueError):
     """A row the runtime cannot use; ``runtime.data`` re-raises it as a ``DataError`` with the location."""
 
 
