@@ -93,8 +93,9 @@ def teacher_routes(block: ast.Teachers) -> tuple[ast.Assign | None, list[ast.Ass
         if a.key.name == "by":
             continue
         whens = a.value.items if a.key.name == "routes" and isinstance(a.value, ast.ListV) else None  # type: ignore
+        # teacher routes take no weights: a `when(..., weight = w)` is reported as a malformed `routes`
         if whens is None or not all(isinstance(w, ast.Call) and w.func.name == "when" and len(w.args) == 2
-                                    and isinstance(w.args[0], ast.Str) for w in whens):
+                                    and isinstance(w.args[0], ast.Str) and not w.kwargs for w in whens):
             out.append(a)
             continue
         for w in whens:
