@@ -36,6 +36,7 @@ def key_tables() -> Tables:
     """Every key and kind the language accepts, with a one-line doc each."""
     from cascadec.contract import kinds, plan
     from cascadec.model import keys
+    from cascadec.overlong import RULES
     from cascadec.tracking import TRACKER_DOCS
 
     stage = {name: {key: _key_doc(key, spec, kind.params) for key, spec in kind.all_keys().items()}
@@ -53,20 +54,26 @@ def key_tables() -> Tables:
         reward_kinds={name: f"{_reward_signature(name, kind.args)}: {kind.doc}"
                       for name, kind in kinds.REWARD_KINDS.items()},
         trackers=dict(TRACKER_DOCS),
-        choices={**choices, "overlong": keys.OVERLONG, "tracking": plan.TRACKERS},
+        choices={**choices, "overlong": RULES, "tracking": plan.TRACKERS},
     )
 
 
 _DOMAIN = {
-    "train": "training prompts: `gym(...)`, `jsonl(...)`, `hf_disk(...)` or `inline(...)`",
+    "train": "training prompts: `jsonl(...)`, `parquet(...)`, `arrow(...)`, `csv(...)`, `json(...)`, `hf(...)`, "
+             "`hf_disk(...)`, `gym(...)` or `inline(...)`",
     "reward": "how completions of this domain are scored, e.g. `math_verify()`",
-    "overlong": "what happens to a response cut at `max_response`: none, penalty (reward 0) or filter (dropped)",
+    "overlong": "what happens to a long response: none, penalty or penalty(V) (reward V when cut), filter "
+                "(dropped from the loss), soft(buffer = N, factor = F) (DAPO's length penalty)",
     "system": "a system prompt for this domain's prompts",
+    "chat": "this domain's template override: `template(system = ..., jinja = ... | file = ..., kwargs = {...})`",
 }
 _CASCADE = {
     "seed": "the cascade's seed (each stage's default `seed`)",
     "base": 'the base model: `model("org/name")`, a local path, or `model(packaged("smollm2-135m-instruct"))`',
-    "chat": "the chat template's thinking/no-thinking prefixes and system prompt: `template(...)`",
+    "chat": "the chat template: thinking/no-thinking prefixes, system prompt, `jinja`/`file`, `kwargs`: "
+            "`template(...)`",
+    "checkpoints": "checkpoints this file does not train, usable as parents and teachers: "
+                   '`{ name = model("org/id"), prev = run("../runs/x", stage = "sft") }`',
     "tracking": "experiment trackers each stage streams to: [tensorboard, wandb, mlflow, trackio]",
 }
 
