@@ -130,10 +130,6 @@ _TABLE: tuple[Code, ...] = (
          "The first non-empty line of a `jsonl` file must be one JSON object (not an array, a string or "
          "malformed JSON), the file must be UTF-8 text with at least one row, and a prompt column must hold a "
          "string. The message gives the file's line number."),
-    Code("CAS327", "gym-config-invalid", "error", "reasoning-gym rejects a generator's arguments",
-         "`cascadec lint` builds every `gym(...)` data source with a couple of items, as the run would, so that "
-         "values reasoning-gym refuses (for example `min_terms` above `max_terms`) are found before the run. "
-         "The message is reasoning-gym's own; the caret points at the keyword it names."),
     Code("CAS323", "route-unused", "warning", "a route that no row of the local data takes",
          "A reward `route(field(...), ...)` or a distill stage's `teachers { by = field(...) }` routes rows by the "
          "value of a data field. When the data is local, the compiler reads its rows (up to 100,000 per source) "
@@ -150,6 +146,10 @@ _TABLE: tuple[Code, ...] = (
          "identically: the same vocabulary ids and special tokens. A model whose embedding matrix is padded to "
          "a multiple of 64 or 128 rows is fine; the tokenizers are compared, not the matrices. Checked when both "
          "tokenizers are local directories (tokenizer.json), and again when the stage starts."),
+    Code("CAS327", "gym-config-invalid", "error", "reasoning-gym rejects a generator's arguments",
+         "`cascadec lint` builds every `gym(...)` data source with a couple of items, as the run would, so that "
+         "values reasoning-gym refuses (for example `min_terms` above `max_terms`) are found before the run. "
+         "The message is reasoning-gym's own; the caret points at the keyword it names."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
@@ -206,14 +206,14 @@ _TABLE: tuple[Code, ...] = (
          "Teachers are scored at `teacher_temperature` (default 1.0, the teacher's own distribution, which MOPD's "
          "reverse KL and GKD assume), not at the student's sampling temperature. When the stage samples at another "
          "temperature, say which one the teachers should use."),
-    Code("CAS415", "implausible-value", "warning", "a value in range but almost surely a typo",
-         "A peak learning rate above 1e-2, more than 1,000,000 steps, or a sampling temperature (rollouts or "
-         "evals) above 2 is allowed but rarely meant: `lr = 3e5` for `3e-5` trains to NaN at the first step. "
-         "Fix the value, or keep it if it is deliberate."),
     Code("CAS413", "overlong-reward-rule-in-distill", "error", "a distill stage sets a reward overlong rule",
          "`overlong = penalty` and `overlong = soft(...)` change a rollout's reward, and a distill stage has no "
          "reward: its loss comes from the teachers' log-probs. Use `overlong = filter` to leave truncated "
          "rollouts out of the loss, or `none`."),
+    Code("CAS415", "implausible-value", "warning", "a value in range but almost surely a typo",
+         "A peak learning rate above 1e-2, more than 1,000,000 steps, or a sampling temperature (rollouts or "
+         "evals) above 2 is allowed but rarely meant: `lr = 3e5` for `3e-5` trains to NaN at the first step. "
+         "Fix the value, or keep it if it is deliberate."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

@@ -228,7 +228,7 @@ class DistillTrainer:
         gen_s = time.perf_counter() - start
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
         names = [self._teacher_of(s) for s in samples]
-        # a distill stage has no reward, so of a domain's rules only `filter` applies (CAS410 rejects the rest)
+        # a distill stage has no reward, so of a domain's rules only `filter` applies (CAS413 rejects the rest)
         keep = [not (t and rule_of(p, ctx.plan.domains[s.domain]).kind == "filter")
                 for s, t in zip(samples, rollouts.truncated)]
         rows = [i for i in range(len(samples)) if keep[i]]
