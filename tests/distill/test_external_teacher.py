@@ -43,7 +43,7 @@ def test_external_teacher_is_loaded_and_scores_rows(teacher_dir, tmp_path):
     ctx = build_context(plan, plan.stage("mopd"), RunDir(tmp_path / "run"))
     trainer = DistillTrainer(ctx)
     loaded = trainer.pool.models["ext"]
-    expected, _ = load_external("ext", ext)
+    expected, _ = load_external("ext", ext, dtype=ctx.dtype)  # the teacher is loaded in the stage's dtype
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), expected.state_dict().values()))
     student = ctx.unwrapped_policy().state_dict()
     assert any(not torch.equal(a, student[k]) for k, a in loaded.state_dict().items())
