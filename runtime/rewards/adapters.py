@@ -79,6 +79,19 @@ def check_signature(fn: Callable, target: str, contract: str, args: dict[str, An
                               f"; give `{name}` a default or pass it: py(\"{target}\", {name} = ...)", origin=origin)
 
 
+
+def named_columns(fn: Callable, args: dict[str, Any]) -> list[str]:
+    """The dataset columns a TRL-contract function requires: its parameters without a default that neither
+    the contract (``prompts``, ``completions``) nor the spec's ``args`` supply, e.g. ``solution`` of
+    ``accuracy(completions, solution, **kwargs)``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return []
+    return [name for name, p in params.items()
+            if p.default is p.empty and name not in _SUPPLIED["trl"] and name not in args
+            and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+
 def _number(value: Any, target: str, i: int, origin: Origin | None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise RewardError(f"reward `{target}` returned {value!r} for completion {i}, not a number",

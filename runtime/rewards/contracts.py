@@ -61,6 +61,20 @@ def _fields(spec: RewardSpec) -> Iterator[tuple[str, str, str]]:
             yield spec.kind, arg, value["field"]
     for part in spec.parts:
         yield from _fields(part)
+    yield from _trl_columns(spec)
+
+
+def _trl_columns(spec: RewardSpec) -> Iterator[tuple[str, str, str]]:
+    """(kind, column, column) of every column a `py(..., contract = trl)` function names as a parameter:
+    TRL passes dataset columns by name, so synthetic samples must carry them."""
+    if spec.kind != "py" or spec.args.get("contract") != "trl":
+        return
+    from runtime.rewards.adapters import named_columns
+    from runtime.rewards.custom import load_function
+
+    extra = {k: v for k, v in spec.args.items() if k not in ("fn", "contract")}
+    for col in named_columns(load_function(spec.args["fn"], spec.origin), extra):
+        yield spec.kind, col, col
 
 
 def _synthetic(name: str, spec: RewardSpec, n: int) -> list[Any]:

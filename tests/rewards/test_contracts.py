@@ -101,3 +101,18 @@ def test_uncached_hub_model_is_reported_without_network():
     assert "`nobody-here/no-such-rm-7b` is neither a local directory nor in the Hugging Face cache" in p.message
     assert "huggingface-cli download" in p.hint
     assert time.monotonic() - start < 5
+
+
+def test_trl_columns_are_filled_on_synthetic_samples(tmp_path, monkeypatch):
+    """A TRL function names dataset columns as parameters; with data that cannot be loaded (an uncached hub
+    dataset), the synthetic samples carry them, so the contract is checked instead of failing on a missing
+    argument. A wrong return count is still reported."""
+    _write_module(tmp_path, monkeypatch, "contract_trl",
+                  "def acc(completions, solution, **kwargs):\n    return [float(solution[0] in c) for c in completions]\n"
+                  "def short(completions, solution, **kwargs):\n    return [1.0]\n")
+    good = RewardSpec(kind="py", args={"fn": "contract_trl:acc", "contract": "trl"})
+    samples, where = tiny_batch("d", _domain(good))
+    assert where.startswith("synthetic") and all("solution" in s.meta for s in samples)
+    plan = _plan(a=_domain(good), b=_domain(RewardSpec(kind="py", args={"fn": "contract_trl:short", "contract": "trl"})))
+    [b] = check_rewards(plan)
+    assert b.domain == "b" and "returned 1 values for 4 completions" in b.message
