@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -37,12 +38,20 @@ SPEC = ROOT / "examples" / "quickstart.cascade"
 def run_seed(seed: int, work: Path, env: dict[str, str]) -> dict:
     spec = work / f"quickstart-seed{seed}.cascade"
     spec.write_text(re.sub(r"^  seed = \d+$", f"  seed = {seed}", SPEC.read_text(), count=1, flags=re.MULTILINE))
-    load, start = os.getloadavg(), time.perf_counter()
+    load, start, cpu = os.getloadavg(), time.perf_counter(), _children_cpu_s()
     command = [sys.executable, "-m", "cascadec.cli", "run", str(spec), "--run-dir", str(work / f"seed{seed}"),
                "-o", str(work / "build")]
     out = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, check=False)
     return {"seed": seed, "spec": spec, "rc": out.returncode, "wall_s": time.perf_counter() - start,
-            "load_start": load, "load_end": os.getloadavg(), "log": out.stdout + out.stderr}
+            "cpu_s": _children_cpu_s() - cpu, "load_start": load, "load_end": os.getloadavg(),
+            "log": out.stdout + out.stderr}
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of finished child processes (the run and its stage processes): unlike wall
+    time, it does not grow when other jobs share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def verdicts(spec: Path, run_dir: Path) -> list[str]:

