@@ -310,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train_stage(plan, plan.stage(args.stage), run_dir)
     except StageStopped as e:
         print(f"[{args.stage}] {e}", file=sys.stderr, flush=True)
+        if rank == 0:
+            # torchrun reports a worker's exit status 143 as its own 1; the launcher reads this instead.
+            run_dir.update_stage(args.stage, stopped_by=e.signum)
         return e.exit_status
     except UserError as e:
         message = f"stage `{args.stage}`: {e}"

@@ -402,13 +402,16 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     elif rd.stage_state(stage.name).get("eval_hash") != evals[stage.name]:
         drop_stale_evals(rd, stage)
     resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
-    rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name])
+    rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name],
+                    stopped_by=None)
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
     announce_teachers(rd, stage, console)
     rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file,
                      command=command)
     entry = rd.stage_state(stage.name)
+    if rc != 0 and entry.get("stopped_by"):
+        rc = 128 + entry["stopped_by"]
     if rc in STOPPED:
         # Checkpointed on SIGTERM/SIGINT (runtime.signals): interrupted, not failed; it resumes there.
         console.print(f"[bold]{stage.name}[/]: stopped by a signal at step {entry.get('step', 0)}; resumable",

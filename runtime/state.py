@@ -112,7 +112,7 @@ class StateError(UserError):
 # The fields the runtime writes into a stage's (or the base section's) entry of state.json and their types.
 _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "status": (str,), "step": (int,), "hash": (str,), "eval_hash": (str,), "stop_reason": (str,),
-    "checkpoint": (str,), "teachers": (str,),
+    "checkpoint": (str,), "teachers": (str,), "stopped_by": (int,),
 }
 
 

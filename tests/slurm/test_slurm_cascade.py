@@ -112,13 +112,18 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 600) -> None:
 
 
 def _start_when_requeued(slurm, job: str, timeout: float = 120) -> None:
-    """Slurm holds a requeued job back for a while (its begin time); let it start as soon as it is pending."""
+    """Slurm holds a requeued job back for a while (its begin time); let it start as soon as it is pending.
+    The begin time can be set after the first update lands, so it is set again until the job has started."""
     deadline = time.monotonic() + timeout
     while slurmcli.job_states([job]).get(job, ("", ""))[0] != "PENDING":
         if time.monotonic() > deadline:
             pytest.fail(f"job {job} was not requeued")
         time.sleep(0.2)
-    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    while slurmcli.job_states([job]).get(job, ("", ""))[0] == "PENDING":
+        if time.monotonic() > deadline:
+            pytest.fail(f"requeued job {job} never started")
+        slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)  # fails once started
+        time.sleep(1)
 
 
 def test_requeued_job_resumes_from_the_sigterm_checkpoint(slurm, tmp_path, monkeypatch) -> None:
@@ -143,6 +148,28 @@ def test_requeued_job_resumes_from_the_sigterm_checkpoint(slurm, tmp_path, monke
     resumed = re.search(r"resuming at step (\d+)", logs)
     assert resumed and 3 <= int(resumed.group(1)) < steps, logs
     assert "stopped by SIGTERM" in logs
+
+
+def test_time_limit_warning_checkpoints_and_the_job_requeues_itself(slurm, tmp_path, monkeypatch) -> None:
+    # `scancel --signal=TERM` signals the job's steps only, not its batch script: what `--signal=TERM@S` does
+    # S seconds before the time limit. torchrun then exits 1, not 143; the job must still requeue itself.
+    steps = 8
+    monkeypatch.setenv("TOY_STEP_SLEEP", "1")
+    monkeypatch.setenv("TOY_STEP_LOG", str(tmp_path / "steps.log"))
+    build_dir = build(tmp_path, tiny_plan(stages=[cpu_sft("warned", "base", steps=steps, save_every=100)]))
+    rd = RunDir(tmp_path / "run")
+    rc, out = submit_ok(build_dir, rd)
+    assert rc == 0, out
+    _wait_for_lines(rd.metrics("warned"), 2)
+    job = slurmcli.read_jobs(rd)["warned"]
+    slurm.run("scancel", "--signal=TERM", job)
+    _start_when_requeued(slurm, job)
+    wait_jobs(rd)
+    logs = job_outputs(rd)
+    assert rd.stage_state("warned")["status"] == "done", logs
+    executed = (tmp_path / "steps.log").read_text().split("\n")[:-1]
+    assert executed == [f"warned {i}" for i in range(steps)], logs
+    assert "stopped by SIGTERM" in logs and re.search(r"resuming at step [2-7]", logs), logs
 
 
 def test_failed_stage_stops_its_descendants_then_resumes(slurm, tmp_path, monkeypatch) -> None:
