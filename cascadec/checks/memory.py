@@ -56,8 +56,12 @@ def model_state_bytes(params: int, st: Stage, frozen: int) -> tuple[float, float
 
 def frozen_models(st: Stage) -> int:
     """How many frozen models the stage holds at least (its kind's `frozen_models`: a GRPO reference,
-    distinct distillation teachers)."""
-    return st.params.frozen_models(st.teachers)
+    distinct distillation teachers), leaving out teachers served from `teacher_servers` (every candidate of a
+    `best(...)` route served: the route is served)."""
+    served = st.resources.teacher_servers
+    local = {route: t for route, t in st.teachers.items()
+             if not all(name in served for name in ([t.stage] if t.kind == "stage" else t.candidates))}
+    return st.params.frozen_models(local)
 
 
 def memory_lower_bound(base: ModelRef, st: Stage) -> float | None:

@@ -67,7 +67,8 @@ def stage_estimate(base: ModelRef, st: Stage) -> MemoryEstimate | None:
     est = estimate(shape, workload(st))
     limit = gpu_memory(st.resources.gpu, st.resources.memory_per_gpu_bytes)
     if st.resources.engine == "vllm" and limit is not None:
-        est = replace(est, kv_cache=min(est.kv_cache, VLLM_SHARE * limit))
+        share = st.resources.rollout.memory if st.resources.rollout else VLLM_SHARE
+        est = replace(est, kv_cache=min(est.kv_cache, share * limit))
     return est
 
 

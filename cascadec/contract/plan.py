@@ -241,7 +241,40 @@ class Retention(_Frozen):
     eval: str | None = None
 
 
+class Server(_Frozen):
+    """A model served over HTTP by an OpenAI-compatible inference server (vLLM's ``/v1/completions``).
+
+    kind:
+      - ``vllm``: ``cascadec run`` (and the rendered ``launch.sh``) starts ``vllm serve`` on ``gpus`` GPUs of
+        every node (``tensor_parallel`` of them per replica; ``gpus = 0`` with ``engine = vllm``: the colocated
+        rollout engine) with ``memory`` as vLLM's ``gpu_memory_utilization``, on ``port`` (assigned by the
+        compiler, one per served role), and waits until its ``/health`` answers.
+      - ``endpoint``: a server already running at ``url`` (``http://host:port``) that serves ``model``.
+
+    ``timeout_s`` bounds one request (and the start-up health wait of a started server, ``startup_s``);
+    ``retries`` is how often a failed request is sent again; ``concurrency`` how many requests are in flight.
+    """
+
+    kind: Literal["vllm", "endpoint"]
+    gpus: int = 0
+    tensor_parallel: int = 1
+    memory: float = 0.9
+    url: str | None = None
+    model: str | None = None
+    port: int = 0
+    timeout_s: float = 300.0
+    startup_s: float = 900.0
+    retries: int = 3
+    concurrency: int = 8
+
+
 class Resources(_Frozen):
+    """Where a stage runs. ``nproc_per_node`` is the training ranks of a node; ``node_gpus`` the GPUs a node
+    has (needed when served roles take GPUs: the ranks and the servers' GPUs must fit in it). ``rollout`` places
+    the rollout engine (``gpus = 0``: colocated with the training ranks, ``memory`` its share), and
+    ``teacher_servers`` serves each named teacher checkpoint (a stage, ``base`` or a named checkpoint) from a
+    `Server` instead of loading it on every rank."""
+
     nnodes: int = 1
     nproc_per_node: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -251,6 +284,15 @@ class Resources(_Frozen):
     engine: EngineName = "hf"
     memory_per_gpu_bytes: int | None = None
     gpu: str | None = None  # the card, for the compiler's memory estimate (`cascadec.memory_estimate`)
+    node_gpus: int | None = None
+    tensor_parallel: int = 1
+    rollout: Server | None = None
+    teacher_servers: dict[str, Server] = Field(default_factory=dict)
+
+    def served_gpus(self) -> int:
+        """GPUs of one node that served roles take (besides the training ranks)."""
+        roles = [*self.teacher_servers.values(), *([self.rollout] if self.rollout else [])]
+        return sum(s.gpus for s in roles if s.kind == "vllm")
 
 
 #: The largest default ``save_every`` (``Stage.checkpoint_every``): long stages still checkpoint every 500 steps.

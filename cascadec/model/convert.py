@@ -195,7 +195,20 @@ def _chat(v: ast.Value, key: str) -> dict[str, Any]:
     return to_override(v, key)
 
 
+def _server(v: ast.Value, key: str) -> dict[str, Any]:
+    from cascadec.servers import to_server  # builds on the call converters
+
+    return to_server(v, key)
+
+
+def _servers(v: ast.Value, key: str) -> dict[str, Any]:
+    from cascadec.servers import to_servers
+
+    return to_servers(v, key)
+
+
 _CONVERTERS: dict[str, Callable[[ast.Value, str], Any]] = {
     "int": to_int, "float": to_float, "bool": to_bool, "pair": to_pair, "memory": to_memory,
     "schedule": to_schedule, "metric": to_metric, "retention": to_retention, "overlong": _overlong, "chat": _chat,
+    "server": _server, "servers": _servers,
 }

@@ -21,6 +21,8 @@ class ResourcesIn(plan.Resources):
     nnodes: Count = _default(plan.Resources, "nnodes")
     nproc_per_node: Count = _default(plan.Resources, "nproc_per_node")
     memory_per_gpu_bytes: Annotated[int, Field(gt=0)] | None = None
+    node_gpus: Count | None = None
+    tensor_parallel: Count = 1
 
 
 class ConditionIn(plan.Condition):

@@ -21,6 +21,10 @@ RESOURCE_KEYS: dict[str, Key] = {
     "memory_per_gpu": Key(("resources", "memory_per_gpu_bytes"), "memory"),
     "gpu": Key(("resources", "gpu"), "enum", tuple(GPU_MEMORY_MIB)),
     "micro_batch": Key(("params", "micro_batch"), "int"),
+    "node_gpus": Key(("resources", "node_gpus"), "int"),
+    "tensor_parallel": Key(("resources", "tensor_parallel"), "int"),
+    "rollout": Key(("resources", "rollout"), "server"),
+    "teacher_servers": Key(("resources", "teacher_servers"), "servers"),
 }
 
 CASCADE_KEYS = ("seed", "base", "chat", "tracking", "checkpoints")

@@ -95,9 +95,12 @@ def hf_engine(ctx: StageContext) -> RolloutEngine:
 
 
 def vllm_engine(ctx: StageContext) -> RolloutEngine:
-    """``engine = vllm``: colocated vLLM in the stage dtype."""
+    """``engine = vllm``: colocated vLLM in the stage dtype, with the device share of ``resources { rollout =
+    vllm(memory = ...) }`` (0.3 when unset)."""
     from runtime.rollout.vllm import VLLMRolloutEngine
 
     dtype = "bfloat16" if ctx.dtype == torch.bfloat16 else "auto"
+    rollout = ctx.stage.resources.rollout
     return VLLMRolloutEngine(ctx.policy, ctx.tokenizer, dtype=dtype, max_model_len=max_model_len(ctx.plan, ctx.stage),
+                             gpu_memory_utilization=rollout.memory if rollout else 0.3,
                              seed=ctx.stage.seed, max_prompt=getattr(ctx.stage.params, "max_prompt", None))

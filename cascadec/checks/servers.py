@@ -1,0 +1,164 @@
+"""GPU roles of a stage (`resources { node_gpus, rollout, teacher_servers, tensor_parallel }`): the roles fit in a
+node (CAS416), each served model fits in its memory share (CAS417), what the runtime cannot run is an error
+(CAS418), and every served teacher is one of the stage's teachers (CAS419).
+
+A served model's weights take ``w Ψ / tensor_parallel`` bytes on each of its GPUs (``w`` = 2 in bf16, 4 in fp32;
+Ψ as in CAS409: teachers of this cascade share the base model's size), and vLLM needs room for its KV cache
+on top, inside ``memory`` (its ``gpu_memory_utilization``) times the card's memory. A colocated rollout engine
+(``rollout = vllm(memory = 0.3)``) takes its share of the training GPUs, so the training estimate must fit in
+the rest: TRL's colocated default of 0.9 ran out of memory and was lowered to 0.3 for that reason.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from cascadec import ast
+from cascadec.checks.context import CheckContext
+from cascadec.checks.memory import memory_lower_bound, parameter_count
+from cascadec.checks.memory_plan import VLLM_SHARE, stage_estimate
+from cascadec.codes import make
+from cascadec.contract.kinds import STAGE_KINDS
+from cascadec.contract.plan import ModelRef, Resources, Server, Stage
+from cascadec.diagnostics import Diagnostic, Span
+from cascadec.memory_estimate import gpu_memory
+
+_GIB = 1024**3
+
+
+def _gib(n: float) -> str:
+    return f"{n / _GIB:.1f} GiB"
+
+
+def _roles(r: Resources) -> list[str]:
+    out = [f"{r.nproc_per_node} training rank(s)"]
+    out += [f"teacher `{n}` on {s.gpus}" for n, s in r.teacher_servers.items() if s.kind == "vllm" and s.gpus]
+    if r.rollout is not None and r.rollout.kind == "vllm" and r.rollout.gpus:
+        out.append(f"the rollout engine on {r.rollout.gpus}")
+    return out
+
+
+def _node(st: Stage, span: Span) -> Iterator[Diagnostic]:
+    r = st.resources
+    served = r.served_gpus()
+    if r.node_gpus is None:
+        if served:
+            yield make("CAS416", f"stage `{st.name}` places served roles on {served} GPU(s) but does not say how many "
+                       "GPUs a node has", span, label="roles on their own GPUs", notes=(", ".join(_roles(r)),),
+                       help=f"add `node_gpus = {r.nproc_per_node + served}` (or the node's real count) to `resources`")
+        return
+    if r.nproc_per_node + served > r.node_gpus:
+        yield make("CAS416", f"stage `{st.name}` needs {r.nproc_per_node + served} GPUs per node "
+                   f"({', '.join(_roles(r))} GPU(s)), more than `node_gpus = {r.node_gpus}`", span,
+                   label="more GPUs than a node has",
+                   help="lower `gpus` (training ranks) or a server's `gpus`, or serve a teacher from an `endpoint(...)`")
+
+
+def _model_size(spec_base: ModelRef, checkpoints: dict[str, ModelRef], name: str) -> int | None:
+    ref = checkpoints.get(name, spec_base)
+    return parameter_count(ref.kind, ref.name)
+
+
+def _fits(what: str, server: Server, params: int | None, width: int, limit: int | None,
+          span: Span) -> Iterator[Diagnostic]:
+    if params is None or limit is None:
+        return
+    weights = width * params / server.tensor_parallel
+    share = server.memory * limit
+    if weights < share:
+        return
+    yield make("CAS417", f"{what} needs {_gib(weights)} of weights per GPU, more than its memory share "
+               f"({server.memory:g} x {_gib(limit)} = {_gib(share)})", span, label="cannot hold the model",
+               notes=(f"{params / 1e9:.3g}B parameters in {width}-byte precision over `tensor_parallel = "
+                      f"{server.tensor_parallel}`; vLLM's KV cache also needs room in the share",),
+               help="raise `memory`, or `tensor_parallel` (with `gpus` a multiple of it)")
+
+
+def _memory(st: Stage, base: ModelRef, checkpoints: dict[str, ModelRef], span: Span) -> Iterator[Diagnostic]:
+    r = st.resources
+    limit = gpu_memory(r.gpu, r.memory_per_gpu_bytes)
+    width = 4 if r.precision == "fp32" else 2
+    for name, server in r.teacher_servers.items():
+        if server.kind == "vllm":
+            yield from _fits(f"teacher server `{name}` of stage `{st.name}`", server,
+                             _model_size(base, checkpoints, name), width, limit, span)
+    # the colocated engine (`engine = vllm`) takes `rollout`'s share, or the runtime's default one
+    rollout = r.rollout or Server(kind="vllm", memory=VLLM_SHARE)
+    if r.engine != "vllm" or rollout.kind != "vllm" or rollout.gpus or not hasattr(st.params, "rollouts_per_prompt"):
+        return
+    yield from _fits(f"the colocated rollout engine of stage `{st.name}`", rollout,
+                     parameter_count(base.kind, base.name), width, limit, span)
+    est = stage_estimate(base, st)
+    training = est.total - est.kv_cache if est is not None else memory_lower_bound(base, st)
+    if training is None or limit is None:
+        return
+    if training + rollout.memory * limit > limit:
+        yield make("CAS417", f"stage `{st.name}` trains in an estimated {_gib(training)} per GPU, and the colocated "
+                   f"rollout engine reserves {rollout.memory:g} x {_gib(limit)}: more than the GPU has", span,
+                   label="training and rollouts do not fit together",
+                   help="lower the rollout engine's `memory` (TRL's colocated default is 0.3), or shard the "
+                   "training states (`strategy = zero3`, `fsdp2`)")
+
+
+def _unsupported(st: Stage, span: Span, at: dict[str, Span], own_rollout: bool) -> Iterator[Diagnostic]:
+    """What the runtime cannot run; a cascade-wide colocated ``rollout`` share applies only to the stages
+    whose engine is vLLM (as ``engine`` itself), so a mismatch is reported where a stage sets it."""
+    r, p = st.resources, st.params
+    if r.tensor_parallel > 1:
+        yield make("CAS418", f"stage `{st.name}` asks for tensor-parallel training (`tensor_parallel = "
+                   f"{r.tensor_parallel}`), which the runtime does not do", at.get("tensor_parallel", span),
+                   label="training is data-parallel only",
+                   help="remove `tensor_parallel` and shard with `strategy = zero3` or `fsdp2`; tensor parallelism "
+                   "is for served roles: `vllm(gpus = 2, tensor_parallel = 2)`")
+    rollout = r.rollout
+    if rollout is not None and hasattr(p, "rollouts_per_prompt"):
+        if rollout.kind == "endpoint" or rollout.gpus:
+            yield make("CAS418", f"stage `{st.name}` puts its rollouts on a separate server, which the runtime does "
+                       "not run yet (its weights must follow the policy after every step)", at.get("rollout", span),
+                       label="rollouts on their own GPUs", help="colocate the engine: `rollout = vllm(memory = 0.3)` "
+                       "with `engine = vllm`")
+        elif r.engine != "vllm" and own_rollout:
+            yield make("CAS418", f"stage `{st.name}` sets a vLLM rollout share but rolls out with `engine = "
+                       f"{r.engine}`", at.get("rollout", span), label="no vLLM engine to give it to",
+                       help="add `engine = vllm`, or remove `rollout`")
+    if not r.teacher_servers:
+        return
+    if st.kind != "distill":
+        yield make("CAS418", f"a `{st.kind}` stage cannot score with served teachers (stage `{st.name}`)",
+                   at.get("teacher_servers", span), label="served teachers",
+                   help="only `distill` stages read teachers from servers; load this stage's teachers locally")
+    elif p.loss != "mopd":
+        yield make("CAS418", f"stage `{st.name}` uses `loss = {p.loss}`, which needs the teachers' whole next-token "
+                   "distributions, and a server returns the log-probs of the given tokens only",
+                   at.get("teacher_servers", span), label="served teachers",
+                   help="use `loss = mopd`, or load the teachers locally (remove `teacher_servers`)")
+    elif p.teacher_temperature != 1.0:
+        yield make("CAS418", f"stage `{st.name}` scores its teachers at `teacher_temperature = "
+                   f"{p.teacher_temperature:g}`, and a server returns log-probs at temperature 1",
+                   at.get("teacher_servers", span), label="served teachers",
+                   help="use `teacher_temperature = 1.0`, or load the teachers locally")
+
+
+def _unknown_teachers(st: Stage, span: Span) -> Iterator[Diagnostic]:
+    if not st.resources.teacher_servers or not STAGE_KINDS[st.kind].teachers:
+        return
+    known = st.teacher_stages()
+    for name in st.resources.teacher_servers:
+        if name not in known:
+            shown = ", ".join(f"`{n}`" for n in sorted(known)) or "none"
+            yield make("CAS419", f"`teacher_servers` of stage `{st.name}` serves `{name}`, which is not one of its "
+                       f"teachers", span, label=f"`{name}` is not a teacher here",
+                       help=f"serve one of the stage's teachers ({shown}), or remove `{name}`")
+
+
+def check_servers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    assert ctx.spec is not None
+    for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
+        at = {k: ctx.span_of(("stages", i, "resources", k), node.name.span)
+              for k in ("node_gpus", "tensor_parallel", "rollout", "teacher_servers")}
+        yield from _node(st, at["node_gpus"] if st.resources.node_gpus else node.name.span)
+        own = at["rollout"].path == node.span.path and node.span.start <= at["rollout"].start < node.span.end
+        yield from _unsupported(st, node.name.span, at, own)
+        yield from _unknown_teachers(st, at["teacher_servers"])
+        yield from _memory(st, ctx.spec.base, ctx.spec.checkpoints, at["teacher_servers"] if
+                           st.resources.teacher_servers else at["rollout"])
