@@ -31,6 +31,7 @@ from rich.markup import escape
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef, Plan, Stage
 from runtime.launch import stage_command, stage_env, world_size
+from runtime.serving import servers
 from runtime.progress import reader_safe
 from runtime.scores import (
     base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
@@ -407,8 +408,9 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
     announce_teachers(rd, stage, console)
-    rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes, console.file,
-                     command=command)
+    with servers.started(plan, rd, stage):
+        rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes,
+                         console.file, command=command)
     entry = rd.stage_state(stage.name)
     if rc != 0 and entry.get("stopped_by"):
         rc = 128 + entry["stopped_by"]

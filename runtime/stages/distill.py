@@ -34,6 +34,8 @@ from runtime.ops import linear_token_divergence
 from runtime.losses.overlong import rule_of
 from runtime.rollout.base import RolloutBatch
 from runtime.routing import route_key
+from runtime.serving.client import check_server_tokenizer, score
+from runtime.serving.servers import endpoint
 from runtime.stages import backward_passes, optimizer_step
 from runtime.stages.grpo import rollout_seed, sequences
 from runtime.state import atomic_write_json
@@ -191,14 +193,19 @@ class DistillTrainer:
                 "\nhelp: give 0 < jsd_beta < 1, or use `loss = forward_kl` (beta 0) or `loss = reverse_kl` (beta 1)"
             )
         self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
-        self.pool = TeacherPool(ctx, sorted(set(self.teachers.values())))
+        served = ctx.stage.resources.teacher_servers
+        self.served = {n: endpoint(ctx.stage, n) for n in sorted(set(self.teachers.values())) if n in served}
+        for ep in self.served.values():
+            check_server_tokenizer(ep, ctx.tokenizer, ctx.stage.name)
+        self.pool = TeacherPool(ctx, sorted(set(self.teachers.values()) - set(self.served)))
         self.pad_id = pad_token_id(ctx.tokenizer)
         # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
         self.temperature = p.temperature if p.temperature > 0 else 1.0
         self.teacher_temperature = p.teacher_temperature
         if ctx.is_main:
+            placement = {**self.pool.placement, **{n: ep.url for n, ep in self.served.items()}}
             atomic_write_json(ctx.rundir.stage_dir(ctx.stage.name) / "teachers.json",
-                              {"teachers": self.teachers, "placement": self.pool.placement})
+                              {"teachers": self.teachers, "placement": placement})
 
     def state_dict(self) -> dict:
         """No state beyond model and optimizer: teachers are re-resolved (same evals, same answer) and
@@ -265,8 +272,9 @@ class DistillTrainer:
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.
 
-        Rows of one teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under inference_mode,
-        the head in the stage dtype.
+        Rows of one local teacher are sorted by length and scored ``TEACHER_ROWS`` at a time under
+        inference_mode, the head in the stage dtype; a served teacher's rows go to its server
+        (:func:`runtime.serving.client.score`: prompt log-probs of prompt + completion).
         Returns row index -> ``[len(completion)]`` fp32 tensor on the CPU.
         """
         ctx, out = self.ctx, {}
@@ -274,6 +282,11 @@ class DistillTrainer:
         for i in rows:
             by_teacher.setdefault(names[i], []).append(i)
         for name, idx in sorted(by_teacher.items()):
+            if name in self.served:
+                rows = [list(rollouts.prompt_ids[i]) + list(rollouts.completion_ids[i]) for i in idx]
+                scored = score(self.served[name], rows, [len(rollouts.prompt_ids[i]) for i in idx])
+                out.update({i: torch.tensor(lp, dtype=torch.float32) for i, lp in zip(idx, scored)})
+                continue
             idx = sorted(idx, key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
             with self.pool.on_device(name) as teacher, torch.inference_mode():
                 for k in range(0, len(idx), TEACHER_ROWS):
