@@ -2,16 +2,17 @@
 
 Before the stage's process group starts, each ``vllm`` teacher gets ``vllm serve`` (vLLM's OpenAI-compatible
 API server) on its port, its own GPUs of the node (after the training ranks' ``0..gpus-1``, in the order
-written, when ``node_gpus`` is set), ``--served-model-name`` = the teacher's name, and its log in
-``stages/<stage>/servers/<teacher>.log``; the stage starts only when every server's ``/health`` answers. The
+written, when ``node_gpus`` is set), ``--served-model-name`` = the teacher's name, its log in
+``stages/<stage>/servers/<teacher>.log`` and its process (group) id in ``<teacher>.pid`` beside it; the stage starts only when every server's ``/health`` answers. The
 servers are stopped when the stage ends, however it ends. The interpreter is ``$CASCADEC_VLLM_PYTHON`` (vLLM in
-its own venv, docs/serving.md), else this one.
+its own venv, docs/serving.md), else this one; ``$CASCADEC_VLLM_ARGS`` adds arguments to every server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -60,11 +61,13 @@ def teacher_dir(plan: Plan, rd: RunDir, name: str) -> str:
 
 
 def server_command(model_dir: str, name: str, s: Server, dtype: str) -> list[str]:
-    """The ``vllm serve`` command line of one teacher server."""
+    """The ``vllm serve`` command line of one teacher server; ``$CASCADEC_VLLM_ARGS`` adds arguments of the site's
+    own (``--enforce-eager --max-model-len 2048`` on a CPU test machine, ``--max-num-seqs``, ...)."""
     python = os.environ.get("CASCADEC_VLLM_PYTHON") or sys.executable
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", name,
             "--host", "127.0.0.1", "--port", str(s.port), "--tensor-parallel-size", str(s.tensor_parallel),
-            "--gpu-memory-utilization", str(s.memory), "--dtype", dtype]
+            "--gpu-memory-utilization", str(s.memory), "--dtype", dtype,
+            *shlex.split(os.environ.get("CASCADEC_VLLM_ARGS", ""))]
 
 
 def _port_free(port: int) -> bool:
@@ -147,6 +150,7 @@ def started(plan: Plan, rd: RunDir, stage: Stage) -> Iterator[dict[str, Endpoint
             with open(log, "a") as fh:
                 procs.append(subprocess.Popen(server_command(teacher_dir(plan, rd, name), name, s, _dtype(stage)),
                                               stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+            log.with_suffix(".pid").write_text(f"{procs[-1].pid}\n")
             out[name] = endpoint(stage, name)
         for (name, ep), proc in zip(out.items(), procs):
             wait_healthy(ep, proc, r.teacher_servers[name].startup_s,
@@ -155,3 +159,28 @@ def started(plan: Plan, rd: RunDir, stage: Stage) -> Iterator[dict[str, Endpoint
     finally:
         for proc in procs:
             stop(proc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m runtime.serving.servers --plan P --stage S --run-dir D -- CMD...`` (the rendered launch.sh):
+    run CMD while the stage's teacher servers are up; exit with CMD's status, or 2 when a server fails."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.serving.servers")
+    parser.add_argument("--plan", required=True)
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    plan = Plan.from_json(Path(args.plan).read_text(encoding="utf-8"))
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    try:
+        with started(plan, RunDir(args.run_dir), plan.stage(args.stage)):
+            return subprocess.call(cmd)
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
