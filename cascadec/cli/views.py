@@ -13,7 +13,7 @@ from cascadec.checks.memory_plan import stage_estimate
 from cascadec.contract.kinds import TRAIN_METRICS
 from cascadec.memory_estimate import gpu_memory
 from cascadec.codes import CODES
-from cascadec.contract.plan import Condition, Plan, Stage, TeacherRef
+from cascadec.contract.plan import Condition, Plan, Server, Stage, TeacherRef
 from cascadec.diagnostics import Diagnostic, Label, Severity, Span
 
 
@@ -38,13 +38,17 @@ def problem_to_diagnostic(problem: Any, files: dict[str, str] | None = None) -> 
     return Diagnostic(code, name, severity, message, labels, help=problem.hint)
 
 
-def _format_teachers(teachers: dict[str, TeacherRef]) -> str:
+def _format_teachers(teachers: dict[str, TeacherRef], served: dict[str, Server]) -> str:
+    """One ``route=teacher`` line per route; a served teacher says where (``vllm 2 GPUs tp 2``, ``endpoint``)."""
     parts = []
     for route, ref in sorted(teachers.items()):
         if ref.kind == "stage":
             parts.append(f"{route}={ref.stage}")
         else:
             parts.append(f"{route}=best({', '.join(ref.candidates)} by {ref.domain}.{ref.eval})")
+    for name, srv in served.items():
+        where = f"vllm {srv.gpus} GPU(s) tp {srv.tensor_parallel}" if srv.kind == "vllm" else f"endpoint {srv.url}"
+        parts.append(f"{name} served: {where}")
     return "\n".join(parts)
 
 
@@ -102,7 +106,7 @@ def plan_table(plan: Plan) -> Table:
             s.params.steps_label(),
             _format_batch(s),
             *_memory_cells(plan, s),
-            _format_teachers(s.teachers),
+            _format_teachers(s.teachers, s.resources.teacher_servers),
             "\nor ".join(_format_condition(c) for c in s.until),
             s.hash[:8],
         )
