@@ -408,7 +408,8 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
     announce_teachers(rd, stage, console)
-    with servers.started(plan, rd, stage):
+    # a Slurm step runs launch.sh on every node, which starts that node's servers itself
+    with servers.started(plan, rd, stage) if command is None else contextlib.nullcontext():
         rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes,
                          console.file, command=command)
     entry = rd.stage_state(stage.name)

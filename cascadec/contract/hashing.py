@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-from cascadec.contract.plan import Plan, Stage
+from cascadec.contract.plan import Plan, Resources, Stage
 
 
 def content_hash(payload: Any) -> str:
@@ -46,12 +46,23 @@ def _portable(data: Any, root: str | None) -> Any:
     return data
 
 
+# GPU-role fields (issue 17) enter a hash only when set, so that plans that do not use them keep the hashes
+# they had, and their finished stages are not run again
+_ROLE_FIELDS = ("node_gpus", "tensor_parallel", "rollout", "teacher_servers")
+
+
+def _resources(r: Resources) -> dict[str, Any]:
+    default = Resources()
+    return r.model_dump(mode="json", exclude={f for f in _ROLE_FIELDS if getattr(r, f) == getattr(default, f)})
+
+
 def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], trained: dict[str, str],
                       root: str | None) -> dict[str, Any]:
     reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
              if d in plan.domains}
     return {
-        "stage": stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch"}),
+        "stage": {**stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch", "resources"}),
+                  "resources": _resources(stage.resources)},
         "domains": {k: trained[k] for k in sorted(stage.domains) if k in plan.domains},
         "reads": _portable(reads, root),
         "base": _portable(plan.base.model_dump(mode="json"), root),
@@ -66,7 +77,7 @@ def _base_eval_payload(plan: Plan, root: str | None) -> dict[str, Any]:
         "base": _portable(plan.base.model_dump(mode="json"), root), "chat": plan.chat.model_dump(mode="json"),
         "seed": plan.seed,
         "domains": {n: _portable(d.eval_inputs(), root) for n, d in sorted(plan.domains.items())},
-        "resources": plan.stages[0].resources.model_dump(mode="json") if plan.stages else None,
+        "resources": _resources(plan.stages[0].resources) if plan.stages else None,
     }
 
 
