@@ -2,7 +2,7 @@
 locally, in one run on the same machine (issue 17).
 
 The cascade: the packaged SmolLM2-135M-Instruct as the student, two domains routed to two teachers (the base
-model and the same weights as a named outside checkpoint), one ``distill`` step of ``--prompts`` prompts x 2
+model, and a copy with 2% noise on every weight as a named outside checkpoint, so that the loss is not 0), one ``distill`` step of ``--prompts`` prompts x 2
 rollouts x ``--new`` tokens in fp32. The rollouts are seeded, so both runs sample the same tokens and their MOPD
 losses differ only by the teachers' log-probs. Needs ``$CASCADEC_VLLM_PYTHON`` (docs/serving.md).
 
@@ -44,12 +44,32 @@ SPEC = '''cascade "served-{mode}" {{
 SERVED = "teacher_servers = { copy = vllm(gpus = 0, memory = 0.5), base = vllm(gpus = 0, memory = 0.5) }"
 
 
-def run_mode(mode: str, work: Path, prompts: int, new: int) -> dict[str, Any]:
-    """Run the one-step cascade with local or served teachers; its metrics line, the wall time and the output."""
+def perturbed_teacher(work: Path, scale: float = 0.02) -> Path:
+    """The packaged model with Gaussian noise (``scale`` x each tensor's std, seed 0) added to every weight, saved
+    once under ``work``: a teacher that disagrees with the student, so the MOPD loss is not trivially 0."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from runtime.models import packaged_checkpoint
 
+    target = work / "perturbed"
+    if (target / "config.json").is_file():
+        return target
+    source = packaged_checkpoint("smollm2-135m-instruct")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=g) * scale * param.float().std())
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def run_mode(mode: str, work: Path, prompts: int, new: int) -> dict[str, Any]:
+    """Run the one-step cascade with local or served teachers; its metrics line, the wall time and the output."""
     spec = work / f"{mode}.cascade"
-    spec.write_text(SPEC.format(mode=mode, copy=packaged_checkpoint("smollm2-135m-instruct"), prompts=prompts,
+    spec.write_text(SPEC.format(mode=mode, copy=perturbed_teacher(work), prompts=prompts,
                                 new=new, resources=SERVED if mode == "served" else ""))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2", VLLM_CPU_KVCACHE_SPACE="1")
     env.setdefault("CASCADEC_VLLM_ARGS", "--enforce-eager --max-model-len 1024")

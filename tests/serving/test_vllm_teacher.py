@@ -101,11 +101,53 @@ SKIP = _has_vllm()
 needs_vllm = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 
+ENDPOINT_SPEC = '''cascade "resumed" {
+  base = model(packaged("smollm2-135m-instruct"))
+  domain d { train = inline([{prompt = "What is 2+3?", answer = "5"}, {prompt = "Name a colour.", answer = "red"}])
+             reward = exact() }
+  stage m = distill(base) {
+    steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2  max_response = 8
+    teachers { default = base }
+    resources { precision = fp32  teacher_servers = { base = endpoint("http://127.0.0.1:8100", model = "base", retries = 1) } }
+  }
+}
+'''
+
+
+def _vllm_env() -> dict[str, str]:
+    return {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2", "CASCADEC_VLLM_PYTHON": str(VLLM_PYTHON),
+            "CASCADEC_VLLM_ARGS": os.environ.get("CASCADEC_VLLM_ARGS", "--enforce-eager --max-model-len 1024")}
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs before the module's server exists (port 8100 is free): the stage stops with a clear error before any
+    step; with a server up on that endpoint, `cascadec run` again finishes the stage."""
+    spec = tmp_path / "resumed.cascade"
+    spec.write_text(ENDPOINT_SPEC)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **_vllm_env())
+    cmd = [sys.executable, "-m", "cascadec", "run", str(spec), "--run-dir", str(tmp_path / "run"), "-o",
+           str(tmp_path / "build"), "--tracking", ""]
+    down = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert down.returncode != 0
+    assert "teacher server `base` at http://127.0.0.1:8100 did not answer /tokenize after 2 attempt(s)" in \
+        down.stdout + down.stderr
+    assert not (tmp_path / "run" / "stages" / "m" / "metrics.jsonl").exists()  # no step ran
+    for key, value in _vllm_env().items():
+        monkeypatch.setenv(key, value)
+    plan = _plan()  # serves the packaged model as `base` on port 8100, as the endpoint expects
+    with servers.started(plan, RunDir(tmp_path / "server"), plan.stage("m")):
+        back = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    assert (tmp_path / "run" / "stages" / "m" / "final").is_dir()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """One real vLLM server of the packaged SmolLM2 for the module (fp32, eager: no compile on 2 cores)."""
-    os.environ.setdefault("CASCADEC_VLLM_ARGS", "--enforce-eager --max-model-len 1024")
-    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2", "CASCADEC_VLLM_PYTHON": str(VLLM_PYTHON)}
+    env = _vllm_env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     plan = _plan()
@@ -184,3 +226,31 @@ def test_killed_server_stops_scoring_with_a_clear_error(served) -> None:
     time.sleep(1)
     with pytest.raises(ServerError, match="did not answer /v1/completions after 2 attempt"):
         score(ep, [[1, 2, 3]], [1])
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_cascadec_run_with_two_served_teachers_gives_the_local_mopd_loss(tmp_path: Path) -> None:
+    """`cascadec run` starts two vLLM teacher servers (the base model and a perturbed copy), takes one MOPD step,
+    and stops them; the same spec with local teachers samples the same rollouts and gets the same loss (about
+    8 minutes on 2 cores: bench/served_teachers.py, whose numbers are in bench/results/served-teachers.md)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.served_teachers import run_mode
+
+    local, served = (run_mode(mode, tmp_path, prompts=4, new=16) for mode in ("local", "served"))
+    assert local["rc"] == 0 and served["rc"] == 0, local["output"] + served["output"]
+    lm, sm = local["metrics"], served["metrics"]
+    assert lm["response_len"] == sm["response_len"] and lm["teacher_rows/copy"] == sm["teacher_rows/copy"]
+    assert abs(lm["reverse_kl"]) > 1e-3  # the perturbed teacher disagrees with the student
+    for key in ("loss", "reverse_kl"):
+        assert sm[key] == pytest.approx(lm[key], rel=1e-2, abs=1e-4), key
+    pids = [int(p.read_text()) for p in (tmp_path / "served" / "stages" / "mopd" / "servers").glob("*.pid")]
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)  # both servers stopped with the stage
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
