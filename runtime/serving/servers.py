@@ -71,7 +71,10 @@ def server_command(model_dir: str, name: str, s: Server, dtype: str) -> list[str
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on ``port`` (connections of a stopped server in TIME_WAIT do not count: the server
+    binds with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
