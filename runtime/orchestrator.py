@@ -38,6 +38,7 @@ from runtime.scores import (
 )
 from runtime.dryrun import print_actions
 from runtime.signals import stop_child
+from runtime.choices import choice_changed, rebuilt_dependencies, recheck, record_start
 from runtime.teachers import announce_teachers
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals,
@@ -82,11 +83,13 @@ def load_plan(path: Path) -> Plan:
 
 def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
     """What ``run`` will do with each stage: ``skip``, ``reeval`` (evaluate its final checkpoint again),
+    ``recheck`` (re-resolve its ``best(...)`` teachers, then keep or retrain it: ``runtime.choices``),
     ``resume`` (from step N) or ``run`` (from scratch).
 
-    A stage re-runs from scratch when its training hash changed or when its parent or a teacher re-runs;
-    a finished stage whose training hash is unchanged but whose eval hash changed, or whose eval records
-    are missing from ``evals.jsonl``, is re-evaluated.
+    A stage re-runs from scratch when its training hash changed, when its parent or a teacher re-runs, or
+    when one of them was trained again since it started (``runtime.choices.rebuilt_dependencies``); a
+    finished stage whose training hash is unchanged but whose eval hash changed, or whose eval records are
+    missing from ``evals.jsonl``, is re-evaluated.
     """
     hashes, evals = stage_hashes(plan), eval_hashes(plan)
     states = rd.read_state()["stages"]
@@ -96,11 +99,11 @@ def plan_actions(plan: Plan, rd: RunDir) -> list[tuple[Stage, str]]:
     for stage in plan.stages:
         entry = states.get(stage.name, {})
         same = entry.get("hash") == hashes[stage.name]
-        upstream = stage.dependencies() & fresh
+        upstream = stage.dependencies() & fresh or rebuilt_dependencies(stage, entry, states)
         finished = entry.get("status") == "done" and (rd.final(stage.name) / "config.json").is_file()
         if same and not upstream and finished:
             same_evals = entry.get("eval_hash") == evals[stage.name] and not missing[stage.name]
-            action = "skip" if same_evals else "reeval"
+            action = "recheck" if choice_changed(plan, stage, entry) else "skip" if same_evals else "reeval"
         elif same and not upstream and entry.get("status") in ("running", "failed"):
             action = "resume"
         else:
@@ -161,14 +164,15 @@ def reset_stage(rd: RunDir, name: str) -> None:
     shutil.rmtree(rd.stage_dir(name), ignore_errors=True)
     shutil.rmtree(rd.tb(name), ignore_errors=True)
     filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != name)
-    rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None, teachers=None)
+    rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None, teachers=None,
+                    chosen=None, choice_hash=None, build=None, built_on=None)
 
 
 def drop_stale_evals(rd: RunDir, stage: Stage) -> None:
     """Before resuming a stage whose evals changed: drop its eval records measured with the old settings,
     except those of the evals its ``until`` rules read (their settings are in its training hash, so they are
     unchanged, and a plateau rule needs their history)."""
-    read = {f"{d}.{e}" for d, e in stage.read_evals()}
+    read = {f"{d}.{e}" for d, e in stage.until_evals()}
     filter_jsonl(rd.evals_jsonl,
                  lambda r: r.get("stage") != stage.name or f"{r.get('domain')}.{r.get('eval')}" in read)
 
@@ -329,7 +333,9 @@ def _run_locked(plan: Plan, rd: RunDir, nproc: int | None, console: Console) -> 
     failed = prepare_run(plan, rd, console) or ensure_base_evals(plan, rd, nproc, console)
     if failed is not None:
         return failed
-    for stage, action in plan_actions(plan, rd):
+    for stage in plan.stages:
+        # decided one stage at a time: a re-checked `best(...)` choice may retrain a stage, and its dependants
+        action = dict((s.name, a) for s, a in plan_actions(plan, rd))[stage.name]
         failed = run_action(plan, rd, stage, action, nproc, console)
         if failed is not None:
             return failed
@@ -391,6 +397,13 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     if action == "skip":
         console.print(f"[bold]{stage.name}[/]: done, unchanged; skipped", highlight=False)
         return None
+    if action == "recheck":
+        kept, message = recheck(plan, rd, stage)
+        console.print(f"[bold]{stage.name}[/]: {escape(message)}", highlight=False)
+        if kept:
+            return run_action(plan, rd, stage, dict((s.name, a) for s, a in plan_actions(plan, rd))[stage.name],
+                              nproc, console, command)
+        action = "run"
     if action == "reeval":
         why = ("eval scores missing from evals.jsonl" if rd.stage_state(stage.name).get("eval_hash")
                == evals[stage.name] else "evals changed")
@@ -405,6 +418,7 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
     resumes_at = rd.stage_state(stage.name).get("step", 0) if action == "resume" else 0
     rd.update_stage(stage.name, status="running", hash=stage_hashes(plan)[stage.name], eval_hash=evals[stage.name],
                     stopped_by=None)
+    record_start(plan, rd, stage, fresh=action == "run")
     console.print(f"[bold]{stage.name}[/]: {stage.kind} from `{stage.parent}`, {stage.params.steps_label()} steps"
                   + (" (resuming)" if resumes_at else ""), highlight=False)
     announce_teachers(rd, stage, console)

@@ -60,6 +60,8 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
             state = "done (eval scores missing: `cascadec run` re-evaluates it)"
         elif state == "done" and actions.get(stage.name) == "reeval":
             state = "done (evals stale: eval settings changed)"
+        elif state == "done" and actions.get(stage.name) == "recheck":
+            state = "done (its best(...) evals changed: `cascadec run` re-checks the choice)"
         elif state == "done" and actions.get(stage.name) != "skip":
             state = "done (stale: plan changed)"
         elif state == "running" and not live:

@@ -6,8 +6,10 @@ function (:func:`ensure_hashes`), so both sides always agree.
 
 - ``Stage.hash`` (training hash) covers what determines a stage's weights: its own fields (without origin,
   hashes and branch), the training side of its domains (data, reward, overlong policy, system prompt; not their
-  evals), the base model, the chat template, its parent's and teachers' hashes, and the evals its decisions
-  read (``best(... by d.e)`` picks a teacher, ``until`` stops the stage), as in a build system.
+  evals), the base model, the chat template, its parent's and teachers' hashes, and the evals its ``until``
+  rules read, as in a build system. The evals of ``best(... by d.e)`` teachers are hashed apart
+  (:func:`choice_hash`): the runtime re-resolves such a choice after they change and retrains only when the
+  chosen checkpoint changed.
 - ``Stage.eval_hash``: the training hash plus every domain's evals, reward and system prompt (evals score
   every domain after every stage), so an eval-only edit re-evaluates a finished stage instead of retraining it.
 - ``Plan.base_eval_hash``: what the base-model evals depend on (base model, chat template, seed, every
@@ -58,7 +60,7 @@ def _resources(r: Resources) -> dict[str, Any]:
 
 def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], trained: dict[str, str],
                       root: str | None) -> dict[str, Any]:
-    reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.read_evals())
+    reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.until_evals())
              if d in plan.domains}
     return {
         "stage": {**stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch", "resources"}),
@@ -109,3 +111,13 @@ def ensure_hashes(plan: Plan) -> Plan:
     if plan.base_eval_hash and all(s.hash and s.eval_hash for s in plan.stages):
         return plan
     return hash_plan(plan)
+
+
+def choice_hash(plan: Plan, stage: Stage) -> str:
+    """What the ``best(... by d.e)`` teacher choices of ``stage`` are read from: the specs of those evals
+    (their scores are measured after each candidate finishes). Empty when the stage has no such teacher."""
+    pairs = sorted(stage.choice_evals())
+    if not pairs:
+        return ""
+    return content_hash({f"{d}.{e}": _portable(plan.domains[d].eval_inputs({e}), None) for d, e in pairs
+                         if d in plan.domains})

@@ -306,8 +306,8 @@ class Stage(_Frozen):
     ``domains`` maps domain name → mixture weight (weights sum to 1; SFT uses equal weights).
     ``hash`` covers what determines the stage's weights: its own fields, the training side of its domains
     (data, reward, overlong policy, system prompt), the base model, the chat template, its parent's and
-    teachers' hashes, and the evals its decisions read (``best(... by d.e)`` teachers, ``until`` rules).
-    ``eval_hash`` covers ``hash`` plus every domain's evals, rewards and system prompts (evals score every
+    teachers' hashes, and the evals its ``until`` rules read (not those of ``best(...)`` teachers: see
+    :meth:`choice_evals`). ``eval_hash`` covers ``hash`` plus every domain's evals, rewards and system prompts (evals score every
     domain after every stage): when only it changes, the finished checkpoint is re-evaluated, not retrained.
     Both are hex sha256 computed by `cascadec.contract.hashing.hash_plan`; empty in a plan built by hand
     (`ensure_hashes` fills them in).
@@ -346,12 +346,20 @@ class Stage(_Frozen):
         return min(SAVE_EVERY_MAX, max(1, -(-total // 10)))
 
     def read_evals(self) -> set[tuple[str, str]]:
-        """``(domain, eval)`` pairs whose scores decide something about this stage's training, so their
-        specs belong in its training ``hash``: the eval of a ``best(... by d.e)`` teacher and the evals named
-        by its ``until`` clauses (thresholds, teacher-relative thresholds and plateaus)."""
-        pairs = {(t.domain, t.eval) for t in self.teachers.values() if t.kind == "best"}
-        pairs |= {(c.domain, c.eval) for c in self.until if c.kind != "steps"}
-        return {(d, e) for d, e in pairs if d and e}
+        """``(domain, eval)`` pairs whose scores decide something about this stage's training: those of
+        :meth:`until_evals` and :meth:`choice_evals`."""
+        return self.until_evals() | self.choice_evals()
+
+    def until_evals(self) -> set[tuple[str, str]]:
+        """The evals named by this stage's ``until`` clauses (thresholds, teacher-relative thresholds and
+        plateaus): they are measured during the stage, so their specs belong in its training ``hash``."""
+        return {(c.domain, c.eval) for c in self.until if c.kind != "steps" and c.domain and c.eval}
+
+    def choice_evals(self) -> set[tuple[str, str]]:
+        """The evals of its ``best(... by d.e)`` teachers. They are not in its training ``hash``: what trains
+        the stage is the checkpoint chosen, so after an edit of such an eval the runtime re-resolves the
+        choice from the new scores and retrains only when it changed (``runtime.choices``)."""
+        return {(t.domain, t.eval) for t in self.teachers.values() if t.kind == "best" and t.domain and t.eval}
 
     @property
     def data_parallel_size(self) -> int:

@@ -154,8 +154,11 @@ def _work(plan: Plan, rd: RunDir, *, reset: bool) -> list[tuple[str, str]]:
     """(name, action) of the base evals and stages that need a job; with ``reset``, stages that start afresh
     are reset now, so that each job decides as the local run does."""
     work = [(BASE, "evaluate")] if base_evals_needed(plan, rd) else []
+    rechecked: set[str] = set()  # a re-checked choice may retrain the stage, and then its dependants
     for stage, action in plan_actions(plan, rd):
-        if action == "skip":
+        if action == "recheck" or stage.dependencies() & rechecked:
+            rechecked.add(stage.name)
+        if action == "skip" and stage.name not in rechecked:
             continue
         if action == "run" and reset:
             reset_stage(rd, stage.name)

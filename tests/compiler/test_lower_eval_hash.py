@@ -1,11 +1,13 @@
 """Training hash vs eval hash: an eval-only edit changes every stage's ``eval_hash`` and no ``hash``, except
-where an eval decides something about training (a ``best(... by d.e)`` teacher, an ``until`` rule)."""
+where an eval decides when a stage stops (an ``until`` rule); a ``best(... by d.e)`` teacher's eval is hashed
+apart (``choice_hash``)."""
 
 from __future__ import annotations
 
 from compiler_helpers import SMALL
 
 from cascadec.compiler import compile_source
+from cascadec.contract.hashing import choice_hash
 
 # `code` gets an eval, `pick` chooses its teacher by `code.unit`, `stop` stops by `math.held`; no stage
 # trains on `extra`, which only has an eval.
@@ -47,9 +49,9 @@ def test_spec_compiles_with_both_hashes() -> None:
 
 def test_eval_setting_changes_only_eval_hashes_of_stages_that_read_no_eval() -> None:
     train, evals = _hashes(SPEC)
-    # `code.unit` decides `pick`'s teacher; nothing stops or picks by it otherwise
+    # `code.unit` decides `pick`'s teacher: that is re-checked at run time (runtime.choices), not hashed
     train2, evals2 = _hashes(SPEC.replace("max_tokens = 64", "max_tokens = 128"))
-    assert _changed(train, train2) == {"pick"}
+    assert _changed(train, train2) == set()
     assert _changed(evals, evals2) == ALL
     # `math.held` is read by `stop`'s until rule, and math is trained on by sft/rl: training hashes of those
     # do not cover its evals, only `stop`'s does
@@ -90,3 +92,14 @@ def test_training_setting_changes_that_stage_and_its_descendants() -> None:
     train3, _ = _hashes(SPEC.replace("stage side = grpo(sft) on code { steps = 2",
                                      "stage side = grpo(sft) on code { steps = 3"))
     assert _changed(train, train3) == {"side", "opd", "pick"}
+
+
+def test_choice_hash_covers_the_evals_of_best_teachers_only() -> None:
+    def choices(text: str) -> dict[str, str]:
+        plan = compile_source(text, "/spec/dir/x.cascade").plan
+        return {s.name: choice_hash(plan, s) for s in plan.stages}
+
+    before = choices(SPEC)
+    assert {n for n, h in before.items() if h} == {"pick"}
+    assert choices(SPEC.replace("max_tokens = 64", "max_tokens = 128"))["pick"] != before["pick"]
+    assert choices(SPEC.replace("max_tokens = 8", "max_tokens = 16")) == before  # math.held picks nothing
