@@ -150,6 +150,13 @@ _TABLE: tuple[Code, ...] = (
          "`cascadec lint` builds every `gym(...)` data source with a couple of items, as the run would, so that "
          "values reasoning-gym refuses (for example `min_terms` above `max_terms`) are found before the run. "
          "The message is reasoning-gym's own; the caret points at the keyword it names."),
+    Code("CAS328", "data-unbuildable", "error", "the run could not load a local data source's rows",
+         "`cascadec lint` and `cascadec run` build each local data source from its first 1000 rows, as the "
+         "runtime loads it: every `jsonl` line must be a JSON object, every row needs a prompt (and, for an SFT "
+         "stage, a `completion` or `answer`) and each mapped column, and an `hf_disk(...)` folder must be a "
+         "dataset saved by `datasets` (or a folder of arrow files) with the split named. The first row is "
+         "checked on every compile (CAS321, CAS322); this check finds the bad rows after it. The message names "
+         "the first bad row (file:line for jsonl) and a note lists more."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
@@ -241,6 +248,12 @@ _TABLE: tuple[Code, ...] = (
          "`lint --check-rewards` renders the chat template's generation prompt and the stage's mode prefix. When "
          "they pre-fill `<think>` (Qwen3-style templates, `mode = thinking`), no completion starts with it; a "
          "format reward that scores completions higher with it in front would never give its reward."),
+    Code("CAS503", "reward-checked-on-synthetic-rows", "warning", "a reward was checked on made-up rows",
+         "`lint --check-rewards` runs each domain's reward on the first rows of its training data. When the data "
+         "cannot be loaded where lint runs (a hub dataset not in the local cache, a file that exists only on "
+         "the cluster, a row the runtime rejects), it falls back to synthetic rows whose columns hold "
+         "placeholder values: the reward builds and returns floats, but whether it works on the real columns "
+         "is not known until the run. The message says why the data could not be loaded."),
     Code("CAS502", "template-not-prefix-stable", "warning", "the chat template is not prefix-stable across turns",
          "For multi-turn rows, rendering turns 1..k must be a prefix of rendering turns 1..k+1, or SFT cannot cut "
          "the assistant turns out of the conversation. Some templates drop earlier turns' reasoning; use one "

@@ -14,6 +14,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
 from cascadec.checks.gym import check_gym
+from cascadec.checks.data_build import check_data_builds
 from cascadec.checks.gym_build import check_gym_configs
 from cascadec.checks.memory import check_memory
 from cascadec.checks.memory_plan import check_memory_plan
@@ -42,7 +43,8 @@ MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check
                                    check_memory, check_memory_plan, check_data, check_options, check_plausible,
                                    check_distill_overlong, check_routes, check_tokenizers, check_servers)
 
-#: Checks that build what the run will build (seconds: reasoning-gym's import); `compile_file(build_data=True)`.
-BUILD_CHECKS: tuple[Check, ...] = (check_gym_configs,)
+#: Checks that build what the run will build (seconds: reasoning-gym's import, reading data files);
+#: `compile_file(build_data=True)`.
+BUILD_CHECKS: tuple[Check, ...] = (check_gym_configs, check_data_builds)
 
 __all__ = ["BUILD_CHECKS", "CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

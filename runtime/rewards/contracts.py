@@ -113,9 +113,11 @@ def _head(source: DataSource, n: int) -> DataSource:
                 if len(rows) == n:
                     break
         return DataSource(kind="inline", rows=rows, fields=source.fields)
-    if source.kind in ("parquet", "arrow", "csv", "json") and source.path:
-        rows = read_table(source.path, source.kind, source.split, limit=n)
+    if source.kind in ("parquet", "arrow", "csv", "json", "hf_disk") and source.path:
+        rows = read_table(source.path, "arrow" if source.kind == "hf_disk" else source.kind, source.split, limit=n)
         return DataSource(kind="inline", rows=rows, fields=source.fields)
+    if source.kind == "hf" and "[" not in (source.split or ""):
+        return source.model_copy(update={"split": f"{source.split or 'train'}[:{n}]"})  # not the whole dataset
     return source
 
 
@@ -136,17 +138,25 @@ def _uncached_models(spec: RewardSpec) -> Iterator[str]:
         yield from _uncached_models(part)
 
 
+#: How :func:`tiny_batch` names samples it made up (its ``where`` starts with it).
+SYNTHETIC = "synthetic samples"
+
+
 def tiny_batch(name: str, domain: Domain, n: int = 2) -> tuple[list[Any], str]:
-    """(samples, where they came from): `n` samples of the domain's data, else synthetic ones."""
+    """(samples, where they came from): `n` samples of the domain's data, else synthetic ones (``where`` then
+    starts with :data:`SYNTHETIC` and says why the data could not be loaded)."""
     from runtime.data import DataError, load_source
 
     try:
         samples = load_source(_head(domain.train, n), domain=name)[:n]
         if samples:
             return samples, "its training data"
-    except (DataError, OSError, ValueError):
-        pass
-    return _synthetic(name, domain.reward, n), "synthetic samples, as its data could not be loaded"
+        why = "it has no rows"
+    except OSError as e:
+        why = f"`{e.filename}`: {e.strerror}" if e.filename and e.strerror else str(e)
+    except (DataError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return _synthetic(name, domain.reward, n), f"{SYNTHETIC}, as its data could not be loaded ({why})"
 
 
 def _completions(samples: list[Any]) -> tuple[list[Any], list[str]]:
@@ -201,6 +211,11 @@ def check_domain(name: str, domain: Domain, *, n: int = 2) -> list[Problem]:
     if bad:
         return problem(f"the reward returned {_describe(bad[0])} in {_describe(list(values))}, not a finite float "
                        f"(on {where})", "return one finite float per completion")
+    if where.startswith(SYNTHETIC):
+        return [Problem(name, spec.kind, f"the reward was checked only on {where}, not on the domain's rows",
+                        "make the training data loadable where lint runs so that the reward is checked on real rows; "
+                        "otherwise a reward that does not fit the real columns fails only when the run scores its "
+                        "first rollouts", origin, code="CAS503")]
     return []
 
 

@@ -216,3 +216,29 @@ def test_lint_builds_gym_generators_and_reports_every_finding_at_its_place(tmp_p
         "max_terms must be >= min_terms",
         f"{spec}:7:48: warning[CAS415] stage `s`'s learning rate is 300000, above 0.01"]
     assert "CAS327" not in str(compile_file(spec).diagnostics)  # an editor's compile does not build
+
+
+def test_check_rewards_says_when_it_falls_back_to_synthetic_rows(tmp_path: Path) -> None:
+    spec = tmp_path / "elsewhere.cascade"
+    spec.write_text('cascade "e" {\n  base = model(tiny(llama))\n  domain d {\n'
+                    '    train = jsonl("/cluster/only/d.jsonl")\n    reward = exact()\n  }\n'
+                    '  stage s = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }\n}\n', encoding="utf-8")
+    assert invoke(["lint", str(spec)]).exit_code == 0  # data compiled away from its files is fine
+    result = invoke(["lint", "--check-rewards", "--format", "json", str(spec)])
+    (item,) = json.loads(result.stdout)
+    assert (item["code"], item["severity"], item["location"]) == ("CAS503", "warning", {"row": 5, "column": 14})
+    assert "checked only on synthetic samples" in item["message"] and "/cluster/only/d.jsonl" in item["message"]
+    assert "real rows" in item["help"]
+
+
+def test_lint_builds_local_data_past_its_first_row(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"prompt": "1+1", "answer": "2"}\n{"prompt": "2+2"}\n', encoding="utf-8")
+    spec = tmp_path / "rows.cascade"
+    spec.write_text('cascade "r" {\n  base = model(tiny(llama))\n  domain d {\n'
+                    '    train = jsonl("d.jsonl")\n    reward = exact()\n  }\n'
+                    '  stage s = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }\n}\n', encoding="utf-8")
+    result = invoke(["lint", "--format", "concise", str(spec)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{spec}:4:19: error[CAS328] `{tmp_path / 'd.jsonl'}:2` has no `completion` or `answer` for SFT stage `s` "
+        "to train on: the run stops when it loads this row")

@@ -32,7 +32,8 @@ def _check(expected: Path, actual: str, update: bool) -> None:
 @pytest.mark.parametrize("case", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_spec_diagnostics(case: Path, update_goldens: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    result = compile_file(case.relative_to(ROOT).as_posix())
+    # `build_*` cases need lint's build checks (cascadec.checks.BUILD_CHECKS)
+    result = compile_file(case.relative_to(ROOT).as_posix(), build_data=case.stem.startswith("build_"))
     assert result.diagnostics, "an invalid golden case must produce a diagnostic"
     assert all(d.code != "CAS999" for d in result.diagnostics)
     if any(d.severity == "error" for d in result.diagnostics):
