@@ -1,8 +1,9 @@
 """The compiler API: `.cascade` text → `Plan` plus diagnostics. Used by the CLI and the runtime.
 
 Pipeline: parse (CAS1xx) → load imports (CAS308/CAS309) → structural checks in phases (CAS3xx) → typed
-model (CAS2xx) → semantic checks (CAS4xx) → lower. A phase runs only when the ones before it found no
-error, so one mistake does not cascade into many. Neither entry point raises: an internal bug becomes a
+model (CAS2xx) → semantic checks (CAS4xx) → lower. After a name or graph error (CAS3xx) the typed model and
+the semantic checks still run, so that one lint shows every independent mistake; their findings that overlap
+an error already found are dropped, so one mistake does not cascade into many (`_independent`). Neither entry point raises: an internal bug becomes a
 CAS999 diagnostic.
 """
 
@@ -19,7 +20,7 @@ from cascadec.checks import BUILD_CHECKS, MODEL_CHECKS, PHASES, CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.lower import lower
-from cascadec.model import build
+from cascadec.model import build, build_rest
 from cascadec.parser import parse
 from cascadec.contract.plan import Plan
 
@@ -109,11 +110,13 @@ def _pipeline(text: str, path: str, sources: dict[str, str],
         for check in phase:
             diagnostics.extend(check(main, ctx))
         if _has_errors(diagnostics):
-            return None, diagnostics
+            if phase is PHASES[0]:
+                return None, diagnostics  # no usable cascade block: nothing later can be checked
+            return None, diagnostics + _independent(main, ctx, diagnostics, build_data)
     spec, model_diagnostics, spans = build(view)
     diagnostics += model_diagnostics
     if spec is None:
-        return None, diagnostics
+        return None, diagnostics + _independent(main, ctx, diagnostics, build_data, built=True)
     ctx.spec, ctx.spans = spec, spans
     for check in MODEL_CHECKS + (BUILD_CHECKS if build_data else ()):
         diagnostics.extend(check(main, ctx))
@@ -124,6 +127,57 @@ def _pipeline(text: str, path: str, sources: dict[str, str],
     if _has_errors(diagnostics):
         return None, diagnostics
     return lower(spec, view, spans), diagnostics
+
+
+def _independent(main: ast.Module, ctx: CheckContext, found: list[Diagnostic], build_data: bool, *,
+                 built: bool = False) -> list[Diagnostic]:
+    """The findings of the later steps (typed model, semantic and build checks) on a spec whose name or
+    graph checks failed, or (``built``) whose typed model did not build, so that one lint shows every
+    independent mistake rather than one step at a time. The checks then see the spec without its values
+    that did not convert (`cascadec.model.build_rest`).
+
+    Later checks assume the earlier steps passed, so on this spec a finding may be a consequence of an error
+    already found: one inside a stage or domain that holds a found error is dropped (an error found outside
+    them, e.g. in `resources`, covers its own place only), and so is everything a check that fails on the
+    broken spec would have said.
+    """
+    model: list[Diagnostic] = []
+    try:
+        if not built:
+            model = build(ctx.view)[1]
+        spec, spans = build_rest(ctx.view)
+    except Exception:  # the structure it assumes is broken: the errors found say where
+        return []
+    model = _outside(model, _blocks_of(_error_spans(found), ctx.view))
+    taken = _blocks_of(_error_spans([*found, *model]), ctx.view)
+    later: list[Diagnostic] = []
+    if spec is not None:
+        ctx.spec, ctx.spans = spec, spans
+        for check in MODEL_CHECKS + (BUILD_CHECKS if build_data else ()):
+            try:
+                later += list(check(main, ctx))
+            except Exception:
+                continue
+    return model + _outside(list(dict.fromkeys(later)), taken)
+
+
+def _error_spans(diagnostics: list[Diagnostic]) -> list[Span]:
+    return [d.span for d in diagnostics if d.severity == "error" and d.span is not None]
+
+
+def _outside(diagnostics: list[Diagnostic], taken: list[Span]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.span is None or not any(_overlap(d.span, t) for t in taken)]
+
+
+def _blocks_of(spans: list[Span], view: ast.SpecView) -> list[Span]:
+    """Each span widened to the stage or domain block that holds it."""
+    blocks = [item.span for item in (*view.stages, *view.domains)]
+    return [next((b for b in blocks if _overlap(s, b)), s) for s in spans]
+
+
+def _overlap(a: Span, b: Span) -> bool:
+    return a.path == b.path and (a.line, a.column) < (b.end_line, b.end_column) \
+        and (b.line, b.column) < (a.end_line, a.end_column)
 
 
 def _key(path: str) -> str:

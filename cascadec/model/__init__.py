@@ -5,8 +5,9 @@
 - `inputs`: the pydantic input models; `build`: AST → validated `SpecIn`; `errors`: pydantic errors → spans.
 """
 
-from cascadec.model.build import build
+from cascadec.model.build import build, build_rest
 from cascadec.model.inputs import DataIn, DomainIn, SpecIn, StageIn, json_schema
 from cascadec.model.keys import PACKAGED_MODELS, stage_keys
 
-__all__ = ["DataIn", "DomainIn", "PACKAGED_MODELS", "SpecIn", "StageIn", "build", "json_schema", "stage_keys"]
+__all__ = ["DataIn", "DomainIn", "PACKAGED_MODELS", "SpecIn", "StageIn", "build", "build_rest", "json_schema",
+           "stage_keys"]

@@ -233,9 +233,7 @@ def _tracking(v: ast.Value, key: str) -> list[str]:
     return names
 
 
-def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
-    """AST view → validated `SpecIn` (or None) with CAS1xx/CAS2xx diagnostics, and the location → span
-    table of every value (used by later checks and for origins)."""
+def _convert(view: ast.SpecView) -> Built:
     b = Built()
     cascade = view.cascade
     assert cascade is not None  # CAS311 stops the pipeline before the model is built
@@ -254,6 +252,13 @@ def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     b.data["stages"] = {}
     for i, st in enumerate(view.stages):
         _stage(b, i, st, view, seed, seed_span)
+    return b
+
+
+def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
+    """AST view → validated `SpecIn` (or None) with CAS1xx/CAS2xx diagnostics, and the location → span
+    table of every value (used by later checks and for origins)."""
+    b = _convert(view)
     if b.diagnostics:
         # `resources` and `defaults` values are converted once per stage: report each mistake once
         return None, list(dict.fromkeys(b.diagnostics)), b.spans
@@ -261,4 +266,17 @@ def build(view: ast.SpecView) -> tuple[SpecIn | None, list[Diagnostic], Spans]:
     try:
         return SpecIn.model_validate(b.data), [], b.spans
     except ValidationError as exc:
-        return None, validation_diagnostics(b.spans, exc, cascade.name.span), b.spans
+        assert view.cascade is not None
+        return None, validation_diagnostics(b.spans, exc, view.cascade.name.span), b.spans
+
+
+def build_rest(view: ast.SpecView) -> tuple[SpecIn | None, Spans]:
+    """The spec built from the values that convert, each value that does not left out (at its default), or
+    None when that does not validate: the rest of a spec whose :func:`build` failed, for the checks that look
+    at other parts of it (`cascadec.compiler._independent`)."""
+    b = _convert(view)
+    _listify(b.data)
+    try:
+        return SpecIn.model_validate(b.data), b.spans
+    except ValidationError:
+        return None, b.spans
