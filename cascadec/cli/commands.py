@@ -156,7 +156,8 @@ def graph(
 @guarded
 def fmt_cmd(
     specs: Annotated[list[Path], typer.Argument(metavar="SPEC", help="One or more `.cascade` files.")],
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if a file would change.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; print the diff of each file that would change and exit 1.")] = False,
     diff: Annotated[
         bool, typer.Option("--diff", help="Write nothing; print a unified diff; exit 1 on changes.")
     ] = False,
@@ -178,7 +179,7 @@ def fmt_cmd(
         if formatted == text:
             continue
         changed.append(spec)
-        if diff:
+        if diff or check:
             sys.stdout.writelines(
                 difflib.unified_diff(
                     text.splitlines(keepends=True),
@@ -187,8 +188,8 @@ def fmt_cmd(
                     tofile=f"{spec} (formatted)",
                 )
             )
-        elif check:
-            err(f"would reformat {spec}")
+            if check:
+                err(f"would reformat {spec}")
         else:
             atomic_write_text(spec, formatted)
             err(f"reformatted {spec}")

@@ -273,6 +273,7 @@ def test_fmt_check_diff_and_write(specs: Path) -> None:
     (specs / "todo.cascade").write_text("fix me\n")
     result = invoke(["fmt", "--check", "done.cascade", "todo.cascade"])
     assert (result.exit_code, result.stderr) == (1, "would reformat todo.cascade\n")
+    assert "-fix me\n" in result.stdout and "todo.cascade (formatted)" in result.stdout  # --check shows the diff
     assert invoke(["fmt", "--check", "done.cascade"]).exit_code == 0
     result = invoke(["fmt", "--diff", "todo.cascade"])
     assert result.exit_code == 1

@@ -53,3 +53,38 @@ def test_shipped_specs_format_idempotently_and_keep_their_plan(spec: Path) -> No
 def test_shipped_spec_is_in_canonical_layout(spec: Path) -> None:
     text = spec.read_text(encoding="utf-8")
     assert format_source(text, str(spec))[0] == text, f"run `cascadec fmt {spec.relative_to(ROOT)}`"
+
+
+LONG = ('cascade "long" {\n  base = model(tiny(llama))\n  domain arith {\n'
+        '    train = gym("basic_arithmetic", size = 2000, seed = 1, min_terms = 2, max_terms = 2, min_digits = 1, '
+        'max_digits = 2, operators = ["+", "-"], allow_parentheses = false)\n    reward = gym()\n  }\n'
+        '  stage format = sft(base) on [arith] { steps = 6  batch_size = 8  micro_batch = 8  max_seq = 128  '
+        'lr = 5e-5  warmup = 2  save_every = 3 }\n'
+        '  stage s2 = sft(format) on [arith] { steps = 6  lr = 1e-5 }\n}\n')
+
+
+def test_long_lines_wrap_as_the_examples_do() -> None:
+    out, diagnostics = format_source(LONG)
+    assert not diagnostics and out is not None
+    assert out.splitlines()[3:10] == [
+        '    train = gym("basic_arithmetic", size = 2000, seed = 1, min_terms = 2, max_terms = 2, min_digits = 1, '
+        'max_digits = 2,',
+        '      operators = ["+", "-"], allow_parentheses = false)',  # after the last comma that fits
+        "    reward = gym()",
+        "  }",
+        "  stage format = sft(base) on [arith] {",  # a long block: its items go below, its `}` on its own line
+        "    steps = 6  batch_size = 8  micro_batch = 8  max_seq = 128  lr = 5e-5  warmup = 2  save_every = 3",
+        "  }",
+    ]
+    assert "  stage s2 = sft(format) on [arith] { steps = 6  lr = 1e-5 }" in out  # short lines stay as they are
+    assert max(map(len, out.splitlines())) <= 120
+    assert format_source(out)[0] == out
+    before, after = compile_source(LONG, "long.cascade").plan, compile_source(out, "long.cascade").plan
+    assert before is not None and after is not None and _without_origins(before) == _without_origins(after)
+
+
+def test_a_long_block_line_breaks_between_its_items() -> None:
+    items = "  ".join(f"k{i} = {i}" for i in range(40))
+    out, _ = format_source(f'cascade "a" {{\n  defaults grpo {{\n    {items}\n  }}\n}}\n')
+    assert out is not None and max(map(len, out.splitlines())) <= 120
+    assert all(line.startswith("    k") for line in out.splitlines()[2:-2])
