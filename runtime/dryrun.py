@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from cascadec.contract.narrow import keep_names
 from cascadec.contract.plan import Plan, Stage
 from runtime.choices import rebuilt_dependencies
 from runtime.scores import eval_hashes, stage_hashes
@@ -33,7 +34,7 @@ def print_actions(console: Console, plan: Plan, actions: list[tuple[Stage, str]]
         elif action == "recheck":
             action = "re-check teachers"
         table.add_row(stage.name, stage.kind, stage.parent, stage.params.steps_label(), action, why)
-    console.print(table)
+    console.print(keep_names(table, console.width, "stage", "parent"))
 
 
 def _why(stage: Stage, action: str, entry: dict, reruns: set[str], now: tuple[str, str],

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cascadec.contract.errors import UserError
+from cascadec.contract.narrow import keep_names
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_eval_records, read_jsonl,
     skipped_lines_warning,
@@ -170,14 +171,14 @@ def text_report(summary: RunSummary, width: int = 120) -> str:
     """The score table and the stage table as plain text (no colour codes)."""
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
     _print_scores(console, summary, None)
-    console.print(stage_table(summary))
+    console.print(keep_names(stage_table(summary), console.width, "stage", "parent"))
     return console.export_text()
 
 
 def _print_scores(console: Console, summary: RunSummary, evals_jsonl: Path | None) -> None:
     from runtime.scores import STALE_NOTE
 
-    console.print(score_table(summary))
+    console.print(keep_names(score_table(summary), console.width, "domain.eval"))
     if summary.stale:
         console.print(STALE_NOTE, highlight=False, soft_wrap=True)
     if summary.skipped and evals_jsonl is not None:

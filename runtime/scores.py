@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cascadec.contract.hashing import ensure_hashes
+from cascadec.contract.narrow import keep_names
 from cascadec.contract.plan import Plan
 from runtime.changes import change_table
 from runtime.state import BASE, RunDir, last_eval_points, read_eval_records, skipped_lines_warning
@@ -67,11 +68,11 @@ def print_scores(console: Console, plan: Plan, rd: RunDir) -> None:
     """The score table under its title, the note on stale (``*``) scores, and one warning line when
     ``evals.jsonl`` had damaged lines."""
     console.print(f"{plan.name}: eval scores after each stage", highlight=False)
-    console.print(score_table(plan, rd))
+    console.print(keep_names(score_table(plan, rd), console.width, "stage"))
     changes = change_table(plan, last_eval_points(read_eval_records(rd.evals_jsonl)[0]))
     if changes is not None:
         console.print("change of each stage against its parent (± standard error)", highlight=False)
-        console.print(changes)
+        console.print(keep_names(changes, console.width, "stage (vs parent)"))
     if stale_scores(plan, rd) & set(final_scores(rd)):
         console.print(STALE_NOTE, highlight=False, soft_wrap=True)
     skipped = read_eval_records(rd.evals_jsonl)[1]

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cascadec.contract.narrow import keep_names
 from runtime.orchestrator import EXIT_USAGE, RunError, load_plan, plan_actions, run_in_progress
 from runtime.progress import format_metrics, reader_safe
 from runtime.scores import eval_hashes, missing_scores, print_scores
@@ -77,7 +78,7 @@ def status(run_dir: Path | str, *, console: Console | None = None) -> int:
         table.add_row(*(escape(cell) for cell in (stage.name, stage.kind, state, step, entry.get("stop_reason") or "",
                                                   entry.get("teachers") or "", format_metrics(last),
                                                   *([jobs.get(stage.name, "")] if jobs else []))))
-    console.print(table)
+    console.print(keep_names(table, console.width, "stage"))
     if rd.evals_jsonl.is_file():
         print_scores(console, plan, rd)
     return 0

@@ -20,6 +20,7 @@ from cascadec.cli.base import (
     fail, format_option, guarded, has_errors, or_list, require_files, unreadable, write,
 )
 from cascadec.cli.views import natural_width, plan_table, problem_to_diagnostic
+from cascadec.contract.narrow import keep_names
 from cascadec.codes import CODES
 from cascadec.compiler import CompileResult, compile_file, read_spec
 from cascadec.contract.fsutil import atomic_write_text
@@ -135,7 +136,7 @@ def plan(
     if not console.is_terminal:
         # Piped or captured output keeps every row on one line, whatever the width, so that it greps.
         console = Console(file=sys.stdout, highlight=False, width=natural_width(console, table))
-    console.print(table)
+    console.print(keep_names(table, console.width, "stage", "parent"))
 
 
 @app.command()
