@@ -139,7 +139,7 @@ def plot_curves(runs: Sequence[Run], *, arms: Sequence[str], parent: str, keys: 
 def write_cascade_charts(runs: Sequence[Run], out: Path) -> dict[Path, str]:
     """Each run's cascade chart (``runtime.report``: every eval's score after every stage) as
     ``<out stem>-<run dir name>-cascade.png`` next to ``out``; returns run path -> file name."""
-    from runtime.report import cascade_chart
+    from runtime.report_charts import cascade_chart
     from runtime.report import load_run as load_summary
 
     names = {}

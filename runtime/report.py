@@ -27,20 +27,11 @@ from rich.table import Table
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.narrow import keep_names
+from runtime.report_charts import cascade_chart, curves_chart
 from runtime.state import (
     BASE, RunDir, StateError, atomic_write_bytes, atomic_write_text, last_eval_points, read_eval_records, read_jsonl,
     skipped_lines_warning,
 )
-
-
-# panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
-CURVES: dict[str, tuple[str, ...]] = {
-    "training loss (SFT: cross-entropy; GRPO/distill: policy loss)": ("loss",),
-    "reward": ("reward_mean",),
-    "KL (GRPO: to reference; distill: reverse KL to teacher)": ("kl", "reverse_kl"),
-    "response length (tokens)": ("response_len",),
-    "entropy (nats/token)": ("entropy",),
-}
 
 
 class ReportError(UserError):
@@ -59,6 +50,10 @@ class StageRow:
     stop_reason: str | None
     teachers: dict[str, str] = field(default_factory=dict)  # distill: route (domain or default) -> stage
     teacher_choice: str | None = None  # state.json `teachers`: the choice and the scores that made it
+    domains: tuple[str, ...] = ()
+    hyper: dict[str, str] = field(default_factory=dict)  # hyperparameter -> value as written in the table
+    targets: tuple[tuple[str, str, float], ...] = ()  # fixed `until` thresholds: (domain.eval, op, value)
+    train_s: float | None = None  # seconds of its training steps (metrics' step_time_s summed)
 
 
 @dataclass
@@ -79,6 +74,7 @@ class RunSummary:
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)
     skipped: int = 0
+    points: list[dict[str, Any]] = field(default_factory=list)  # every eval record, mid-stage ones too
 
 
 def load_run(run_dir: Path | str) -> RunSummary:
@@ -101,11 +97,17 @@ def load_run(run_dir: Path | str) -> RunSummary:
     stages = []
     for s in plan["stages"]:
         st = state.get(s["name"], {})
+        rows = read_jsonl(rd.metrics(s["name"]))
         stages.append(StageRow(
             name=s["name"], kind=s["kind"], parent=s["parent"], branch=bool(s.get("branch", False)),
-            status=st.get("status", "pending"), step=int(st.get("step", 0) or 0), steps=int(s["params"]["steps"]),
+            status=st.get("status", "pending"), step=int(st.get("step", 0) or 0),
+            steps=int(s["params"].get("steps") or st.get("step", 0) or 0),
             stop_reason=st.get("stop_reason"), teachers=_resolved_teachers(rd, s["name"]),
-            teacher_choice=st.get("teachers"),
+            teacher_choice=st.get("teachers"), domains=tuple(s["domains"]), hyper=hyperparameters(s),
+            targets=tuple((f"{c['domain']}.{c['eval']}", c["op"], float(c["value"])) for c in s.get("until", [])
+                          if c.get("kind") == "threshold" and not c.get("relative_to")),
+            train_s=sum(float(r["step_time_s"]) for r in rows if "step_time_s" in r)
+            if any("step_time_s" in r for r in rows) else None,
         ))
     records, skipped = read_eval_records(rd.evals_jsonl)
     scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
@@ -117,7 +119,23 @@ def load_run(run_dir: Path | str) -> RunSummary:
     metrics = {s.name: read_jsonl(rd.metrics(s.name)) for s in stages}
     return RunSummary(name=plan["name"], stages=stages, evals=declared + recorded, columns=columns,
                       scores=scores, metrics={k: v for k, v in metrics.items() if v},
-                      stale=_stale(rd) & set(columns), skipped=skipped)
+                      stale=_stale(rd) & set(columns), skipped=skipped, points=records)
+
+
+def hyperparameters(stage: dict[str, Any]) -> dict[str, str]:
+    """The hyper-parameters of a stage (its ``plan.json`` entry) that the report's stage table shows."""
+    p = stage["params"]
+    lr = p.get("optim", {}).get("lr", {})
+    out = {"steps": str(p.get("steps") or f"{p.get('epochs')} epochs"),
+           "lr": f"{lr.get('peak', 0):g}" + (f" {lr['kind']}" if lr.get("kind", "constant") != "constant" else "")}
+    if "batch_size" in p:
+        out["batch"] = str(p["batch_size"])
+    if "prompts_per_step" in p:
+        out["batch"] = f"{p['prompts_per_step']} × {p.get('rollouts_per_prompt', 1)}"
+    for key in ("temperature", "kl", "max_response", "max_seq"):
+        if p.get(key) is not None:
+            out[key] = f"{p[key]:g}" if isinstance(p[key], float) else str(p[key])
+    return out
 
 
 def _resolved_teachers(rd: RunDir, stage: str) -> dict[str, str]:
@@ -185,91 +203,14 @@ def _print_scores(console: Console, summary: RunSummary, evals_jsonl: Path | Non
         console.print(skipped_lines_warning(evals_jsonl, summary.skipped), highlight=False, soft_wrap=True)
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def cascade_chart(summary: RunSummary) -> bytes:
-    """PNG of each ``domain.eval``'s score after each stage (x: stages in plan order, base first)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(6.0, 1.3 * len(summary.columns) + 2), 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    xs = range(len(summary.columns))
-    for ev in summary.evals:
-        points = [(i, summary.scores[c][ev]) for i, c in enumerate(summary.columns) if ev in summary.scores[c]]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=ev)
-    _mark_teachers(ax, summary)
-    ax.set_xticks(list(xs), [_label(summary, c) for c in summary.columns], rotation=20, ha="right")
-    ax.set_ylabel("eval score")
-    ax.set_title(f"{summary.name}: eval score after each stage")
-    ax.grid(alpha=0.3)
-    if summary.evals and summary.columns:
-        ax.legend(loc="best", fontsize="small")
-    return _png(fig)
-
-
-def _mark_teachers(ax: Any, summary: RunSummary) -> None:
-    """Ring each distill stage's teacher at the evals of the domains it teaches (``default``: every domain
-    without a route of its own), labelled "teacher of <stage>"."""
-    for row in summary.stages:
-        for route, teacher in sorted(row.teachers.items()):
-            if teacher not in summary.columns:
-                continue
-            x = summary.columns.index(teacher)
-            taught = [ev for ev in summary.evals if ev.split(".", 1)[0] == route
-                      or (route == "default" and ev.split(".", 1)[0] not in row.teachers)]
-            for ev in taught:
-                if ev in summary.scores[teacher]:
-                    y = summary.scores[teacher][ev]
-                    ax.scatter([x], [y], s=260, facecolors="none", edgecolors="black", linewidths=1.5, zorder=3)
-                    ax.annotate(f"teacher of {row.name}", (x, y), textcoords="offset points", xytext=(8, -14),
-                                fontsize="x-small")
-
-
-def curves_chart(summary: RunSummary) -> bytes:
-    """PNG with one panel per :data:`CURVES` entry; stages laid end to end on a cumulative step axis."""
-    from matplotlib.figure import Figure
-
-    cols = 3
-    rows_ = -(-len(CURVES) // cols)
-    fig = Figure(figsize=(15, 3.6 * rows_), layout="constrained")
-    axes = fig.subplots(rows_, cols).ravel()
-    for ax in axes[len(CURVES):]:
-        ax.set_visible(False)
-    for ax, (title, keys) in zip(axes, CURVES.items()):
-        offset, drawn = 0, False
-        for i, s in enumerate(summary.stages):
-            rows = summary.metrics.get(s.name, [])
-            if not rows:
-                continue
-            key = next((k for k in keys if any(k in r for r in rows)), None)
-            if key is not None:
-                pts = sorted((int(r["step"]), float(r[key])) for r in rows if r.get(key) is not None)
-                ax.plot([offset + p[0] for p in pts], [p[1] for p in pts], color=f"C{i % 10}", label=_label(summary, s.name))
-                drawn = True
-            offset += max(int(r["step"]) for r in rows) + 1
-            ax.axvline(offset - 0.5, color="grey", alpha=0.3, linewidth=0.8)
-        ax.set_title(title, fontsize="medium")
-        ax.set_xlabel("step (stages end to end, plan order)")
-        ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize="x-small")
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-    return _png(fig)
-
-
 _HTML = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cascade {{ s.name }}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }
+td { vertical-align: top; }
 table { border-collapse: collapse; margin: 1em 0; } th, td { border: 1px solid #ccc; padding: 4px 10px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font-weight: bold; }
-img { max-width: 100%; }
+img { width: 100%; max-width: 1200px; }
 </style></head><body>
 <h1>cascade <code>{{ s.name }}</code></h1>
 <h2>eval score after each stage</h2>
@@ -281,9 +222,13 @@ img { max-width: 100%; }
 {% if s.stale %}<p>{{ stale_note }}</p>{% endif %}
 <img alt="cascade chart" src="data:image/png;base64,{{ cascade }}">
 <h2>stages</h2>
-<table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>status</th><th>steps</th><th>stop reason</th><th>teachers</th></tr>
-{% for r in s.stages %}<tr><td>{{ label(r.name) }}</td><td>{{ r.kind }}</td><td>{{ r.parent }}</td><td>{{ r.status }}</td>
-<td class="num">{{ r.step }}/{{ r.steps }}</td><td>{{ r.stop_reason or "" }}</td><td>{{ r.teacher_choice or "" }}</td></tr>
+<table id="stages"><tr><th>stage</th><th>kind</th><th>parent</th><th>domains</th><th>status</th><th>steps</th>
+<th>hyper-parameters</th><th>training time</th><th>stop reason</th><th>teachers</th></tr>
+{% for r in s.stages %}<tr><td>{{ label(r.name) }}</td><td>{{ r.kind }}</td><td>{{ r.parent }}</td>
+<td>{{ r.domains|join(", ") }}</td><td>{{ r.status }}</td><td class="num">{{ r.step }}/{{ r.steps }}</td>
+<td>{% for k, v in r.hyper.items() %}{{ k }} = {{ v }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
+<td class="num">{{ "%.1f s"|format(r.train_s) if r.train_s is not none else "" }}</td>
+<td>{{ r.stop_reason or "" }}</td><td>{{ r.teacher_choice or "" }}</td></tr>
 {% endfor %}</table>
 <h2>training curves</h2>
 <img alt="training curves" src="data:image/png;base64,{{ curves }}">

@@ -80,3 +80,49 @@ def test_not_a_run_directory_is_a_clear_error(tmp_path, capsys):
         report(tmp_path)
     assert main([str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_chart_data_mid_stage_points_error_bars_and_targets(run_dir):
+    from runtime.report_charts import eval_points, stage_label
+
+    s = load_run(run_dir)
+    points = eval_points(s, "math.gsm")
+    # mopd (column 4, 4 steps) evaluated at step 2: half way between its parent's column and its own
+    assert (3.5, 0.52) in [(x, y) for x, y, _, final in points if not final]
+    final = {x: (y, se) for x, y, se, last in points if last}
+    assert final[1.0] == (0.5, pytest.approx(0.0625))  # sqrt(0.5 * 0.5 / 64)
+    assert stage_label(s, "side").startswith("side (branch)") and stage_label(s, "side").endswith("\ngrpo: math")
+    assert stage_label(s, "base") == "base"
+
+
+def test_curves_hide_unmeasured_kl_and_split_rewards_by_domain(tmp_path):
+    import json
+
+    run = write_run(tmp_path / "runs" / "mini", make_plan())
+    rl = run / "stages" / "rl" / "metrics.jsonl"
+    rows = [json.loads(line) for line in rl.read_text().splitlines()]
+    for r in rows:
+        r.update({"kl": 0.0, "reward_mean/math": 0.1 * r["step"], "reward_mean/code": 0.3})
+    rl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from runtime.report_charts import curve_panels, curves_chart
+
+    panels = curve_panels(load_run(run))
+    kl = dict(panels["KL (GRPO: to reference; distill: reverse KL to teacher)"])
+    assert "rl" not in kl and {"side", "mopd"} <= set(kl)  # rl logged kl = 0 throughout: not measured
+    assert [label for label, _ in panels["reward by domain"]] == ["code (rl)", "math (rl)"]
+    assert dict(panels["reward by domain"])["math (rl)"][0][0] == 4  # after sft's and side's two steps each
+    assert curves_chart(load_run(run)).startswith(PNG)
+
+
+def test_html_stage_table_has_hyperparameters_and_time(run_dir, tmp_path):
+    import json
+
+    sft = run_dir / "stages" / "sft" / "metrics.jsonl"
+    sft.write_text("".join(json.dumps({**json.loads(line), "step_time_s": 1.25}) + "\n"
+                           for line in sft.read_text().splitlines()))
+    html = report(run_dir, tmp_path / "out", console=Console(file=io.StringIO(), width=140)).read_text()
+    table = html.split('<table id="stages">')[1].split("</table>")[0]
+    assert "<th>hyper-parameters</th>" in table and "<th>training time</th>" in table
+    sft_row, side_row = table.split("<tr>")[2], table.split("<tr>")[3]
+    assert "<td>code, math</td>" in sft_row and "lr = 0.001<br>batch = 8" in sft_row and "2.5 s" in sft_row
+    assert "batch = 128 × 16<br>temperature = 1<br>kl = 0" in side_row

@@ -1,6 +1,7 @@
 """The cascade chart rings each MOPD stage's teachers at the evals of the domains they teach."""
 
-from runtime.report import RunSummary, StageRow, _mark_teachers, cascade_chart
+from runtime.report import RunSummary, StageRow
+from runtime.report_charts import _mark_teachers, cascade_chart
 
 
 class Axes:
@@ -13,6 +14,9 @@ class Axes:
 
     def annotate(self, text, *_, **__):
         self.notes.append(text)
+
+    def hlines(self, y, x0, x1, **_):
+        self.rings.append((x0, x1, y))
 
 
 def summary() -> RunSummary:
@@ -38,3 +42,17 @@ def test_teachers_are_ringed_at_the_domains_they_teach() -> None:
 
 def test_chart_with_teachers_renders() -> None:
     assert cascade_chart(summary()).startswith(b"\x89PNG")
+
+
+def test_until_targets_are_drawn_over_their_stage() -> None:
+    from dataclasses import replace
+
+    from runtime.report_charts import _draw_targets
+
+    s = summary()
+    s.stages[1] = replace(s.stages[1], targets=(("a.held", ">=", 0.9),))
+    ax = Axes()
+    _draw_targets(ax, s, "a.held", "C0")
+    assert ax.rings == [(1, 2, 0.9)] and ax.notes == ["until a.held >= 0.9"]  # rl_a spans format -> rl_a
+    _draw_targets(ax, s, "b.held", "C1")
+    assert len(ax.rings) == 1
