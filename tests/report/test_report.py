@@ -92,7 +92,7 @@ def test_chart_data_mid_stage_points_error_bars_and_targets(run_dir):
     final = {x: (y, se) for x, y, se, last in points if last}
     assert final[1.0] == (0.5, pytest.approx(0.0625))  # sqrt(0.5 * 0.5 / 64)
     assert stage_label(s, "side").startswith("side (branch)") and stage_label(s, "side").endswith("\ngrpo: math")
-    assert stage_label(s, "base") == "base"
+    assert stage_label(s, "base").startswith("base") and "\n" not in stage_label(s, "base")
 
 
 def test_curves_hide_unmeasured_kl_and_split_rewards_by_domain(tmp_path):
