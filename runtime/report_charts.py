@@ -3,8 +3,8 @@
 - The cascade chart: each ``domain.eval``'s score after each stage, base first (the papers' per-stage table
   as lines; Nemotron-Cascade 1 Tables 2, 4-8). Each point has a bar of ± one standard error from its eval's
   size (``runtime.changes.score_se``: 64 items at p = 0.5 is ±0.06), a stage's mid-stage eval points sit
-  between its parent's column and its own at the fraction of its steps they were taken at, and its ``until``
-  thresholds are drawn over that span. The x labels give each stage's kind and domains.
+  between its parent's column and its own at the fraction of its steps they were taken at, and its fixed
+  ``until`` thresholds are drawn over that span (thresholds relative to a teacher's score are not). The x labels give each stage's kind and domains.
 - The training curves: stages end to end on a cumulative step axis, one panel per metric, plus per-domain
   panels where a stage logged ``METRIC/DOMAIN`` (GRPO ``reward_mean/<domain>``, distill
   ``reverse_kl/<domain>``). A series that a stage logged as exactly 0 at every step for a KL metric was not
@@ -55,7 +55,8 @@ def stage_label(summary: Any, name: str) -> str:
 
 def eval_points(summary: Any, ev: str) -> list[tuple[float, float, float, bool]]:
     """(x, score, standard error, final) of every recorded point of ``ev``: a stage's final point at its
-    column, its mid-stage points at ``column - 1 + step / steps``."""
+    column, its mid-stage points at ``start + (column - start) * step / steps`` (``start``: its parent's
+    column)."""
     steps = {s.name: s.steps for s in summary.stages}
     final_step = {c: max((int(r["step"]) for r in summary.points if r["stage"] == c), default=0)
                   for c in summary.columns}
@@ -67,9 +68,17 @@ def eval_points(summary: Any, ev: str) -> list[tuple[float, float, float, bool]]
         x, step = summary.columns.index(stage), int(r["step"])
         final = step >= final_step[stage]
         if not final and steps.get(stage):
-            x -= 1 - step / steps[stage]
+            start = _start(summary, stage)
+            x = start + (x - start) * step / steps[stage]
         out.append((float(x), float(r["score"]), score_se(float(r["score"]), int(r.get("n", 0))), final))
     return sorted(out)
+
+
+def _start(summary: Any, stage: str) -> int:
+    """The column a stage starts from: its parent's, else the column before its own."""
+    parent = next((s.parent for s in summary.stages if s.name == stage), None)
+    x = summary.columns.index(stage)
+    return summary.columns.index(parent) if parent in summary.columns[:x] else x - 1
 
 
 def cascade_chart(summary: Any) -> bytes:
@@ -106,11 +115,11 @@ def _draw_targets(ax: Any, summary: Any, ev: str, color: str) -> None:
     for row in summary.stages:
         if row.name not in summary.columns:
             continue
-        x = summary.columns.index(row.name)
+        x, start = summary.columns.index(row.name), _start(summary, row.name)
         for key, op, value in row.targets:
             if key == ev:
-                ax.hlines(value, x - 1, x, colors=color, linestyles="dashed", linewidth=1)
-                ax.annotate(f"until {key} {op} {value:g}", (x - 0.5, value), textcoords="offset points",
+                ax.hlines(value, start, x, colors=color, linestyles="dashed", linewidth=1)
+                ax.annotate(f"until {key} {op} {value:g}", ((start + x) / 2, value), textcoords="offset points",
                             xytext=(0, 4), ha="center", fontsize="small", color=color)
 
 

@@ -54,5 +54,9 @@ def test_until_targets_are_drawn_over_their_stage() -> None:
     ax = Axes()
     _draw_targets(ax, s, "a.held", "C0")
     assert ax.rings == [(1, 2, 0.9)] and ax.notes == ["until a.held >= 0.9"]  # rl_a spans format -> rl_a
+    s.stages[2] = replace(s.stages[2], parent="format", targets=(("a.held", ">=", 0.8),))
+    ax = Axes()
+    _draw_targets(ax, s, "a.held", "C0")
+    assert ax.rings == [(1, 2, 0.9), (1, 3, 0.8)]  # rl_b, started from format, spans format -> rl_b
     _draw_targets(ax, s, "b.held", "C1")
-    assert len(ax.rings) == 1
+    assert len(ax.rings) == 2  # no target on b.held
