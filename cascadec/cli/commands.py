@@ -51,6 +51,8 @@ def _plan_or_exit(spec: Path, fmt: OutputFormat = OutputFormat.full, build_data:
 
 
 FORMAT_HELP = "Diagnostic output format."
+#: `cascadec plan`'s columns left out first in a narrow terminal (the memory total `GiB/GPU` stays)
+PLAN_OPTIONAL = ("act. (ckpt)", "KV cache", "frozen", "states GiB", "hash", "batch", "until")
 
 
 @app.command("compile")
@@ -136,7 +138,7 @@ def plan(
     if not console.is_terminal:
         # Piped or captured output keeps every row on one line, whatever the width, so that it greps.
         console = Console(file=sys.stdout, highlight=False, width=natural_width(console, table))
-    console.print(keep_names(table, console.width, "stage", "parent"))
+    console.print(keep_names(table, console.width, "stage", "parent", optional=PLAN_OPTIONAL))
 
 
 @app.command()

@@ -51,3 +51,21 @@ def test_names_stay_whole_and_nothing_is_cut() -> None:
 def test_a_terminal_too_narrow_for_the_names_folds_them_rather_than_cutting() -> None:
     text = _printed(40, keep_names(_table(), 40, "stage", "parent"))
     assert "…" not in text and all(len(line) <= 40 for line in text.splitlines())
+
+
+def test_optional_columns_go_first_and_the_caption_says_so() -> None:
+    table = _table()
+    for extra in ("states GiB", "KV cache", "frozen"):
+        table.add_column(extra)
+        table.columns[-1]._cells.extend(["12.5", "3.25"])
+    text = _printed(80, keep_names(table, 80, "stage", "parent", optional=("KV cache", "frozen", "hash")))
+    assert "left out to fit 80 columns: KV cache, frozen, hash" in text
+    assert "states" in text and "KV cache" not in text.split("left out")[0]  # the one not optional stays
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+    assert {"rl_legs", "rl_letters"} <= {row[0] for row in cells}
+
+
+def test_a_table_that_fits_is_left_alone() -> None:
+    table = keep_names(_table(), 300, "stage", optional=("hash",))
+    assert [str(c.header) for c in table.columns][-1] == "hash" and all(c.width is None for c in table.columns)
