@@ -359,7 +359,12 @@ def _require_run_dir(target: Path | None) -> Path:
                  + ", ".join(f"`{p}`" for p in runs), help="pass a run directory such as `runs/<name>`, or the spec")
         return runs[0]
     if target.suffix == ".cascade" and target.is_file():
-        return Path("runs") / _plan_or_exit(target).name
+        run_dir = Path("runs") / _plan_or_exit(target).name
+        if not (run_dir / "plan.json").is_file():
+            fail(f"`{target}` has not run here: no run directory `{run_dir}`",
+                 help=f"start it with `cascadec run {target}`, or pass the run directory instead of the spec (one "
+                      "made with `--run-dir`, or from another working directory)")
+        return run_dir
     if not target.is_dir():
         fail(f"`{target}` is not a directory", help="pass a run directory such as `runs/<name>`, or the spec")
     return target

@@ -368,6 +368,9 @@ def test_status_and_report_find_the_run_of_a_spec_or_the_only_run(monkeypatch: p
 
     monkeypatch.setattr(commands, "_api", lambda command: Api)
     assert "no run under `runs/`" in invoke(["status"]).stderr
+    before = invoke(["report", "clean.cascade"])  # a spec that never ran: say so, and how to run it
+    assert before.exit_code == 2 and "`clean.cascade` has not run here: no run directory `runs/clean`" in before.stderr
+    assert "help: start it with `cascadec run clean.cascade`" in before.stderr and not seen
     (specs / "runs/clean").mkdir(parents=True)
     (specs / "runs/clean/plan.json").write_text("{}")
     assert invoke(["status"]).exit_code == 0 and invoke(["report", "clean.cascade"]).exit_code == 0
