@@ -248,16 +248,16 @@ _TABLE: tuple[Code, ...] = (
          "`lint --check-rewards` renders the chat template's generation prompt and the stage's mode prefix. When "
          "they pre-fill `<think>` (Qwen3-style templates, `mode = thinking`), no completion starts with it; a "
          "format reward that scores completions higher with it in front would never give its reward."),
+    Code("CAS502", "template-not-prefix-stable", "warning", "the chat template is not prefix-stable across turns",
+         "For multi-turn rows, rendering turns 1..k must be a prefix of rendering turns 1..k+1, or SFT cannot cut "
+         "the assistant turns out of the conversation. Some templates drop earlier turns' reasoning; use one "
+         "that does not, or single-turn rows. Checked by `lint --check-rewards` on the first rows."),
     Code("CAS503", "reward-checked-on-synthetic-rows", "warning", "a reward was checked on made-up rows",
          "`lint --check-rewards` runs each domain's reward on the first rows of its training data. When the data "
          "cannot be loaded where lint runs (a hub dataset not in the local cache, a file that exists only on "
          "the cluster, a row the runtime rejects), it falls back to synthetic rows whose columns hold "
          "placeholder values: the reward builds and returns floats, but whether it works on the real columns "
          "is not known until the run. The message says why the data could not be loaded."),
-    Code("CAS502", "template-not-prefix-stable", "warning", "the chat template is not prefix-stable across turns",
-         "For multi-turn rows, rendering turns 1..k must be a prefix of rendering turns 1..k+1, or SFT cannot cut "
-         "the assistant turns out of the conversation. Some templates drop earlier turns' reasoning; use one "
-         "that does not, or single-turn rows. Checked by `lint --check-rewards` on the first rows."),
     Code("CAS999", "internal-error", "error", "the compiler hit a bug",
          "This is a bug in cascadec, not in your spec. Please report it with the spec that triggered it."),
 )
