@@ -192,6 +192,7 @@ def test_atomic_writes_get_the_usual_file_mode_not_0600(tmp_path: Path, monkeypa
 
 def test_curves_show_the_loss_of_an_sft_only_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import runtime.report as report_module
+    import runtime.report_charts as charts
 
     build = write_build(tmp_path, tiny_plan(stages=[sft_stage("s1", "base", steps=3)]))
     rd = RunDir(tmp_path / "run")
@@ -199,8 +200,8 @@ def test_curves_show_the_loss_of_an_sft_only_run(tmp_path: Path, monkeypatch: py
     (rd.root / "plan.json").write_text((build / "plan.json").read_text())
     rd.metrics("s1").write_text("".join(json.dumps({"step": i, "loss": 3.0 - i}) + "\n" for i in range(3)))
     figures = []
-    monkeypatch.setattr(report_module, "_png", lambda fig: figures.append(fig) or b"")
-    report_module.curves_chart(report_module.load_run(rd.root))
+    monkeypatch.setattr(charts, "_png", lambda fig: figures.append(fig) or b"")
+    charts.curves_chart(report_module.load_run(rd.root))
     loss_panel = figures[0].axes[0]
     assert "loss" in loss_panel.get_title()
     curves = [line for line in loss_panel.lines if not line.get_label().startswith("_")]  # not the stage rules
