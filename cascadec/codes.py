@@ -136,7 +136,8 @@ _TABLE: tuple[Code, ...] = (
          "and reports routes whose value no row has: usually a typo in the value, or the wrong field."),
     Code("CAS324", "row-without-route", "error", "rows of the local data whose field value has no route",
          "Every row must reach a reward or a teacher: a row whose field value has no route, when there is no "
-         "`default` route, would stop the run. Add a route for the value or a `default` route."),
+         "`default` route, would get no reward or teacher at run time and be left out of training (counted as "
+         "`unrouted` in the metrics). Add a route for the value or a `default` route."),
     Code("CAS325", "checkpoint-not-found", "error", "a named checkpoint is not where the spec says",
          "A checkpoint in `checkpoints = { ... }` that is a local directory or a stage of another run must exist "
          "when compiling: its content hash goes into the hashes of the stages that start from it or distil from "

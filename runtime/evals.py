@@ -50,7 +50,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def item_score(spec: EvalSpec, rewards: Sequence[float]) -> float:
-    """One item's score from the rewards of its ``n`` completions (``n = 1`` for pass@1)."""
+    """One item's score from the rewards of its ``n`` completions (``n = 1`` for pass@1); NaN when a
+    completion has no reward (an unrouted item)."""
+    if any(math.isnan(r) for r in rewards):
+        return math.nan
     if spec.metric == "pass@1":
         return float(rewards[0])
     if spec.metric == "avg@k":
@@ -98,7 +101,8 @@ def rank_shard(samples: Sequence[Sample], rank: int, world: int) -> tuple[list[S
 def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
     """Evaluate the current policy on every eval set; returns one record per eval on every rank.
 
-    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n"}`` (``n`` = items scored).
+    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n"}`` (``n`` = items scored; an item
+    whose routed reward has no route for it is not scored).
     The caller (rank 0) appends them to ``evals.jsonl``.
     """
     acc = ctx.accelerator
@@ -107,7 +111,8 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
     for eval_set in eval_sets:
         shard, real = rank_shard(eval_set.samples, rank, world)
         local = score_shard(ctx, eval_set, shard, seed)[:real] if shard else []
-        scores = _gather(acc, local)
+        # an item without a reward (unrouted, runtime.routing) is left out of the score and of ``n``
+        scores = [s for s in _gather(acc, local) if not math.isnan(s)]
         metric = eval_set.spec.metric.replace("@k", f"@{eval_set.spec.k}")
         records.append(
             {

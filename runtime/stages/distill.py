@@ -33,7 +33,7 @@ from runtime.losses.distill import mopd_loss, sequence_token_mean
 from runtime.ops import linear_token_divergence
 from runtime.losses.overlong import rule_of
 from runtime.rollout.base import RolloutBatch
-from runtime.routing import route_key
+from runtime.routing import pick, route_key, unrouted_metrics, warn_unrouted
 from runtime.serving.client import check_server_tokenizer, score
 from runtime.serving.servers import endpoint
 from runtime.stages import backward_passes, optimizer_step
@@ -198,6 +198,7 @@ class DistillTrainer:
         for ep in self.served.values():
             check_server_tokenizer(ep, ctx.tokenizer, ctx.stage.name)
         self.pool = TeacherPool(ctx, sorted(set(self.teachers.values()) - set(self.served)))
+        self.warned = False
         self.pad_id = pad_token_id(ctx.tokenizer)
         # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
         self.temperature = p.temperature if p.temperature > 0 else 1.0
@@ -222,7 +223,8 @@ class DistillTrainer:
 
         Returns metrics: loss, reverse_kl (per-token estimate ``mean(log pi_train - log pi_teacher)`` over
         valid tokens), reverse_kl/<domain>, is_ratio (mean ``pi_train / pi_inf``), gated_frac (tokens outside
-        the band), entropy, response_len, truncated_frac, filtered_frac, teacher_rows/<teacher>,
+        the band), entropy, response_len, truncated_frac, filtered_frac, teacher_rows/<teacher>, unrouted/<domain>
+        (rows of a field-routed stage with no teacher, left out),
         tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s.
         """
         ctx, p = self.ctx, self.params
@@ -236,8 +238,8 @@ class DistillTrainer:
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
         names = [self._teacher_of(s) for s in samples]
         # a distill stage has no reward, so of a domain's rules only `filter` applies (CAS413 rejects the rest)
-        keep = [not (t and rule_of(p, ctx.plan.domains[s.domain]).kind == "filter")
-                for s, t in zip(samples, rollouts.truncated)]
+        keep = [n is not None and not (t and rule_of(p, ctx.plan.domains[s.domain]).kind == "filter")
+                for s, t, n in zip(samples, rollouts.truncated, names)]
         rows = [i for i in range(len(samples)) if keep[i]]
 
         t0 = time.perf_counter()
@@ -258,16 +260,25 @@ class DistillTrainer:
             "gen_s": gen_s, "teacher_s": teacher_s, "train_s": train_s,
             **stats,
         }
-        for name, count in sorted(Counter(names).items()):
+        for name, count in sorted(Counter(n for n in names if n is not None).items()):
             metrics[f"teacher_rows/{name}"] = float(count)
+        if ctx.stage.teacher_field is not None:
+            metrics.update(unrouted_metrics(samples, names))
         return metrics
 
-    def _teacher_of(self, sample: Sample) -> str:
-        """The teacher of one row: by its domain, or by the stage's ``teacher_field`` value."""
+    def _teacher_of(self, sample: Sample) -> str | None:
+        """The teacher of one row: by its domain, or by the stage's ``teacher_field`` value (None: unrouted,
+        left out of the step and warned about once, see :mod:`runtime.routing`)."""
         field = self.ctx.stage.teacher_field
         if field is None:
             return route(sample.domain, self.teachers)
-        return route(route_key(sample, field), self.teachers, what=f"`{field}` value")
+        key = route_key(sample, field)
+        if pick(key, self.teachers) is None:
+            if not self.warned:
+                self.warned = True
+                warn_unrouted(f"distill stage `{self.ctx.stage.name}` teachers", field, key, list(self.teachers))
+            return None
+        return self.teachers[pick(key, self.teachers)]
 
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.

@@ -49,7 +49,8 @@ def sequences(batch: RolloutBatch, index: list[int], pad_id: int) -> tuple[torch
 
 
 def score(ctx: StageContext, samples: list[Sample], texts: list[str]) -> torch.Tensor:
-    """Rewards ``[N]`` from each row's domain reward, called once per domain on that domain's rows."""
+    """Rewards ``[N]`` from each row's domain reward, called once per domain on that domain's rows; NaN for a
+    row without a reward (a routed reward's unrouted row, :mod:`runtime.routing`)."""
     by_domain: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         by_domain[s.domain].append(i)
@@ -111,7 +112,11 @@ class GRPOTrainer:
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
         truncated = torch.tensor(rollouts.truncated, dtype=torch.bool)
         lengths = torch.tensor([len(c) for c in rollouts.completion_ids], dtype=torch.float32)
-        rewards, keep = self._overlong(samples, score(ctx, samples, rollouts.texts), truncated, lengths)
+        raw = score(ctx, samples, rollouts.texts)
+        # an unrouted row has no reward: 0 keeps its group's advantages finite (the whole group shares the row's
+        # fields, so all of it is unrouted and uninformative), and it stays out of the loss
+        rewards, keep = self._overlong(samples, raw.nan_to_num(0.0), truncated, lengths)
+        keep &= ~raw.isnan()
         informative = informative_groups(rewards, p.rollouts_per_prompt)
         return Attempt(rollouts, samples, rewards, keep, truncated, informative, gen_s,
                        time.perf_counter() - start - gen_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,17 @@ def test_rows_are_routed_to_teachers_by_a_data_field(teachers_dir, tmp_path):
     trainer.teachers.pop("default")
     with pytest.raises(TeacherError, match="`meta.tag` value `no` has no teacher"):
         trainer.step(1, batch)
+
+
+def test_rows_without_a_field_route_are_left_out_counted_and_warned_once(teachers_dir, tmp_path):
+    ctx = _ctx(teachers_dir, tmp_path, {"gsm8k": TeacherRef(kind="stage", stage="teach_ok")})
+    ctx.stage = ctx.stage.model_copy(update={"teacher_field": "data_source"})
+    trainer = DistillTrainer(ctx)
+    routed = [replace(s, meta={"data_source": "gsm8k"}) for s in _samples("a", 1)]
+    stray = [replace(s, meta={"data_source": "hub-only"}) for s in _samples("b", 3)]
+    with pytest.warns(RuntimeWarning, match="`data_source` = 'hub-only', which has no route") as seen:
+        m = trainer.step(0, routed + stray)
+        trainer.step(1, routed + stray)
+    assert len(seen) == 1
+    assert m["teacher_rows/teach_ok"] == 4 and m["unrouted/b"] == 12 and m["unrouted/a"] == 0
+    assert m["filtered_frac"] == 0.75 and m["grad_norm"] > 0

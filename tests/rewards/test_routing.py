@@ -1,7 +1,10 @@
 """Routing rows to rewards by a data field: each row reaches its route's reward (recorded calls), weights
-scale a route, `default` catches the rest, and a row without a route is an error, not a silent zero."""
+scale a route, `default` catches the rest, and a row without a route gets no reward (NaN, never a silent
+zero), is counted and warns once."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -30,13 +33,20 @@ def test_each_row_goes_to_its_route_and_is_counted():
     samples = [_s(0, "gsm8k"), _s(1, "apps"), _s(2, "other"), _s(3, None), _s(4, "gsm8k")]
     assert reward(samples, ["c"] * 5) == [1.0, 1.0, 3.0, 3.0, 1.0]
     assert math.calls == [["d/0", "d/4"]] and code.calls == [["d/1"]] and rest.calls == [["d/2", "d/3"]]
-    assert reward_metrics(reward) == {"route/apps": 1.0, "route/default": 2.0, "route/gsm8k": 2.0}
+    assert reward_metrics(reward) == {"route/apps": 1.0, "route/default": 2.0, "route/gsm8k": 2.0, "unrouted": 0.0}
 
 
-def test_a_row_without_a_route_and_no_default_is_an_error():
-    reward = RoutedReward("data_source", {"gsm8k": Recorder("m", 1.0)})
-    with pytest.raises(RewardError, match="`data_source` = 'apps', which has no route"):
-        reward([_s(0, "apps")], ["c"])
+def test_a_row_without_a_route_gets_no_reward_is_counted_and_warns_once():
+    math_reward = Recorder("m", 1.0)
+    reward = RoutedReward("data_source", {"gsm8k": math_reward})
+    with pytest.warns(RuntimeWarning, match="`data_source` = 'apps', which has no route") as seen:
+        got = reward([_s(0, "apps"), _s(1, "gsm8k"), _s(2, None)], ["c"] * 3)
+        assert math.isnan(reward([_s(3, "apps")], ["c"])[0])
+    assert len(seen) == 1  # once per reward, not per row or call
+    assert math.isnan(got[0]) and got[1] == 1.0 and math.isnan(got[2])
+    assert math_reward.calls == [["d/1"]]  # unrouted rows never reach a route's reward
+    reward([_s(0, "apps"), _s(1, "gsm8k"), _s(2, None)], ["c"] * 3)
+    assert reward_metrics(reward) == {"route/gsm8k": 1.0, "unrouted": 2.0}
 
 
 def test_route_spec_builds_and_logs_nested_extras(tmp_path, monkeypatch):
@@ -51,4 +61,4 @@ def test_route_spec_builds_and_logs_nested_extras(tmp_path, monkeypatch):
     samples = [Sample(id="d/0", domain="d", prompt="p", answer="4", meta={"data_source": "gsm8k"}),
                Sample(id="d/1", domain="d", prompt="p", answer="5", meta={"data_source": "x"})]
     assert reward(samples, ["4", "Answer: 5"]) == [2.0, 1.0]
-    assert reward_metrics(reward) == {"route/default": 1.0, "route/gsm8k": 1.0, "gsm8k/len": 1.0}
+    assert reward_metrics(reward) == {"route/default": 1.0, "route/gsm8k": 1.0, "unrouted": 0.0, "gsm8k/len": 1.0}

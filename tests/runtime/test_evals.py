@@ -112,3 +112,17 @@ def test_rank_shards_are_padded_to_one_length_and_cover_every_item_once():
         real = [s.id for items, n in shards for s in items[:n]]
         assert sorted(real) == sorted(s.id for s in samples)
     assert rank_shard([], 0, 2) == ([], 0)
+
+
+@pytest.mark.parametrize("metric,k", [("pass@1", 1), ("avg@k", 4), ("pass@k", 4)])
+def test_unrouted_items_are_left_out_of_the_score_and_of_n(metric, k) -> None:
+    from runtime.routing import RoutedReward
+
+    ctx = fake_ctx()
+    exact = ctx.rewards["add"]
+    # items 0 and 1 route to `exact`; 2 and 3 have no route: a NaN that must neither count nor score 0
+    ctx.rewards["add"] = RoutedReward("id", {"add/e/0": exact, "add/e/1": exact})
+    with pytest.warns(RuntimeWarning, match="no route"):
+        (rec,) = run_evals(ctx, [eval_set(metric, k)], stage="s", step=0, seed=0)
+    want = {"pass@1": 1.0, "avg@k": (1 + 0.25) / 2, "pass@k": 1.0}[metric]
+    assert rec["n"] == 2 and rec["score"] == pytest.approx(want)

@@ -107,3 +107,31 @@ def test_rollouts_are_fixed_by_seed_and_step(tmp_path):
     assert ctx.engine.generate(prompts, seed=seed, **kw).completion_ids == \
         ctx.engine.generate(prompts, seed=seed, **kw).completion_ids
     assert rollout_seed(0, 3, 0) != rollout_seed(0, 4, 0) != rollout_seed(0, 3, 1)
+
+
+def _routed(meta_a: dict, meta_b: dict):
+    from runtime.routing import RoutedReward
+
+    batch = [Sample(id="toy/train/0", domain="toy", prompt="hello", meta=meta_a),
+             Sample(id="toy/train/1", domain="toy", prompt="world", meta=meta_b)]
+    return batch, RoutedReward("data_source", {"a": lambda s, c: [float(i % 2) for i in range(len(c))]})
+
+
+def test_unrouted_rows_are_left_out_of_the_loss_counted_and_warned(tmp_path):
+    ctx = make_ctx(tmp_path)
+    batch, ctx.rewards["toy"] = _routed({"data_source": "a"}, {"data_source": "hub-only"})
+    with pytest.warns(RuntimeWarning, match="'hub-only', which has no route"):
+        m = GRPOTrainer(ctx).step(0, batch)
+    assert m["reward/toy/unrouted"] == 4.0 and m["reward/toy/route/a"] == 4.0  # 4 rollouts per prompt
+    assert m["filtered_frac"] == 0.5 and m["grad_norm"] > 0
+
+
+def test_only_unrouted_rows_train_nothing_even_with_an_entropy_bonus(tmp_path):
+    # with an entropy bonus a kept row moves the weights even at advantage 0; an unrouted row must not
+    ctx = make_ctx(tmp_path, entropy=0.1)
+    batch, ctx.rewards["toy"] = _routed({}, {"data_source": "b"})
+    before = params_of(ctx)
+    with pytest.warns(RuntimeWarning):
+        m = GRPOTrainer(ctx).step(0, batch)
+    assert m["reward/toy/unrouted"] == 8.0 and m["filtered_frac"] == 1.0 and m["grad_norm"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, params_of(ctx)))
