@@ -102,10 +102,11 @@ def make_accelerator(resources: Resources) -> Any:
 
 class GuardedReward:
     """A domain's reward whose failures become a RewardError naming the domain, and whose output is
-    checked: one finite float per completion."""
+    checked: one finite float per completion, or NaN (no reward) when the reward routes by a field and the
+    row has no route (``routed``; :mod:`runtime.routing`)."""
 
-    def __init__(self, domain: str, reward: Any) -> None:
-        self.domain, self.reward = domain, reward
+    def __init__(self, domain: str, reward: Any, routed: bool = False) -> None:
+        self.domain, self.reward, self.routed = domain, reward, routed
 
     def __call__(self, samples: Sequence[Any], completions: Sequence[str]) -> list[float]:
         from runtime.rewards.base import RewardError
@@ -120,7 +121,8 @@ class GuardedReward:
                 hint="fix the reward; `cascadec run` then resumes from the last checkpoint",
             ) from e
         values = [float(v) for v in values]
-        if len(values) != len(completions) or not all(math.isfinite(v) for v in values):
+        if len(values) != len(completions) or not all(math.isfinite(v) or (self.routed and math.isnan(v))
+                                                      for v in values):
             raise RewardError(
                 f"the reward of domain `{self.domain}` returned {len(values)} values for {len(completions)} "
                 "completions, or a value that is not finite",
@@ -133,7 +135,10 @@ def build_rewards(plan: Plan) -> dict[str, GuardedReward]:
     """Every domain's reward (evals score all domains, not only the ones a stage trains on)."""
     from runtime.rewards import build_reward
 
-    return {name: GuardedReward(name, build_reward(d.reward, domain=d)) for name, d in sorted(plan.domains.items())}
+    from runtime.routing import routes_by_field
+
+    return {name: GuardedReward(name, build_reward(d.reward, domain=d), routed=routes_by_field(d.reward))
+            for name, d in sorted(plan.domains.items())}
 
 
 def load_policy(plan: Plan, stage: Stage, run_dir: RunDir) -> tuple[Any, Any]:

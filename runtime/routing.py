@@ -41,6 +41,12 @@ def pick(key: str | None, routes: Mapping[str, Any]) -> str | None:
     return DEFAULT if DEFAULT in routes else None
 
 
+def routes_by_field(spec: Any) -> bool:
+    """Whether a ``RewardSpec`` routes rows by a field anywhere in it, so that NaN (an unrouted row) is a
+    valid value of it."""
+    return spec.kind == "route" or any(routes_by_field(p) for p in spec.parts)
+
+
 def warn_unrouted(where: str, by: str, key: str | None, routes: Sequence[str]) -> None:
     """The one warning about rows without a route (the caller warns once per reward or stage)."""
     shown = "absent" if key is None else repr(key)

@@ -22,6 +22,7 @@ from cascadec.contract.plan import DataSource, Domain, Origin, Plan, RewardSpec
 from cascadec.contract.tables import read_table
 from runtime.rewards import build_reward
 from runtime.rewards.base import RewardError
+from runtime.routing import routes_by_field
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,10 @@ def check_domain(name: str, domain: Domain, *, n: int = 2) -> list[Problem]:
     if len(values) != len(texts):
         return problem(f"the reward returned {len(values)} values for {len(texts)} completions (on {where})",
                        "return one float per completion")
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)]
+    # NaN is a routed reward's row without a route (runtime.routing), not a value of the user's function
+    skip = routes_by_field(spec)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
+           or not (math.isfinite(v) or (skip and math.isnan(v)))]
     if bad:
         return problem(f"the reward returned {_describe(bad[0])} in {_describe(list(values))}, not a finite float "
                        f"(on {where})", "return one finite float per completion")

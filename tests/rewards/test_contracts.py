@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 from cascadec.contract.plan import DataSource, Domain, ModelRef, Origin, Plan, RewardSpec
 from runtime.rewards.contracts import Problem, check_rewards, tiny_batch
@@ -122,3 +123,20 @@ def test_trl_columns_are_filled_on_synthetic_samples(tmp_path, monkeypatch):
     a, b = check_rewards(plan)
     assert b.domain == "b" and "returned 1 values for 4 completions" in b.message
     assert (a.domain, a.code) == ("a", "CAS503")  # it held, but only on synthetic rows: lint says so
+
+
+def test_a_routed_rewards_unrouted_rows_are_no_contract_problem(tmp_path, monkeypatch):
+    _write_module(tmp_path, monkeypatch, "contract_routed",
+                  "def nan(samples, completions):\n    return [float('nan')] * len(completions)\n")
+    rows = DataSource(kind="inline", rows=[{"prompt": "p", "answer": "a", "src": "x"}, {"prompt": "q", "src": "y"}])
+
+    def routed(inner: RewardSpec) -> Domain:
+        return _domain(RewardSpec(kind="route", args={"by": "src", "keys": ["x"]}, parts=[inner], weights=[1.0]),
+                       rows)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the unrouted row's warning
+        assert check_rewards(_plan(ok=routed(RewardSpec(kind="exact")))) == []
+        # NaN from the user's function on a routed row is still reported
+        [p] = check_rewards(_plan(bad=routed(RewardSpec(kind="py", args={"fn": "contract_routed:nan"}))))
+    assert "non-finite" in p.message or "not a finite" in p.message

@@ -128,3 +128,19 @@ def test_the_contract_imports_nothing_else_from_cascadec() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("cascadec"):
                 bad += [f"{path.name}: {node.module}"] if not node.module.startswith(CONTRACT) else []
     assert bad == []
+
+
+def test_guarded_reward_lets_an_unrouted_row_through_only_for_a_routing_reward() -> None:
+    from cascadec.contract.plan import DataSource, Domain, ModelRef, Plan, RewardSpec
+    from runtime.entry import build_rewards
+
+    routed = RewardSpec(kind="weighted", parts=[RewardSpec(kind="route", args={"by": "id", "keys": ["d/0"]},
+                                                           parts=[RewardSpec(kind="exact")], weights=[1.0])],
+                        weights=[1.0])
+    doms = {n: Domain(name=n, train=DataSource(kind="inline", rows=[{"prompt": "x"}]), reward=r)
+            for n, r in (("routed", routed), ("plain", RewardSpec(kind="exact")))}
+    rewards = build_rewards(Plan(name="p", base=ModelRef(kind="tiny", name="llama"), domains=doms, stages=[]))
+    with pytest.warns(RuntimeWarning, match="no route"):
+        got = rewards["routed"]([SAMPLES[0], Sample(id="d/1", domain="d", prompt="p")], ["1", "b"])
+    assert got[0] == 1.0 and math.isnan(got[1])  # d/0 is routed, d/1 is not
+    assert rewards["routed"].routed and not rewards["plain"].routed  # a plain reward's NaN is still an error
