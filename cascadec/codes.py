@@ -71,9 +71,10 @@ _TABLE: tuple[Code, ...] = (
          "A distillation teacher must be a checkpoint that exists when the stage starts: `base`, a stage on "
          "the student's parent chain, or a finished branch — a stage declared before the distill stage that "
          "is not its ancestor but whose own parent chain meets the student's chain."),
-    Code("CAS306", "domain-without-reward", "error", "a domain has no reward",
-         "GRPO needs a reward for every domain it trains on, and evals score completions with the domain's "
-         "reward, so every domain must set `reward = ...`."),
+    Code("CAS306", "domain-without-reward", "error", "a domain that a GRPO stage or an eval uses has no reward",
+         "GRPO scores its rollouts with the reward of each domain it trains on (every domain, without `on`), and "
+         "an eval scores completions with its domain's reward, so such a domain must set `reward = ...`. A domain "
+         "that is only fine-tuned or distilled on, with no eval, needs none: a reward there would be unused."),
     Code("CAS307", "unknown-eval", "error", "a stop rule or `best(...)` names an eval that does not exist",
          "`until` clauses and `best(... by domain.eval)` read scores of a domain's eval; the eval must be "
          "declared inside that domain with `eval NAME = ...`."),

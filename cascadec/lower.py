@@ -44,7 +44,8 @@ def lower(spec: SpecIn, view: ast.SpecView, spans: dict[tuple[Any, ...], tuple[S
     for d in view.domains:
         data = spec.domains[d.name.name].model_dump()
         reward_span = spans.get(("domains", d.name.name, "reward"))
-        data["reward"]["origin"] = origin(reward_span[0]).model_dump() if reward_span else None
+        if data["reward"] is not None:
+            data["reward"]["origin"] = origin(reward_span[0]).model_dump() if reward_span else None
         data["origin"] = origin(d.span).model_dump()
         domains[d.name.name] = plan.Domain.model_validate(data)
     nodes = {st.name.name: st for st in view.stages}

@@ -132,13 +132,14 @@ class GuardedReward:
 
 
 def build_rewards(plan: Plan) -> dict[str, GuardedReward]:
-    """Every domain's reward (evals score all domains, not only the ones a stage trains on)."""
+    """Every domain's reward (evals score all domains, not only the ones a stage trains on); a domain without
+    one (only distilled or fine-tuned on, no evals: CAS306) has none here."""
     from runtime.rewards import build_reward
 
     from runtime.routing import routes_by_field
 
     return {name: GuardedReward(name, build_reward(d.reward, domain=d), routed=routes_by_field(d.reward))
-            for name, d in sorted(plan.domains.items())}
+            for name, d in sorted(plan.domains.items()) if d.reward is not None}
 
 
 def load_policy(plan: Plan, stage: Stage, run_dir: RunDir) -> tuple[Any, Any]:

@@ -113,7 +113,7 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
             continue
         routes = {a.key.name for a in assigns}
         yield from _unrouted(st, routes if by is None else set())
-        trained = set(_domains_of(st, view))
+        trained = set(domains_of(st, view))
         # routed by a field, rows are checked against the data (CAS323), not against domain names
         uncovered = sorted(trained - routes) if "default" not in routes and by is None else []
         if uncovered:
@@ -133,7 +133,8 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
                            help=f"add `{a.key.name}` to the stage's `on` list or remove the route")
 
 
-def _domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
+def domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
+    """The domains a stage trains on: its `on` list, or every domain without one."""
     if st.on is None:
         return [d.name.name for d in view.domains]
     if isinstance(st.on, ast.Ident):

@@ -1,5 +1,5 @@
 """Name resolution: parents, `on` domains, teachers, `best(...)` and stop rules (CAS300 with a "did you
-mean", CAS307 for evals), and domains without a reward (CAS306)."""
+mean", CAS307 for evals), and domains without a reward that a GRPO stage or an eval needs (CAS306)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Iterator
 
 from cascadec import ast
 from cascadec.checks.context import CheckContext
+from cascadec.checks.graph import domains_of
 from cascadec.checkpoints import declared
 from cascadec.codes import make
 from cascadec.routes import teacher_routes
@@ -163,7 +164,18 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def check_rewards(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """CAS306: a domain without a reward that a stage scores rollouts of (GRPO) or that has evals (each eval
+    scores completions with the domain's reward). A domain only distilled or fine-tuned on needs none."""
     for d in ctx.view.domains:
-        if not any(a.key.name == "reward" for a in d.assigns):
-            yield make("CAS306", f"domain `{d.name.name}` has no reward", d.name.span, label="no `reward = ...`",
+        if any(a.key.name == "reward" for a in d.assigns):
+            continue
+        name = d.name.name
+        users = [(st.name.span, f"stage `{st.name.name}`", f"{st.kind.name} scores its rollouts with the reward")
+                 for st in ctx.view.stages if st.kind.name in STAGE_KINDS and STAGE_KINDS[st.kind.name].rewarded
+                 and name in domains_of(st, ctx.view)]
+        users += [(e.name.span, f"eval `{e.name.name}`", "scores completions with the domain's reward")
+                  for e in d.evals]
+        if users:
+            yield make("CAS306", f"domain `{name}` has no reward, which {users[0][1]} needs", d.name.span,
+                       label="no `reward = ...`", secondary=tuple((span, label) for span, _, label in users),
                        help="add e.g. `reward = math_verify(answer = field(\"answer\"))` to the domain")

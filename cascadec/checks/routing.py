@@ -82,7 +82,7 @@ def _count(sources: list[DataIn], field: str) -> Counter | None:
 def _reward_routes(ctx: CheckContext) -> Iterator[Diagnostic]:
     assert ctx.spec is not None
     for name, d in ctx.spec.domains.items():
-        if d.reward.kind != "route":
+        if d.reward is None or d.reward.kind != "route":
             continue
         span = ctx.span_of(("domains", name, "reward"), ctx.domains()[name].name.span)
         counts = _count([d.train], d.reward.args["by"])

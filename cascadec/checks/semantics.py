@@ -124,7 +124,7 @@ def _score_range(domain: DomainIn, eval_name: str) -> tuple[float, float] | None
     ev = next((e for e in domain.evals if e.name == eval_name), None)
     if ev is not None and ev.metric == "pass@k":
         return 0.0, 1.0  # a probability (Chen et al. 2021), whatever the reward's scale
-    if domain.reward.kind not in _UNIT_REWARDS:
+    if domain.reward is None or domain.reward.kind not in _UNIT_REWARDS:
         return None
     penalty = domain.reward.code_switch_penalty
     return min(0.0, penalty) if penalty is not None else 0.0, 1.0

@@ -82,8 +82,9 @@ ROLLOUT_KEYS: dict[str, Key] = {
 @dataclass(frozen=True)
 class StageKind:
     """One stage kind: ``params`` (its fields, defaults and ranges), the keys the language maps onto them,
-    the trainer (``"module:Class"``, a `runtime.stages.Trainer`), whether it takes a ``teachers`` block, its
-    docs line, and the training metrics its trainer logs that stop rules may read."""
+    the trainer (``"module:Class"``, a `runtime.stages.Trainer`), whether it takes a ``teachers`` block, whether
+    it scores rollouts with its domains' rewards (``rewarded``), its docs line, and the training metrics its
+    trainer logs that stop rules may read."""
 
     name: str
     params: type[StageParamsBase]
@@ -91,6 +92,7 @@ class StageKind:
     trainer: str
     doc: str
     teachers: bool = False
+    rewarded: bool = False
     metrics: tuple[str, ...] = ()  # training metrics `until train.<metric>` may read (its trainer logs them)
 
     def all_keys(self) -> dict[str, Key]:
@@ -120,7 +122,7 @@ STAGE_KINDS: dict[str, StageKind] = {k.name: k for k in (
         "no_signal_patience": _param("no_signal_patience", "int"),
     }, "runtime.stages.grpo:GRPOTrainer",
         "GRPO (strict on-policy by default) with PPO-style options: mini-batch updates, clipping, IS correction, "
-        "advantage and KL estimators, dynamic sampling with a budget, packing",
+        "advantage and KL estimators, dynamic sampling with a budget, packing", rewarded=True,
         metrics=(*_ROLLOUT_METRICS, "reward_mean", "reward_std", "kl", "filtered_frac", "zero_std_frac",
                  "informative_frac", "sampling_attempts", "clip_frac", "is_masked_frac", "logp_mismatch")),
     StageKind("distill", DistillParams, {

@@ -168,7 +168,7 @@ class Domain(_Frozen):
 
     name: str
     train: DataSource
-    reward: RewardSpec
+    reward: RewardSpec | None = None  # None only for a domain no GRPO stage and no eval scores (CAS306)
     evals: list[EvalSpec] = Field(default_factory=list)
     overlong: Literal["none", "penalty", "filter", "soft"] = "none"
     overlong_value: float = 0.0
@@ -183,7 +183,7 @@ class Domain(_Frozen):
         eval specs (those in ``names``, or all), the reward that scores them and the system prompt."""
         return {
             "evals": [e.model_dump(mode="json") for e in self.evals if names is None or e.name in names],
-            "reward": self.reward.model_dump(mode="json"), "system": self.system,
+            "reward": self.reward.model_dump(mode="json") if self.reward else None, "system": self.system,
             "chat": self.chat.model_dump(mode="json") if self.chat else None,
         }
 

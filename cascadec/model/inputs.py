@@ -59,7 +59,7 @@ class EvalIn(plan.EvalSpec):
 
 class DomainIn(plan.Domain):
     train: DataIn
-    reward: RewardIn
+    reward: RewardIn | None = None
     evals: list[EvalIn] = Field(default_factory=list)
 
 

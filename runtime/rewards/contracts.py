@@ -157,7 +157,8 @@ def tiny_batch(name: str, domain: Domain, n: int = 2) -> tuple[list[Any], str]:
         why = f"`{e.filename}`: {e.strerror}" if e.filename and e.strerror else str(e)
     except (DataError, ValueError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return _synthetic(name, domain.reward, n), f"{SYNTHETIC}, as its data could not be loaded ({why})"
+    return _synthetic(name, domain.reward or RewardSpec(kind="exact"), n), \
+        f"{SYNTHETIC}, as its data could not be loaded ({why})"
 
 
 def _completions(samples: list[Any]) -> tuple[list[Any], list[str]]:
@@ -227,13 +228,14 @@ def check_rewards(plan: Plan) -> list[Problem]:
     """Build every domain's reward and run it on a tiny batch.
 
     Returns:
-        One `Problem` per domain whose reward fails to build, raises, or does not return exactly one
+        One `Problem` per domain (with a reward) whose reward fails to build, raises, or does not return exactly one
         finite float per completion; sorted by domain name.
     """
     from runtime.rewards.prefill import template_problems
 
     _import_like_run()
-    found = [p for name, domain in sorted(plan.domains.items()) for p in check_domain(name, domain)]
+    found = [p for name, domain in sorted(plan.domains.items()) if domain.reward is not None
+             for p in check_domain(name, domain)]
     broken = {p.domain for p in found}
     return found + [p for p in template_problems(plan) if p.domain not in broken]
 

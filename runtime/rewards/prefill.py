@@ -98,7 +98,8 @@ def _domain_problems(plan: Plan, name: str, tokenizer: Any) -> Iterator[Problem]
     samples, _ = tiny_batch(name, domain, 2)
     chats = list(_chats(plan, name))
     prefills = [(generation_prefill(tokenizer, c, m), w) for c, m, w in chats]
-    if any(_THINK in p for p, _ in prefills):
+    kind = domain.reward.kind if domain.reward else "none"
+    if domain.reward is not None and any(_THINK in p for p, _ in prefills):
         reward = build_reward(domain.reward, domain=domain)
         for prefill, where in prefills:
             if _THINK in prefill and (found := _prefill_problem(name, domain, reward, samples[0], prefill, where)):
@@ -109,7 +110,7 @@ def _domain_problems(plan: Plan, name: str, tokenizer: Any) -> Iterator[Problem]
             turns = conversation(s.prompt, s.messages, chat.system)
             k = _unstable(tokenizer, chat, turns) if len(turns) > 2 else None
             if k is not None:
-                yield Problem(name, domain.reward.kind, f"the chat template renders turn {k} of `{s.id}` differently "
+                yield Problem(name, kind, f"the chat template renders turn {k} of `{s.id}` differently "
                               f"once turn {k + 1} follows (not prefix-stable)", code="CAS502",
                               hint="use a template that renders earlier turns unchanged, or single-turn rows; SFT "
                                    "stops on such rows", origin=domain.origin)
@@ -127,6 +128,7 @@ def template_problems(plan: Plan) -> list[Problem]:
             out.extend(_domain_problems(plan, name, tokenizer))
         except ChatError as e:
             message, _, hint = str(e).partition("\nhelp: ")
-            out.append(Problem(name, plan.domains[name].reward.kind, message, hint or None,
+            reward = plan.domains[name].reward
+            out.append(Problem(name, reward.kind if reward else "none", message, hint or None,
                                plan.domains[name].origin, code="CAS502"))
     return out

@@ -144,3 +144,18 @@ def test_guarded_reward_lets_an_unrouted_row_through_only_for_a_routing_reward()
         got = rewards["routed"]([SAMPLES[0], Sample(id="d/1", domain="d", prompt="p")], ["1", "b"])
     assert got[0] == 1.0 and math.isnan(got[1])  # d/0 is routed, d/1 is not
     assert rewards["routed"].routed and not rewards["plain"].routed  # a plain reward's NaN is still an error
+
+
+def test_a_domain_without_a_reward_compiles_and_builds_no_reward() -> None:
+    from cascadec.compiler import compile_source
+    from runtime.entry import build_rewards
+    from runtime.rewards.contracts import check_rewards
+
+    result = compile_source('''cascade "c" {
+  base = model(tiny(llama))
+  domain k { train = inline([{prompt = "1+1", answer = "2"}]) }
+  stage s = sft(base) on k { steps = 1  lr = 1e-5 }
+  stage t = distill(s) on k { steps = 1  lr = 1e-6  teachers { default = s } }
+}''')
+    assert result.diagnostics == [] and result.plan.domains["k"].reward is None
+    assert build_rewards(result.plan) == {} and check_rewards(result.plan) == []
