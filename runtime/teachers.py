@@ -147,8 +147,9 @@ def resolve_teachers(plan: Plan, stage: Stage, run_dir: Path | str) -> dict[str,
     return resolved
 
 
-def route(key: str | None, teachers: Mapping[str, str], what: str = "domain") -> str:
-    """The teacher of a row's route key (its domain, or a field value), falling back to ``default``.
+def route(key: str | None, teachers: Mapping[str, str]) -> str:
+    """The teacher of a row's domain, falling back to ``default`` (a field-routed row without a route is
+    left out by the stage instead, :mod:`runtime.routing`).
 
     Raises:
         TeacherError: the key has no teacher and there is no ``default``.
@@ -159,7 +160,7 @@ def route(key: str | None, teachers: Mapping[str, str], what: str = "domain") ->
         return teachers[DEFAULT]
     shown = f"`{key}`" if key is not None else "(absent)"
     raise TeacherError(
-        f"{what} {shown} has no teacher and no `default` teacher is given"
+        f"domain {shown} has no teacher and no `default` teacher is given"
         f"\nhelp: add `{key} = <stage>` or `default = <stage>` to the `teachers` block"
     )
 
