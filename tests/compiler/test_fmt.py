@@ -18,7 +18,8 @@ def _without_origins(plan: Plan) -> str:
         st["origin"] = None
     for d in data["domains"].values():
         d["origin"] = None
-        d["reward"]["origin"] = None
+        if d["reward"] is not None:
+            d["reward"]["origin"] = None
     return repr(data)
 
 
