@@ -8,6 +8,7 @@ depend on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -59,6 +60,22 @@ def verify(name: str, ref: ModelRef) -> None:
             f"{describe(name, ref)} changed since the plan was compiled ({ref.identity[:19]}... -> {now[:19]}...)\n"
             "help: recompile (`cascadec run SPEC.cascade` compiles first), so that the stages that start from it "
             "or distil from it run again")
+
+
+def verify_all(checkpoints: Mapping[str, ModelRef], error: type[Exception] = ModelLoadError) -> None:
+    """:func:`verify` every named checkpoint before a run starts.
+
+    A changed one (a teacher retrained elsewhere) would leave the stages that depend on it looking finished
+    and unchanged, since its identity is in their hashes as compiled; recompiling re-runs exactly them.
+
+    Raises:
+        error: naming the first changed checkpoint, with the command that recompiles.
+    """
+    for name, ref in sorted(checkpoints.items()):
+        try:
+            verify(name, ref)
+        except ModelLoadError as e:
+            raise error(str(e)) from None
 
 
 def load_external(name: str, ref: ModelRef, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:

@@ -279,7 +279,9 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
         plan = load_plan(plan_path)
         rd = RunDir(run_dir if run_dir is not None else Path("runs") / plan.name)
         check_same_cascade(plan, rd)
-        check_checkpoints(plan)
+        from runtime.external import verify_all  # torch: imported only when a run starts
+
+        verify_all(plan.checkpoints, RunError)
         if dry_run:
             print_actions(console, plan, plan_actions(plan, rd), rd)
             return 0
@@ -291,25 +293,6 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
     except KeyboardInterrupt:
         console.print("interrupted: the run is resumable with `cascadec run`")
         return 130
-
-
-def check_checkpoints(plan: Plan) -> None:
-    """Check that every local named checkpoint still has the identity the plan was compiled with.
-
-    A changed one (a teacher retrained elsewhere) would leave the stages that depend on it looking finished
-    and unchanged, since its identity is in their hashes as compiled; recompiling re-runs exactly them.
-
-    Raises:
-        RunError: naming the checkpoint, with the command that recompiles.
-    """
-    from runtime.external import verify
-    from runtime.models import ModelLoadError
-
-    for name, ref in sorted(plan.checkpoints.items()):
-        try:
-            verify(name, ref)
-        except ModelLoadError as e:
-            raise RunError(str(e)) from None
 
 
 def check_local_data(plan: Plan) -> None:

@@ -31,7 +31,7 @@ from rich.table import Table
 from cascadec.contract.plan import Plan
 from runtime.launch import repo_root
 from runtime.orchestrator import (
-    EXIT_FAILED, EXIT_USAGE, RunError, base_evals_needed, check_checkpoints, check_same_cascade, load_plan,
+    EXIT_FAILED, EXIT_USAGE, RunError, base_evals_needed, check_same_cascade, load_plan,
     plan_actions, prepare_run, reset_stage, resolve_plan_path, run_lock,
 )
 from runtime.progress import reader_safe
@@ -123,7 +123,9 @@ def submit(target: Path | str, run_dir: Path | str | None = None, *, options: Sl
         plan = load_plan(plan_path)
         rd = RunDir(run_dir if run_dir is not None else Path("runs") / plan.name)
         check_same_cascade(plan, rd)
-        check_checkpoints(plan)
+        from runtime.external import verify_all
+
+        verify_all(plan.checkpoints, RunError)
         sbatch_args = options.sbatch_args()
         for warning in shared_path_warnings({"build directory": build, "run directory": rd.root.resolve()}):
             console.print(f"[bold yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
