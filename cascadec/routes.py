@@ -4,12 +4,14 @@ Rewards: ``route(field("data_source"), when("openai/gsm8k", math_verify()), when
 unit_tests(...), weight = 0.5), gsm8k = math_verify(), default = exact())`` -> a `RewardSpec` of kind
 ``route`` (``args.by``, ``args.keys``, one part and one weight per key; `runtime.routing.RoutedReward`).
 
-Teachers: ``teachers { by = field("data_source")  math = sft  routes = [when("org/chat", rlhf_side)]
-default = multi_rl }`` -> ``Stage.teacher_field`` and one teacher entry per field value.
+Teachers: ``teachers { by = field("data_source")  math = sft  routes = [when("org/chat", rlhf_side,
+weight = 0.5)]  default = multi_rl }`` -> ``Stage.teacher_field``, one teacher entry per field value and, for
+routes written with a ``weight``, ``Stage.teacher_weights`` (the factor on those rows' distillation loss).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +84,31 @@ def to_route(call: ast.Call, convert: Callable[[ast.Value, str], dict[str, Any]]
             "weights": [routes[k][1] for k in keys]}
 
 
+def _teacher_when(w: ast.Value) -> bool:
+    return isinstance(w, ast.Call) and w.func.name == "when" and len(w.args) == 2 and isinstance(w.args[0], ast.Str) \
+        and all(kw.key.name == "weight" for kw in w.kwargs)
+
+
+def teacher_weights(block: ast.Teachers) -> list[tuple[str, ast.Value]]:
+    """(route value, weight value) of each well-formed ``when("value", STAGE, weight = W)`` of a ``teachers``
+    block; a malformed ``routes`` is reported by the checks."""
+    out = []
+    for a in block.assigns:
+        if a.key.name == "routes" and isinstance(a.value, ast.ListV) and all(map(_teacher_when, a.value.items)):
+            out += [(w.args[0].value, kw.value) for w in a.value.items for kw in w.kwargs]  # type: ignore
+    return out
+
+
+def teacher_weight(v: ast.Value) -> float:
+    """A teacher route's weight: a finite number >= 0 (0 keeps the rows' metrics but not their gradient);
+    CAS200 for anything but a number, CAS201 for a negative or non-finite one."""
+    weight = to_float(v, "weight")
+    if not math.isfinite(weight) or weight < 0:
+        raise _bad("CAS201", f"a teacher route's weight must be a finite number >= 0, found {v.text}",  # type: ignore
+                   v.span, help="give `weight` >= 0 (1 is the default; 0 takes the rows out of the loss)")
+    return weight
+
+
 def teacher_routes(block: ast.Teachers) -> tuple[ast.Assign | None, list[ast.Assign]]:
     """(the ``by = field(...)`` entry or None, the routes) of a ``teachers`` block; each
     ``routes = [when("value", STAGE), ...]`` entry becomes one route whose key is the value (at its span), so
@@ -93,9 +120,7 @@ def teacher_routes(block: ast.Teachers) -> tuple[ast.Assign | None, list[ast.Ass
         if a.key.name == "by":
             continue
         whens = a.value.items if a.key.name == "routes" and isinstance(a.value, ast.ListV) else None  # type: ignore
-        # teacher routes take no weights: a `when(..., weight = w)` is reported as a malformed `routes`
-        if whens is None or not all(isinstance(w, ast.Call) and w.func.name == "when" and len(w.args) == 2
-                                    and isinstance(w.args[0], ast.Str) and not w.kwargs for w in whens):
+        if whens is None or not all(_teacher_when(w) for w in whens):
             out.append(a)
             continue
         for w in whens:

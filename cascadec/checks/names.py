@@ -47,9 +47,10 @@ def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, as
                    label="not `field(...)`", help='write `by = field("data_source")`')
     for a in routes:
         if a.key.name == "routes":
-            yield make("CAS200", "`routes` takes a list of `when(\"value\", STAGE)` (teacher routes have no weights)",
+            yield make("CAS200", "`routes` takes a list of `when(\"value\", STAGE)`, each optionally with `weight = W`",
                        a.value.span,
-                       label="not a list of `when(...)`", help='write `routes = [when("openai/gsm8k", sft)]`')
+                       label="not a list of `when(...)`",
+                       help='write `routes = [when("openai/gsm8k", sft), when("apps", rl, weight = 0.5)]`')
             continue
         if by is None and a.key.name != "default" and a.key.name not in domains:
             yield _unknown(a.key, "domain", sorted(domains) + ["default"])

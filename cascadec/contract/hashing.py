@@ -58,13 +58,21 @@ def _resources(r: Resources) -> dict[str, Any]:
     return r.model_dump(mode="json", exclude={f for f in _ROLE_FIELDS if getattr(r, f) == getattr(default, f)})
 
 
+# stage fields added after plans were hashed, left out of the hash while empty for the same reason
+_OPTIONAL_STAGE_FIELDS = ("teacher_weights",)
+
+
+def _stage_fields(stage: Stage) -> dict[str, Any]:
+    unset = {f for f in _OPTIONAL_STAGE_FIELDS if not getattr(stage, f)}
+    return stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch", "resources", *unset})
+
+
 def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], trained: dict[str, str],
                       root: str | None) -> dict[str, Any]:
     reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.until_evals())
              if d in plan.domains}
     return {
-        "stage": {**stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch", "resources"}),
-                  "resources": _resources(stage.resources)},
+        "stage": {**_stage_fields(stage), "resources": _resources(stage.resources)},
         "domains": {k: trained[k] for k in sorted(stage.domains) if k in plan.domains},
         "reads": _portable(reads, root),
         "base": _portable(plan.base.model_dump(mode="json"), root),

@@ -313,7 +313,9 @@ class Stage(_Frozen):
     (`ensure_hashes` fills them in).
     ``branch`` is true when no later main-line stage descends from it (a side branch such as a teacher).
     ``teachers`` is keyed by domain, or, when ``teacher_field`` is set, by that data field's values (rows are
-    routed per row, ``runtime.routing``); ``default`` is the fallback either way.
+    routed per row, ``runtime.routing``); ``default`` is the fallback either way. ``teacher_weights`` holds
+    the routes written with ``weight = W`` (route key -> W >= 0; a route not in it weighs 1): the factor on
+    the distillation loss of the rows that take that route (:func:`runtime.losses.distill.sequence_token_mean`).
     """
 
     name: str
@@ -325,6 +327,7 @@ class Stage(_Frozen):
     chat: ChatOverride | None = None
     teachers: dict[str, TeacherRef] = Field(default_factory=dict)
     teacher_field: str | None = None
+    teacher_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
     until: list[Condition] = Field(default_factory=list)
     eval_every: int = 0
     save_every: int | None = None

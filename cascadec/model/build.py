@@ -21,7 +21,7 @@ from cascadec.model.convert import Invalid, _bad, _chat, _shape, convert, to_flo
 from cascadec.model.errors import Spans, validation_diagnostics
 from cascadec.model.inputs import SpecIn
 from cascadec.model.keys import EVAL_KEYS, RESOURCE_KEYS, stage_keys
-from cascadec.routes import field_name, teacher_routes
+from cascadec.routes import field_name, teacher_routes, teacher_weight, teacher_weights
 from cascadec.tracking import to_tracking
 
 
@@ -109,6 +109,9 @@ def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int, seed_
             for a in routes:
                 b.guard(lambda a=a: b.put(("stages", i, "teachers", a.key.name), _teacher(a.value),
                                           a.value.span, a.key.name))
+            for key, w in teacher_weights(item):
+                b.guard(lambda key=key, w=w: b.put(("stages", i, "teacher_weights", key), _route_weight(kind, w),
+                                                   w.span, "weight"))
         elif isinstance(item, ast.Until):
             b.data.setdefault("stages", {}).setdefault(i, {}).setdefault("until", [])
             for cond in item.conds:
@@ -130,6 +133,13 @@ def _teacher(v: ast.Value) -> dict[str, Any]:
                 "domain": v.by.first.name, "eval": v.by.second.name}
     raise _bad("CAS200", f"a teacher is a stage name or `best(...)`, found {_shape(v)}", v.span,
                help="write `math = sft` or `math = best(sft, rl by math.gsm)`")
+
+
+def _route_weight(kind: str, v: ast.Value) -> float:
+    if kind != "distill":  # offline_distill trains on cached teacher targets with no per-row loss weight
+        raise _bad("CAS200", f"teacher route weights scale the loss of `distill` stages, not of `{kind}`", v.span,
+                   help="drop `weight = ...`, or give the rows their own stage")
+    return teacher_weight(v)
 
 
 def _condition(b: Built, i: int, c: ast.Cond) -> None:

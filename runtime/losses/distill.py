@@ -6,7 +6,9 @@ holds quantities about the sampled token ``y_t`` of sequence ``b`` given its pre
 
 Both losses reduce the same way, as the MOPD objective does: a mean over the valid tokens of each sequence,
 then a mean over the sequences that have at least one valid token (an empty completion has no tokens to
-learn from and is left out rather than counted as a zero).
+learn from and is left out rather than counted as a zero). A per-row weight ``c_b >= 0`` (a teacher route's
+``weight``) multiplies row ``b``'s token mean; the divisor stays the count of non-empty sequences, not
+``sum_b c_b`` (see :func:`sequence_token_mean`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,16 @@ class MOPDLoss:
     gated: torch.Tensor
 
 
-def sequence_token_mean(values: torch.Tensor, mask: torch.Tensor, num_sequences: float | None = None) -> torch.Tensor:
-    """Mean over each sequence's valid tokens, then over sequences with at least one valid token.
+def sequence_token_mean(values: torch.Tensor, mask: torch.Tensor, num_sequences: float | None = None,
+                        row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over each sequence's valid tokens, then over sequences with at least one valid token:
+    ``L = sum_b c_b * (sum_t m_bt v_bt / |m_b|) / N`` with ``N`` the count of non-empty sequences.
+
+    ``c_b`` (``row_weights``, default 1) is the weight of row ``b``'s teacher route. ``N`` counts sequences,
+    not ``sum_b c_b``, as reward route weights scale rewards: a route of weight 2 doubles its rows' gradient
+    and a route of weight 0 removes its rows without raising the weight of the other rows, whichever routes a
+    step happened to sample (a ``sum_b c_b`` divisor would make each row's weight depend on its batch, and
+    divide by 0 when every row weighs 0).
 
     Args:
         values: ``[B, T]`` per-token values.
@@ -49,6 +59,7 @@ def sequence_token_mean(values: torch.Tensor, mask: torch.Tensor, num_sequences:
         num_sequences: divide the sum of per-sequence means by this instead of the local count of non-empty
             sequences: the count of the whole step when a batch is split into micro-batches (and ranks), so
             that accumulated gradients equal those of one full batch.
+        row_weights: ``[B]`` weights ``c_b >= 0`` of the rows (None: every row weighs 1).
 
     Returns:
         A scalar; 0 (with a gradient path) when no sequence has a valid token.
@@ -56,6 +67,8 @@ def sequence_token_mean(values: torch.Tensor, mask: torch.Tensor, num_sequences:
     m = mask.to(values.dtype)
     n_tok = m.sum(dim=-1)
     per_seq = (values * m).sum(dim=-1) / n_tok.clamp(min=1.0)
+    if row_weights is not None:
+        per_seq = per_seq * row_weights.to(per_seq)
     has_tokens = (n_tok > 0).to(values.dtype)
     denom = has_tokens.sum().clamp(min=1.0) if num_sequences is None else max(float(num_sequences), 1.0)
     return (per_seq * has_tokens).sum() / denom
@@ -70,6 +83,7 @@ def mopd_loss(
     eps_low: float = 0.5,
     eps_high: float = 2.0,
     num_sequences: float | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> MOPDLoss:
     """Multi-domain on-policy distillation loss (Nemotron-Cascade 2 §4.4; paper-notes §3.1).
 
@@ -77,7 +91,9 @@ def mopd_loss(
     ``r_t = pi_train(y_t|s_t) / pi_inf(y_t|s_t)``,
     ``w_t = sg[r_t] * 1[eps_low <= r_t <= eps_high]`` (a hard gate: tokens outside the band get weight 0,
     they are not clipped), and
-    ``L = -mean_seq( sum_{t in V(y)} w_t a_t log pi_train(y_t|s_t) / |V(y)| )``.
+    ``L = -(1/N) sum_b c_b sum_{t in V(y_b)} w_t a_t log pi_train(y_t|s_t) / |V(y_b)|``, ``N`` the count of
+    non-empty sequences and ``c_b`` the weight of row ``b``'s teacher route (1 unless set; the
+    normalisation is :func:`sequence_token_mean`'s).
 
     With ``w_t = 1`` the gradient of ``L`` is the per-token single-sample estimator of
     ``grad KL(pi_train || pi_teacher)`` with discount 0 (no credit for future tokens), so minimising ``L``
@@ -92,6 +108,7 @@ def mopd_loss(
         eps_high: upper edge of the importance-ratio band (paper: 2.0).
         num_sequences: the step's count of non-empty sequences when this is one micro-batch of it
             (see :func:`sequence_token_mean`); default: this batch's own count.
+        row_weights: ``[B]`` route weights ``c_b`` (None: all 1).
 
     Returns:
         A :class:`MOPDLoss`.
@@ -115,7 +132,7 @@ def mopd_loss(
     in_band = (ratio >= eps_low) & (ratio <= eps_high)
     weight = torch.where(valid & in_band, ratio, torch.zeros_like(ratio))
     safe_logp = torch.where(valid, logp_train, torch.zeros_like(logp_train))
-    loss = -sequence_token_mean(weight * advantage * safe_logp, valid, num_sequences)
+    loss = -sequence_token_mean(weight * advantage * safe_logp, valid, num_sequences, row_weights)
     return MOPDLoss(loss=loss, advantage=advantage, ratio=ratio, weight=weight, gated=valid & ~in_band)
 
 
@@ -194,6 +211,7 @@ def logit_distill_loss(
     top_k: int = 0,
     vocab_size: int | None = None,
     num_sequences: float | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GKD-style distillation loss over the full vocabulary (or the teacher's top-k) on student samples.
 
@@ -213,13 +231,15 @@ def logit_distill_loss(
         vocab_size: the tokenizer's vocabulary size, if known.
         num_sequences: the step's count of non-empty sequences for micro-batches (see
             :func:`sequence_token_mean`).
+        row_weights: ``[B]`` teacher route weights ``c_b`` multiplying each row's token mean (None: all 1).
 
     Returns:
-        ``(loss, per_token)``: the scalar loss (per-sequence token mean, then mean over sequences) and the
+        ``(loss, per_token)``: the scalar loss (per-sequence token mean times ``c_b``, summed, over the count
+        of non-empty sequences) and the
         detached ``[B, T]`` divergence (0 on padding).
     """
     s, t = restrict_logprobs(student_logits, teacher_logits.detach(), vocab_size, top_k)
     div = token_divergence(s, t, kind, beta)
     valid = mask.bool()
     div = torch.where(valid, div, torch.zeros_like(div))
-    return sequence_token_mean(div, valid, num_sequences), div.detach()
+    return sequence_token_mean(div, valid, num_sequences, row_weights), div.detach()

@@ -221,10 +221,11 @@ class DistillTrainer:
     def step(self, step: int, batch: list[Sample]) -> dict[str, float]:
         """Sample, route, score with the teachers, and take one optimizer step on ``batch``.
 
-        Returns metrics: loss, reverse_kl (per-token estimate ``mean(log pi_train - log pi_teacher)`` over
-        valid tokens), reverse_kl/<domain>, is_ratio (mean ``pi_train / pi_inf``), gated_frac (tokens outside
-        the band), entropy, response_len, truncated_frac, filtered_frac, teacher_rows/<teacher>, unrouted/<domain>
-        (rows of a field-routed stage with no teacher, left out),
+        Returns metrics: loss (with the teacher route weights), reverse_kl (per-token estimate
+        ``mean(log pi_train - log pi_teacher)`` over valid tokens), reverse_kl/<domain>, is_ratio (mean
+        ``pi_train / pi_inf``), gated_frac (tokens outside the band), entropy, response_len, truncated_frac,
+        filtered_frac, teacher_rows/<teacher>, unrouted/<domain> (rows of a field-routed stage with no teacher,
+        left out),
         tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s.
         """
         ctx, p = self.ctx, self.params
@@ -236,7 +237,9 @@ class DistillTrainer:
         )
         gen_s = time.perf_counter() - start
         samples = [s for s in batch for _ in range(p.rollouts_per_prompt)]
-        names = [self._teacher_of(s) for s in samples]
+        keys = [self._route_of(s) for s in samples]
+        names = [None if k is None else self.teachers[k] for k in keys]
+        weights = [ctx.stage.teacher_weights.get(k, 1.0) if k is not None else 0.0 for k in keys]
         # a distill stage has no reward, so of a domain's rules only `filter` applies (CAS413 rejects the rest)
         keep = [n is not None and not (t and rule_of(p, ctx.plan.domains[s.domain]).kind == "filter")
                 for s, t, n in zip(samples, rollouts.truncated, names)]
@@ -246,7 +249,7 @@ class DistillTrainer:
         teacher_lp = self._score(rollouts, names, rows) if p.loss == "mopd" else {}
         teacher_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        stats = self._update(rollouts, samples, names, rows, teacher_lp)
+        stats = self._update(rollouts, samples, names, weights, rows, teacher_lp)
         train_s = time.perf_counter() - t0
         ctx.engine.sync_weights(ctx.policy)
 
@@ -266,19 +269,20 @@ class DistillTrainer:
             metrics.update(unrouted_metrics(samples, names))
         return metrics
 
-    def _teacher_of(self, sample: Sample) -> str | None:
-        """The teacher of one row: by its domain, or by the stage's ``teacher_field`` value (None: unrouted,
-        left out of the step and warned about once, see :mod:`runtime.routing`)."""
+    def _route_of(self, sample: Sample) -> str | None:
+        """The teacher route of one row (a key of ``self.teachers``): by its domain, or by the stage's
+        ``teacher_field`` value (None: unrouted, left out of the step and warned about once, see
+        :mod:`runtime.routing`)."""
         field = self.ctx.stage.teacher_field
         if field is None:
-            return route(sample.domain, self.teachers)
+            route(sample.domain, self.teachers)  # raises TeacherError when there is no route and no default
+            return pick(sample.domain, self.teachers)
         key = route_key(sample, field)
-        if pick(key, self.teachers) is None:
-            if not self.warned:
-                self.warned = True
-                warn_unrouted(f"distill stage `{self.ctx.stage.name}` teachers", field, key, list(self.teachers))
-            return None
-        return self.teachers[pick(key, self.teachers)]
+        chosen = pick(key, self.teachers)
+        if chosen is None and not self.warned:
+            self.warned = True
+            warn_unrouted(f"distill stage `{self.ctx.stage.name}` teachers", field, key, list(self.teachers))
+        return chosen
 
     def _score(self, rollouts: RolloutBatch, names: list[str], rows: list[int]) -> dict[int, torch.Tensor]:
         """``log pi_teacher`` of every completion token of ``rows``, each row scored by its own teacher.
@@ -311,9 +315,10 @@ class DistillTrainer:
                         out[i] = lp[r, start:start + len(rollouts.completion_ids[i])]
         return out
 
-    def _update(self, rollouts: RolloutBatch, samples: list[Sample], names: list[str], rows: list[int],
-                teacher_lp: dict[int, torch.Tensor]) -> dict[str, Any]:
-        """One optimizer step over ``rows``; returns loss and the token statistics of the step.
+    def _update(self, rollouts: RolloutBatch, samples: list[Sample], names: list[str], weights: list[float],
+                rows: list[int], teacher_lp: dict[int, torch.Tensor]) -> dict[str, Any]:
+        """One optimizer step over ``rows``, each row's loss times its teacher route's weight (``weights``,
+        :func:`runtime.losses.distill.sequence_token_mean`); returns loss and the token statistics of the step.
 
         Every rank runs the same number of backward passes (DDP all-reduces in each synchronised one): a
         rank with fewer rows adds zero-weight micro-batches.
@@ -339,6 +344,7 @@ class DistillTrainer:
             prompt_lens = [len(rollouts.prompt_ids[i]) for i in chunk]
             width = ids.shape[1]
             inf = place_rows([rollouts.completion_logprobs[i] for i in chunk], prompt_lens, width).to(ctx.device)
+            row_w = torch.tensor([weights[i] for i in chunk], device=ctx.device)
             with acc.no_sync(policy) if n < passes - 1 else contextlib.nullcontext():
                 if p.loss == "mopd":
                     out = token_logprobs(policy, ids, attn, comp, temperature=self.temperature, with_entropy=True,
@@ -347,10 +353,11 @@ class DistillTrainer:
                     empty = torch.zeros(0)
                     lp_t = place_rows([teacher_lp.get(i, empty) for i in chunk], prompt_lens, width).to(ctx.device)
                     parts = mopd_loss(lp, lp_t, inf, mask, eps_low=p.is_band[0], eps_high=p.is_band[1],
-                                      num_sequences=num_seq)
+                                      num_sequences=num_seq, row_weights=row_w)
                     loss, gated = parts.loss, parts.gated
                 else:
-                    loss, lp, lp_t, entropy = self._logit_loss(ids, attn, mask, [names[i] for i in chunk], num_seq)
+                    loss, lp, lp_t, entropy = self._logit_loss(ids, attn, mask, [names[i] for i in chunk], num_seq,
+                                                               row_w)
                     gated = torch.zeros_like(mask)
                 acc.backward(loss * scale)
             lp, lp_t = lp.detach(), lp_t.detach()
@@ -375,7 +382,8 @@ class DistillTrainer:
         return stats
 
     def _logit_loss(self, ids: torch.Tensor, attn: torch.Tensor, mask: torch.Tensor, names: list[str],
-                    num_seq: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                    num_seq: float, row_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor]:
         """GKD-style loss of one micro-batch ``[R, T]``: full next-token distributions of student and teachers.
 
         Only the completion positions go through the heads, in token chunks in the stage dtype
@@ -407,4 +415,4 @@ class DistillTrainer:
             div = div + scatter_positions(rows, parts[0])
             for total, part in zip((lp, lp_t, entropy), parts[1:]):
                 total += scatter_positions(rows, part)
-        return sequence_token_mean(div, mask, num_seq), lp, lp_t, entropy
+        return sequence_token_mean(div, mask, num_seq, row_w), lp, lp_t, entropy

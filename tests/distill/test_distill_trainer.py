@@ -173,7 +173,7 @@ def test_logit_losses_take_a_step(teachers_dir, tmp_path, loss):
 @pytest.mark.parametrize("loss,top_k", [("reverse_kl", 0), ("jsd", 16)])
 def test_logit_loss_from_hidden_states_equals_the_loss_on_full_logits(teachers_dir, tmp_path, loss, top_k):
     # Two teachers in one micro-batch, right-padded rows of different lengths: the chunked head path must
-    # give the loss and gradients of logit_distill_loss on the whole [R, T, V] logits.
+    # give the loss and gradients of logit_distill_loss on the whole [R, T, V] logits, with per-row weights.
     from runtime.losses.distill import logit_distill_loss
 
     ctx = _ctx(teachers_dir, tmp_path, loss=loss, kl_top_k=top_k)
@@ -186,13 +186,14 @@ def test_logit_loss_from_hidden_states_equals_the_loss_on_full_logits(teachers_d
     attn = (torch.arange(9)[None] < torch.tensor([9, 7, 9, 8])[:, None]).long()
     first, second = sorted(trainer.pool.models)
     names = [first, second, second, first]
-    loss_value, *_ = trainer._logit_loss(ids, attn, mask, names, num_seq=5.0)
+    row_w = torch.tensor([1.0, 0.5, 2.0, 0.0])  # teacher route weights, one of them 0
+    loss_value, *_ = trainer._logit_loss(ids, attn, mask, names, num_seq=5.0, row_w=row_w)
     grads = torch.autograd.grad(loss_value, list(ctx.policy.parameters()))
     logits = ctx.policy(input_ids=ids, attention_mask=attn).logits[:, :-1] / trainer.temperature
     teacher = torch.cat([trainer.pool.models[n](input_ids=ids[r:r + 1], attention_mask=attn[r:r + 1]).logits
                          for r, n in enumerate(names)])[:, :-1].detach() / trainer.temperature
     ref, _ = logit_distill_loss(logits, teacher, mask[:, 1:], kind=loss, beta=ctx.stage.params.jsd_beta,
-                                top_k=top_k, vocab_size=len(ctx.tokenizer), num_sequences=5.0)
+                                top_k=top_k, vocab_size=len(ctx.tokenizer), num_sequences=5.0, row_weights=row_w)
     ref_grads = torch.autograd.grad(ref, list(ctx.policy.parameters()))
     assert float(loss_value.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     for got, want in zip(grads, ref_grads):
@@ -321,3 +322,26 @@ def test_rows_without_a_field_route_are_left_out_counted_and_warned_once(teacher
     assert len(seen) == 1
     assert m["teacher_rows/teach_ok"] == 4 and m["unrouted/b"] == 12 and m["unrouted/a"] == 0
     assert m["filtered_frac"] == 0.75 and m["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("loss", ["mopd", "reverse_kl"])
+def test_teacher_route_weights_scale_each_routes_gradient(teachers_dir, tmp_path, loss):
+    """The same rollouts (same seed) trained with route weights: with plain SGD the update is the gradient,
+    which is linear in the weights, so update(1, 1) = update(a: 0) + update(a: 2, default: 0) / 2; a weight
+    of 0 on both routes leaves the policy unchanged."""
+    runs = {"one": {}, "no_a": {"a": 0.0}, "two_a": {"a": 2.0, "default": 0.0}, "none": {"a": 0.0, "default": 0.0}}
+    deltas, losses = {}, {}
+    for key, weights in runs.items():
+        ctx = _ctx(teachers_dir, tmp_path / key, loss=loss, kl_top_k=16, micro_batch=16,
+                   optim=Optim(lr=Schedule(peak=1.0), grad_clip=float("inf")))
+        ctx.stage = ctx.stage.model_copy(update={"teacher_weights": weights})
+        ctx.optimizer = torch.optim.SGD(ctx.policy.parameters(), lr=1.0)
+        ctx.scheduler = torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, lambda s: 1.0)
+        before = [p.detach().clone() for p in ctx.policy.parameters()]
+        losses[key] = DistillTrainer(ctx).step(0, _samples("a", 2) + _samples("b", 2))["loss"]
+        deltas[key] = [p.detach() - b for p, b in zip(ctx.policy.parameters(), before)]
+    assert losses["one"] == pytest.approx(losses["no_a"] + losses["two_a"] / 2, rel=1e-4, abs=1e-6)
+    assert losses["none"] == 0.0 and all(not d.any() for d in deltas["none"])
+    assert max(d.abs().max().item() for d in deltas["two_a"]) > 1e-4
+    for one, no_a, two_a in zip(deltas["one"], deltas["no_a"], deltas["two_a"]):
+        torch.testing.assert_close(one, no_a + two_a / 2, rtol=1e-4, atol=1e-6)
