@@ -28,8 +28,11 @@ TIMING = {"tokens_per_s", "step_time_s"}
 
 def _start(build: Path, run_dir: Path, env: dict) -> subprocess.Popen:
     code = f"import sys; from runtime.orchestrator import run; sys.exit(run({str(build)!r}, {str(run_dir)!r}))"
+    # A pytest started in the background by a non-interactive shell ignores SIGINT, and Python keeps an
+    # inherited SIG_IGN; the run under test must get Ctrl-C as a terminal would deliver it.
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait(predicate, proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
