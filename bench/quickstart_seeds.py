@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "quickstart.cascade"
 
 
-def run_seed(seed: int, work: Path, env: dict[str, str]) -> dict:
+def run_seed(seed: int, work: Path, env: dict[str, str], source: Path = SPEC) -> dict:
     spec = work / f"quickstart-seed{seed}.cascade"
-    spec.write_text(re.sub(r"^  seed = \d+$", f"  seed = {seed}", SPEC.read_text(), count=1, flags=re.MULTILINE))
+    spec.write_text(re.sub(r"^  seed = \d+$", f"  seed = {seed}", source.read_text(), count=1, flags=re.MULTILINE))
     load, start, cpu = os.getloadavg(), time.perf_counter(), _children_cpu_s()
     command = [sys.executable, "-m", "cascadec.cli", "run", str(spec), "--run-dir", str(work / f"seed{seed}"),
                "-o", str(work / "build")]
@@ -83,17 +83,18 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--work", default="/tmp/quickstart-seeds")
     ap.add_argument("--fresh-cache", action="store_true")
+    ap.add_argument("--spec", type=Path, default=SPEC, help="the cascade to run (default: the quickstart)")
     ap.add_argument("--out", default="bench/results/quickstart-seeds.md")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     if args.fresh_cache:
         env["CASCADEC_CACHE"] = str(work / "cache")
     lines = [f"# Quickstart seeds: `python -m bench.quickstart_seeds {' '.join(sys.argv[1:])}`", "",
              f"{os.cpu_count()} CPUs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", ""]
     for seed in (int(s) for s in args.seeds.split(",")):
-        r = run_seed(seed, work, env)
+        r = run_seed(seed, work, env, args.spec.resolve())
         lines += [f"## seed {seed}: exit {r['rc']}, wall {r['wall_s'] / 60:.0f} min {r['wall_s'] % 60:.0f} s, "
                   f"load average {r['load_start'][0]:.1f} at the start, {r['load_end'][0]:.1f} at the end", "",
                   "```", r["log"].split("eval scores after each stage", 1)[-1].strip()[-6000:], "```", ""]

@@ -118,7 +118,15 @@ def _decode_copy(source: nn.Module, device: torch.device, dtype: torch.dtype) ->
     for name, buffer in model.named_buffers():
         if name in theirs:
             buffer.copy_(_whole(theirs[name]))
+    model.get_output_embeddings().register_forward_pre_hook(_contiguous_input)
     return model.eval()
+
+
+def _contiguous_input(_head: nn.Module, args: tuple) -> tuple:
+    """The head's input, contiguous: ``matmul`` folds a strided 3-D input (a prefill's ``hidden[:, -1:]``)
+    into one GEMM only when an operand requires grad, else it expands the ``[V, d]`` head to ``[rows, d, V]``
+    for a batched GEMM (on 2 CPU cores, 5.5 s of a 64-prompt prefill of 6.7 s; issue 16)."""
+    return (args[0].contiguous(), *args[1:])
 
 
 def _paired_parameters(replica: nn.Module, source: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from runtime import external
-from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, unwrap_model
+from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, training_attention, unwrap_model
 from runtime.losses.distill import mopd_loss, sequence_token_mean
 from runtime.ops import linear_token_divergence
 from runtime.losses.overlong import rule_of
@@ -393,8 +393,9 @@ class DistillTrainer:
         """
         p, ctx = self.params, self.ctx
         wanted = mask[:, 1:]
-        out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True, logits_to_keep=1,
-                         use_cache=False)
+        with training_attention(ids):
+            out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True, logits_to_keep=1,
+                             use_cache=False)
         student = out.hidden_states[-1][:, :-1]
         head = unwrap_model(ctx.policy).get_output_embeddings().weight
         div, lp, lp_t, entropy = (torch.zeros(mask.shape, device=ids.device) for _ in range(4))
@@ -403,7 +404,7 @@ class DistillTrainer:
             rows = wanted & sub[:, None]
             if not bool(rows.any()):
                 continue
-            with self.pool.on_device(name) as model, torch.inference_mode():
+            with self.pool.on_device(name) as model, torch.inference_mode(), training_attention(ids):
                 t_out = model(input_ids=ids[sub], attention_mask=attn[sub], output_hidden_states=True,
                               logits_to_keep=1, use_cache=False)
                 t_hidden = t_out.hidden_states[-1][:, :-1][wanted[sub]]

@@ -102,3 +102,22 @@ def test_top_p_keeps_the_smallest_nucleus():
 def test_bad_sampling_parameters_are_rejected():
     with pytest.raises(ValueError, match="top_p=0"):
         SeededSampler(temperature=1.0, top_p=0.0, top_k=0, generator=torch.Generator())
+
+
+def test_a_group_prefills_its_prompt_once_and_samples_as_without_sharing(tiny):
+    model, tok = tiny
+    engine = HFRolloutEngine(model, tok)
+    prefill_rows = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kw: prefill_rows.append(kw["input_ids"].shape) if kw.get("use_cache") and
+        kw["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+    try:
+        shared = _sample(engine)
+    finally:
+        hook.remove()
+    assert prefill_rows and prefill_rows[0][0] == len(PROMPTS)
+    engine._shared_prefill = lambda *_: None
+    alone = _sample(engine)
+    assert shared.completion_ids == alone.completion_ids
+    for a, b in zip(shared.completion_logprobs, alone.completion_logprobs):
+        torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=1e-5)
