@@ -59,7 +59,7 @@ def test_quickstart_chain_runs_every_stage_records_every_eval_and_reports(tmp_pa
     assert all(r["n"] == 8 for r in records)
 
     resolved = json.loads((run_dir / "stages" / "mopd" / "teachers.json").read_text())["teachers"]
-    assert resolved["arith"] in ("format", "rl_arith", "rl_sums") and resolved["sums"] in ("rl_arith", "rl_sums")
+    assert resolved["arith"] in ("format", "rl_arith", "rl_times") and resolved["times"] in ("rl_arith", "rl_times")
     assert "change of each stage against its parent" in log and "±" in log
     assert f"cascadec report {run_dir}" in log.replace("\n", "")
 

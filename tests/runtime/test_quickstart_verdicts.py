@@ -20,15 +20,15 @@ def write_run(tmp_path: Path, scores: dict[str, dict[str, float]], teachers: dic
 
 
 def test_grpo_gain_of_two_standard_errors_and_mopd_share_of_its_teacher(tmp_path: Path) -> None:
-    scores = {"base": {"arith.held": 0.0, "sums.held": 0.0},
-              "format": {"arith.held": 0.50, "sums.held": 0.40},
-              "rl_arith": {"arith.held": 0.62, "sums.held": 0.41},   # +0.12, se 0.043: pass
-              "rl_sums": {"arith.held": 0.60, "sums.held": 0.44},    # +0.03: fail
-              "mopd": {"arith.held": 0.60, "sums.held": 0.40}}       # 0.60/0.62 = 97%: pass; 0.40/0.44: fail
-    spec, run = write_run(tmp_path, scores, {"arith": "rl_arith", "sums": "rl_sums"})
+    scores = {"base": {"arith.held": 0.0, "times.held": 0.0},
+              "format": {"arith.held": 0.50, "times.held": 0.40},
+              "rl_arith": {"arith.held": 0.62, "times.held": 0.41},   # +0.12, se 0.043: pass
+              "rl_times": {"arith.held": 0.60, "times.held": 0.44},    # +0.03: fail
+              "mopd": {"arith.held": 0.60, "times.held": 0.40}}       # 0.60/0.62 = 97%: pass; 0.40/0.44: fail
+    spec, run = write_run(tmp_path, scores, {"arith": "rl_arith", "times": "rl_times"})
     lines = verdicts(spec, run)
     assert len(lines) == 4
     assert lines[0].startswith("rl_arith on arith.held: +0.120") and lines[0].endswith("PASS (>= 2 SE)")
-    assert lines[1].startswith("rl_sums on sums.held: +0.030") and "FAIL" in lines[1]
+    assert lines[1].startswith("rl_times on times.held: +0.030") and "FAIL" in lines[1]
     assert "mopd on arith.held: 0.600 vs its teacher rl_arith 0.620 (97%) -> PASS" in lines[2]
-    assert "mopd on sums.held: 0.400 vs its teacher rl_sums 0.440 (91%) -> FAIL" in lines[3]
+    assert "mopd on times.held: 0.400 vs its teacher rl_times 0.440 (91%) -> FAIL" in lines[3]
