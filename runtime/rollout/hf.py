@@ -16,6 +16,7 @@ generated token, which on a CPU made generation 1.12-1.36x slower than fp32 inst
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -83,6 +84,12 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
         raise ValueError("neither the model's generation config nor the tokenizer names an EOS token\n"
                          "help: set `eos_token_id` in generation_config.json or `eos_token` in the tokenizer")
     return sorted(ids)
+
+
+def _cache_name(model: Any) -> str:
+    """The KV cache's argument and output name: ``cache`` since transformers 5.2x renamed it (the old name,
+    ``past_key_values``, still works there but warns on every call), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class HFRolloutEngine:
@@ -196,8 +203,9 @@ class HFRolloutEngine:
         out = self.decoder(input_ids=ids[:, :-1].to(device), attention_mask=attention[:, :-1].to(device),
                            position_ids=positions[:, :-1].to(device), use_cache=True, logits_to_keep=1)
         owner = torch.tensor([len([s for s in starts if s <= i]) - 1 for i in range(len(rows))], device=device)
-        out.past_key_values.batch_select_indices(owner)
-        return out.past_key_values
+        cache = out[_cache_name(self.decoder)]
+        cache.batch_select_indices(owner)
+        return cache
 
     def _generate_chunk(self, rows: list[list[int]], config: GenerationConfig, sampler: SeededSampler,
                         device: torch.device, batch: RolloutBatch) -> None:
@@ -207,7 +215,7 @@ class HFRolloutEngine:
         cache = self._shared_prefill(rows, width, device)
         out = self.decoder.generate(
             input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
-            logits_processor=LogitsProcessorList([sampler]), **({"past_key_values": cache} if cache else {}),
+            logits_processor=LogitsProcessorList([sampler]), **({_cache_name(self.decoder): cache} if cache else {}),
         )
         generated = out[:, width:].cpu()
         # generate may run (and then undo) extra steps past the last kept token; keep the first ones.
