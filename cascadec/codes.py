@@ -224,20 +224,22 @@ _TABLE: tuple[Code, ...] = (
          "evals) above 2 is allowed but rarely meant: `lr = 3e5` for `3e-5` trains to NaN at the first step. "
          "Fix the value, or keep it if it is deliberate."),
     Code("CAS416", "gpu-roles-exceed-node", "error", "a stage's GPU roles need more GPUs than a node has",
-         "`resources` can give served roles their own GPUs on each node: `teacher_servers = { sft = vllm(gpus = 2) }` "
-         "and the training ranks (`gpus`). Their sum must fit in `node_gpus`, the GPUs a node has, which must be "
-         "set once a served role takes GPUs."),
+         "`resources` can give served roles their own GPUs on each node: `teacher_servers = { sft = vllm(gpus = 2) }`, "
+         "the rollout server (`rollout = vllm(gpus = 2)`) and the training ranks (`gpus`). Their sum must fit in "
+         "`node_gpus`, the GPUs a node has, which must be set once a served role takes GPUs."),
     Code("CAS417", "server-memory-does-not-fit", "error", "a served model does not fit in its memory share",
          "A vLLM server holds its model's weights (2 bytes per parameter in bf16, divided by `tensor_parallel`) "
          "and its KV cache inside `memory` (vLLM's `gpu_memory_utilization`) times the card's memory (`gpu` or "
-         "`memory_per_gpu`). A colocated rollout engine (`rollout = vllm(memory = 0.3)`) shares the training GPUs, "
+         "`memory_per_gpu`); a rollout server (`rollout = vllm(gpus = 2)`) holds the policy's weights the same "
+         "way. A colocated rollout engine (`rollout = vllm(memory = 0.3)`) shares the training GPUs, "
          "so the training estimate and the engine's share must fit together (TRL lowered its colocated default "
          "from 0.9 to 0.3 after out-of-memory reports)."),
     Code("CAS418", "role-not-supported", "error", "a GPU role or served model the runtime cannot run",
-         "The runtime trains data-parallel only (no tensor-parallel training), rolls out with a colocated engine "
-         "(not yet from a separate server), and scores served teachers by the log-probs of the sampled tokens: "
-         "a served teacher needs a `distill` stage with `loss = mopd` and `teacher_temperature = 1.0`. Anything "
-         "else would be silently ignored, so it is an error."),
+         "The runtime trains data-parallel only (no tensor-parallel training) and scores served teachers by the "
+         "log-probs of the sampled tokens: a served teacher needs a `distill` stage with `loss = mopd` and "
+         "`teacher_temperature = 1.0`. A rollout server is the stage's engine (`engine = hf` beside it is an "
+         "error), and the colocated engine (`rollout = vllm(memory = 0.3)`) takes only `memory`. Anything else "
+         "would be silently ignored, so it is an error."),
     Code("CAS419", "served-teacher-unknown", "error", "`teacher_servers` names a checkpoint that is not a teacher",
          "Each name in `teacher_servers` must be a teacher checkpoint of the stage (a stage, `base`, a named "
          "checkpoint or a `best(...)` candidate in its `teachers` block); put `teacher_servers` in the `resources` "

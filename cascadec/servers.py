@@ -1,8 +1,9 @@
-"""Served roles in `resources`: `rollout = vllm(...)` and `teacher_servers = { NAME = vllm(...) | endpoint(...) }`.
+"""Served roles in `resources`: `rollout = vllm(...) | endpoint(...)` and
+`teacher_servers = { NAME = vllm(...) | endpoint(...) }`.
 
 `vllm(gpus = 2, tensor_parallel = 2, memory = 0.9)` is a vLLM OpenAI-compatible server that `cascadec run`
 starts on its own GPUs of each node; `endpoint("http://host:8000", model = "name")` is a server that already
-runs. Every argument is one the runtime honours (`runtime.serving`); ranges are checked here so that a wrong
+runs. As `rollout`, `vllm(memory = 0.3)` (no `gpus`) is the colocated in-process engine of `engine = vllm`. Every argument is one the runtime honours (`runtime.serving`); ranges are checked here so that a wrong
 value is located at itself (CAS201), an unknown argument is CAS301 with did-you-mean.
 """
 
@@ -30,6 +31,8 @@ _ARGS = {
 }
 # the first port of the teacher servers a stage starts (one port per served teacher, in the order written)
 FIRST_PORT = 8100
+# the port of the rollout server a stage starts (`rollout = vllm(gpus = N)`), just below the teachers'
+ROLLOUT_PORT = FIRST_PORT - 1
 
 
 def _time(v: ast.Value, key: str) -> float:
@@ -97,6 +100,14 @@ def to_server(v: ast.Value, key: str) -> dict[str, Any]:
         raise _bad("CAS201", f"`gpus = {out['gpus']}` is not a multiple of `tensor_parallel = "
                    f"{out['tensor_parallel']}`", call.span, label="replicas of `tensor_parallel` GPUs each",
                    help="give `gpus` as a multiple of `tensor_parallel` (each replica takes `tensor_parallel` GPUs)")
+    return out
+
+
+def to_rollout(v: ast.Value, key: str) -> dict[str, Any]:
+    """``rollout = vllm(...) | endpoint(...)`` -> `Server` fields; a started server gets `ROLLOUT_PORT`."""
+    out = to_server(v, key)
+    if out["kind"] == "vllm" and out.get("gpus", 0) > 0:
+        out["port"] = ROLLOUT_PORT
     return out
 
 

@@ -150,15 +150,20 @@ def load_checkpoint_state(ctx: StageContext, trainer: Trainer) -> int:
     return step
 
 
-def save_final(ctx: StageContext, final: Path | None = None) -> Path:
-    """Save the policy and tokenizer in Hugging Face format to ``final/`` (or ``final``: a retention
-    snapshot) (atomic; rank 0 writes)."""
+def save_final(ctx: StageContext, final: Path | None = None, *, model: Any = None,
+               dtype: torch.dtype | None = None) -> Path:
+    """Save the policy (or ``model``) and tokenizer in Hugging Face format to ``final/`` (or ``final``: a
+    retention snapshot, the rollout server's copy) (atomic; rank 0 writes), floating tensors in ``dtype`` when
+    given."""
     acc = ctx.accelerator
-    state_dict = acc.get_state_dict(ctx.policy)  # every rank: gathers ZeRO-3/FSDP shards
+    model = ctx.policy if model is None else model
+    state_dict = acc.get_state_dict(model)  # every rank: gathers ZeRO-3/FSDP shards
     final = final or ctx.rundir.final(ctx.stage.name)
     if acc.is_main_process:
+        if dtype is not None:
+            state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
         with atomic_dir(final) as tmp:
-            acc.unwrap_model(ctx.policy).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            acc.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             ctx.tokenizer.save_pretrained(tmp)
     _barrier(acc)
     return final

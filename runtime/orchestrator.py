@@ -244,7 +244,8 @@ def reevaluate(plan: Plan, rd: RunDir, stage: Stage, nproc: int | None,
     derived = plan.model_copy(update={"base": ModelRef(kind="path", name=str(rd.final(stage.name).resolve())),
                                       "seed": stage.seed + done, "stages": [stage]})
     atomic_write_text(scratch.plan_json, derived.to_json())
-    rc, msg = launch(scratch.plan_json, scratch, BASE, world_size(stage, nproc), stage.resources.nnodes, out)
+    rc, msg = servers.served(derived, scratch, stage, lambda: launch(  # a rollout server evaluates too
+        scratch.plan_json, scratch, BASE, world_size(stage, nproc), stage.resources.nnodes, out), rollout_only=True)
     if rc != 0:
         prefix = f"stage `{BASE}`: "
         return rc, msg.removeprefix(prefix) if msg else None
@@ -385,7 +386,8 @@ def ensure_base_evals(plan: Plan, rd: RunDir, nproc: int | None, console: Consol
         return None
     console.print("[bold]base[/]: evaluating the base model", highlight=False)
     first = plan.stages[0]
-    rc, msg = launch(rd.plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file)
+    rc, msg = servers.served(plan, rd, first, lambda: launch(  # base evals use the first stage's engine
+        rd.plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file), rollout_only=True)
     if rc != 0:
         return _fail(console, rd, BASE, rc, msg)
     rd.update_section(BASE, status="done", hash=base_eval_hash(plan))
@@ -426,9 +428,8 @@ def run_action(plan: Plan, rd: RunDir, stage: Stage, action: str, nproc: int | N
                   + (" (resuming)" if resumes_at else ""), highlight=False)
     announce_teachers(rd, stage, console)
     # a Slurm step runs launch.sh on every node, which starts that node's servers itself
-    with servers.started(plan, rd, stage) if command is None else contextlib.nullcontext():
-        rc, msg = launch(rd.plan_json, rd, stage.name, world_size(stage, nproc), stage.resources.nnodes,
-                         console.file, command=command)
+    rc, msg = servers.served(plan, rd, stage, lambda: launch(rd.plan_json, rd, stage.name, world_size(stage, nproc),
+                             stage.resources.nnodes, console.file, command=command), start=command is None)
     entry = rd.stage_state(stage.name)
     if rc != 0 and entry.get("stopped_by"):
         rc = 128 + entry["stopped_by"]

@@ -49,7 +49,8 @@ def workload(st: Stage) -> Workload:
     seq = getattr(p, "max_seq", None) or getattr(p, "max_prompt", 0) + getattr(p, "max_response", 0)
     budget = getattr(p, "max_tokens_per_gpu", None)
     tokens = budget if budget else p.micro_batch * seq
-    samples = hasattr(p, "rollouts_per_prompt")  # the policy generates: the engine's KV cache
+    # the policy generates: the engine's KV cache, on the training GPUs unless a rollout server holds it
+    samples = hasattr(p, "rollouts_per_prompt") and r.rollout_server() is None
     rollouts = math.ceil(p.rows_per_step / st.data_parallel_size) * p.group_size if samples else 0
     if r.engine == "hf":
         rollouts = min(rollouts, HF_BATCH_ROWS)

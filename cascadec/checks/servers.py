@@ -3,10 +3,11 @@ node (CAS416), each served model fits in its memory share (CAS417), what the run
 (CAS418), and every served teacher is one of the stage's teachers (CAS419).
 
 A served model's weights take ``w Ψ / tensor_parallel`` bytes on each of its GPUs (``w`` = 2 in bf16, 4 in fp32;
-Ψ as in CAS409: teachers of this cascade share the base model's size), and vLLM needs room for its KV cache
-on top, inside ``memory`` (its ``gpu_memory_utilization``) times the card's memory. A colocated rollout engine
-(``rollout = vllm(memory = 0.3)``) takes its share of the training GPUs, so the training estimate must fit in
-the rest: TRL's colocated default of 0.9 ran out of memory and was lowered to 0.3 for that reason.
+Ψ as in CAS409: teachers and the policy of this cascade share the base model's size), and vLLM needs room for
+its KV cache on top, inside ``memory`` (its ``gpu_memory_utilization``) times the card's memory. A colocated
+rollout engine (``rollout = vllm(memory = 0.3)``) takes its share of the training GPUs, so the training estimate
+must fit in the rest: TRL's colocated default of 0.9 ran out of memory and was lowered to 0.3 for that reason.
+A rollout server (``rollout = vllm(gpus = 2)``) holds the policy on its own GPUs, as a served teacher does.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _roles(r: Resources) -> list[str]:
     out = [f"{r.nproc_per_node} training rank(s)"]
     out += [f"teacher `{n}` on {s.gpus}" for n, s in r.teacher_servers.items() if s.kind == "vllm" and s.gpus]
     if r.rollout is not None and r.rollout.kind == "vllm" and r.rollout.gpus:
-        out.append(f"the rollout engine on {r.rollout.gpus}")
+        out.append(f"the rollout server on {r.rollout.gpus}")
     return out
 
 
@@ -74,14 +75,19 @@ def _fits(what: str, server: Server, params: int | None, width: int, limit: int 
                help="raise `memory`, or `tensor_parallel` (with `gpus` a multiple of it)")
 
 
-def _memory(st: Stage, base: ModelRef, checkpoints: dict[str, ModelRef], span: Span) -> Iterator[Diagnostic]:
+def _memory(st: Stage, base: ModelRef, checkpoints: dict[str, ModelRef], at: dict[str, Span]) -> Iterator[Diagnostic]:
     r = st.resources
     limit = gpu_memory(r.gpu, r.memory_per_gpu_bytes)
     width = 4 if r.precision == "fp32" else 2
     for name, server in r.teacher_servers.items():
         if server.kind == "vllm":
             yield from _fits(f"teacher server `{name}` of stage `{st.name}`", server,
-                             _model_size(base, checkpoints, name), width, limit, span)
+                             _model_size(base, checkpoints, name), width, limit, at["teacher_servers"])
+    span = at["rollout"]
+    served = r.rollout_server()
+    if served is not None and served.kind == "vllm":
+        yield from _fits(f"the rollout server of stage `{st.name}`", served, parameter_count(base.kind, base.name),
+                         width, limit, span)
     # the colocated engine (`engine = vllm`) takes `rollout`'s share, or the runtime's default one
     rollout = r.rollout or Server(kind="vllm", memory=VLLM_SHARE)
     if r.engine != "vllm" or rollout.kind != "vllm" or rollout.gpus or not hasattr(st.params, "rollouts_per_prompt"):
@@ -110,17 +116,7 @@ def _unsupported(st: Stage, span: Span, at: dict[str, Span], own_rollout: bool) 
                    label="training is data-parallel only",
                    help="remove `tensor_parallel` and shard with `strategy = zero3` or `fsdp2`; tensor parallelism "
                    "is for served roles: `vllm(gpus = 2, tensor_parallel = 2)`")
-    rollout = r.rollout
-    if rollout is not None and hasattr(p, "rollouts_per_prompt"):
-        if rollout.kind == "endpoint" or rollout.gpus:
-            yield make("CAS418", f"stage `{st.name}` puts its rollouts on a separate server, which the runtime does "
-                       "not run yet (its weights must follow the policy after every step)", at.get("rollout", span),
-                       label="rollouts on their own GPUs", help="colocate the engine: `rollout = vllm(memory = 0.3)` "
-                       "with `engine = vllm`")
-        elif r.engine != "vllm" and own_rollout:
-            yield make("CAS418", f"stage `{st.name}` sets a vLLM rollout share but rolls out with `engine = "
-                       f"{r.engine}`", at.get("rollout", span), label="no vLLM engine to give it to",
-                       help="add `engine = vllm`, or remove `rollout`")
+    yield from _rollout(st, span, at, own_rollout)
     if not r.teacher_servers:
         return
     if st.kind != "distill":
@@ -137,6 +133,34 @@ def _unsupported(st: Stage, span: Span, at: dict[str, Span], own_rollout: bool) 
                    f"{p.teacher_temperature:g}`, and a server returns log-probs at temperature 1",
                    at.get("teacher_servers", span), label="served teachers",
                    help="use `teacher_temperature = 1.0`, or load the teachers locally")
+
+
+# what the colocated engine (`rollout = vllm(memory = F)`) takes: only its memory share
+_COLOCATED = Server(kind="vllm")
+
+
+def _rollout(st: Stage, span: Span, at: dict[str, Span], own_rollout: bool) -> Iterator[Diagnostic]:
+    r = st.resources
+    rollout, where = r.rollout, at.get("rollout", span)
+    if rollout is None:
+        return
+    if r.rollout_server() is not None:
+        if r.engine == "hf" and "engine" in at:
+            yield make("CAS418", f"stage `{st.name}` samples from a rollout server but sets `engine = hf`", at["engine"],
+                       label="not the engine that rolls out", help="remove `engine = hf` (the server is the engine; "
+                       "`engine = vllm` is allowed), or colocate the engine: `rollout = vllm(memory = 0.3)`")
+        return
+    ignored = [f"`{name} = {getattr(rollout, field):g}{unit}`" for name, field, unit in (
+        ("tensor_parallel", "tensor_parallel", ""), ("startup", "startup_s", "s"), ("timeout", "timeout_s", "s"),
+        ("retries", "retries", ""), ("concurrency", "concurrency", "")) if getattr(rollout, field) != getattr(_COLOCATED, field)]
+    if ignored and own_rollout:
+        yield make("CAS418", f"stage `{st.name}` gives the colocated rollout engine {', '.join(ignored)}, which only "
+                   "a server takes", where, label="colocated: only `memory` applies",
+                   help="remove it, or run the rollouts on a server: `rollout = vllm(gpus = 2, tensor_parallel = 2)`")
+    elif r.engine != "vllm" and own_rollout and hasattr(st.params, "rollouts_per_prompt"):
+        yield make("CAS418", f"stage `{st.name}` sets a vLLM rollout share but rolls out with `engine = "
+                   f"{r.engine}`", where, label="no vLLM engine to give it to",
+                   help="add `engine = vllm`, or remove `rollout`")
 
 
 def _unknown_teachers(st: Stage, span: Span) -> Iterator[Diagnostic]:
@@ -156,9 +180,10 @@ def check_servers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]
     for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
         at = {k: ctx.span_of(("stages", i, "resources", k), node.name.span)
               for k in ("node_gpus", "tensor_parallel", "rollout", "teacher_servers")}
+        if ("stages", i, "resources", "engine") in ctx.spans:
+            at["engine"] = ctx.span_of(("stages", i, "resources", "engine"), node.name.span)
         yield from _node(st, at["node_gpus"] if st.resources.node_gpus else node.name.span)
         own = at["rollout"].path == node.span.path and node.span.start <= at["rollout"].start < node.span.end
         yield from _unsupported(st, node.name.span, at, own)
         yield from _unknown_teachers(st, at["teacher_servers"])
-        yield from _memory(st, ctx.spec.base, ctx.spec.checkpoints, at["teacher_servers"] if
-                           st.resources.teacher_servers else at["rollout"])
+        yield from _memory(st, ctx.spec.base, ctx.spec.checkpoints, at)

@@ -217,12 +217,14 @@ REWARD_KINDS: dict[str, RewardKind] = {k.name: k for k in (
 
 @dataclass(frozen=True)
 class EngineKind:
-    """One rollout engine: ``impl`` is a factory ``(ctx: StageContext) -> RolloutEngine``."""
+    """One rollout engine: ``impl`` is a factory ``(ctx: StageContext) -> RolloutEngine``. ``keyword``: the
+    engine is chosen by ``engine = NAME``; otherwise by another key (``rollout = vllm(gpus = N)``)."""
 
     name: str
     impl: str
     doc: str
     extras: tuple[str, ...] = field(default=())
+    keyword: bool = True
 
 
 ENGINES: dict[str, EngineKind] = {k.name: k for k in (
@@ -230,7 +232,13 @@ ENGINES: dict[str, EngineKind] = {k.name: k for k in (
                "transformers `generate` (a static-KV-cache CUDA-graph decoder on CUDA where it applies)"),
     EngineKind("vllm", "runtime.rollout:vllm_engine", "colocated vLLM, weights synced after each step",
                extras=("vllm",)),
+    EngineKind("vllm_server", "runtime.rollout:server_engine",
+               "a vLLM server on its own GPUs (`rollout = vllm(gpus = N)`) or an `endpoint(...)`, sampling over "
+               "HTTP; the policy's weights are reloaded from disk after each step", keyword=False),
 )}
+
+#: The engines ``engine = NAME`` can name.
+ENGINE_KEYWORDS = tuple(name for name, k in ENGINES.items() if k.keyword)
 
 
 def load(ref: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cascadec.contract.kinds import ENGINES, STAGE_KINDS
+from cascadec.contract.kinds import ENGINE_KEYWORDS, STAGE_KINDS
 from cascadec.contract.params import (  # noqa: F401  (re-exported: part of the plan IR)
     DistillParams, GRPOParams, Optim, RolloutParams, Schedule, SFTParams, StageParamsBase,
 )
@@ -193,7 +193,7 @@ class Domain(_Frozen):
 
 StageParams = Annotated[Union[tuple(k.params for k in STAGE_KINDS.values())], Field(discriminator="kind")]
 StageKindName = Literal[tuple(STAGE_KINDS)]  # type: ignore[valid-type]
-EngineName = Literal[tuple(ENGINES)]  # type: ignore[valid-type]
+EngineName = Literal[ENGINE_KEYWORDS]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------- teachers and stop rules
@@ -246,9 +246,10 @@ class Server(_Frozen):
 
     kind:
       - ``vllm``: ``cascadec run`` (and the rendered ``launch.sh``) starts ``vllm serve`` on ``gpus`` GPUs of
-        every node (``tensor_parallel`` of them per replica; ``gpus = 0`` with ``engine = vllm``: the colocated
-        rollout engine) with ``memory`` as vLLM's ``gpu_memory_utilization``, on ``port`` (assigned by the
-        compiler, one per served role), and waits until its ``/health`` answers.
+        every node (``tensor_parallel`` of them per replica, ``gpus / tensor_parallel`` replicas) with ``memory``
+        as vLLM's ``gpu_memory_utilization``, on ``port`` (assigned by the compiler, one per served role), and
+        waits until its ``/health`` answers. As ``rollout``, ``gpus = 0`` is instead the colocated in-process
+        engine of ``engine = vllm`` (only ``memory`` applies), and ``gpus > 0`` the rollout server.
       - ``endpoint``: a server already running at ``url`` (``http://host:port``) that serves ``model``.
 
     ``timeout_s`` bounds one request (and the start-up health wait of a started server, ``startup_s``);
@@ -271,7 +272,8 @@ class Server(_Frozen):
 class Resources(_Frozen):
     """Where a stage runs. ``nproc_per_node`` is the training ranks of a node; ``node_gpus`` the GPUs a node
     has (needed when served roles take GPUs: the ranks and the servers' GPUs must fit in it). ``rollout`` places
-    the rollout engine (``gpus = 0``: colocated with the training ranks, ``memory`` its share), and
+    the rollout engine (``vllm(gpus = 0)``: colocated with the training ranks, ``memory`` its share; a
+    `vllm` server on its own GPUs or an `endpoint`: `rollout_server`), and
     ``teacher_servers`` serves each named teacher checkpoint (a stage, ``base`` or a named checkpoint) from a
     `Server` instead of loading it on every rank."""
 
@@ -293,6 +295,16 @@ class Resources(_Frozen):
         """GPUs of one node that served roles take (besides the training ranks)."""
         roles = [*self.teacher_servers.values(), *([self.rollout] if self.rollout else [])]
         return sum(s.gpus for s in roles if s.kind == "vllm")
+
+    def rollout_server(self) -> Server | None:
+        """The server the stage samples from (a ``vllm`` server on its own GPUs, or an ``endpoint``), or None
+        when the rollout engine runs in the training processes."""
+        r = self.rollout
+        return r if r is not None and (r.kind == "endpoint" or r.gpus > 0) else None
+
+    def rollout_engine(self) -> str:
+        """The stage's rollout engine, a key of `cascadec.contract.kinds.ENGINES`."""
+        return "vllm_server" if self.rollout_server() else self.engine
 
 
 #: The largest default ``save_every`` (``Stage.checkpoint_every``): long stages still checkpoint every 500 steps.

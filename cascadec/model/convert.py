@@ -196,9 +196,9 @@ def _chat(v: ast.Value, key: str) -> dict[str, Any]:
 
 
 def _server(v: ast.Value, key: str) -> dict[str, Any]:
-    from cascadec.servers import to_server  # builds on the call converters
+    from cascadec.servers import to_rollout  # builds on the call converters
 
-    return to_server(v, key)
+    return to_rollout(v, key)
 
 
 def _servers(v: ast.Value, key: str) -> dict[str, Any]:

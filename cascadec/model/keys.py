@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cascadec.memory_estimate import GPU_MEMORY_MIB
-from cascadec.contract.kinds import COMMON_KEYS, ENGINES, STAGE_KINDS, Key
+from cascadec.contract.kinds import COMMON_KEYS, ENGINE_KEYWORDS, STAGE_KINDS, Key
 
 BOOLS = {"on": True, "off": False, "true": True, "false": False}
 # models shipped inside PyPI packages (`runtime.models.PACKAGED`; a test keeps the two equal) and their
@@ -17,7 +17,7 @@ RESOURCE_KEYS: dict[str, Key] = {
     "precision": Key(("resources", "precision"), "enum", ("auto", "fp32", "bf16")),
     "strategy": Key(("resources", "strategy"), "enum", ("ddp", "zero1", "zero2", "zero3", "fsdp2")),
     "gradient_checkpointing": Key(("resources", "gradient_checkpointing"), "bool"),
-    "engine": Key(("resources", "engine"), "enum", tuple(ENGINES)),
+    "engine": Key(("resources", "engine"), "enum", ENGINE_KEYWORDS),
     "memory_per_gpu": Key(("resources", "memory_per_gpu_bytes"), "memory"),
     "gpu": Key(("resources", "gpu"), "enum", tuple(GPU_MEMORY_MIB)),
     "micro_batch": Key(("params", "micro_batch"), "int"),

@@ -5,6 +5,7 @@
 | ``fast.FastRolloutEngine`` (static KV cache, CUDA-graph decode) | ``engine = hf`` on CUDA, a Llama-family policy, strategy ``ddp``, ``zero1``, ``zero2`` or ``fsdp2`` (under FSDP2 every rank decodes from a whole bf16 copy gathered after each step) |
 | ``hf.HFRolloutEngine`` (transformers ``generate``) | every other ``engine = hf`` case: CPU, other architectures, ZeRO-3; under bf16 mixed precision it decodes from its own bf16 copy (except FSDP2/ZeRO-3 shards) |
 | ``vllm.VLLMRolloutEngine`` (colocated vLLM) | ``engine = vllm`` |
+| ``server.ServerRolloutEngine`` (a vLLM server over HTTP) | ``rollout = vllm(gpus = N)`` or ``rollout = endpoint(...)`` |
 
 All three draw the same distribution and return the same ``RolloutBatch``; ``fast`` is an implementation of
 ``hf`` for speed (docs/gpu.md), so the plan does not name it. ``CASCADEC_FAST_ROLLOUT=0`` in the
@@ -20,12 +21,14 @@ import torch
 
 from cascadec.contract.kinds import ENGINES, load
 from cascadec.contract.plan import Plan, Stage
+from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch, RolloutEngine
 
 if TYPE_CHECKING:
     from runtime.context import StageContext
 
-__all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "hf_engine", "select_engine", "vllm_engine"]
+__all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "hf_engine", "select_engine", "server_engine",
+           "vllm_engine"]
 
 # Rows per generate call: bounds the KV cache (rows x (prompt + response) x layers x 2 x hidden).
 DEFAULT_BATCH_ROWS = 64
@@ -72,7 +75,7 @@ def build_engine(ctx: StageContext) -> RolloutEngine:
     Raises:
         runtime.rollout.vllm.VLLMUnavailableError: ``engine = vllm`` without vLLM installed.
     """
-    return load(ENGINES[ctx.stage.resources.engine].impl)(ctx)
+    return load(ENGINES[ctx.stage.resources.rollout_engine()].impl)(ctx)
 
 
 def hf_engine(ctx: StageContext) -> RolloutEngine:
@@ -104,3 +107,30 @@ def vllm_engine(ctx: StageContext) -> RolloutEngine:
     return VLLMRolloutEngine(ctx.policy, ctx.tokenizer, dtype=dtype, max_model_len=max_model_len(ctx.plan, ctx.stage),
                              gpu_memory_utilization=rollout.memory if rollout else 0.3,
                              seed=ctx.stage.seed, max_prompt=getattr(ctx.stage.params, "max_prompt", None))
+
+
+def server_engine(ctx: StageContext) -> RolloutEngine:
+    """``rollout = vllm(gpus = N)`` or ``endpoint(...)``: a vLLM server that reloads the policy's weights from
+    ``stages/<stage>/rollout_weights/`` (written in the stage dtype) after each step. A server per node
+    (``vllm``) is reloaded by each node's first rank, an endpoint by the first rank of all.
+
+    Raises:
+        runtime.serving.client.ServerError: the server is unreachable or unfit (`runtime.rollout.server`).
+    """
+    from runtime.loop import save_final
+    from runtime.rollout.server import Needs, Publisher, ServerRolloutEngine
+    from runtime.serving.servers import rollout_endpoint, weights_dir
+
+    stage, acc = ctx.stage, ctx.accelerator
+    server, ep = stage.resources.rollout_server(), rollout_endpoint(stage)
+    assert server is not None and ep is not None
+    dest = weights_dir(ctx.rundir, stage)
+    publisher = Publisher(save=lambda model: save_final(ctx, dest, model=model, dtype=ctx.dtype),
+                          reloads=acc.is_local_main_process if server.kind == "vllm" else acc.is_main_process,
+                          barrier=acc.wait_for_everyone)
+    p = stage.params
+    needs = Needs(processed_logprobs=getattr(p, "temperature", 1.0) != 1.0 or getattr(p, "top_p", 1.0) < 1.0
+                  or getattr(p, "top_k", 0) > 0, max_len=max_model_len(ctx.plan, stage),
+                  tied=bool(getattr(unwrap_model(ctx.policy).config, "tie_word_embeddings", False)))
+    return ServerRolloutEngine(ep, ctx.tokenizer, ctx.policy, publisher, needs,
+                               max_prompt=getattr(p, "max_prompt", None), owner=f"the policy of stage `{stage.name}`")

@@ -39,3 +39,9 @@ class RolloutEngine(Protocol):
     def sync_weights(self, model) -> None:
         """Make the engine sample from ``model``'s current weights (called after each optimizer step)."""
         ...
+
+
+def engine_metrics(engine: RolloutEngine | None) -> dict[str, float]:
+    """An engine's own step metrics (``metrics()``, where it has one: the rollout server's weight sync)."""
+    metrics = getattr(engine, "metrics", None)
+    return metrics() if callable(metrics) else {}

@@ -27,6 +27,7 @@ from torch import nn
 from cascadec.contract.errors import UserError
 from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch
+from runtime.serving.vllm_ext.cascadec_weight_sync import refresh_tied_head
 
 _ENV_DEFAULTS = {
     # The engine core must live in this process so that load_weights receives tensors by reference.
@@ -57,18 +58,6 @@ def vllm_weights(model: nn.Module):
     inner = unwrap_model(model)
     for name, param in inner.named_parameters():
         yield name, param.detach()
-
-
-def _refresh_tied_head(vllm_model: nn.Module) -> None:
-    """Re-run the output head's post-load processing when it shares the embedding's weight.
-
-    The tied head receives no weight of its own, so the in-place reload skips it; a backend that keeps
-    a processed copy of the head (the CPU backend packs it for its GEMM) would go on using the old one.
-    """
-    head = getattr(vllm_model, "lm_head", None)
-    method = getattr(head, "quant_method", None)
-    if head is not None and method is not None and getattr(vllm_model.config, "tie_word_embeddings", False):
-        method.process_weights_after_loading(head)
 
 
 class VLLMRolloutEngine:
@@ -135,7 +124,7 @@ class VLLMRolloutEngine:
         self.llm.collective_rpc(
             "reload_weights", kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True}
         )
-        self.llm.apply_model(_refresh_tied_head)
+        self.llm.apply_model(refresh_tied_head)
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: list[str], *, n: int, max_new_tokens: int, temperature: float,

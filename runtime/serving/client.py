@@ -29,13 +29,22 @@ BATCH_ROWS = 8
 
 
 class ServerError(UserError, RuntimeError):
-    """A teacher server that cannot be reached, answers with an error, or serves another tokenizer."""
+    """A teacher or rollout server that cannot be reached, answers with an error, or serves another tokenizer."""
+
+
+class ServerAnswerError(ServerError):
+    """The server answered with an HTTP error ``status`` that a retry does not fix (4xx, or 5xx after the last
+    attempt)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """Where a served model answers: ``url`` (``http://host:port``), the served ``model`` name, what to call it
-    in messages (``name``), and the request policy."""
+    in messages (``name``, a ``role`` server: ``teacher`` or ``rollout``), and the request policy."""
 
     url: str
     model: str
@@ -43,6 +52,12 @@ class Endpoint:
     timeout_s: float = 300.0
     retries: int = 3
     concurrency: int = 8
+    role: str = "teacher"
+
+    @property
+    def label(self) -> str:
+        """``teacher server `NAME``` (or ``rollout server ...``), for messages."""
+        return f"{self.role} server `{self.name}`"
 
 
 def _post(ep: Endpoint, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
@@ -63,8 +78,8 @@ def request(ep: Endpoint, path: str, body: dict[str, Any] | None = None, *, retr
     """``POST`` ``body`` (``GET`` when None) to ``ep.url + path`` and return the decoded JSON answer.
 
     Raises:
-        ServerError: after ``retries`` failed attempts (default ``ep.retries``), or at once on an HTTP 4xx,
-            with the server's own message.
+        ServerError: after ``retries`` failed attempts (default ``ep.retries``); `ServerAnswerError` at once on
+            an HTTP 4xx (or a 5xx on the last attempt), with the server's own message.
     """
     attempts = (ep.retries if retries is None else retries) + 1
     for attempt in range(attempts):
@@ -73,14 +88,14 @@ def request(ep: Endpoint, path: str, body: dict[str, Any] | None = None, *, retr
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
             if not _retryable(exc) or attempt == attempts - 1:
-                raise ServerError(f"teacher server `{ep.name}` at {ep.url} answered {path} with HTTP {exc.code}: "
-                                  f"{detail}\nhelp: check the server's log; is `{ep.model}` the model it serves?"
-                                  ) from None
+                raise ServerAnswerError(f"{ep.label} at {ep.url} answered {path} with HTTP {exc.code}: {detail}"
+                                        f"\nhelp: check the server's log; is `{ep.model}` the model it serves?",
+                                        exc.code) from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             if attempt == attempts - 1:
                 reason = getattr(exc, "reason", exc)
                 raise ServerError(
-                    f"teacher server `{ep.name}` at {ep.url} did not answer {path} after {attempts} attempt(s): "
+                    f"{ep.label} at {ep.url} did not answer {path} after {attempts} attempt(s): "
                     f"{reason}\nhelp: start the server (or check its log: it may have died); the stage stopped "
                     "before its next optimizer step and `cascadec run` resumes it from its last checkpoint"
                 ) from None
@@ -117,7 +132,7 @@ def score(ep: Endpoint, rows: Sequence[Sequence[int]], starts: Sequence[int], *,
                 "temperature": 0.0, "prompt_logprobs": 0}
         choices = sorted(request(ep, "/v1/completions", body)["choices"], key=lambda c: c["index"])
         if len(choices) != len(chunk):
-            raise ServerError(f"teacher server `{ep.name}` answered {len(choices)} of {len(chunk)} rows")
+            raise ServerError(f"{ep.label} answered {len(choices)} of {len(chunk)} rows")
         return [_row_logprobs(c.get("prompt_logprobs") or [], rows[i], starts[i]) for c, i in zip(choices, chunk)]
 
     with ThreadPoolExecutor(max_workers=max(1, ep.concurrency)) as pool:
@@ -137,7 +152,8 @@ def probe_texts(tokenizer: Any) -> list[str]:
 
 def check_server_tokenizer(ep: Endpoint, tokenizer: Any, student: str) -> None:
     """Check that the server tokenizes like ``tokenizer`` (vLLM's ``/tokenize``) on :func:`probe_texts` and
-    decodes ids spread over the whole vocabulary (``/detokenize``) to the same text.
+    decodes ids spread over the whole vocabulary (``/detokenize``) to the same text. ``student`` names the
+    tokenizer's model in messages (``student `mopd```, ``the policy of stage `rl```).
 
     Raises:
         ServerError: unreachable, or a different tokenizer (the first difference is shown).
@@ -148,10 +164,10 @@ def check_server_tokenizer(ep: Endpoint, tokenizer: Any, student: str) -> None:
         if theirs != ours:
             first = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
             raise ServerError(
-                f"teacher server `{ep.name}` ({ep.model} at {ep.url}) tokenizes differently from student `{student}`: "
+                f"{ep.label} ({ep.model} at {ep.url}) tokenizes differently from {student}: "
                 f"{text[:40]!r} gives {len(theirs)} ids there and {len(ours)} here, first difference at id "
-                f"{first}\nhelp: on-policy distillation sends the student's token ids to the teacher, so both must "
-                "share one tokenizer; serve a checkpoint of the same cascade (same base model)")
+                f"{first}\nhelp: token ids, not text, go to the server, so both must share one tokenizer; serve a "
+                "checkpoint of the same cascade (same base model)")
     size = len(tokenizer)
     ids = sorted({min(size - 1, k * max(1, size // 64)) for k in range(65)})
     for i in ids:
@@ -159,5 +175,5 @@ def check_server_tokenizer(ep: Endpoint, tokenizer: Any, student: str) -> None:
         ours = tokenizer.decode([i])
         if theirs != ours:
             raise ServerError(
-                f"teacher server `{ep.name}` ({ep.model} at {ep.url}) decodes token {i} as {theirs!r}, student "
-                f"`{student}` as {ours!r}\nhelp: serve a checkpoint with the student's tokenizer")
+                f"{ep.label} ({ep.model} at {ep.url}) decodes token {i} as {theirs!r}, {student} as {ours!r}"
+                "\nhelp: serve a checkpoint of the same cascade (same base model and tokenizer)")

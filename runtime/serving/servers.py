@@ -1,11 +1,18 @@
-"""Teacher servers that ``cascadec run`` starts for a stage (``teacher_servers = { NAME = vllm(...) }``).
+"""The servers that ``cascadec run`` starts for a stage: ``teacher_servers = { NAME = vllm(...) }`` and the rollout
+server (``rollout = vllm(gpus = N)``).
 
-Before the stage's process group starts, each ``vllm`` teacher gets ``vllm serve`` (vLLM's OpenAI-compatible
-API server) on its port, its own GPUs of the node (after the training ranks' ``0..gpus-1``, in the order
-written, when ``node_gpus`` is set), ``--served-model-name`` = the teacher's name, its log in
-``stages/<stage>/servers/<teacher>.log`` and its process (group) id in ``<teacher>.pid`` beside it; the stage starts only when every server's ``/health`` answers. The
-servers are stopped when the stage ends, however it ends. The interpreter is ``$CASCADEC_VLLM_PYTHON`` (vLLM in
-its own venv, docs/serving.md), else this one; ``$CASCADEC_VLLM_ARGS`` adds arguments to every server.
+Before the stage's process group starts, each gets ``vllm serve`` (vLLM's OpenAI-compatible API server) on its
+port and its own GPUs of the node (after the training ranks' ``0..gpus-1``: the rollout server first, then the
+teachers in the order written, when ``node_gpus`` is set), with ``--data-parallel-size`` replicas of
+``tensor_parallel`` GPUs each. A teacher is served as its name from its checkpoint; the rollout server as
+``policy`` from the base model (its weights are replaced by the policy's before the first rollout,
+`runtime.rollout.server`), with vLLM's development endpoints (``VLLM_SERVER_DEV_MODE=1``: ``/collective_rpc``,
+``/pause``, weight versions), ``--logprobs-mode processed_logprobs``, the stage's ``--max-model-len`` and
+cascadec's worker extension (`runtime.serving.vllm_ext`). Logs go to ``stages/<stage>/servers/<name>.log``
+(``rollout-server.log`` for the rollout server) with the process (group) id in ``<name>.pid`` beside it; the stage
+starts only when every server's ``/health`` answers. The servers are stopped when the stage ends, however it ends.
+The interpreter is ``$CASCADEC_VLLM_PYTHON`` (vLLM in its own venv, docs/serving.md), else this one;
+``$CASCADEC_VLLM_ARGS`` adds arguments to every server (after cascadec's, so they win).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cascadec.contract.plan import Plan, Server, Stage
@@ -28,6 +36,14 @@ from runtime.serving.client import Endpoint, ServerError
 from runtime.state import BASE, RunDir
 
 HEALTH_POLL_S = 1.0
+# the served model name of a rollout server `cascadec run` starts, and its key among `started`'s endpoints
+# (no identifier: a teacher cannot take it)
+ROLLOUT = "policy"
+ROLLOUT_KEY = "rollout-server"
+# cascadec's vLLM worker extension (a directory of its own on the server's PYTHONPATH: nothing else of this
+# environment leaks into vLLM's)
+EXTENSION_DIR = Path(__file__).resolve().with_name("vllm_ext")
+EXTENSION = "cascadec_weight_sync.WeightSync"
 
 
 def endpoint(stage: Stage, name: str) -> Endpoint:
@@ -36,6 +52,21 @@ def endpoint(stage: Stage, name: str) -> Endpoint:
     url = s.url if s.kind == "endpoint" and s.url else f"http://127.0.0.1:{s.port}"
     return Endpoint(url=url, model=s.model or name, name=name, timeout_s=s.timeout_s, retries=s.retries,
                     concurrency=s.concurrency)
+
+
+def rollout_endpoint(stage: Stage) -> Endpoint | None:
+    """The endpoint ``stage`` samples its rollouts from, or None when its engine runs in the training ranks."""
+    s = stage.resources.rollout_server()
+    if s is None:
+        return None
+    url = s.url if s.kind == "endpoint" and s.url else f"http://127.0.0.1:{s.port}"
+    return Endpoint(url=url, model=s.model or ROLLOUT, name=s.model or ROLLOUT, timeout_s=s.timeout_s,
+                    retries=s.retries, concurrency=s.concurrency, role="rollout")
+
+
+def weights_dir(rd: RunDir, stage: Stage) -> Path:
+    """Where the policy's weights are written for the rollout server to reload (one copy, replaced each step)."""
+    return (rd.stage_dir(stage.name) / "rollout_weights").resolve()
 
 
 def teacher_dir(plan: Plan, rd: RunDir, name: str) -> str:
@@ -60,14 +91,26 @@ def teacher_dir(plan: Plan, rd: RunDir, name: str) -> str:
                       "\nhelp: serve a trained stage, or load this teacher locally")
 
 
-def server_command(model_dir: str, name: str, s: Server, dtype: str) -> list[str]:
-    """The ``vllm serve`` command line of one teacher server; ``$CASCADEC_VLLM_ARGS`` adds arguments of the site's
-    own (``--enforce-eager --max-model-len 2048`` on a CPU test machine, ``--max-num-seqs``, ...)."""
+def server_command(model_dir: str, name: str, s: Server, dtype: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``vllm serve`` command line of one server: ``extra`` (the rollout server's), then
+    ``$CASCADEC_VLLM_ARGS``, arguments of the site's own (``--enforce-eager --max-model-len 2048`` on a CPU test
+    machine, ``--max-num-seqs``, ...)."""
     python = os.environ.get("CASCADEC_VLLM_PYTHON") or sys.executable
+    replicas = s.gpus // s.tensor_parallel
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", name,
             "--host", "127.0.0.1", "--port", str(s.port), "--tensor-parallel-size", str(s.tensor_parallel),
-            "--gpu-memory-utilization", str(s.memory), "--dtype", dtype,
+            *(["--data-parallel-size", str(replicas)] if replicas > 1 else []),
+            "--gpu-memory-utilization", str(s.memory), "--dtype", dtype, *extra,
             *shlex.split(os.environ.get("CASCADEC_VLLM_ARGS", ""))]
+
+
+def rollout_args(plan: Plan, stage: Stage) -> tuple[str, ...]:
+    """What a rollout server needs besides a teacher's: sampled-token log-probs after temperature, top-k and top-p
+    (the denominator of the importance ratio), room for the stage's longest sequence, the weight reload."""
+    from runtime.rollout import max_model_len
+
+    return ("--logprobs-mode", "processed_logprobs", "--max-model-len", str(max_model_len(plan, stage)),
+            "--worker-extension-cls", EXTENSION)
 
 
 def _port_free(port: int) -> bool:
@@ -102,7 +145,7 @@ def wait_healthy(ep: Endpoint, proc: subprocess.Popen, startup_s: float, log: Pa
             why = f"exited with status {proc.returncode}" if proc.poll() is not None else \
                 f"was not healthy after {startup_s:g} s"
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.is_file() else ""
-            raise ServerError(f"teacher server `{ep.name}` {why}; the end of {log}:\n{tail}\nhelp: fix what its log "
+            raise ServerError(f"{ep.label} {why}; the end of {log}:\n{tail}\nhelp: fix what its log "
                               "says (vLLM installed? set CASCADEC_VLLM_PYTHON), or raise `startup` in `vllm(...)`")
         time.sleep(HEALTH_POLL_S)
 
@@ -125,48 +168,78 @@ def _dtype(stage: Stage) -> str:
     return {"fp32": "float32", "bf16": "bfloat16"}.get(stage.resources.precision, "auto")
 
 
+def _roles(plan: Plan, rd: RunDir, stage: Stage, rollout_only: bool) -> list[tuple[str, Server, Endpoint, list[str],
+                                                                             dict[str, str]]]:
+    """The servers to start: (log name, server, endpoint, command, environment), the rollout server first."""
+    r, env = stage.resources, dict(os.environ)
+    out = []
+    rollout = r.rollout_server()
+    if rollout is not None and rollout.kind == "vllm":
+        renv = {**env, "VLLM_SERVER_DEV_MODE": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, (str(EXTENSION_DIR), env.get("PYTHONPATH"))))}
+        out.append((ROLLOUT_KEY, rollout, rollout_endpoint(stage), server_command(
+            teacher_dir(plan, rd, BASE), ROLLOUT, rollout, _dtype(stage), rollout_args(plan, stage)), renv))
+    if not rollout_only:
+        out += [(name, s, endpoint(stage, name), server_command(teacher_dir(plan, rd, name), name, s, _dtype(stage)),
+                 env) for name, s in r.teacher_servers.items() if s.kind == "vllm"]
+    return out
+
+
 @contextlib.contextmanager
-def started(plan: Plan, rd: RunDir, stage: Stage) -> Iterator[dict[str, Endpoint]]:
-    """Start ``stage``'s ``vllm`` teacher servers, wait until all are healthy, yield their endpoints, and stop
-    them at the end.
+def started(plan: Plan, rd: RunDir, stage: Stage, *, rollout_only: bool = False) -> Iterator[dict[str, Endpoint]]:
+    """Start ``stage``'s ``vllm`` servers (only the rollout server with ``rollout_only``: evaluation jobs), wait
+    until all are healthy, yield their endpoints (teachers by name, the rollout server as `ROLLOUT_KEY`), and stop
+    them at the end, removing the rollout server's copy of the policy's weights.
 
     Raises:
         ServerError: a port already in use, a server that exits or never gets healthy.
     """
     r = stage.resources
     procs: list[subprocess.Popen] = []
-    out: dict[str, Endpoint] = {}
+    waits: list[tuple[Endpoint, subprocess.Popen, float, Path]] = []
     first_gpu = r.nproc_per_node
     try:
-        for name, s in r.teacher_servers.items():
-            if s.kind != "vllm":
-                continue
+        for name, s, ep, cmd, env in _roles(plan, rd, stage, rollout_only):
             if not _port_free(s.port):
-                raise ServerError(f"port {s.port} of teacher server `{name}` is in use"
+                raise ServerError(f"port {s.port} of {ep.label} is in use"
                                   "\nhelp: stop what listens there (an earlier server?) and run again")
-            env = dict(os.environ)
             if r.node_gpus is not None:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first_gpu + k) for k in range(s.gpus))
+                env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(str(first_gpu + k) for k in range(s.gpus))}
                 first_gpu += s.gpus
             log = rd.stage_dir(stage.name) / "servers" / f"{name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "a") as fh:
-                procs.append(subprocess.Popen(server_command(teacher_dir(plan, rd, name), name, s, _dtype(stage)),
-                                              stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+                procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
             log.with_suffix(".pid").write_text(f"{procs[-1].pid}\n")
-            out[name] = endpoint(stage, name)
-        for (name, ep), proc in zip(out.items(), procs):
-            wait_healthy(ep, proc, r.teacher_servers[name].startup_s,
-                         rd.stage_dir(stage.name) / "servers" / f"{name}.log")
-        yield out
+            waits.append((ep, procs[-1], s.startup_s, log))
+        for ep, proc, startup_s, log in waits:
+            wait_healthy(ep, proc, startup_s, log)
+        yield {log.stem: ep for ep, _, _, log in waits}
     finally:
         for proc in procs:
             stop(proc)
+        if r.rollout_server() is not None:
+            shutil.rmtree(weights_dir(rd, stage), ignore_errors=True)
+
+
+def served(plan: Plan, rd: RunDir, stage: Stage, run: Callable[[], tuple[int, str | None]], *,
+           rollout_only: bool = False, start: bool = True) -> tuple[int, str | None]:
+    """``run()`` (a stage's process group: exit status, user-facing error) while ``stage``'s servers are up
+    (`started`; none with ``start=False``). A server that cannot start is the stage's error (status 2), before any
+    of its processes runs."""
+    if not start:
+        return run()
+    try:
+        with started(plan, rd, stage, rollout_only=rollout_only):
+            return run()
+    except ServerError as exc:
+        return 2, f"stage `{stage.name}`: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m runtime.serving.servers --plan P --stage S --run-dir D -- CMD...`` (the rendered launch.sh):
-    run CMD while the stage's teacher servers are up; exit with CMD's status, or 2 when a server fails."""
+    run CMD while the stage's servers are up; exit with CMD's status, or 2 when a server fails."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m runtime.serving.servers")

@@ -32,7 +32,7 @@ from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, tr
 from runtime.losses.distill import mopd_loss, sequence_token_mean
 from runtime.ops import linear_token_divergence
 from runtime.losses.overlong import rule_of
-from runtime.rollout.base import RolloutBatch
+from runtime.rollout.base import RolloutBatch, engine_metrics
 from runtime.routing import pick, route_key, unrouted_metrics, warn_unrouted
 from runtime.serving.client import check_server_tokenizer, score
 from runtime.serving.servers import endpoint
@@ -196,7 +196,7 @@ class DistillTrainer:
         served = ctx.stage.resources.teacher_servers
         self.served = {n: endpoint(ctx.stage, n) for n in sorted(set(self.teachers.values())) if n in served}
         for ep in self.served.values():
-            check_server_tokenizer(ep, ctx.tokenizer, ctx.stage.name)
+            check_server_tokenizer(ep, ctx.tokenizer, f"student `{ctx.stage.name}`")
         self.pool = TeacherPool(ctx, sorted(set(self.teachers.values()) - set(self.served)))
         self.warned = False
         self.pad_id = pad_token_id(ctx.tokenizer)
@@ -226,7 +226,8 @@ class DistillTrainer:
         ``pi_train / pi_inf``), gated_frac (tokens outside the band), entropy, response_len, truncated_frac,
         filtered_frac, teacher_rows/<teacher>, unrouted/<domain> (rows of a field-routed stage with no teacher,
         left out),
-        tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s.
+        tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s, and the engine's own (`engine_metrics`: a
+        rollout server's weight_sync_s, weight_version).
         """
         ctx, p = self.ctx, self.params
         start = time.perf_counter()
@@ -261,7 +262,7 @@ class DistillTrainer:
             "filtered_frac": 1.0 - len(rows) / max(len(lengths), 1),
             "tokens_per_s": sum(lengths) / max(gen_s + teacher_s + train_s, 1e-9),
             "gen_s": gen_s, "teacher_s": teacher_s, "train_s": train_s,
-            **stats,
+            **stats, **engine_metrics(ctx.engine),
         }
         for name, count in sorted(Counter(n for n in names if n is not None).items()):
             metrics[f"teacher_rows/{name}"] = float(count)

@@ -23,7 +23,7 @@ from runtime.losses.advantages import advantages
 from runtime.losses.grpo import informative_groups
 from runtime.losses.overlong import apply_rules, rule_of
 from runtime.losses.policy import kl_estimate, kl_in_reward
-from runtime.rollout.base import RolloutBatch
+from runtime.rollout.base import RolloutBatch, engine_metrics
 from runtime.routing import reward_metrics
 from runtime.stages.grpo_rollouts import Attempt
 from runtime.stages.policy_update import PolicyUpdate, UpdateOptions, per_token
@@ -178,8 +178,9 @@ class GRPOTrainer:
         tokens_per_s (completion tokens per second of the step), grad_norm, lr, logp_mismatch (mean
         |log pi_train - log pi_inf| per kept token: 0 up to numerics when the engine samples from the trained
         weights), gen_s, reward_s, train_s, reward_mean/<domain> per domain and reward/<domain>/<name> for what its
-        reward logged (rows per route, extra values of user functions); this rank's values (the loop
-        combines ranks).
+        reward logged (rows per route, extra values of user functions), the engine's own (`engine_metrics`: a
+        rollout server's weight_sync_s, seconds of the weight reload this step waited for, and weight_version);
+        this rank's values (the loop combines ranks).
         """
         ctx = self.ctx
         got, train = self._gather(step, batch)
@@ -193,4 +194,4 @@ class GRPOTrainer:
         ctx.engine.sync_weights(ctx.policy)
         logged = {f"reward/{d}/{k}": v for d in sorted({s.domain for s in batch})
                   for k, v in reward_metrics(ctx.rewards[d]).items()}
-        return {**got.metrics(train_s, batch), **update, **logged}
+        return {**got.metrics(train_s, batch), **update, **logged, **engine_metrics(ctx.engine)}

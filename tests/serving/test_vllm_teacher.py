@@ -198,11 +198,11 @@ def test_tokenizer_identity_against_the_server(served) -> None:
 
     _, ep = served
     tok = AutoTokenizer.from_pretrained(packaged_checkpoint("smollm2-135m-instruct"))
-    check_server_tokenizer(ep, tok, "student")
+    check_server_tokenizer(ep, tok, "student `student`")
     other = AutoTokenizer.from_pretrained(packaged_checkpoint("smollm2-135m-instruct"))
     other.add_special_tokens({"additional_special_tokens": ["<|tool_call|>"]})
     with pytest.raises(ServerError, match="tokenizes differently from student `student`"):
-        check_server_tokenizer(ep, other, "student")
+        check_server_tokenizer(ep, other, "student `student`")
 
 
 @needs_vllm
