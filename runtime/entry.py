@@ -256,9 +256,11 @@ def eval_base(plan: Plan, run_dir: RunDir) -> None:
     if not plan.stages:
         return
     eval_sets = load_eval_sets(plan)
-    ctx = build_context(plan, plan.stages[0], run_dir, train=False)
-    records = run_evals(ctx, eval_sets, stage=BASE, step=0, seed=plan.seed)
-    if ctx.is_main:
+    records, main = [], int(os.environ.get("RANK", "0")) == 0
+    if eval_sets:  # else no model and no engine are built (a rollout server is not started for nothing)
+        ctx = build_context(plan, plan.stages[0], run_dir, train=False)
+        records, main = run_evals(ctx, eval_sets, stage=BASE, step=0, seed=plan.seed), ctx.is_main
+    if main:
         filter_jsonl(run_dir.evals_jsonl, lambda r: r.get("stage") != BASE)
         for r in records:
             append_jsonl(run_dir.evals_jsonl, r)

@@ -387,7 +387,8 @@ def ensure_base_evals(plan: Plan, rd: RunDir, nproc: int | None, console: Consol
     console.print("[bold]base[/]: evaluating the base model", highlight=False)
     first = plan.stages[0]
     rc, msg = servers.served(plan, rd, first, lambda: launch(  # base evals use the first stage's engine
-        rd.plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file), rollout_only=True)
+        rd.plan_json, rd, BASE, world_size(first, nproc), first.resources.nnodes, console.file), rollout_only=True,
+        start=bool(declared_evals(plan)))
     if rc != 0:
         return _fail(console, rd, BASE, rc, msg)
     rd.update_section(BASE, status="done", hash=base_eval_hash(plan))
