@@ -86,3 +86,25 @@ def test_every_server_argument_reaches_the_plan() -> None:
 def test_unknown_server_argument_is_located() -> None:
     diags = _codes("teacher_servers = { a = vllm(gpu = 1) }")
     assert diags[0][0] == "CAS301" and "`gpu`" in diags[0][1]
+
+
+def test_a_rollout_server_leaves_the_training_ranks_and_is_the_stages_engine() -> None:
+    from cascadec.contract.kinds import ENGINES, load
+    from runtime.rollout import server_engine
+
+    shaped = SPEC.replace('model("org/Big-30B")', 'model(packaged("smollm2-135m-instruct"))')
+    local = compile_source(shaped.format(resources="gpu = h100  engine = vllm"), "r.cascade").plan
+    served = compile_source(shaped.format(resources="gpu = h100  engine = vllm  node_gpus = 8  rollout = vllm("
+                                          "gpus = 4, tensor_parallel = 2, memory = 0.6, startup = 5min, timeout = 90s, "
+                                          "retries = 1, concurrency = 32)"), "r.cascade").plan
+    assert local is not None and served is not None
+    r = served.stage("m").resources
+    assert (r.rollout.gpus, r.rollout.tensor_parallel, r.rollout.memory, r.rollout.startup_s, r.rollout.timeout_s,
+            r.rollout.retries, r.rollout.concurrency, r.rollout.port) == (4, 2, 0.6, 300.0, 90.0, 1, 32, 8099)
+    before, after = (stage_estimate(p.base, p.stage("m")) for p in (local, served))
+    assert before is not None and after is not None and before.kv_cache > 0 and after.kv_cache == 0
+    assert after.total == before.total - before.kv_cache
+    assert r.rollout_engine() == "vllm_server" and local.stage("m").resources.rollout_engine() == "vllm"
+    assert load(ENGINES[r.rollout_engine()].impl) is server_engine
+    endpoint = compile_source(SPEC.format(resources='rollout = endpoint("http://h:9/", model = "p")'), "r.cascade")
+    assert endpoint.plan is not None and endpoint.plan.stage("m").resources.rollout_engine() == "vllm_server"
