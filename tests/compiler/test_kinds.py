@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cascadec.contract import plan
-from cascadec.contract.kinds import ENGINES, REWARD_KINDS, STAGE_KINDS, load
+from cascadec.contract.kinds import ENGINE_KEYWORDS, ENGINES, REWARD_KINDS, STAGE_KINDS, load
 from cascadec.model.keys import RESOURCE_KEYS, stage_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_plan_accepts_exactly_the_registered_kinds() -> None:
     assert set(typing.get_args(plan.Stage.model_fields["kind"].annotation)) == set(STAGE_KINDS)
-    assert set(typing.get_args(plan.Resources.model_fields["engine"].annotation)) == set(ENGINES)
+    assert set(typing.get_args(plan.Resources.model_fields["engine"].annotation)) == set(ENGINE_KEYWORDS)
+    # the one engine `engine = NAME` cannot name is the one `rollout = vllm(gpus = N)` / `endpoint(...)` picks
+    served = plan.Resources(rollout=plan.Server(kind="endpoint", url="http://h:1", model="p"))
+    assert set(ENGINES) - set(ENGINE_KEYWORDS) == {served.rollout_engine()}
     union = typing.get_args(typing.get_args(plan.StageParams)[0])
     assert {p.model_fields["kind"].default for p in union} == set(STAGE_KINDS)
     for name, kind in STAGE_KINDS.items():
@@ -26,7 +29,7 @@ def test_the_plan_accepts_exactly_the_registered_kinds() -> None:
 
 
 def test_the_compiler_reads_the_registry() -> None:
-    assert RESOURCE_KEYS["engine"].choices == tuple(ENGINES)
+    assert RESOURCE_KEYS["engine"].choices == ENGINE_KEYWORDS
     for name, kind in STAGE_KINDS.items():
         assert stage_keys(name) == kind.all_keys()
         assert kind.params.batch_key in kind.all_keys()

@@ -288,7 +288,6 @@ def _plan(rollout: str):
     return result.plan
 
 
-@pytest.mark.slow
 def test_run_with_an_unreachable_rollout_endpoint_stops_before_any_step(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
