@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from vllm_env import needs_vllm, vllm_env
+from vllm_env import needs_vllm, real_servers, vllm_env
 
 from cascadec.compiler import compile_source
 from runtime.logprobs import token_logprobs
@@ -100,19 +100,10 @@ def test_killed_rollout_server_stops_the_stage_and_run_resumes(tmp_path: Path) -
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """One real rollout server for the module, started as `cascadec run` starts it (fp32, eager)."""
-    env = vllm_env("--enforce-eager")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     plan = _plan()
     rd = RunDir(tmp_path_factory.mktemp("run"))
-    start = time.monotonic()
-    try:
-        with servers.started(plan, rd, plan.stage("g")) as eps:
-            print(f"vLLM rollout server healthy after {time.monotonic() - start:.0f} s", file=sys.stderr)
-            yield rd, plan, eps[servers.ROLLOUT_KEY]
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with real_servers(plan, rd, "g", vllm_env("--enforce-eager"), "vLLM rollout server") as eps:
+        yield rd, plan, eps[servers.ROLLOUT_KEY]
 
 
 @pytest.fixture(scope="module")

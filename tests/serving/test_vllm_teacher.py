@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vllm_env import needs_vllm, vllm_env
+from vllm_env import needs_vllm, real_servers, vllm_env
 
 from cascadec.compiler import compile_source
 from runtime.serving import servers
@@ -124,19 +124,10 @@ def test_run_stops_while_the_endpoint_is_down_and_resumes_when_it_is_back(tmp_pa
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
     """One real vLLM server of the packaged SmolLM2 for the module (fp32, eager: no compile on 2 cores)."""
-    env = vllm_env()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     plan = _plan()
     rd = RunDir(tmp_path_factory.mktemp("run"))
-    start = time.monotonic()
-    try:
-        with servers.started(plan, rd, plan.stage("m")) as eps:
-            print(f"vLLM server healthy after {time.monotonic() - start:.0f} s", file=sys.stderr)
-            yield rd, eps["base"]
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with real_servers(plan, rd, "m", vllm_env(), "vLLM server") as eps:
+        yield rd, eps["base"]
 
 
 @needs_vllm

@@ -7,8 +7,12 @@ a real server skip with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +44,21 @@ def vllm_env(args: str = "--enforce-eager --max-model-len 1024") -> dict[str, st
     ``$CASCADEC_VLLM_ARGS`` of the caller's environment wins over ``args``."""
     return {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2", "CASCADEC_VLLM_PYTHON": str(VLLM_PYTHON),
             "CASCADEC_VLLM_ARGS": os.environ.get("CASCADEC_VLLM_ARGS", args)}
+
+
+@contextlib.contextmanager
+def real_servers(plan, rd, stage: str, env: dict[str, str], label: str) -> Iterator[dict]:
+    """The servers of ``plan``'s stage ``stage``, started as `cascadec run` starts them under ``env`` (restored
+    afterwards); yields their endpoints by name."""
+    from runtime.serving import servers
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    start = time.monotonic()
+    try:
+        with servers.started(plan, rd, plan.stage(stage)) as eps:
+            print(f"{label} healthy after {time.monotonic() - start:.0f} s", file=sys.stderr)
+            yield eps
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
