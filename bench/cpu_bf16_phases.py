@@ -3,7 +3,7 @@ alike: the quickstart model's rollout (``HFRolloutEngine.generate``: fp32 weight
 copy) and its update (``token_logprobs`` forward + backward of the GRPO loss's input: fp32, against bf16
 autocast with fp32 master weights, as accelerate runs it). ``--rounds`` alternations; medians reported.
 
-Usage (from the repository root; the packaged SmolLM2 must be installed)::
+Usage (from the repository root; the packaged SmolLM2 must be installed, or pass ``--shape smollm2-135m``)::
 
     python -m bench.cpu_bf16_phases --rounds 3 --out bench/results/cpu-bf16-phases.json
 """
@@ -24,19 +24,17 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=8, help="new tokens per rollout (forced: no EOS stop)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/results/cpu-bf16-phases.json")
+    ap.add_argument("--shape", choices=("smollm2-135m",), default=None,
+                    help="a random model of this shape and a 34-token prompt instead of the packaged SmolLM2 "
+                         "(the same work: every row decodes --new tokens)")
     args = ap.parse_args()
     import torch
 
-    from cascadec.contract.plan import ModelRef
     from runtime.logprobs import token_logprobs
-    from runtime.models import load_model
     from runtime.rollout.hf import HFRolloutEngine
 
-    model, tok = load_model(ModelRef(kind="packaged", name="smollm2-135m-instruct"), seed=0)
+    model, tok, prompt = _model_and_prompt(args.shape)
     model.train()
-    prompt = tok.apply_chat_template([{"role": "system", "content": "Reply with the result only, as: Answer: N"},
-                                      {"role": "user", "content": "What is 37 + 45?"}], tokenize=False,
-                                     add_generation_prompt=True)
     engines = {"fp32": HFRolloutEngine(model, tok), "bf16": HFRolloutEngine(model, tok, dtype=torch.bfloat16)}
     for e in engines.values():
         e.eos_ids = [-1]  # every row generates --new tokens, so both precisions do the same work
@@ -67,6 +65,28 @@ def main() -> None:
                "bf16_over_fp32": {k: summary["bf16"][k] / summary["fp32"][k] for k in summary["fp32"]}}
     Path(args.out).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     print(json.dumps(payload["median"]), json.dumps(payload["bf16_over_fp32"]))
+
+
+def _model_and_prompt(shape: str | None):
+    """The quickstart's model and one of its prompts (34 tokens), or a random model of ``shape`` with a
+    34-token prompt."""
+    import tempfile
+
+    from bench import gpu_common as common
+    from cascadec.contract.plan import ModelRef
+    from runtime.models import load_model
+
+    if shape is None:
+        model, tok = load_model(ModelRef(kind="packaged", name="smollm2-135m-instruct"), seed=0)
+        messages = [{"role": "system", "content": "Reply with the result only, as: Answer: N"},
+                    {"role": "user", "content": "What is 37 + 45?"}]
+    else:
+        config = common.MODEL_SHAPES[shape]["config"]
+        tok_dir = common.build_tokenizer(config["vocab_size"], Path(tempfile.mkdtemp(prefix="bf16-phases-")))
+        model, tok = load_model(ModelRef(kind="tiny", name=common.MODEL_SHAPES[shape]["family"], config=config,
+                                         tokenizer=str(tok_dir)), seed=0)
+        messages = [{"role": "user", "content": common.make_prompts(1, 29, config["vocab_size"], seed=0)[0]}]
+    return model, tok, tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 if __name__ == "__main__":
