@@ -248,8 +248,12 @@ def render_stage(plan: Plan, stage: Stage) -> dict[str, str]:
         "ds_config": "ds_config.json" if ds else None,
         "inputs": stage_inputs(plan, stage),
         "multi_node": stage.resources.nnodes > 1,
-        "served": [*(["the rollout server"] if (r := stage.resources.rollout_server()) and r.kind == "vllm" else []),
-                   *(f"teacher {n}" for n, srv in stage.resources.teacher_servers.items() if srv.kind == "vllm")],
+        "served": [*(["the rollout server"] if (r := stage.resources.rollout_server()) and r.kind == "vllm"
+                     and not r.nodes else []),
+                   *(f"teacher {n}" for n, srv in stage.resources.teacher_servers.items()
+                     if srv.kind == "vllm" and not srv.nodes)],
+        "node_servers": [(k, s.nodes) for k, s in stage.resources.node_servers()],
+        "server_nodes": stage.resources.server_nodes(),
         "signal_lead_s": SIGNAL_LEAD_S,
         "job_name": re.sub(r"[^A-Za-z0-9._-]", "_", f"{plan.name}.{stage.name}"),
     }

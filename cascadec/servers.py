@@ -2,7 +2,8 @@
 `teacher_servers = { NAME = vllm(...) | endpoint(...) }`.
 
 `vllm(gpus = 2, tensor_parallel = 2, memory = 0.9)` is a vLLM OpenAI-compatible server that `cascadec run`
-starts on its own GPUs of each node; `endpoint("http://host:8000", model = "name")` is a server that already
+starts on its own GPUs of each node (with `nodes = K`: on K whole nodes of its own, beside the training nodes, in a
+Slurm job); `endpoint("http://host:8000", model = "name")` is a server that already
 runs. As `rollout`, `vllm(memory = 0.3)` (no `gpus`) is the colocated in-process engine of `engine = vllm`. Every argument is one the runtime honours (`runtime.serving`); ranges are checked here so that a wrong
 value is located at itself (CAS201), an unknown argument is CAS301 with did-you-mean.
 """
@@ -25,7 +26,7 @@ _COMMON = {
     "concurrency": ("concurrency", "int", 1, True),
 }
 _ARGS = {
-    "vllm": {"gpus": ("gpus", "int", 0, True), "tensor_parallel": ("tensor_parallel", "int", 1, True),
+    "vllm": {"gpus": ("gpus", "int", 0, True), "nodes": ("nodes", "int", 1, True), "tensor_parallel": ("tensor_parallel", "int", 1, True),
              "memory": ("memory", "share", 0.0, False), "startup": ("startup_s", "time", 0.0, False), **_COMMON},
     "endpoint": {"model": ("model", "str", None, True), **_COMMON},
 }
@@ -106,7 +107,7 @@ def to_server(v: ast.Value, key: str) -> dict[str, Any]:
 def to_rollout(v: ast.Value, key: str) -> dict[str, Any]:
     """``rollout = vllm(...) | endpoint(...)`` -> `Server` fields; a started server gets `ROLLOUT_PORT`."""
     out = to_server(v, key)
-    if out["kind"] == "vllm" and out.get("gpus", 0) > 0:
+    if out["kind"] == "vllm" and (out.get("gpus", 0) > 0 or out.get("nodes", 0) > 0):
         out["port"] = ROLLOUT_PORT
     return out
 

@@ -33,10 +33,35 @@ def _gib(n: float) -> str:
 
 def _roles(r: Resources) -> list[str]:
     out = [f"{r.nproc_per_node} training rank(s)"]
-    out += [f"teacher `{n}` on {s.gpus}" for n, s in r.teacher_servers.items() if s.kind == "vllm" and s.gpus]
-    if r.rollout is not None and r.rollout.kind == "vllm" and r.rollout.gpus:
+    out += [f"teacher `{n}` on {s.gpus}" for n, s in r.teacher_servers.items()
+            if s.kind == "vllm" and s.gpus and not s.nodes]
+    if r.rollout is not None and r.rollout.kind == "vllm" and r.rollout.gpus and not r.rollout.nodes:
         out.append(f"the rollout server on {r.rollout.gpus}")
     return out
+
+
+def _own_nodes(st: Stage, at: dict[str, Span]) -> Iterator[Diagnostic]:
+    """A server on nodes of its own (`vllm(nodes = K)`) takes `gpus` of each of its nodes (all of `node_gpus`
+    by default), as whole tensor-parallel groups: tensor parallelism across nodes needs Ray, which is not run."""
+    r = st.resources
+    for key, s in r.node_servers():
+        what, span = ("the rollout server", at["rollout"]) if key == "rollout-server" else \
+            (f"teacher server `{key}`", at["teacher_servers"])
+        gpus = r.server_gpus(s)
+        if not gpus:
+            yield make("CAS416", f"{what} of stage `{st.name}` takes {s.nodes} node(s) of its own, but neither "
+                       "its `gpus` nor the stage's `node_gpus` says how many GPUs of each it uses", span,
+                       label="GPUs per server node unknown",
+                       help="add `node_gpus = 8` (the node's real count) to `resources`, or `gpus = N` to `vllm(...)`")
+        elif r.node_gpus is not None and gpus > r.node_gpus:
+            yield make("CAS416", f"{what} of stage `{st.name}` takes {gpus} GPUs of each of its nodes, more than "
+                       f"`node_gpus = {r.node_gpus}`", span, label="more GPUs than a node has",
+                       help=f"lower its `gpus` to at most {r.node_gpus}, or raise `nodes`")
+        elif gpus % s.tensor_parallel:
+            yield make("CAS416", f"{what} of stage `{st.name}` has {gpus} GPUs on each of its nodes, not a multiple "
+                       f"of `tensor_parallel = {s.tensor_parallel}`", span, label="a replica cannot span nodes",
+                       help="give `gpus` (per node) as a multiple of `tensor_parallel`; tensor parallelism stays "
+                       "inside a node, replicas spread over the nodes")
 
 
 def _node(st: Stage, span: Span) -> Iterator[Diagnostic]:
@@ -90,7 +115,7 @@ def _memory(st: Stage, base: ModelRef, checkpoints: dict[str, ModelRef], at: dic
                          width, limit, span)
     # the colocated engine (`engine = vllm`) takes `rollout`'s share, or the runtime's default one
     rollout = r.rollout or Server(kind="vllm", memory=VLLM_SHARE)
-    if r.engine != "vllm" or rollout.kind != "vllm" or rollout.gpus or not hasattr(st.params, "rollouts_per_prompt"):
+    if r.engine != "vllm" or rollout.kind != "vllm" or r.rollout_server() or not hasattr(st.params, "rollouts_per_prompt"):
         return
     yield from _fits(f"the colocated rollout engine of stage `{st.name}`", rollout,
                      parameter_count(base.kind, base.name), width, limit, span)
@@ -183,6 +208,7 @@ def check_servers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]
         if ("stages", i, "resources", "engine") in ctx.spans:
             at["engine"] = ctx.span_of(("stages", i, "resources", "engine"), node.name.span)
         yield from _node(st, at["node_gpus"] if st.resources.node_gpus else node.name.span)
+        yield from _own_nodes(st, at)
         own = at["rollout"].path == node.span.path and node.span.start <= at["rollout"].start < node.span.end
         yield from _unsupported(st, node.name.span, at, own)
         yield from _unknown_teachers(st, at["teacher_servers"])

@@ -47,7 +47,8 @@ def _format_teachers(teachers: dict[str, TeacherRef], served: dict[str, Server])
         else:
             parts.append(f"{route}=best({', '.join(ref.candidates)} by {ref.domain}.{ref.eval})")
     for name, srv in served.items():
-        where = f"vllm {srv.gpus} GPU(s) tp {srv.tensor_parallel}" if srv.kind == "vllm" else f"endpoint {srv.url}"
+        gpus = f"{srv.nodes} node(s) of its own, {srv.gpus or 'all'}" if srv.nodes else str(srv.gpus)
+        where = f"vllm {gpus} GPU(s) tp {srv.tensor_parallel}" if srv.kind == "vllm" else f"endpoint {srv.url}"
         parts.append(f"{name} served: {where}")
     return "\n".join(parts)
 

@@ -53,9 +53,22 @@ def _portable(data: Any, root: str | None) -> Any:
 _ROLE_FIELDS = ("node_gpus", "tensor_parallel", "rollout", "teacher_servers")
 
 
+# server fields added later, in a hash only when set (a server on the training nodes keeps its hash)
+_OPTIONAL_SERVER_FIELDS = {"nodes": 0}
+
+
+def _server(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in s.items() if not (k in _OPTIONAL_SERVER_FIELDS and v == _OPTIONAL_SERVER_FIELDS[k])}
+
+
 def _resources(r: Resources) -> dict[str, Any]:
     default = Resources()
-    return r.model_dump(mode="json", exclude={f for f in _ROLE_FIELDS if getattr(r, f) == getattr(default, f)})
+    out = r.model_dump(mode="json", exclude={f for f in _ROLE_FIELDS if getattr(r, f) == getattr(default, f)})
+    if out.get("rollout"):
+        out["rollout"] = _server(out["rollout"])
+    if "teacher_servers" in out:
+        out["teacher_servers"] = {n: _server(s) for n, s in out["teacher_servers"].items()}
+    return out
 
 
 # stage fields added after plans were hashed, left out of the hash while empty for the same reason

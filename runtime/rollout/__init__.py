@@ -112,7 +112,8 @@ def vllm_engine(ctx: StageContext) -> RolloutEngine:
 def server_engine(ctx: StageContext) -> RolloutEngine:
     """``rollout = vllm(gpus = N)`` or ``endpoint(...)``: a vLLM server that reloads the policy's weights from
     ``stages/<stage>/rollout_weights/`` (written in the stage dtype) after each step. A server per node
-    (``vllm``) is reloaded by each node's first rank, an endpoint by the first rank of all.
+    (``vllm``) is reloaded by each node's first rank; an endpoint, or a server on nodes of its own (one for all
+    training nodes), by the first rank of all.
 
     Raises:
         runtime.serving.client.ServerError: the server is unreachable or unfit (`runtime.rollout.server`).
@@ -126,7 +127,8 @@ def server_engine(ctx: StageContext) -> RolloutEngine:
     assert server is not None and ep is not None
     dest = weights_dir(ctx.rundir, stage)
     publisher = Publisher(save=lambda model: save_final(ctx, dest, model=model, dtype=ctx.dtype),
-                          reloads=acc.is_local_main_process if server.kind == "vllm" else acc.is_main_process,
+                          reloads=acc.is_local_main_process if server.kind == "vllm" and not server.nodes
+                          else acc.is_main_process,
                           barrier=acc.wait_for_everyone)
     p = stage.params
     needs = Needs(processed_logprobs=getattr(p, "temperature", 1.0) != 1.0 or getattr(p, "top_p", 1.0) < 1.0

@@ -18,6 +18,7 @@ The interpreter is ``$CASCADEC_VLLM_PYTHON`` (vLLM in its own venv, docs/serving
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -46,10 +47,29 @@ EXTENSION_DIR = Path(__file__).resolve().with_name("vllm_ext")
 EXTENSION = "cascadec_weight_sync.WeightSync"
 
 
+# where the servers on nodes of their own listen (`runtime.serving.nodes` sets it): a JSON object key -> URL
+URLS_ENV = "CASCADEC_SERVER_URLS"
+
+
+def _url(s: Server, key: str) -> str:
+    """A server's URL: an endpoint's own; a server on nodes of its own from `URLS_ENV`; else 127.0.0.1 (a server
+    on this node)."""
+    if s.kind == "endpoint" and s.url:
+        return s.url
+    if not s.nodes:
+        return f"http://127.0.0.1:{s.port}"
+    url = json.loads(os.environ.get(URLS_ENV) or "{}").get(key)
+    if not url:
+        raise ServerError(f"`{key}` is served on {s.nodes} node(s) of its own, which only a Slurm job allocates"
+                          "\nhelp: run the cascade with `cascadec run SPEC --launcher slurm` (or `sbatch` the stage's "
+                          "sbatch.sh), or drop `nodes` to start the server beside the training ranks")
+    return url
+
+
 def endpoint(stage: Stage, name: str) -> Endpoint:
     """The endpoint of teacher ``name`` of ``stage`` (a server the run starts listens on 127.0.0.1)."""
     s = stage.resources.teacher_servers[name]
-    url = s.url if s.kind == "endpoint" and s.url else f"http://127.0.0.1:{s.port}"
+    url = _url(s, name)
     return Endpoint(url=url, model=s.model or name, name=name, timeout_s=s.timeout_s, retries=s.retries,
                     concurrency=s.concurrency)
 
@@ -59,7 +79,7 @@ def rollout_endpoint(stage: Stage) -> Endpoint | None:
     s = stage.resources.rollout_server()
     if s is None:
         return None
-    url = s.url if s.kind == "endpoint" and s.url else f"http://127.0.0.1:{s.port}"
+    url = _url(s, ROLLOUT_KEY)
     return Endpoint(url=url, model=s.model or ROLLOUT, name=s.model or ROLLOUT, timeout_s=s.timeout_s,
                     retries=s.retries, concurrency=s.concurrency, role="rollout")
 
@@ -91,15 +111,17 @@ def teacher_dir(plan: Plan, rd: RunDir, name: str) -> str:
                       "\nhelp: serve a trained stage, or load this teacher locally")
 
 
-def server_command(model_dir: str, name: str, s: Server, dtype: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """The ``vllm serve`` command line of one server: ``extra`` (the rollout server's), then
-    ``$CASCADEC_VLLM_ARGS``, arguments of the site's own (``--enforce-eager --max-model-len 2048`` on a CPU test
-    machine, ``--max-num-seqs``, ...)."""
+def server_command(model_dir: str, name: str, s: Server, dtype: str, extra: tuple[str, ...] = (), *,
+                   host: str = "127.0.0.1", parallel: list[str] | None = None) -> list[str]:
+    """The ``vllm serve`` command line of one server: ``parallel`` (data-parallel arguments; default: ``gpus /
+    tensor_parallel`` replicas on this node), ``extra`` (the rollout server's), then ``$CASCADEC_VLLM_ARGS``,
+    arguments of the site's own (``--enforce-eager --max-model-len 2048`` on a CPU test machine, ...)."""
     python = os.environ.get("CASCADEC_VLLM_PYTHON") or sys.executable
     replicas = s.gpus // s.tensor_parallel
+    if parallel is None:
+        parallel = ["--data-parallel-size", str(replicas)] if replicas > 1 else []
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", name,
-            "--host", "127.0.0.1", "--port", str(s.port), "--tensor-parallel-size", str(s.tensor_parallel),
-            *(["--data-parallel-size", str(replicas)] if replicas > 1 else []),
+            "--host", host, "--port", str(s.port), "--tensor-parallel-size", str(s.tensor_parallel), *parallel,
             "--gpu-memory-utilization", str(s.memory), "--dtype", dtype, *extra,
             *shlex.split(os.environ.get("CASCADEC_VLLM_ARGS", ""))]
 
@@ -168,20 +190,37 @@ def _dtype(stage: Stage) -> str:
     return {"fp32": "float32", "bf16": "bfloat16"}.get(stage.resources.precision, "auto")
 
 
+def role_command(plan: Plan, rd: RunDir, stage: Stage, key: str, **where: object) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of server ``key`` of ``stage`` (`ROLLOUT_KEY` or a teacher's name); ``where``
+    goes to `server_command` (a server on nodes of its own listens on every address, with the pool's arguments)."""
+    env = dict(os.environ)
+    if key != ROLLOUT_KEY:
+        s = stage.resources.teacher_servers[key]
+        return server_command(teacher_dir(plan, rd, key), key, s, _dtype(stage), **where), env  # type: ignore[arg-type]
+    env.update({"VLLM_SERVER_DEV_MODE": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, (str(EXTENSION_DIR), env.get("PYTHONPATH"))))})
+    rollout = stage.resources.rollout_server()
+    assert rollout is not None
+    return server_command(teacher_dir(plan, rd, BASE), ROLLOUT, rollout, _dtype(stage), rollout_args(plan, stage),
+                          **where), env  # type: ignore[arg-type]
+
+
 def _roles(plan: Plan, rd: RunDir, stage: Stage, rollout_only: bool) -> list[tuple[str, Server, Endpoint, list[str],
                                                                              dict[str, str]]]:
-    """The servers to start: (log name, server, endpoint, command, environment), the rollout server first."""
-    r, env = stage.resources, dict(os.environ)
+    """The servers to start on this node: (log name, server, endpoint, command, environment), the rollout server
+    first. Servers on nodes of their own are the Slurm job's (`runtime.serving.nodes`); their URLs must be known."""
+    r = stage.resources
     out = []
     rollout = r.rollout_server()
     if rollout is not None and rollout.kind == "vllm":
-        renv = {**env, "VLLM_SERVER_DEV_MODE": "1",
-                "PYTHONPATH": os.pathsep.join(filter(None, (str(EXTENSION_DIR), env.get("PYTHONPATH"))))}
-        out.append((ROLLOUT_KEY, rollout, rollout_endpoint(stage), server_command(
-            teacher_dir(plan, rd, BASE), ROLLOUT, rollout, _dtype(stage), rollout_args(plan, stage)), renv))
+        ep = rollout_endpoint(stage)
+        if not rollout.nodes:
+            out.append((ROLLOUT_KEY, rollout, ep, *role_command(plan, rd, stage, ROLLOUT_KEY)))
     if not rollout_only:
-        out += [(name, s, endpoint(stage, name), server_command(teacher_dir(plan, rd, name), name, s, _dtype(stage)),
-                 env) for name, s in r.teacher_servers.items() if s.kind == "vllm"]
+        for name, s in r.teacher_servers.items():
+            ep = endpoint(stage, name)
+            if s.kind == "vllm" and not s.nodes:
+                out.append((name, s, ep, *role_command(plan, rd, stage, name)))
     return out
 
 
