@@ -151,6 +151,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(prog="python -m runtime.serving.nodes")
     parser.add_argument("mode", choices=("up", "serve"))
     parser.add_argument("key", nargs="?", help="serve: the server (a teacher's name, or rollout-server)")
@@ -159,13 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--hosts", default="", help="up: the servers' nodes, comma-separated")
     parser.add_argument("--head", default="", help="serve: the server's first node")
-    parser.add_argument("cmd", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     plan = Plan.from_json(args.plan.read_text(encoding="utf-8"))
     rd, stage = RunDir(args.run_dir), plan.stage(args.stage)
     if args.mode == "serve":
         return serve(plan, rd, stage, args.key, args.head)
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
         with up(args.plan, rd, stage, [h for h in args.hosts.split(",") if h]) as urls:
             return _run(cmd, {**os.environ, URLS_ENV: json.dumps(urls)})
