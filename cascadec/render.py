@@ -253,7 +253,7 @@ def render_stage(plan: Plan, stage: Stage) -> dict[str, str]:
                    *(f"teacher {n}" for n, srv in stage.resources.teacher_servers.items()
                      if srv.kind == "vllm" and not srv.nodes)],
         "node_servers": [(k, s.nodes) for k, s in stage.resources.node_servers()],
-        "server_nodes": stage.resources.server_nodes(),
+        "server_nodes": sum(s.nodes for _, s in stage.resources.node_servers()),
         "signal_lead_s": SIGNAL_LEAD_S,
         "job_name": re.sub(r"[^A-Za-z0-9._-]", "_", f"{plan.name}.{stage.name}"),
     }

@@ -12,23 +12,25 @@ A rollout server (``rollout = vllm(gpus = 2)``) holds the policy on its own GPUs
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.memory import memory_lower_bound, parameter_count
-from cascadec.checks.memory_plan import VLLM_SHARE, stage_estimate
+from cascadec.checks.memory_plan import VLLM_SHARE, model_shape, stage_estimate
 from cascadec.codes import make
 from cascadec.contract.kinds import STAGE_KINDS
-from cascadec.contract.plan import ModelRef, Resources, Server, Stage
+from cascadec.contract.plan import ModelRef, Plan, Resources, Server, Stage
+from cascadec.contract.serving import max_model_len
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.memory_estimate import gpu_memory
+from cascadec.memory_estimate import ModelShape, gpu_memory
 
 _GIB = 1024**3
 
 
 def _gib(n: float) -> str:
-    return f"{n / _GIB:.1f} GiB"
+    return f"{n / _GIB:.1f} GiB" if n >= _GIB else f"{n / _GIB:.2f} GiB"
 
 
 def _roles(r: Resources) -> list[str]:
@@ -85,34 +87,50 @@ def _model_size(spec_base: ModelRef, checkpoints: dict[str, ModelRef], name: str
     return parameter_count(ref.kind, ref.name)
 
 
-def _fits(what: str, server: Server, params: int | None, width: int, limit: int | None,
-          span: Span) -> Iterator[Diagnostic]:
+def kv_cache_bytes(shape: ModelShape | None, tokens: int, width: int, tensor_parallel: int) -> float:
+    """Bytes of KV cache per GPU for ``tokens`` tokens: keys and values of every layer, the KV heads split over
+    ``tensor_parallel`` GPUs (a head is replicated when there are fewer heads than GPUs, as vLLM does); 0 when
+    the model's shape is unknown."""
+    if shape is None:
+        return 0.0
+    return 2 * shape.layers * math.ceil(shape.kv_heads / tensor_parallel) * shape.head_dim * width * tokens
+
+
+def _fits(what: str, server: Server, params: int | None, width: int, limit: int | None, span: Span,
+          kv: tuple[float, int] = (0.0, 0)) -> Iterator[Diagnostic]:
+    """``kv``: the KV cache of one sequence of the stage's length (vLLM refuses to start without room for it:
+    "max seq len is larger than the maximum number of tokens that can be stored in KV cache") and that length."""
     if params is None or limit is None:
         return
     weights = width * params / server.tensor_parallel
     share = server.memory * limit
-    if weights < share:
+    if weights + kv[0] < share:
         return
-    yield make("CAS417", f"{what} needs {_gib(weights)} of weights per GPU, more than its memory share "
+    cache = f" and {_gib(kv[0])} of KV cache for one {kv[1]}-token sequence" if kv[0] else ""
+    yield make("CAS417", f"{what} needs {_gib(weights)} of weights{cache} per GPU, more than its memory share "
                f"({server.memory:g} x {_gib(limit)} = {_gib(share)})", span, label="cannot hold the model",
                notes=(f"{params / 1e9:.3g}B parameters in {width}-byte precision over `tensor_parallel = "
-                      f"{server.tensor_parallel}`; vLLM's KV cache also needs room in the share",),
-               help="raise `memory`, or `tensor_parallel` (with `gpus` a multiple of it)")
+                      f"{server.tensor_parallel}`; vLLM needs room for the KV cache of at least one sequence of "
+                      "the stage's `max_prompt` + `max_response` (and its evals' `max_tokens`) in the share",),
+               help="raise `memory`, or `tensor_parallel` (with `gpus` a multiple of it), or shorten the sequences")
 
 
-def _memory(st: Stage, base: ModelRef, checkpoints: dict[str, ModelRef], at: dict[str, Span]) -> Iterator[Diagnostic]:
+def _memory(st: Stage, plan: Plan, at: dict[str, Span]) -> Iterator[Diagnostic]:
     r = st.resources
     limit = gpu_memory(r.gpu, r.memory_per_gpu_bytes)
     width = 4 if r.precision == "fp32" else 2
+    seq, base = max_model_len(plan, st), plan.base
     for name, server in r.teacher_servers.items():
         if server.kind == "vllm":
+            kv = kv_cache_bytes(model_shape(plan.checkpoints.get(name, base)), seq, width, server.tensor_parallel)
             yield from _fits(f"teacher server `{name}` of stage `{st.name}`", server,
-                             _model_size(base, checkpoints, name), width, limit, at["teacher_servers"])
+                             _model_size(base, plan.checkpoints, name), width, limit, at["teacher_servers"], (kv, seq))
     span = at["rollout"]
     served = r.rollout_server()
     if served is not None and served.kind == "vllm":
+        kv = kv_cache_bytes(model_shape(base), seq, width, served.tensor_parallel)
         yield from _fits(f"the rollout server of stage `{st.name}`", served, parameter_count(base.kind, base.name),
-                         width, limit, span)
+                         width, limit, span, (kv, seq))
     # the colocated engine (`engine = vllm`) takes `rollout`'s share, or the runtime's default one
     rollout = r.rollout or Server(kind="vllm", memory=VLLM_SHARE)
     if r.engine != "vllm" or rollout.kind != "vllm" or r.rollout_server() or not hasattr(st.params, "rollouts_per_prompt"):
@@ -212,4 +230,4 @@ def check_servers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]
         own = at["rollout"].path == node.span.path and node.span.start <= at["rollout"].start < node.span.end
         yield from _unsupported(st, node.name.span, at, own)
         yield from _unknown_teachers(st, at["teacher_servers"])
-        yield from _memory(st, ctx.spec.base, ctx.spec.checkpoints, at)
+        yield from _memory(st, ctx.spec, at)

@@ -250,13 +250,10 @@ class Server(_Frozen):
         as vLLM's ``gpu_memory_utilization``, on ``port`` (assigned by the compiler, one per served role), and
         waits until its ``/health`` answers. As ``rollout``, ``gpus = 0`` is instead the colocated in-process
         engine of ``engine = vllm`` (only ``memory`` applies), and ``gpus > 0`` the rollout server. With
-        ``nodes = K`` the server instead gets K whole nodes of its own, besides the training nodes (a Slurm job
-        allocates them: `runtime.serving.nodes`), ``gpus`` of each (0: all ``node_gpus``), one vLLM data-parallel
-        pool over all of them that the training nodes reach at its first node.
+        ``nodes = K``: K nodes of its own beside the training nodes (`runtime.serving.nodes`), ``gpus`` of each.
       - ``endpoint``: a server already running at ``url`` (``http://host:port``) that serves ``model``.
 
-    ``timeout_s`` bounds one request (and the start-up health wait of a started server, ``startup_s``);
-    ``retries`` is how often a failed request is sent again; ``concurrency`` how many requests are in flight.
+    ``timeout_s`` bounds a request, ``startup_s`` the start-up health wait; ``retries``, ``concurrency`` per request.
     """
 
     kind: Literal["vllm", "endpoint"]
@@ -296,30 +293,22 @@ class Resources(_Frozen):
     teacher_servers: dict[str, Server] = Field(default_factory=dict)
 
     def served_gpus(self) -> int:
-        """GPUs of a training node that served roles take (besides the training ranks; a server on nodes of
-        its own takes none)."""
-        roles = [*self.teacher_servers.values(), *([self.rollout] if self.rollout else [])]
-        return sum(s.gpus for s in roles if s.kind == "vllm" and not s.nodes)
+        """GPUs of a training node that served roles take besides the training ranks."""
+        return sum(s.gpus for s in [*self.teacher_servers.values(), *filter(None, [self.rollout])]
+                   if s.kind == "vllm" and not s.nodes)
 
     def rollout_server(self) -> Server | None:
-        """The server the stage samples from (a ``vllm`` server on its own GPUs or nodes, or an ``endpoint``), or
-        None when the rollout engine runs in the training processes."""
-        r = self.rollout
-        return r if r is not None and (r.kind == "endpoint" or r.gpus > 0 or r.nodes > 0) else None
+        """The server the stage samples from (started, or an ``endpoint``); None for an in-process engine."""
+        return self.rollout if self.rollout and (self.rollout.kind == "endpoint" or self.rollout.gpus or self.rollout.nodes) \
+            else None
 
     def node_servers(self) -> list[tuple[str, Server]]:
-        """The servers on nodes of their own, (key, server) in the order their nodes follow the training nodes:
-        the rollout server (key ``rollout-server``) first, then the teachers as written."""
+        """(key, server) on nodes of their own, in node order: ``rollout-server`` first, then teachers."""
         out = [("rollout-server", self.rollout)] if self.rollout is not None and self.rollout.nodes else []
         return out + [(n, s) for n, s in self.teacher_servers.items() if s.kind == "vllm" and s.nodes]
 
-    def server_nodes(self) -> int:
-        """Nodes the servers on nodes of their own take, besides the ``nnodes`` training nodes."""
-        return sum(s.nodes for _, s in self.node_servers())
-
     def server_gpus(self, s: Server) -> int:
-        """GPUs of each node that server ``s`` takes (a server on nodes of its own without ``gpus``: all of
-        ``node_gpus``)."""
+        """GPUs of each node server ``s`` takes (on nodes of its own, ``node_gpus`` unless ``gpus`` says)."""
         return s.gpus or (self.node_gpus or 0 if s.nodes else 0)
 
     def rollout_engine(self) -> str:

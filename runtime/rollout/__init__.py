@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cascadec.contract.kinds import ENGINES, load
-from cascadec.contract.plan import Plan, Stage
+from cascadec.contract.serving import max_model_len
 from runtime.logprobs import unwrap_model
 from runtime.rollout.base import RolloutBatch, RolloutEngine
 
@@ -34,8 +34,6 @@ __all__ = ["RolloutBatch", "RolloutEngine", "build_engine", "hf_engine", "select
 DEFAULT_BATCH_ROWS = 64
 FAST_STRATEGIES = ("ddp", "zero1", "zero2", "fsdp2")
 FAST_ENV = "CASCADEC_FAST_ROLLOUT"
-# Prompt budget (tokens) for vLLM's max_model_len when the stage kind has no max_prompt (SFT evals).
-DEFAULT_PROMPT_BUDGET = 1024
 
 
 def select_engine(ctx: StageContext) -> str:
@@ -57,15 +55,6 @@ def select_engine(ctx: StageContext) -> str:
     except UnsupportedModelError:
         return "hf"
     return "fast"
-
-
-def max_model_len(plan: Plan, stage: Stage) -> int:
-    """Prompt + response tokens vLLM must hold: the stage's own limits, and every eval's."""
-    params = stage.params
-    prompt = getattr(params, "max_prompt", None) or getattr(params, "max_seq", None) or DEFAULT_PROMPT_BUDGET
-    responses = [getattr(params, "max_response", 0)]
-    responses += [e.max_tokens for d in plan.domains.values() for e in d.evals]
-    return prompt + max(responses)
 
 
 def build_engine(ctx: StageContext) -> RolloutEngine:

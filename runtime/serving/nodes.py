@@ -49,7 +49,7 @@ def placements(stage: Stage, hosts: list[str]) -> list[tuple[str, Server, list[s
     Raises:
         ServerError: fewer hosts than the servers' nodes (an allocation that is not the rendered sbatch.sh's).
     """
-    need = stage.resources.server_nodes()
+    need = sum(s.nodes for _, s in stage.resources.node_servers())
     if len(hosts) < need:
         raise ServerError(f"stage `{stage.name}`'s servers take {need} node(s) of their own, but the job gave them "
                           f"{len(hosts)} ({', '.join(hosts) or 'none'})\nhelp: submit the stage's sbatch.sh, "

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cascadec.contract.plan import Plan, Server, Stage
+from cascadec.contract.serving import max_model_len
 from runtime.serving.client import Endpoint, ServerError
 from runtime.state import BASE, RunDir
 
@@ -129,8 +130,6 @@ def server_command(model_dir: str, name: str, s: Server, dtype: str, extra: tupl
 def rollout_args(plan: Plan, stage: Stage) -> tuple[str, ...]:
     """What a rollout server needs besides a teacher's: sampled-token log-probs after temperature, top-k and top-p
     (the denominator of the importance ratio), room for the stage's longest sequence, the weight reload."""
-    from runtime.rollout import max_model_len
-
     return ("--logprobs-mode", "processed_logprobs", "--max-model-len", str(max_model_len(plan, stage)),
             "--worker-extension-cls", EXTENSION)
 
@@ -194,9 +193,10 @@ def role_command(plan: Plan, rd: RunDir, stage: Stage, key: str, **where: object
     """The command and environment of server ``key`` of ``stage`` (`ROLLOUT_KEY` or a teacher's name); ``where``
     goes to `server_command` (a server on nodes of its own listens on every address, with the pool's arguments)."""
     env = dict(os.environ)
-    if key != ROLLOUT_KEY:
+    if key != ROLLOUT_KEY:  # a teacher scores the stage's sequences: the KV cache CAS417 checks holds one
         s = stage.resources.teacher_servers[key]
-        return server_command(teacher_dir(plan, rd, key), key, s, _dtype(stage), **where), env  # type: ignore[arg-type]
+        return server_command(teacher_dir(plan, rd, key), key, s, _dtype(stage), ("--max-model-len", str(
+            max_model_len(plan, stage))), **where), env  # type: ignore[arg-type]
     env.update({"VLLM_SERVER_DEV_MODE": "1",
                 "PYTHONPATH": os.pathsep.join(filter(None, (str(EXTENSION_DIR), env.get("PYTHONPATH"))))})
     rollout = stage.resources.rollout_server()

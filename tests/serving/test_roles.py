@@ -108,3 +108,13 @@ def test_a_rollout_server_leaves_the_training_ranks_and_is_the_stages_engine() -
     assert load(ENGINES[r.rollout_engine()].impl) is server_engine
     endpoint = compile_source(SPEC.format(resources='rollout = endpoint("http://h:9/", model = "p")'), "r.cascade")
     assert endpoint.plan is not None and endpoint.plan.stage("m").resources.rollout_engine() == "vllm_server"
+
+
+def test_share_must_hold_one_sequences_kv_cache_besides_the_weights() -> None:
+    spec = (ROOT / "tests/golden/invalid/served_teacher_kv_cache.cascade").read_text()
+    refused = compile_source(spec, "kv.cascade")
+    assert [d.code for d in refused.diagnostics if d.severity == "error"] == ["CAS417"]
+    assert "0.70 GiB of KV cache for one 32768-token sequence" in refused.diagnostics[-1].message
+    # 0.2 x 8 GiB = 1.6 GiB holds 0.25 GiB of weights + 0.70 GiB of KV cache
+    fits = compile_source(spec.replace("memory = 0.1", "memory = 0.2"), "kv.cascade")
+    assert "CAS417" not in [d.code for d in fits.diagnostics]

@@ -100,7 +100,7 @@ def _plan() -> Plan:
 def test_plan_places_the_servers_on_nodes_of_their_own() -> None:
     r = _plan().stage("m").resources
     assert [(k, s.nodes) for k, s in r.node_servers()] == [("rollout-server", 1), ("a", 2)]
-    assert r.server_nodes() == 3 and r.served_gpus() == 0
+    assert sum(s.nodes for _, s in r.node_servers()) == 3 and r.served_gpus() == 0
     assert r.server_gpus(r.teacher_servers["a"]) == 4  # a whole node by default
 
 
