@@ -25,6 +25,8 @@ def test_stage_hashes_do_not_change_when_the_spec_moves(tmp_path):
 def test_stage_hash_changes_when_a_data_path_changes(tmp_path):
     text = SPEC.read_text()
     (tmp_path / "a.cascade").write_text(text)
-    (tmp_path / "b.cascade").write_text(text.replace('gym("chain_sum", size = 2000', 'gym("chain_sum", size = 2001'))
+    changed = text.replace('gym("products", size = 2000', 'gym("products", size = 2001')
+    assert changed != text
+    (tmp_path / "b.cascade").write_text(changed)
     a, b = (compile_file(str(tmp_path / n)).plan for n in ("a.cascade", "b.cascade"))
     assert a.stages[0].hash != b.stages[0].hash
