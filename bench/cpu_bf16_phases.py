@@ -58,7 +58,7 @@ def main() -> None:
             times[precision]["update_s"].append(time.perf_counter() - start)
             print(precision, {k: round(v[-1], 2) for k, v in times[precision].items()}, flush=True)
     summary = {p: {k: statistics.median(v) for k, v in t.items()} for p, t in times.items()}
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
     payload = {"command": f"python -m bench.cpu_bf16_phases {flags}",
                "loadavg_end": os.getloadavg(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "times": times, "median": summary,
