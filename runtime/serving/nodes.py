@@ -36,7 +36,7 @@ from pathlib import Path
 
 from cascadec.contract.plan import Plan, Server, Stage
 from runtime.serving.client import Endpoint, ServerError
-from runtime.serving.servers import ROLLOUT, ROLLOUT_KEY, URLS_ENV, role_command, wait_healthy
+from runtime.serving.servers import ROLLOUT, ROLLOUT_KEY, URLS_ENV, role_command, stop, wait_healthy
 from runtime.state import RunDir
 
 #: how long a server step gets to stop after SIGUSR1 before it is killed
@@ -71,16 +71,7 @@ def srun_command(plan_json: Path, rd: RunDir, stage: Stage, key: str, s: Server,
 
 def _halt(proc: subprocess.Popen) -> None:
     """Stop a server step: SIGUSR1 to srun (which passes it to the tasks), then SIGKILL to its process group."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGUSR1)
-    try:
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop(proc, STOP_GRACE_S, first=lambda p: p.send_signal(signal.SIGUSR1))
 
 
 @contextlib.contextmanager

@@ -171,12 +171,14 @@ def wait_healthy(ep: Endpoint, proc: subprocess.Popen, startup_s: float, log: Pa
         time.sleep(HEALTH_POLL_S)
 
 
-def stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """Stop a server's process group: SIGTERM, then SIGKILL after ``grace_s``."""
+def stop(proc: subprocess.Popen, grace_s: float = 30.0,
+         first: Callable[[subprocess.Popen], None] | None = None) -> None:
+    """Stop a server's process group: ``first(proc)`` (default: SIGTERM to the group), then SIGKILL to the group
+    after ``grace_s``."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        (first or (lambda p: os.killpg(p.pid, signal.SIGTERM)))(proc)
     try:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:
