@@ -195,16 +195,15 @@ class HFRolloutEngine:
         consecutive rows share a prompt. ``generate`` then runs only the last prompt token and the decode.
         Positions follow the attention mask, as ``generate`` numbers them. A 64-row step of 8 prompts x 8
         rollouts prefills 8 rows instead of 64."""
-        starts = [i for i in range(len(rows)) if i == 0 or rows[i] != rows[i - 1]]
-        if len(starts) == len(rows) or width < 2 or (self.static_cache and device.type == "cuda"):
+        starts = torch.tensor([i == 0 or rows[i] != rows[i - 1] for i in range(len(rows))])
+        if bool(starts.all()) or width < 2 or (self.static_cache and device.type == "cuda"):
             return None
-        ids, attention = self._left_padded([rows[i] for i in starts], width)
+        ids, attention = self._left_padded([r for r, first in zip(rows, starts.tolist()) if first], width)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self.decoder(input_ids=ids[:, :-1].to(device), attention_mask=attention[:, :-1].to(device),
                            position_ids=positions[:, :-1].to(device), use_cache=True, logits_to_keep=1)
-        owner = torch.tensor([len([s for s in starts if s <= i]) - 1 for i in range(len(rows))], device=device)
         cache = out[_cache_name(self.decoder)]
-        cache.batch_select_indices(owner)
+        cache.batch_select_indices((starts.cumsum(0) - 1).to(device))  # each row's distinct prompt
         return cache
 
     def _generate_chunk(self, rows: list[list[int]], config: GenerationConfig, sampler: SeededSampler,
