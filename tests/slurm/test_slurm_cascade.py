@@ -112,13 +112,16 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 600) -> None:
 
 
 def _start_when_requeued(slurm, job: str, timeout: float = 120) -> None:
-    """Slurm holds a requeued job back for a while (its begin time); let it start as soon as it is pending.
-    The begin time can be set after the first update lands, so it is set again until the job has started."""
+    """Slurm holds a requeued job back for a while (its begin time); let it start soon after it is pending.
+    slurmd revoked the job's old credential when it ended, and compares credential times in whole seconds: a
+    start within that second is killed ("Job credential revoked"), so the start waits 2 s. The begin time can
+    be set after the first update lands, so it is set again until the job has started."""
     deadline = time.monotonic() + timeout
     while slurmcli.job_states([job]).get(job, ("", ""))[0] != "PENDING":
         if time.monotonic() > deadline:
             pytest.fail(f"job {job} was not requeued")
         time.sleep(0.2)
+    time.sleep(2)
     while slurmcli.job_states([job]).get(job, ("", ""))[0] == "PENDING":
         if time.monotonic() > deadline:
             pytest.fail(f"requeued job {job} never started")
