@@ -204,11 +204,12 @@ _TABLE: tuple[Code, ...] = (
          "`resources { gpu = h100 }` (H100, H200, A100, L40S, ...) or `memory_per_gpu`, which overrides it. "
          "Checked when the model's shape is known: a packaged model, a local checkpoint, a `tiny(...)` config "
          "or a model of the table in `memory_estimate.py`."),
-    Code("CAS411", "option-without-effect", "error", "a stage key that the stage's other settings make inert",
+    Code("CAS411", "option-without-effect", "error", "a key that the other settings make inert",
          "Some options act only with others: `sampling_budget` and `on_no_signal` need `dynamic_filter = on`; "
          "`kl_estimator` and `kl_in` need `kl > 0`; `is_band` needs `is_correction` (and `tis` uses only its "
          "upper edge); `micro_batch` is unused with `max_tokens_per_gpu`; `clip` and `dual_clip` never act with "
-         "one update per rollout batch (the ratio pi_theta / pi_old is then exactly 1). "
+         "one update per rollout batch (the ratio pi_theta / pi_old is then exactly 1); a domain's `decontaminate = on` "
+         "needs an eval of that domain to drop training rows against. "
          "A key that would be ignored is an error, so that a spec says what runs."),
     Code("CAS412", "teacher-temperature-unset", "warning",
          "a distill stage samples at T != 1 without `teacher_temperature`",

@@ -221,17 +221,35 @@ def with_total_steps(stage: Stage, rows: int) -> Stage:
     return stage.model_copy(update={"params": stage.params.model_copy(update={"steps": total})})
 
 
+def training_rows(plan: Plan, stage: Stage, run_dir: RunDir, eval_sets: list) -> dict[str, list]:
+    """The rows of each domain ``stage`` trains on, decontaminated where its domain says
+    (``runtime.decontaminate``). Rank 0 prints what was dropped (stdout for the user, stderr for the stage log)
+    and records it in ``state.json`` (the stage's ``decontaminated``). Raises DataError for bad data or a
+    domain whose evals cover all its rows."""
+    from runtime.decontaminate import decontaminate_domains
+
+    weights = stage.domains or {}
+    data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
+    data, reports = decontaminate_domains(plan, data, eval_sets)
+    if reports and int(os.environ.get("RANK", "0")) == 0:
+        for r in reports:
+            for stream in (sys.stdout, sys.stderr):
+                print(f"[{stage.name}] {r.line()}", file=stream, flush=True)
+        run_dir.update_stage(stage.name, decontaminated={r.domain: r.record() for r in reports})
+    return data
+
+
 def train_stage(plan: Plan, stage: Stage, run_dir: RunDir) -> str | None:
     """Run (or resume) one stage to completion; returns its stop reason."""
     from runtime.evals import load_eval_sets
     from runtime.loop import broadcast_from_main, checkpoint_step, drop_after, load_checkpoint_state, run_stage
 
     weights = stage.domains or {}
-    data = load_domains([(d, plan.domains[d].train) for d in sorted(weights) if weights[d] > 0])
+    eval_sets = load_eval_sets(plan)
+    data = training_rows(plan, stage, run_dir, eval_sets)
     stage = with_total_steps(stage, sum(len(rows) for rows in data.values()))
     order = {d: (plan.domains[d].train.shuffle, plan.domains[d].train.seed) for d in data}
     sampler = MixtureSampler(data, weights, stage.params.rows_per_step, seed=plan.seed + stage.seed, order=order)
-    eval_sets = load_eval_sets(plan)
     ctx = build_context(plan, stage, run_dir)
     ctx.resample = extra_prompts(data, weights, stage, plan.seed, ctx.accelerator)
     ctx.start_step = broadcast_from_main(

@@ -165,7 +165,7 @@ def reset_stage(rd: RunDir, name: str) -> None:
     shutil.rmtree(rd.tb(name), ignore_errors=True)
     filter_jsonl(rd.evals_jsonl, lambda r: r.get("stage") != name)
     rd.update_stage(name, status="pending", step=0, stop_reason=None, checkpoint=None, teachers=None,
-                    chosen=None, choice_hash=None, build=None, built_on=None)
+                    chosen=None, choice_hash=None, build=None, built_on=None, decontaminated=None)
 
 
 def drop_stale_evals(rd: RunDir, stage: Stage) -> None:

@@ -54,6 +54,7 @@ class StageRow:
     hyper: dict[str, str] = field(default_factory=dict)  # hyperparameter -> value as written in the table
     targets: tuple[tuple[str, str, float], ...] = ()  # fixed `until` thresholds: (domain.eval, op, value)
     train_s: float | None = None  # seconds of its training steps (metrics' step_time_s summed)
+    decontaminated: tuple[str, ...] = ()  # state.json `decontaminated`: one line per domain (runtime.decontaminate)
 
 
 @dataclass
@@ -108,6 +109,7 @@ def load_run(run_dir: Path | str) -> RunSummary:
                           if c.get("kind") == "threshold" and not c.get("relative_to")),
             train_s=sum(float(r["step_time_s"]) for r in rows if "step_time_s" in r)
             if any("step_time_s" in r for r in rows) else None,
+            decontaminated=_decontaminated(st.get("decontaminated")),
         ))
     records, skipped = read_eval_records(rd.evals_jsonl)
     scores = {stage: {ev: float(r["score"]) for ev, r in per.items()}
@@ -136,6 +138,20 @@ def hyperparameters(stage: dict[str, Any]) -> dict[str, str]:
         if p.get(key) is not None:
             out[key] = f"{p[key]:g}" if isinstance(p[key], float) else str(p[key])
     return out
+
+
+def _decontaminated(entry: Any) -> tuple[str, ...]:
+    """``domain: decontaminated D of N training rows against d.e`` for each domain of a stage's record."""
+    if not isinstance(entry, dict):
+        return ()
+    return tuple(f"{d}: decontaminated {r.get('dropped')} of {r.get('rows')} training rows against "
+                 + ", ".join(map(str, r.get("evals", []))) for d, r in sorted(entry.items()) if isinstance(r, dict))
+
+
+def _print_decontaminated(console: Console, summary: RunSummary) -> None:
+    for s in summary.stages:
+        for line in s.decontaminated:
+            console.print(f"{s.name}: {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _resolved_teachers(rd: RunDir, stage: str) -> dict[str, str]:
@@ -190,6 +206,7 @@ def text_report(summary: RunSummary, width: int = 120) -> str:
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
     _print_scores(console, summary, None)
     console.print(keep_names(stage_table(summary), console.width, "stage", "parent"))
+    _print_decontaminated(console, summary)
     return console.export_text()
 
 
@@ -230,7 +247,8 @@ img { width: 100%; max-width: 1200px; }
 <td class="num">{{ "%.1f s"|format(r.train_s) if r.train_s is not none else "" }}</td>
 <td>{{ r.stop_reason or "" }}</td><td>{{ r.teacher_choice or "" }}</td></tr>
 {% endfor %}</table>
-<h2>training curves</h2>
+{% for r in s.stages %}{% for line in r.decontaminated %}<p>{{ r.name }}: {{ line }}</p>
+{% endfor %}{% endfor %}<h2>training curves</h2>
 <img alt="training curves" src="data:image/png;base64,{{ curves }}">
 </body></html>
 """)
@@ -272,6 +290,7 @@ def report(run_dir: Path | str, out_dir: Path | str | None = None, *, console: C
     console = console or Console()
     _print_scores(console, summary, RunDir(run_dir).evals_jsonl)
     console.print(stage_table(summary))
+    _print_decontaminated(console, summary)
     console.print(f"report: {page}")
     return page
 

@@ -3,7 +3,8 @@
 A key the stage's other settings make inert is an error (CAS411), never silently accepted: dynamic-sampling
 keys without `dynamic_filter = on`, KL keys without `kl > 0`, `is_band` without an IS correction (or a low
 edge with `tis`, which only truncates above), `micro_batch` next to `max_tokens_per_gpu`, and clipping with one update per rollout
-batch (the ratio pi_theta / pi_old is then exactly 1, so a clip never acts).
+batch (the ratio pi_theta / pi_old is then exactly 1, so a clip never acts), and a domain's `decontaminate`
+without evals.
 A distill stage that samples at a temperature other than 1 and does not set `teacher_temperature` gets a
 warning (CAS412): its teachers are scored at 1, their own distribution, not at the student's temperature.
 """
@@ -65,8 +66,19 @@ def _retention(st: Any, ctx: CheckContext, i: int, span: Span) -> Iterator[Diagn
                    help="keep at least one snapshot, or remove the key (only `final/` is kept)")
 
 
+def _decontaminate(ctx: CheckContext) -> Iterator[Diagnostic]:
+    assert ctx.spec is not None
+    for name, d in ctx.spec.domains.items():
+        if d.decontaminate and not d.evals:
+            where = ctx.span_of(("domains", name, "decontaminate"), ctx.spans[("domains", name)][0])
+            yield make("CAS411", f"`decontaminate` has no effect in domain `{name}`: it has no evals to drop "
+                       "training rows against", where, label="no evals",
+                       help=f"add an `eval NAME = ...` to domain `{name}`, or remove the key")
+
+
 def check_options(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     assert ctx.spec is not None
+    yield from _decontaminate(ctx)
     for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
         span: Span = node.name.span
         p: Any = st.params

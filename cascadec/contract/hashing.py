@@ -6,7 +6,7 @@ function (:func:`ensure_hashes`), so both sides always agree.
 
 - ``Stage.hash`` (training hash) covers what determines a stage's weights: its own fields (without origin,
   hashes and branch), the training side of its domains (data, reward, overlong policy, system prompt; not their
-  evals), the base model, the chat template, its parent's and teachers' hashes, and the evals its ``until``
+  evals, but the data of the evals a decontaminated domain drops its rows against), the base model, the chat template, its parent's and teachers' hashes, and the evals its ``until``
   rules read, as in a build system. The evals of ``best(... by d.e)`` teachers are hashed apart
   (:func:`choice_hash`): the runtime re-resolves such a choice after they change and retrains only when the
   chosen checkpoint changed.
@@ -23,7 +23,7 @@ import json
 import os
 from typing import Any
 
-from cascadec.contract.plan import Plan, Resources, Stage
+from cascadec.contract.plan import Domain, Plan, Resources, Stage
 
 
 def content_hash(payload: Any) -> str:
@@ -80,6 +80,16 @@ def _stage_fields(stage: Stage) -> dict[str, Any]:
     return stage.model_dump(mode="json", exclude={"origin", "hash", "eval_hash", "branch", "resources", *unset})
 
 
+def _training_side(domain: Domain) -> dict[str, Any]:
+    """What of ``domain`` decides the rows a stage trains on. Its evals do not, unless it is decontaminated
+    against them: then their data does (which rows are dropped), their metrics and sampling still do not. Off,
+    the key is left out so that the hashes of plans written before it existed do not change."""
+    out = domain.model_dump(mode="json", exclude={"evals", "decontaminate"})
+    if domain.decontaminate:
+        out["decontaminate"] = [e.data.model_dump(mode="json") for e in domain.evals]
+    return out
+
+
 def _training_payload(plan: Plan, stage: Stage, done: dict[str, str], trained: dict[str, str],
                       root: str | None) -> dict[str, Any]:
     reads = {f"{d}.{e}": plan.domains[d].eval_inputs({e}) for d, e in sorted(stage.until_evals())
@@ -113,8 +123,7 @@ def hash_plan(plan: Plan, root: str | None = None) -> Plan:
     # Each domain is hashed once and the stages hash the digests: hashing the data per stage made a spec with
     # long inline data cost stages x data.
     every_eval = content_hash({k: _portable(d.eval_inputs(), root) for k, d in sorted(plan.domains.items())})
-    trained = {k: content_hash(_portable(d.model_dump(mode="json", exclude={"evals"}), root))
-               for k, d in plan.domains.items()}
+    trained = {k: content_hash(_portable(_training_side(d), root)) for k, d in plan.domains.items()}
     # a named checkpoint stands in the hashes of its dependants by its identity (path and content hash)
     done: dict[str, str] = {n: content_hash(_portable(ref.model_dump(mode="json"), root))
                             for n, ref in plan.checkpoints.items()}

@@ -163,8 +163,9 @@ class EvalSpec(_Frozen):
 class Domain(_Frozen):
     """A domain: training data, reward, evals, and its overlong rule (``runtime.losses.overlong``: ``penalty``
     sets a truncated rollout's reward to ``overlong_value``; ``soft`` is DAPO's length penalty over the last
-    ``overlong_buffer`` tokens, times ``overlong_factor``). A stage's own ``overlong`` replaces the rule with
-    the stage's parameters."""
+    ``overlong_buffer`` tokens, times ``overlong_factor``; a stage's own ``overlong`` replaces it).
+    ``decontaminate``: drop the training rows whose prompt equals an item of this domain's evals
+    (``runtime.decontaminate``)."""
 
     name: str
     train: DataSource
@@ -176,6 +177,7 @@ class Domain(_Frozen):
     overlong_factor: float = 1.0
     system: str | None = None
     chat: ChatOverride | None = None
+    decontaminate: bool = False
     origin: Origin | None = None
 
     def eval_inputs(self, names: set[str] | None = None) -> dict[str, Any]:

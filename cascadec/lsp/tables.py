@@ -66,6 +66,8 @@ _DOMAIN = {
                 "(dropped from the loss), soft(buffer = N, factor = F) (DAPO's length penalty)",
     "system": "a system prompt for this domain's prompts",
     "chat": "this domain's template override: `template(system = ..., jinja = ... | file = ..., kwargs = {...})`",
+    "decontaminate": "on|off, default off: drop the training rows whose prompt (whitespace collapsed) equals an "
+                     "item of this domain's evals",
 }
 _CASCADE = {
     "seed": "the cascade's seed (each stage's default `seed`)",

@@ -17,7 +17,7 @@ from cascadec.contract.kinds import TRAIN_METRICS, Key
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.calls import to_chat, to_data, to_model, to_reward
-from cascadec.model.convert import Invalid, _bad, _chat, _shape, convert, to_float, to_int, to_str
+from cascadec.model.convert import Invalid, _bad, _chat, _shape, convert, to_bool, to_float, to_int, to_str
 from cascadec.model.errors import Spans, validation_diagnostics
 from cascadec.model.inputs import SpecIn
 from cascadec.model.keys import EVAL_KEYS, RESOURCE_KEYS, stage_keys
@@ -189,7 +189,7 @@ def _domain(b: Built, d: ast.Domain) -> None:
     loc = ("domains", name)
     b.put(loc + ("name",), name, d.name.span, "domain")
     b.spans[loc] = (d.name.span, name)
-    converters = {"train": to_data, "reward": to_reward, "system": to_str, "chat": _chat}
+    converters = {"train": to_data, "reward": to_reward, "system": to_str, "chat": _chat, "decontaminate": to_bool}
     for a in d.assigns:
         fn = converters.get(a.key.name)
         if a.key.name == "overlong":  # one rule sets the domain's four overlong fields

@@ -28,7 +28,7 @@ RESOURCE_KEYS: dict[str, Key] = {
 }
 
 CASCADE_KEYS = ("seed", "base", "chat", "tracking", "checkpoints")
-DOMAIN_KEYS = ("train", "reward", "overlong", "system", "chat")
+DOMAIN_KEYS = ("train", "reward", "overlong", "system", "chat", "decontaminate")
 EVAL_KEYS: dict[str, Key] = {
     "metric": Key(("metric",), "metric"),
     "max_tokens": Key(("max_tokens",), "int"),
