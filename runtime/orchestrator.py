@@ -33,16 +33,12 @@ from cascadec.contract.plan import ModelRef, Plan, Stage
 from runtime.launch import stage_command, stage_env, world_size
 from runtime.serving import servers
 from runtime.progress import reader_safe
-from runtime.scores import (
-    base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes,
-)
+from runtime.scores import base_eval_hash, declared_evals, eval_hashes, missing_scores, print_scores, stage_hashes
 from runtime.dryrun import print_actions
 from runtime.signals import stop_child
 from runtime.choices import choice_changed, rebuilt_dependencies, recheck, record_start
 from runtime.teachers import announce_teachers
-from runtime.state import (
-    BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals,
-)
+from runtime.state import BASE, RunDir, StateError, atomic_write_text, filter_jsonl, read_jsonl, replace_stage_evals
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -299,20 +295,23 @@ def run(target: Path | str, run_dir: Path | str | None = None, *, nproc: int | N
 def check_local_data(plan: Plan) -> None:
     """Load the spec-local data (``jsonl`` files and ``inline`` rows) of every domain a stage trains on
     and of every eval, so that a wrong path, a malformed row or a missing column is reported before the
-    base-model evals rather than after them. Generators and datasets on disk are checked by the stage.
+    base-model evals rather than after them, and so is a decontaminated domain whose local evals cover all its
+    local rows (its other evals could only drop more). Generators and datasets on disk are checked by the stage.
 
     Raises runtime.data.DataError (message with file:line and a ``help:`` line).
     """
     from runtime.data import load_source
+    from runtime.decontaminate import decontaminate
 
     trained = {d for s in plan.stages for d, w in (s.domains or {}).items() if w > 0}
     for name in sorted(plan.domains):
         domain = plan.domains[name]
-        sources = [(domain.train, "train")] if name in trained else []
-        sources += [(e.data, f"eval/{e.name}") for e in domain.evals]
-        for source, split in sources:
-            if source.kind in ("jsonl", "inline"):
-                load_source(source, domain=name, split=split)
+        evals = {e.name: load_source(e.data, domain=name, split=f"eval/{e.name}") for e in domain.evals
+                 if e.data.kind in ("jsonl", "inline")}
+        if name in trained and domain.train.kind in ("jsonl", "inline"):
+            rows = load_source(domain.train, domain=name, split="train")
+            if domain.decontaminate and evals:
+                decontaminate(name, rows, evals)
 
 
 def check_same_cascade(plan: Plan, rd: RunDir) -> None:
