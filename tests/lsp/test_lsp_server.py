@@ -110,6 +110,7 @@ async def test_completion_by_context(client, tmp_path: Path) -> None:
     assert set(await _labels(client, uri, _at(text, "teachers { ", 11))) == {"math", "default"}
     assert "math.gsm" in await _labels(client, uri, _at(text, "until math", 6))
     assert {"metric", "max_tokens"} <= set(await _labels(client, uri, _at(text, "{ metric", 2)))
+    assert {"train", "system", "decontaminate"} <= set(await _labels(client, uri, _at(text, "    eval gsm", 0)))
     assert {"base", "seed", "tracking", "stage", "domain"} <= set(await _labels(client, uri, _at(text, "  tracking", 0)))
 
 
