@@ -1,8 +1,9 @@
 """Issue 16's acceptance run: the README's quickstart command for several seeds, one after the other, with
 wall time and load average, then each seed's score table, each stage's change against its parent (± its
-standard error, ``runtime.changes``) and the two criteria:
+standard error, ``runtime.changes``: paired over the same eval items, or binomial and unpaired for records
+without per-item scores) and the two criteria:
 
-* every GRPO stage raises its own domain's held-out score by at least 2 standard errors;
+* every GRPO stage raises its own domain's held-out score by at least 2 standard errors of the change;
 * the MOPD student scores at least 95% of the best teacher's score on every domain.
 
 Each seed runs ``cascadec run`` on a copy of ``examples/quickstart.cascade`` whose ``seed = 0`` is replaced,
@@ -63,9 +64,11 @@ def verdicts(spec: Path, run_dir: Path) -> list[str]:
         keys = [k for k in points.get(stage.name, {}) if k.split(".", 1)[0] in (stage.domains or {})]
         if stage.kind == "grpo":
             for key in keys:
-                delta, se = change(points[stage.name][key], points[stage.parent][key])
-                ok = delta >= 2 * se
-                lines.append(f"{stage.name} on {key}: {delta:+.3f} ± {se:.3f} -> {'PASS' if ok else 'FAIL'} (>= 2 SE)")
+                c = change(points[stage.name][key], points[stage.parent][key])
+                ok = c.delta >= 2 * c.se
+                kind = "paired" if c.paired else "binomial, unpaired"
+                lines.append(f"{stage.name} on {key}: {c.delta:+.3f} ± {c.se:.3f} ({kind}) -> "
+                             f"{'PASS' if ok else 'FAIL'} (>= 2 SE)")
         if stage.kind == "distill":
             resolved = json.loads((run_dir / "stages" / stage.name / "teachers.json").read_text())["teachers"]
             for key in keys:

@@ -1,18 +1,26 @@
 """Each stage's change in every eval against its parent's score, with the standard error of the change: the
 second table ``cascadec run`` prints, which says whether a stage moved its domains beyond eval noise.
 
-The standard error of one score ``p`` over ``n`` items is ``sqrt(p (1 - p) / n)`` (the binomial standard
-error of a mean of per-item scores in [0, 1]; for scores with partial credit it is an upper bound, since a
-[0, 1] variable of mean ``p`` has variance at most ``p (1 - p)``). The two scores of a change are treated as
-independent, ``se = sqrt(se_stage^2 + se_parent^2)``; the items are the same, so this overstates the noise
-of a paired difference (a conservative test).
+Both checkpoints answer the same eval items, so where both records list their per-item scores
+(``item_scores``, ``runtime.evals.run_evals``) the change is a paired difference (Miller 2024, "Adding Error
+Bars to Evals: A Statistical Approach to Language Model Evaluations", arXiv:2411.00640, the section on
+paired differences): over the ``m`` items scored in both, ``d_i = x_i - y_i`` (stage minus parent),
+``change = mean(d)`` and ``se = sd(d) / sqrt(m)`` with the sample standard deviation (``ddof = 1``). It
+leaves out the item-to-item variation both checkpoints share, which an unpaired error counts twice.
+
+Records without per-item scores (run directories written before they were recorded), or whose lists differ in
+length, or with fewer than 2 items scored in both, fall back to the binomial error of each score: over ``n``
+items ``sqrt(p (1 - p) / n)`` (for scores with partial credit an upper bound, since a [0, 1] variable of mean
+``p`` has variance at most ``p (1 - p)``), combined as if independent, ``se = sqrt(se_stage^2 + se_parent^2)``,
+which overstates the noise of a paired difference (a conservative test).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.table import Table
 
@@ -20,6 +28,13 @@ from cascadec.contract.plan import Plan
 from runtime.state import BASE
 
 MARKS = {1: " ▲", -1: " ▼", 0: ""}
+UNPAIRED_MARK = " †"
+
+
+class Change(NamedTuple):
+    delta: float  # stage minus parent, in score units
+    se: float  # its standard error
+    paired: bool  # True: paired over the same items; False: binomial, unpaired
 
 
 def score_se(score: float, n: int) -> float:
@@ -28,35 +43,67 @@ def score_se(score: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n) if n >= 1 else 0.0
 
 
-def change(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> tuple[float, float]:
-    """``(score_stage - score_parent, its standard error)`` of two eval records (``score``, ``n``)."""
+def item_differences(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> list[float] | None:
+    """``x_i - y_i`` over the items scored in both records' ``item_scores`` (a None item is left out of the
+    pair); None when either record has no ``item_scores`` or the lists differ in length (not the same items)."""
+    x, y = stage.get("item_scores"), parent.get("item_scores")
+    if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y):
+        return None
+    return [float(a) - float(b) for a, b in zip(x, y) if a is not None and b is not None]
+
+
+def change(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> Change:
+    """The change from ``parent``'s eval record to ``stage``'s (``score``, ``n``, optional ``item_scores``).
+
+    Paired (module docstring) when :func:`item_differences` has at least 2 items: ``delta`` is then the mean
+    of the differences, which equals ``score_stage - score_parent`` when both scored the same items (a mean
+    of differences over one set of items is the difference of the means over it; an item scored by one
+    checkpoint only is left out of both). Otherwise ``delta = score_stage - score_parent`` with the binomial,
+    unpaired error."""
+    diffs = item_differences(stage, parent)
+    if diffs is not None and len(diffs) >= 2:
+        return Change(statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs)), True)
     delta = float(stage["score"]) - float(parent["score"])
     se = math.hypot(score_se(float(stage["score"]), int(stage.get("n", 0))),
                     score_se(float(parent["score"]), int(parent.get("n", 0))))
-    return delta, se
+    return Change(delta, se, False)
+
+
+def caption(kinds: set[bool]) -> str:
+    """The table's caption, naming the standard error its cells use (``kinds``: their ``Change.paired``)."""
+    if kinds == {True}:
+        used = "paired over the same items"
+    elif kinds == {False}:
+        used = "binomial, unpaired"
+    else:
+        used = f"paired over the same items;{UNPAIRED_MARK}: binomial, unpaired, with no per-item scores"
+    return f"▲/▼: a change of at least 2 standard errors ({used})"
 
 
 def change_table(plan: Plan, points: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Table | None:
     """Rows: stages whose parent and own scores are recorded; columns: each eval's change ``±`` its standard
-    error, marked ▲/▼ where it is at least 2 standard errors. ``points`` is
-    ``runtime.state.last_eval_points``'s ``{stage: {"domain.eval": record}}``. None when no row has both."""
+    error, marked ▲/▼ where it is at least 2 standard errors; the caption says which standard error was used
+    (:func:`caption`). ``points`` is ``runtime.state.last_eval_points``'s ``{stage: {"domain.eval": record}}``.
+    None when no row has both."""
     keys = sorted({k for per in points.values() for k in per})
-    table = Table(caption="▲/▼: a change of at least 2 standard errors (binomial, unpaired)")
+    rows = {}
+    for stage in plan.stages:
+        mine, theirs = points.get(stage.name, {}), points.get(stage.parent, {})
+        cells = {k: change(mine[k], theirs[k]) for k in keys if k in mine and k in theirs}
+        if cells:
+            rows[f"{stage.name} (vs {stage.parent if stage.parent != BASE else 'base'})"] = cells
+    if not rows:
+        return None
+    kinds = {c.paired for cells in rows.values() for c in cells.values()}
+    table = Table(caption=caption(kinds))
     table.add_column("stage (vs parent)")
     for key in keys:
         table.add_column(key, justify="right")
-    rows = 0
-    for stage in plan.stages:
-        mine, theirs = points.get(stage.name, {}), points.get(stage.parent, {})
-        cells = []
-        for key in keys:
-            if key in mine and key in theirs:
-                delta, se = change(mine[key], theirs[key])
-                sign = (delta >= 2 * se) - (delta <= -2 * se) if se > 0 else 0
-                cells.append(f"{delta:+.3f} ± {se:.3f}{MARKS[sign]}")
-            else:
-                cells.append("-")
-        if any(c != "-" for c in cells):
-            rows += 1
-            table.add_row(f"{stage.name} (vs {stage.parent if stage.parent != BASE else 'base'})", *cells)
-    return table if rows else None
+    for label, cells in rows.items():
+        table.add_row(label, *(_cell(cells[k], mixed=len(kinds) > 1) if k in cells else "-" for k in keys))
+    return table
+
+
+def _cell(c: Change, *, mixed: bool) -> str:
+    sign = (c.delta >= 2 * c.se) - (c.delta <= -2 * c.se) if c.se > 0 else 0
+    return f"{c.delta:+.3f} ± {c.se:.3f}{MARKS[sign]}{UNPAIRED_MARK if mixed and not c.paired else ''}"

@@ -1,8 +1,10 @@
 """Held-out evals of every domain: pass@1 (greedy), avg@k and pass@k, recorded to ``evals.jsonl``.
 
 Each rank scores a strided shard of every eval set (padded so that every rank makes the same number of
-``generate`` calls) with the stage's rollout engine and the domain's reward; the per-item scores are gathered so every rank returns the same records (the ``until`` rules
-must agree across ranks). A completion counts as correct for pass@k when its reward is >= 0.5.
+``generate`` calls) with the stage's rollout engine and the domain's reward; the per-item scores are gathered
+so every rank returns the same records (the ``until`` rules must agree across ranks), and put back in the eval
+set's item order, so that two checkpoints' records can be compared item by item (``runtime.changes``). A
+completion counts as correct for pass@k when its reward is >= 0.5.
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def rank_shard(samples: Sequence[Sample], rank: int, world: int) -> tuple[list[S
 def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
     """Evaluate the current policy on every eval set; returns one record per eval on every rank.
 
-    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n"}`` (``n`` = items scored; an item
-    whose routed reward has no route for it is not scored).
+    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n", "item_scores"}``: ``item_scores``
+    holds one score per item of the eval set, in its order, None for an item that was not scored (its routed
+    reward has no route for it); ``n`` counts the scored items and ``score`` is their mean (0 when none).
     The caller (rank 0) appends them to ``evals.jsonl``.
     """
     acc = ctx.accelerator
@@ -111,8 +114,10 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
     for eval_set in eval_sets:
         shard, real = rank_shard(eval_set.samples, rank, world)
         local = score_shard(ctx, eval_set, shard, seed)[:real] if shard else []
-        # an item without a reward (unrouted, runtime.routing) is left out of the score and of ``n``
-        scores = [s for s in _gather(acc, local) if not math.isnan(s)]
+        # the real part of the shard is items rank, rank + world, ... (rank_shard's stride)
+        items = item_order(_gather(acc, list(zip(range(rank, len(eval_set.samples), world), local))),
+                           len(eval_set.samples))
+        scores = [s for s in items if s is not None]
         metric = eval_set.spec.metric.replace("@k", f"@{eval_set.spec.k}")
         records.append(
             {
@@ -123,15 +128,28 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
                 "metric": metric,
                 "score": sum(scores) / len(scores) if scores else 0.0,
                 "n": len(scores),
+                "item_scores": items,
             }
         )
     return records
 
 
-def _gather(acc: Any, local: list[float]) -> list[float]:
+def item_order(pairs: Sequence[tuple[int, float]], size: int) -> list[float | None]:
+    """The scores of ``(item index, score)`` pairs gathered from every rank as one list in item order, None
+    for an unscored item (a NaN score: no reward, ``runtime.routing``; JSON has no NaN). Raises ValueError
+    unless the pairs cover each of the ``size`` items exactly once."""
+    if sorted(i for i, _ in pairs) != list(range(size)):
+        raise ValueError(f"gathered eval scores do not cover items 0..{size - 1} once each")
+    out: list[float | None] = [None] * size
+    for i, score in pairs:
+        out[i] = None if math.isnan(score) else float(score)
+    return out
+
+
+def _gather(acc: Any, local: list[tuple[int, float]]) -> list[tuple[int, float]]:
     if acc.num_processes == 1:
         return local
     from accelerate.utils import gather_object
 
-    # gather_object flattens one level: each rank contributes its list of floats.
-    return list(gather_object(local))
+    # gather_object flattens one level: each rank contributes its list of (item index, score) pairs.
+    return [(int(i), float(s)) for i, s in gather_object(local)]

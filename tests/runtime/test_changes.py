@@ -13,9 +13,40 @@ from runtime.changes import change, change_table, score_se
 def test_standard_errors_by_hand() -> None:
     assert score_se(0.5, 256) == pytest.approx(0.03125)  # sqrt(0.25 / 256)
     assert score_se(0.0, 10) == 0.0 and score_se(1.2, 10) == 0.0 and score_se(0.5, 0) == 0.0
-    delta, se = change({"score": 0.6, "n": 100}, {"score": 0.5, "n": 100})
-    assert delta == pytest.approx(0.1)
+    delta, se, paired = change({"score": 0.6, "n": 100}, {"score": 0.5, "n": 100})
+    assert delta == pytest.approx(0.1) and not paired
     assert se == pytest.approx(math.sqrt(0.24 / 100 + 0.25 / 100))
+
+
+def rec(items: list) -> dict:
+    scored = [v for v in items if v is not None]
+    return {"score": sum(scored) / len(scored), "n": len(scored), "item_scores": items}
+
+
+def test_paired_standard_error_by_hand() -> None:
+    # d = [0, 1, 0, 0, 1]: mean 0.4, sd (ddof 1) = sqrt(0.3) = 0.5477, se = 0.5477 / sqrt(5) = 0.2449
+    c = change(rec([1, 1, 0, 0, 1]), rec([1, 0, 0, 0, 0]))
+    assert c.paired and c.delta == pytest.approx(0.4) and c.se == pytest.approx(0.24495, abs=1e-5)
+    # the same scores unpaired: sqrt(0.24 / 5 + 0.16 / 5) = 0.283, larger than the paired 0.245
+    assert change({"score": 0.6, "n": 5}, {"score": 0.2, "n": 5}).se == pytest.approx(math.sqrt(0.08))
+
+
+def test_unscored_items_are_left_out_pairwise() -> None:
+    # items 1 (stage) and 3 (parent) are unscored: pairs (1, 0), (0, 0), (1, 1) -> d = [1, 0, 0]
+    c = change(rec([1, None, 0, 0.5, 1]), rec([0, 1, 0, None, 1]))
+    assert c.paired and c.delta == pytest.approx(1 / 3)
+    assert c.se == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))  # var(d) = 1/3 (ddof 1)
+
+
+@pytest.mark.parametrize("stage,parent", [
+    ({"score": 0.6, "n": 5}, rec([1, 0, 0, 0, 0])),  # a record from before item scores were recorded
+    (rec([1, 1, 0, 0, 1]), rec([1, 0, 0, 0])),  # different lengths: not the same items
+    (rec([1, None, None]), rec([0, 0, 0])),  # fewer than 2 items scored in both
+])
+def test_falls_back_to_the_unpaired_binomial_error(stage, parent) -> None:
+    c = change(stage, parent)
+    assert not c.paired and c.delta == pytest.approx(stage["score"] - parent["score"])
+    assert c.se == pytest.approx(math.hypot(score_se(stage["score"], stage["n"]), score_se(parent["score"], parent["n"])))
 
 
 def plan() -> Plan:
@@ -35,4 +66,22 @@ def test_table_marks_changes_of_two_standard_errors() -> None:
     text = buf.getvalue()
     assert "s1 (vs base)" in text and "+0.400 ± 0.036 ▲" in text
     assert "s2 (vs s1)" in text and "+0.020 ± 0.044" in text and "+0.020 ± 0.044 ▲" not in text
+    assert "(binomial, unpaired)" in text and "†" not in text
     assert change_table(plan(), {"s2": {"a.held": {"score": 0.5, "n": 8}}}) is None
+
+
+def render(points) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=160, color_system=None).print(change_table(plan(), points))
+    return buf.getvalue()
+
+
+def test_caption_names_the_standard_error_used() -> None:
+    base, s1 = rec([0, 0, 0, 0, 0]), rec([1, 1, 1, 1, 0])
+    paired = render({"base": {"a.held": base}, "s1": {"a.held": s1}, "s2": {"a.held": rec([1, 1, 1, 1, 1])}})
+    assert "(paired over the same items)" in paired and "unpaired" not in paired
+    assert "+0.800 ± 0.200 ▲" in paired  # d = [1, 1, 1, 1, 0]: sd sqrt(0.2), se 0.2
+    old = {"score": 1.0, "n": 5}  # s2's record predates item scores: its row is unpaired, marked †
+    mixed = render({"base": {"a.held": base}, "s1": {"a.held": s1}, "s2": {"a.held": old}})
+    assert "+0.800 ± 0.200 ▲" in mixed and "+0.200 ± 0.179 †" in mixed  # sqrt(0.16 / 5) = 0.179
+    assert "paired over the same items; †: binomial, unpaired" in " ".join(mixed.split())  # caption wraps

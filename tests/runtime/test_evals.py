@@ -66,7 +66,7 @@ def test_pass_at_1_is_greedy_and_records_shape() -> None:
     ctx = fake_ctx()
     (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s1", step=7, seed=0)
     assert rec == {"stage": "s1", "step": 7, "domain": "add", "eval": "held", "metric": "pass@1",
-                   "score": 1.0, "n": 4}
+                   "score": 1.0, "n": 4, "item_scores": [1.0, 1.0, 1.0, 1.0]}
     assert ctx.engine.calls == [{"n": 1, "temperature": 0.0, "max_new_tokens": 5}]
 
 
@@ -75,7 +75,8 @@ def test_avg_and_pass_at_k() -> None:
     avg, pk = run_evals(ctx, [eval_set("avg@k", 4), eval_set("pass@k", 4)], stage="s", step=0, seed=0)
     # even items: 4/4 correct; odd items: only the first of 4 samples correct.
     assert avg["metric"] == "avg@4" and avg["score"] == pytest.approx((1 + 0.25 + 1 + 0.25) / 4)
-    assert pk["metric"] == "pass@4" and pk["score"] == 1.0
+    assert avg["item_scores"] == [1.0, 0.25, 1.0, 0.25]  # one score per item, not per sample
+    assert pk["metric"] == "pass@4" and pk["score"] == 1.0 and pk["item_scores"] == [1.0] * 4
     assert ctx.engine.calls[0]["temperature"] == 0.7 and ctx.engine.calls[0]["n"] == 4
 
 
@@ -86,17 +87,28 @@ def test_each_rank_scores_a_strided_shard_and_reports_the_gathered_score(monkeyp
 
     def gather(acc, local):
         local_scores[acc.process_index] = local
-        return [1.0, 0.0, 1.0, 0.0]  # what all ranks together scored
+        return [(0, 1.0), (2, 0.0), (1, 0.5), (3, 0.0)]  # what all ranks together scored, in rank order
 
     monkeypatch.setattr(evals, "_gather", gather)
     prompts = {}
     for rank in (0, 1):
         ctx = fake_ctx(rank=rank, world=2)
         (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s", step=0, seed=0)
-        assert rec["score"] == 0.5 and rec["n"] == 4
+        assert rec["score"] == pytest.approx(0.375) and rec["n"] == 4
+        assert rec["item_scores"] == [1.0, 0.5, 0.0, 0.0]  # item order, not rank order
         prompts[rank] = ctx.engine.prompts
     assert prompts == {0: ["0", "2"], 1: ["1", "3"]}
-    assert local_scores == {0: [1.0, 1.0], 1: [1.0, 1.0]}
+    assert local_scores == {0: [(0, 1.0), (2, 1.0)], 1: [(1, 1.0), (3, 1.0)]}
+
+
+def test_item_order_puts_gathered_scores_in_item_order_and_nan_as_none() -> None:
+    from runtime.evals import item_order
+
+    assert item_order([(0, 1.0), (2, float("nan")), (1, 0.25)], 3) == [1.0, 0.25, None]
+    assert item_order([], 0) == []
+    for pairs in ([(0, 1.0), (0, 1.0)], [(0, 1.0)]):  # an item twice or one missing: shards lost their stride
+        with pytest.raises(ValueError, match="cover"):
+            item_order(pairs, 2)
 
 
 def test_rank_shards_are_padded_to_one_length_and_cover_every_item_once():
@@ -126,3 +138,40 @@ def test_unrouted_items_are_left_out_of_the_score_and_of_n(metric, k) -> None:
         (rec,) = run_evals(ctx, [eval_set(metric, k)], stage="s", step=0, seed=0)
     want = {"pass@1": 1.0, "avg@k": (1 + 0.25) / 2, "pass@k": 1.0}[metric]
     assert rec["n"] == 2 and rec["score"] == pytest.approx(want)
+    assert rec["item_scores"][2:] == [None, None] and None not in rec["item_scores"][:2]
+
+
+def _two_rank_worker(rank: int, port: int, out: str) -> None:
+    import json
+    import math
+    from pathlib import Path
+
+    from accelerate import PartialState
+    from dist_helpers import join_as_rank
+
+    join_as_rank(rank, port)
+    ctx = fake_ctx()
+    ctx.accelerator = PartialState(cpu=True)  # a real gloo group: accelerate's gather_object, as in a run
+    # item i scores i / 10, item 3 has no reward: distinct values show where each item's score landed
+    ctx.rewards["add"] = lambda samples, completions: [math.nan if s.prompt == "3" else int(s.prompt) / 10
+                                                       for s in samples]
+    five = EvalSet("add", eval_set("pass@1").spec,
+                   [Sample(id=f"add/e/{i}", domain="add", prompt=str(i), answer="") for i in range(5)])
+    (rec,) = run_evals(ctx, [five], stage="s", step=0, seed=0)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(rec))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_ranks_record_item_scores_in_item_order(tmp_path) -> None:
+    import json
+
+    import torch.multiprocessing as mp
+    from dist_helpers import free_port
+
+    # 5 items over 2 ranks: rank 0 scores items 0, 2, 4 and rank 1 items 1, 3 (padded with a copy of item 0)
+    mp.spawn(_two_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    recs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert recs[0] == recs[1]
+    assert recs[0]["item_scores"] == [0.0, 0.1, 0.2, None, 0.4]
+    assert recs[0]["n"] == 4 and recs[0]["score"] == pytest.approx(0.7 / 4)

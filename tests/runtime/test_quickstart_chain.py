@@ -57,10 +57,14 @@ def test_quickstart_chain_runs_every_stage_records_every_eval_and_reports(tmp_pa
     evals = {f"{d}.held" for d in plan.domains}
     assert recorded >= {(stage, e) for stage in ["base", *(n for n, _ in kinds)] for e in evals}
     assert all(r["n"] == 8 for r in records)
+    # per-item scores, one per eval item, whose mean is the score; the change table pairs them
+    assert all(len(r["item_scores"]) == 8 and None not in r["item_scores"] for r in records)
+    assert all(sum(r["item_scores"]) / 8 == pytest.approx(r["score"]) for r in records)
 
     resolved = json.loads((run_dir / "stages" / "mopd" / "teachers.json").read_text())["teachers"]
     assert resolved["arith"] in ("format", "rl_arith", "rl_times") and resolved["times"] in ("rl_arith", "rl_times")
     assert "change of each stage against its parent" in log and "±" in log
+    assert "standard errors (paired over the same items)" in " ".join(log.split())
     assert f"cascadec report {run_dir}" in log.replace("\n", "")
 
     report = subprocess.run([*CLI, "report", str(run_dir)], capture_output=True, text=True, check=False,

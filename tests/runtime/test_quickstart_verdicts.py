@@ -28,7 +28,7 @@ def test_grpo_gain_of_two_standard_errors_and_mopd_share_of_its_teacher(tmp_path
     spec, run = write_run(tmp_path, scores, {"arith": "rl_arith", "times": "rl_times"})
     lines = verdicts(spec, run)
     assert len(lines) == 4
-    assert lines[0].startswith("rl_arith on arith.held: +0.120") and lines[0].endswith("PASS (>= 2 SE)")
+    assert lines[0].startswith("rl_arith on arith.held: +0.120") and lines[0].endswith("(binomial, unpaired) -> PASS (>= 2 SE)")
     assert lines[1].startswith("rl_times on times.held: +0.030") and "FAIL" in lines[1]
     assert "mopd on arith.held: 0.600 vs its teacher rl_arith 0.620 (97%) -> PASS" in lines[2]
     assert "mopd on times.held: 0.400 vs its teacher rl_times 0.440 (91%) -> FAIL" in lines[3]

@@ -134,15 +134,16 @@ def _run_text(build: Path, rd: RunDir, expected_rc: int) -> str:
 def test_bad_eval_lines_are_skipped_with_one_warning(copy: tuple[Path, RunDir]) -> None:
     _, rd = copy
     good = read_jsonl(rd.evals_jsonl)
-    bad = [json.dumps({**good[0], "score": "high"}), "[1, 2]", "not json", json.dumps({**good[0], "step": "x"})]
+    bad = [json.dumps({**good[0], "score": "high"}), "[1, 2]", "not json", json.dumps({**good[0], "step": "x"}),
+           json.dumps({**good[0], "item_scores": "1,0"}), json.dumps({**good[0], "item_scores": [1.0, "0"]})]
     nan = json.dumps({**good[-1], "score": float("nan")})
     rd.evals_jsonl.write_text("\n".join([*map(json.dumps, good), *bad, nan]) + "\n")
     text = status_text(rd)
-    assert f"warning: skipped 4 damaged lines of `{rd.evals_jsonl}`" in text and "nan" in text
+    assert f"warning: skipped 6 damaged lines of `{rd.evals_jsonl}`" in text and "nan" in text
     out = console()
     report(rd.root, console=out)
-    assert "warning: skipped 4 damaged lines" in out.file.getvalue()
-    assert load_run(rd.root).skipped == 4
+    assert "warning: skipped 6 damaged lines" in out.file.getvalue()
+    assert load_run(rd.root).skipped == 6
 
 
 def test_checkpoint_files_get_the_usual_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
