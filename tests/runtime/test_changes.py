@@ -46,7 +46,8 @@ def test_unscored_items_are_left_out_pairwise() -> None:
 def test_falls_back_to_the_unpaired_binomial_error(stage, parent) -> None:
     c = change(stage, parent)
     assert not c.paired and c.delta == pytest.approx(stage["score"] - parent["score"])
-    assert c.se == pytest.approx(math.hypot(score_se(stage["score"], stage["n"]), score_se(parent["score"], parent["n"])))
+    unpaired = math.hypot(score_se(stage["score"], stage["n"]), score_se(parent["score"], parent["n"]))
+    assert c.se == pytest.approx(unpaired)
 
 
 def plan() -> Plan:

@@ -28,7 +28,19 @@ def test_grpo_gain_of_two_standard_errors_and_mopd_share_of_its_teacher(tmp_path
     spec, run = write_run(tmp_path, scores, {"arith": "rl_arith", "times": "rl_times"})
     lines = verdicts(spec, run)
     assert len(lines) == 4
-    assert lines[0].startswith("rl_arith on arith.held: +0.120") and lines[0].endswith("(binomial, unpaired) -> PASS (>= 2 SE)")
+    assert lines[0].startswith("rl_arith on arith.held: +0.120")
+    assert lines[0].endswith("(binomial, unpaired) -> PASS (>= 2 SE)")  # records without item_scores
     assert lines[1].startswith("rl_times on times.held: +0.030") and "FAIL" in lines[1]
     assert "mopd on arith.held: 0.600 vs its teacher rl_arith 0.620 (97%) -> PASS" in lines[2]
     assert "mopd on times.held: 0.400 vs its teacher rl_times 0.440 (91%) -> FAIL" in lines[3]
+
+
+def test_grpo_criterion_uses_the_paired_error_when_records_list_item_scores(tmp_path: Path) -> None:
+    spec, run = write_run(tmp_path, {}, {})
+    # rl_arith answers 3 more of 10 items and none fewer: d = 3 ones, 7 zeros, se = sqrt(7/30) / sqrt(10)
+    items = {"format": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "rl_arith": [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]}
+    (run / "evals.jsonl").write_text("".join(
+        json.dumps({"stage": st, "step": 1, "domain": "arith", "eval": "held", "metric": "pass@1",
+                    "score": sum(v) / 10, "n": 10, "item_scores": v}) + "\n" for st, v in items.items()))
+    (line,) = verdicts(spec, run)
+    assert line == "rl_arith on arith.held: +0.300 ± 0.153 (paired) -> FAIL (>= 2 SE)"
