@@ -98,7 +98,8 @@ def main() -> None:
              f"{os.cpu_count()} CPUs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", ""]
     for seed in (int(s) for s in args.seeds.split(",")):
         r = run_seed(seed, work, env, args.spec.resolve())
-        lines += [f"## seed {seed}: exit {r['rc']}, wall {r['wall_s'] / 60:.0f} min {r['wall_s'] % 60:.0f} s, "
+        minutes, seconds = divmod(round(r["wall_s"]), 60)
+        lines += [f"## seed {seed}: exit {r['rc']}, wall {minutes} min {seconds} s, "
                   f"load average {r['load_start'][0]:.1f} at the start, {r['load_end'][0]:.1f} at the end", "",
                   "```", r["log"].split("eval scores after each stage", 1)[-1].strip()[-6000:], "```", ""]
         if r["rc"] == 0:
