@@ -7,9 +7,9 @@ function (:func:`ensure_hashes`), so both sides always agree.
 - ``Stage.hash`` (training hash) covers what determines a stage's weights: its own fields (without origin,
   hashes and branch), the training side of its domains (data, reward, overlong policy, system prompt; not their
   evals, but the data of the evals a decontaminated domain drops its rows against), the base model, the chat
-  template, its parent's and teachers' hashes, and the evals its ``until`` rules read, as in a build system. The evals of ``best(... by d.e)`` teachers are hashed apart
-  (:func:`choice_hash`): the runtime re-resolves such a choice after they change and retrains only when the
-  chosen checkpoint changed.
+  template, its parent's and teachers' hashes, and the evals its ``until`` rules read, as in a build system.
+  The evals of ``best(... by d.e)`` teachers are hashed apart (:func:`choice_hash`): the runtime re-resolves
+  such a choice after they change and retrains only when the chosen checkpoint changed.
 - ``Stage.eval_hash``: the training hash plus every domain's evals, reward and system prompt (evals score
   every domain after every stage), so an eval-only edit re-evaluates a finished stage instead of retraining it.
 - ``Plan.base_eval_hash``: what the base-model evals depend on (base model, chat template, seed, every
