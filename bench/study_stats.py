@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from runtime.changes import score_se
+
 BASE = "base"
 RECOVERY = 0.95  # "recover domain A to 95% of its teacher's score" (issues 7 and 20)
 CONFIDENCE = 0.95
@@ -215,7 +217,7 @@ def binomial_se(p: float, n: int) -> float:
     Raises ValueError for ``n < 1``."""
     if n < 1:
         raise ValueError("no eval items")
-    return math.sqrt(p * (1 - p) / n)
+    return score_se(p, n)
 
 
 def regression_is_real(teacher: float, start: float, n: int) -> bool:
