@@ -21,7 +21,7 @@ from cascadec.checks.memory import memory_lower_bound, parameter_count
 from cascadec.checks.memory_plan import VLLM_SHARE, model_shape, stage_estimate
 from cascadec.codes import make
 from cascadec.contract.kinds import STAGE_KINDS
-from cascadec.contract.plan import ModelRef, Plan, Resources, Server, Stage
+from cascadec.contract.plan import ROLLOUT_SERVER_KEY, ModelRef, Plan, Resources, Server, Stage
 from cascadec.contract.serving import max_model_len
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.memory_estimate import ModelShape, gpu_memory
@@ -47,7 +47,7 @@ def _own_nodes(st: Stage, at: dict[str, Span]) -> Iterator[Diagnostic]:
     by default), as whole tensor-parallel groups: tensor parallelism across nodes needs Ray, which is not run."""
     r = st.resources
     for key, s in r.node_servers():
-        what, span = ("the rollout server", at["rollout"]) if key == "rollout-server" else \
+        what, span = ("the rollout server", at["rollout"]) if key == ROLLOUT_SERVER_KEY else \
             (f"teacher server `{key}`", at["teacher_servers"])
         gpus = r.server_gpus(s)
         if not gpus:
@@ -133,7 +133,7 @@ def _memory(st: Stage, plan: Plan, at: dict[str, Span]) -> Iterator[Diagnostic]:
                          width, limit, span, (kv, seq))
     # the colocated engine (`engine = vllm`) takes `rollout`'s share, or the runtime's default one
     rollout = r.rollout or Server(kind="vllm", memory=VLLM_SHARE)
-    if r.engine != "vllm" or rollout.kind != "vllm" or r.rollout_server() or not hasattr(st.params, "rollouts_per_prompt"):
+    if r.engine != "vllm" or rollout.kind != "vllm" or served or not hasattr(st.params, "rollouts_per_prompt"):
         return
     yield from _fits(f"the colocated rollout engine of stage `{st.name}`", rollout,
                      parameter_count(base.kind, base.name), width, limit, span)

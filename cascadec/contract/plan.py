@@ -24,6 +24,7 @@ PLAN_VERSION = 1
 # experiment trackers the runtime streams metrics to (`runtime.tracking`); the compiler's docs for each are in
 # `cascadec.tracking`
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
+ROLLOUT_SERVER_KEY = "rollout-server"  # the rollout server among a stage's servers (no teacher can take it)
 Tracker = Literal["tensorboard", "wandb", "mlflow", "trackio"]
 
 
@@ -306,7 +307,7 @@ class Resources(_Frozen):
 
     def node_servers(self) -> list[tuple[str, Server]]:
         """(key, server) on nodes of their own, in node order: ``rollout-server`` first, then teachers."""
-        out = [("rollout-server", self.rollout)] if self.rollout is not None and self.rollout.nodes else []
+        out = [(ROLLOUT_SERVER_KEY, self.rollout)] if self.rollout is not None and self.rollout.nodes else []
         return out + [(n, s) for n, s in self.teacher_servers.items() if s.kind == "vllm" and s.nodes]
 
     def server_gpus(self, s: Server) -> int:

@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cascadec.contract.plan import Plan, Server, Stage
+from cascadec.contract.plan import ROLLOUT_SERVER_KEY, Plan, Server, Stage
 from cascadec.contract.serving import max_model_len
 from runtime.serving.client import Endpoint, ServerError
 from runtime.state import BASE, RunDir
@@ -41,7 +41,7 @@ HEALTH_POLL_S = 1.0
 # the served model name of a rollout server `cascadec run` starts, and its key among `started`'s endpoints
 # (no identifier: a teacher cannot take it)
 ROLLOUT = "policy"
-ROLLOUT_KEY = "rollout-server"
+ROLLOUT_KEY = ROLLOUT_SERVER_KEY
 # cascadec's vLLM worker extension (a directory of its own on the server's PYTHONPATH: nothing else of this
 # environment leaks into vLLM's)
 EXTENSION_DIR = Path(__file__).resolve().with_name("vllm_ext")
