@@ -2,7 +2,7 @@
 
 A 135M model with a 49,152-token vocabulary at batch 16 x 512 tokens would need 1.6 GB for fp32 logits
 alone, and as much again for the log-softmax and its gradient. Here the model runs once with
-``logits_to_keep=1`` (so the causal-LM head produces one position only), the final hidden states are read
+one position kept (so the causal-LM head produces one position only, :func:`last_position`), the final hidden states are read
 from ``output_hidden_states``, and the head is applied only at the wanted (completion) positions, chunk by
 chunk, by :func:`runtime.ops.linear_token_logprobs`: each chunk's ``[chunk, V]`` logits are recomputed in the
 backward pass with a closed-form gradient, so at most one chunk of logits is alive at a time; prompt
@@ -117,7 +117,7 @@ def token_logprobs(
     with training_attention(input_ids):
         out = model(
             input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-            logits_to_keep=1, use_cache=False, **kwargs,
+            logits_to_keep=last_position(input_ids), use_cache=False, **kwargs,
         )
     # Position t predicts token t + 1. Only the wanted positions go through the head: prompt positions are
     # most of a rollout row and need no logits.
@@ -129,6 +129,19 @@ def token_logprobs(
         with_entropy=with_entropy, compute_dtype=compute_dtype or head.weight.dtype,
     )
     return TokenLogprobs(scatter_positions(wanted, lp), scatter_positions(wanted, ent) if with_entropy else None)
+
+
+def last_position(input_ids: torch.Tensor) -> torch.Tensor:
+    """``logits_to_keep`` for a forward over ``input_ids`` (``[B, T]``) that reads hidden states, not logits:
+    the last position, as a 1-D index tensor.
+
+    The int ``logits_to_keep=1`` gives the head ``hidden[:, -1:]``, a strided view; when no operand requires
+    grad (a frozen teacher or reference) ``torch.matmul`` then expands the ``[V, H]`` head to ``[B, H, V]``
+    instead of folding the batch into one GEMM. An index tensor gathers a contiguous ``[B, 1, H]``. Scoring
+    32 rows of SmolLM2-135M with a frozen bf16 teacher on 2 CPU cores spent 5.4 s of 7.5 s in that copy (a
+    ``[32, 576, 49152]`` tensor; issue 16).
+    """
+    return torch.tensor([input_ids.shape[-1] - 1], device=input_ids.device)
 
 
 def training_attention(input_ids: torch.Tensor) -> contextlib.AbstractContextManager:

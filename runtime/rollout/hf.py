@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from runtime.logprobs import unwrap_model
+from runtime.logprobs import last_position, unwrap_model
 from runtime.rollout.base import RolloutBatch
 from runtime.rollout.fast import _decode_copy, _paired_parameters
 
@@ -200,8 +200,10 @@ class HFRolloutEngine:
             return None
         ids, attention = self._left_padded([r for r, first in zip(rows, starts.tolist()) if first], width)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        out = self.decoder(input_ids=ids[:, :-1].to(device), attention_mask=attention[:, :-1].to(device),
-                           position_ids=positions[:, :-1].to(device), use_cache=True, logits_to_keep=1)
+        prefix = ids[:, :-1].to(device)
+        out = self.decoder(input_ids=prefix, attention_mask=attention[:, :-1].to(device),
+                           position_ids=positions[:, :-1].to(device), use_cache=True,
+                           logits_to_keep=last_position(prefix))
         cache = out[_cache_name(self.decoder)]
         cache.batch_select_indices((starts.cumsum(0) - 1).to(device))  # each row's distinct prompt
         return cache

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from runtime import external
-from runtime.logprobs import pad_token_id, scatter_positions, token_logprobs, training_attention, unwrap_model
+from runtime.logprobs import (
+    last_position,
+    pad_token_id,
+    scatter_positions,
+    token_logprobs,
+    training_attention,
+    unwrap_model,
+)
 from runtime.losses.distill import mopd_loss, sequence_token_mean
 from runtime.ops import linear_token_divergence
 from runtime.losses.overlong import rule_of
@@ -395,8 +402,8 @@ class DistillTrainer:
         p, ctx = self.params, self.ctx
         wanted = mask[:, 1:]
         with training_attention(ids):
-            out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True, logits_to_keep=1,
-                             use_cache=False)
+            out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True,
+                             logits_to_keep=last_position(ids), use_cache=False)
         student = out.hidden_states[-1][:, :-1]
         head = unwrap_model(ctx.policy).get_output_embeddings().weight
         div, lp, lp_t, entropy = (torch.zeros(mask.shape, device=ids.device) for _ in range(4))
@@ -407,7 +414,7 @@ class DistillTrainer:
                 continue
             with self.pool.on_device(name) as model, torch.inference_mode(), training_attention(ids):
                 t_out = model(input_ids=ids[sub], attention_mask=attn[sub], output_hidden_states=True,
-                              logits_to_keep=1, use_cache=False)
+                              logits_to_keep=last_position(ids), use_cache=False)
                 t_hidden = t_out.hidden_states[-1][:, :-1][wanted[sub]]
                 t_head = model.get_output_embeddings().weight
             parts = linear_token_divergence(

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from runtime.logprobs import token_logprobs
+from runtime.logprobs import last_position, token_logprobs
 
 torch.set_num_threads(2)
 
@@ -43,6 +43,21 @@ def test_chunked_matches_naive(chunk, temperature):
     torch.testing.assert_close(got.logprobs, want_lp, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.entropy, want_ent, atol=1e-5, rtol=1e-5)
     assert (got.logprobs[:, :5] == 0).all() and (got.logprobs[2, 8:] == 0).all()
+
+
+def test_a_frozen_model_s_head_gets_a_contiguous_input():
+    """The head of a frozen teacher sees one contiguous position per row: with the int ``logits_to_keep=1``
+    it got the strided ``hidden[:, -1:]``, which ``torch.matmul`` answers by expanding the head to
+    ``[B, H, V]`` (seconds per scoring batch at a real vocabulary)."""
+    model = _tiny().eval().requires_grad_(False)
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    ids = torch.randint(0, 61, (3, 11), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        got = token_logprobs(model, ids, torch.ones_like(ids), torch.ones_like(ids), chunk=4)
+    assert [tuple(x.shape) for x in seen] == [(3, 1, 32)] and seen[0].is_contiguous()
+    torch.testing.assert_close(got.logprobs, _naive(model, ids, torch.ones_like(ids), torch.ones_like(ids))[0])
+    assert last_position(ids).tolist() == [10]
 
 
 def test_gradient_matches_naive():
