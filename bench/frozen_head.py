@@ -34,7 +34,8 @@ def main() -> None:
 
     model = AutoModelForCausalLM.from_pretrained(packaged_checkpoint("smollm2-135m-instruct"), dtype=torch.bfloat16)
     model.eval().requires_grad_(False)
-    ids = torch.randint(0, model.config.vocab_size, (args.rows, args.tokens), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (args.rows, args.tokens), generator=gen)
     times: dict[str, list[float]] = {"int logits_to_keep=1": [], "last_position index": []}
     for _ in range(args.rounds):
         for name, keep in (("int logits_to_keep=1", 1), ("last_position index", last_position(ids))):

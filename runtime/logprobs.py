@@ -1,8 +1,8 @@
 """Per-token log-probabilities of the taken tokens without a full ``[B, T, V]`` fp32 log-softmax.
 
 A 135M model with a 49,152-token vocabulary at batch 16 x 512 tokens would need 1.6 GB for fp32 logits
-alone, and as much again for the log-softmax and its gradient. Here the model runs once with
-one position kept (so the causal-LM head produces one position only, :func:`last_position`), the final hidden states are read
+alone, and as much again for the log-softmax and its gradient. Here the model runs once keeping one position
+(:func:`last_position`, so the causal-LM head produces one position only), the final hidden states are read
 from ``output_hidden_states``, and the head is applied only at the wanted (completion) positions, chunk by
 chunk, by :func:`runtime.ops.linear_token_logprobs`: each chunk's ``[chunk, V]`` logits are recomputed in the
 backward pass with a closed-form gradient, so at most one chunk of logits is alive at a time; prompt
