@@ -61,21 +61,27 @@ def validation_diagnostics(spans: Spans, exc: ValidationError, fallback: Span) -
 _BOUND_WORDS = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
                 "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
 
-# a lower bound the model lets through but a later check refuses (CAS401 zero steps, CAS402 groups of one):
-# the message names the bound the user must really meet
-_LOWEST_ACCEPTED = {"steps": 1, "rollouts_per_prompt": 2}
+# a lower bound the model lets through but a later check refuses (CAS401 zero steps, CAS402 a GRPO group of
+# one; a distill stage may sample one rollout per prompt): the message names the bound the user must really
+# meet. Keys: (stage kind, key), None for every kind.
+_LOWEST_ACCEPTED = {(None, "steps"): 1, ("grpo", "rollouts_per_prompt"): 2}
+_LOWEST_HELP = {("grpo", "rollouts_per_prompt"):
+                "a GRPO group needs at least 2 rollouts to have an advantage; the papers use 8 or 16"}
 
 
 def _range_diagnostic(key: str, err: Any, span: Span) -> Diagnostic:
     """CAS201 for a value outside its field's bound, worded as `` `steps` must be at least 1, found -3``."""
     words, bound_key = _BOUND_WORDS[err["type"]]
     bound = err["ctx"][bound_key]
-    if bound_key == "ge" and key in _LOWEST_ACCEPTED:
-        bound = max(bound, _LOWEST_ACCEPTED[key])
+    kind = "grpo" if "grpo" in err["loc"] else None  # a stage's params are tagged by kind in the error's loc
+    lowest = _LOWEST_ACCEPTED.get((kind, key), _LOWEST_ACCEPTED.get((None, key)))
+    if bound_key == "ge" and lowest is not None:
+        bound = max(bound, lowest)
     limit, found = _number(bound), _number(err["input"])
     subject = "the K of `metric = pass@K` or `avg@K`" if key == "metric" else f"`{key}`"
-    return make("CAS201", f"{subject} must be {words} {limit}, found {found}", span,
-                label=f"{words} {limit}", help=_RANGE_HELP.get(key, f"use a `{key}` {words} {limit}"))
+    help_ = _LOWEST_HELP.get((kind, key)) or _RANGE_HELP.get(key, f"use a `{key}` {words} {limit}")
+    return make("CAS201", f"{subject} must be {words} {limit}, found {found}", span, label=f"{words} {limit}",
+                help=help_)
 
 
 def _number(x: Any) -> str:
@@ -93,7 +99,6 @@ _RANGE_HELP = {
     "size": "`size` is how many problems the generator makes, e.g. `size = 2000`",
     "metric": "K counts the samples per prompt: write e.g. `metric = pass@1` or `metric = avg@4`",
     "max_tokens": "`max_tokens` caps the tokens of each sampled answer, e.g. `max_tokens = 512`",
-    "rollouts_per_prompt": "a GRPO group needs at least 2 rollouts to have an advantage; the papers use 8 or 16",
     "kl": "`kl` weighs the reverse-KL penalty to the reference; 0 turns it off",
     "entropy": "`entropy` weighs the entropy bonus; 0 turns it off",
     "seed": "seeds are whole numbers from 0 up, e.g. `seed = 1`",

@@ -55,6 +55,21 @@ def test_range_error_names_the_real_bound_and_points_at_the_value(
     assert "docs/language.md" not in (error.help or "")
 
 
+def test_a_distill_stage_is_told_its_own_bound_for_rollouts_per_prompt() -> None:
+    """One rollout per prompt is valid for distillation (no group advantage), so 0 is told "at least 1",
+    without GRPO's reason."""
+    text = SPEC.replace("stage rl = grpo(sft) on math { steps = 2  prompts_per_step = 2  rollouts_per_prompt = GROUP",
+                        "stage rl = distill(sft) on math { teachers { default = sft }  steps = 2  rollouts_per_prompt = "
+                        "GROUP")
+    for name, value in {**GOOD, "GROUP": "0"}.items():
+        text = text.replace(name, value)
+    errors = [d for d in compile_source(text, "r.cascade").diagnostics if d.severity == "error"]
+    assert [(d.code, d.message) for d in errors] == [("CAS201", "`rollouts_per_prompt` must be at least 1, found 0")]
+    assert "GRPO" not in (errors[0].help or "")
+    ok = text.replace("rollouts_per_prompt = 0", "rollouts_per_prompt = 1")
+    assert not [d for d in compile_source(ok, "r.cascade").diagnostics if d.severity == "error"]
+
+
 def test_zero_steps_is_left_to_its_own_check() -> None:
     error, _ = only_error(STEPS="0")
     assert error.code == "CAS401"
