@@ -58,9 +58,9 @@ def test_range_error_names_the_real_bound_and_points_at_the_value(
 def test_a_distill_stage_is_told_its_own_bound_for_rollouts_per_prompt() -> None:
     """One rollout per prompt is valid for distillation (no group advantage), so 0 is told "at least 1",
     without GRPO's reason."""
-    text = SPEC.replace("stage rl = grpo(sft) on math { steps = 2  prompts_per_step = 2  rollouts_per_prompt = GROUP",
-                        "stage rl = distill(sft) on math { teachers { default = sft }  steps = 2  rollouts_per_prompt = "
-                        "GROUP")
+    grpo = "stage rl = grpo(sft) on math { steps = 2  prompts_per_step = 2  rollouts_per_prompt = GROUP"
+    distill = "stage rl = distill(sft) on math { teachers { default = sft }  steps = 2  rollouts_per_prompt = GROUP"
+    text = SPEC.replace(grpo, distill)
     for name, value in {**GOOD, "GROUP": "0"}.items():
         text = text.replace(name, value)
     errors = [d for d in compile_source(text, "r.cascade").diagnostics if d.severity == "error"]
