@@ -34,9 +34,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from cascadec.contract.plan import Plan, Server, Stage
+from cascadec.contract.plan import ROLLOUT_SERVER_KEY, Plan, Server, Stage
 from runtime.serving.client import Endpoint, ServerError
-from runtime.serving.servers import ROLLOUT, ROLLOUT_KEY, URLS_ENV, role_command, stop, wait_healthy
+from runtime.serving.servers import ROLLOUT, URLS_ENV, role_command, stop, wait_healthy
 from runtime.state import RunDir
 
 #: how long a server step gets to stop after SIGUSR1 before it is killed
@@ -91,7 +91,7 @@ def up(plan_json: Path, rd: RunDir, stage: Stage, hosts: list[str]) -> Iterator[
                 procs.append(subprocess.Popen(srun_command(plan_json, rd, stage, key, s, mine), stdout=fh,
                                               stderr=subprocess.STDOUT, start_new_session=True))
             log.with_suffix(".pid").write_text(f"{procs[-1].pid}\n")
-            role = "rollout" if key == ROLLOUT_KEY else "teacher"
+            role = "rollout" if key == ROLLOUT_SERVER_KEY else "teacher"
             ep = Endpoint(url=f"http://{mine[0]}:{s.port}", model=ROLLOUT if role == "rollout" else key,
                           name=ROLLOUT if role == "rollout" else key, role=role)
             waits.append((ep, procs[-1], s.startup_s, log))

@@ -38,10 +38,9 @@ from runtime.serving.client import Endpoint, ServerError
 from runtime.state import BASE, RunDir
 
 HEALTH_POLL_S = 1.0
-# the served model name of a rollout server `cascadec run` starts, and its key among `started`'s endpoints
-# (no identifier: a teacher cannot take it)
+# the served model name of a rollout server `cascadec run` starts (its key among `started`'s endpoints is the
+# contract's ROLLOUT_SERVER_KEY)
 ROLLOUT = "policy"
-ROLLOUT_KEY = ROLLOUT_SERVER_KEY
 # cascadec's vLLM worker extension (a directory of its own on the server's PYTHONPATH: nothing else of this
 # environment leaks into vLLM's)
 EXTENSION_DIR = Path(__file__).resolve().with_name("vllm_ext")
@@ -80,7 +79,7 @@ def rollout_endpoint(stage: Stage) -> Endpoint | None:
     s = stage.resources.rollout_server()
     if s is None:
         return None
-    url = _url(s, ROLLOUT_KEY)
+    url = _url(s, ROLLOUT_SERVER_KEY)
     return Endpoint(url=url, model=s.model or ROLLOUT, name=s.model or ROLLOUT, timeout_s=s.timeout_s,
                     retries=s.retries, concurrency=s.concurrency, role="rollout")
 
@@ -192,10 +191,10 @@ def _dtype(stage: Stage) -> str:
 
 
 def role_command(plan: Plan, rd: RunDir, stage: Stage, key: str, **where: object) -> tuple[list[str], dict[str, str]]:
-    """The command and environment of server ``key`` of ``stage`` (`ROLLOUT_KEY` or a teacher's name); ``where``
+    """The command and environment of server ``key`` of ``stage`` (`ROLLOUT_SERVER_KEY` or a teacher's name); ``where``
     goes to `server_command` (a server on nodes of its own listens on every address, with the pool's arguments)."""
     env = dict(os.environ)
-    if key != ROLLOUT_KEY:  # a teacher scores the stage's sequences: the KV cache CAS417 checks holds one
+    if key != ROLLOUT_SERVER_KEY:  # a teacher scores the stage's sequences: the KV cache CAS417 checks holds one
         s = stage.resources.teacher_servers[key]
         return server_command(teacher_dir(plan, rd, key), key, s, _dtype(stage), ("--max-model-len", str(
             max_model_len(plan, stage))), **where), env  # type: ignore[arg-type]
@@ -217,7 +216,7 @@ def _roles(plan: Plan, rd: RunDir, stage: Stage, rollout_only: bool) -> list[tup
     if rollout is not None and rollout.kind == "vllm":
         ep = rollout_endpoint(stage)
         if not rollout.nodes:
-            out.append((ROLLOUT_KEY, rollout, ep, *role_command(plan, rd, stage, ROLLOUT_KEY)))
+            out.append((ROLLOUT_SERVER_KEY, rollout, ep, *role_command(plan, rd, stage, ROLLOUT_SERVER_KEY)))
     if not rollout_only:
         for name, s in r.teacher_servers.items():
             ep = endpoint(stage, name)
@@ -229,7 +228,7 @@ def _roles(plan: Plan, rd: RunDir, stage: Stage, rollout_only: bool) -> list[tup
 @contextlib.contextmanager
 def started(plan: Plan, rd: RunDir, stage: Stage, *, rollout_only: bool = False) -> Iterator[dict[str, Endpoint]]:
     """Start ``stage``'s ``vllm`` servers (only the rollout server with ``rollout_only``: evaluation jobs), wait
-    until all are healthy, yield their endpoints (teachers by name, the rollout server as `ROLLOUT_KEY`), and stop
+    until all are healthy, yield their endpoints (teachers by name, the rollout server as `ROLLOUT_SERVER_KEY`), and stop
     them at the end, removing the rollout server's copy of the policy's weights.
 
     Raises:

@@ -21,6 +21,7 @@ import torch
 from vllm_env import needs_vllm, real_servers, vllm_env
 
 from cascadec.compiler import compile_source
+from cascadec.contract.plan import ROLLOUT_SERVER_KEY
 from runtime.logprobs import token_logprobs
 from runtime.rollout.server import Needs, Publisher, ServerRolloutEngine
 from runtime.serving import servers
@@ -103,7 +104,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     plan = _plan()
     rd = RunDir(tmp_path_factory.mktemp("run"))
     with real_servers(plan, rd, "g", vllm_env("--enforce-eager"), "vLLM rollout server") as eps:
-        yield rd, plan, eps[servers.ROLLOUT_KEY]
+        yield rd, plan, eps[ROLLOUT_SERVER_KEY]
 
 
 @pytest.fixture(scope="module")
