@@ -24,7 +24,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from runtime.logprobs import last_position, unwrap_model
 from runtime.rollout.base import RolloutBatch
-from runtime.rollout.fast import _decode_copy, _paired_parameters
+from runtime.replica import paired_parameters, replica
 
 
 class SeededSampler(LogitsProcessor):
@@ -126,8 +126,8 @@ class HFRolloutEngine:
         self.decoder, self._pairs = self.model, []
         param = next(self.model.parameters())
         if self.dtype is not None and param.dtype != self.dtype:
-            self.decoder = _decode_copy(self.model, param.device, self.dtype)
-            self._pairs = _paired_parameters(self.decoder, self.model)
+            self.decoder = replica(self.model, param.device, self.dtype)
+            self._pairs = paired_parameters(self.decoder, self.model)
             self._refresh()
 
     @torch.no_grad()

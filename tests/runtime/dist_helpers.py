@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 
@@ -17,10 +18,18 @@ def free_port() -> int:
 
 def join_as_rank(rank: int, port: int, world: int = 2) -> None:
     """Set the environment torchrun gives rank ``rank`` of ``world`` CPU processes; one thread each, so that
-    the ranks share the machine's cores instead of oversubscribing them."""
+    the ranks share the machine's cores instead of oversubscribing them. The process leaves the group at exit."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
+    atexit.register(_leave_group)
+
+
+def _leave_group() -> None:
+    # A gloo group still alive at interpreter exit can abort the process ("terminate called without an active
+    # exception") while its threads are torn down, failing a test whose ranks all finished their work.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def letters_reward(samples, completions) -> list[float]:
