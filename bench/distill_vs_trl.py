@@ -12,10 +12,7 @@ Runs (each in its own process, one after the other):
   rollout engine;
 * ``cascadec-fast-mopd``: the same trainer with MOPD (Nemotron-Cascade 2 §4.4: teacher log-prob of each
   sampled token, truncated importance weights), the stage kind cascadec is built for;
-* ``cascadec-hf-reverse_kl``: reverse KL with the runtime's default transformers engine (on a CPU the student
-  trains through a bf16 copy of its weights, ``runtime.bf16_weights``);
-* ``cascadec-autocast-reverse_kl``: the same, with the student's forward under autocast over its fp32
-  weights instead of the copy (how a CPU stage trained before issue 16's copy; the same as ``-hf`` on CUDA);
+* ``cascadec-hf-reverse_kl``: reverse KL with the runtime's default transformers engine;
 * ``trl``: ``trl.DistillationTrainer`` (on-policy, ``beta = 1`` reverse KL over the full vocabulary,
   transformers ``generate``), ``per_device_train_batch_size`` = prompts, ``min_new_tokens`` = ``--new``.
 
@@ -35,8 +32,7 @@ import torch
 
 from bench import gpu_common as common
 
-RUNS = ("cascadec-fast-reverse_kl", "cascadec-fast-mopd", "cascadec-hf-reverse_kl", "cascadec-autocast-reverse_kl",
-        "trl")
+RUNS = ("cascadec-fast-reverse_kl", "cascadec-fast-mopd", "cascadec-hf-reverse_kl", "trl")
 
 
 def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str], loss: str):
@@ -80,8 +76,6 @@ def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], en
     ctx = build_context(plan, plan.stages[0], RunDir(common.scratch_dir("cascadec-distill-")))
     if engine == "fast":
         ctx.engine = FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype, suppress_eos=True)
-    if engine == "autocast":
-        ctx.bf16_weights = None
     profiler = common.UpdateProfiler()
     ctx.engine.generate = profiler.wrap(ctx.engine.generate)
     trainer = DistillTrainer(ctx)

@@ -10,10 +10,7 @@ fresh):
 * ``cascadec-fast``: the runtime's GRPO trainer (``runtime.stages.grpo.GRPOTrainer``: rewards, group
   advantages, chunked log-probs, GRPO loss, AdamW step, built by ``runtime.entry.build_context``) with the
   fast rollout engine (``runtime.rollout.fast``: static KV cache, CUDA-graph decode);
-* ``cascadec-hf``: the same trainer with the runtime's default transformers engine (on a CPU the update
-  trains through a bf16 copy of the weights, ``runtime.bf16_weights``);
-* ``cascadec-autocast``: the same, with the update's forward under autocast over the fp32 weights instead of
-  the copy (how a CPU stage trained before issue 16's copy; the same as ``cascadec-hf`` on CUDA);
+* ``cascadec-hf``: the same trainer with the runtime's default transformers engine;
 * ``trl``: ``trl.GRPOTrainer`` with transformers ``generate`` (no vLLM), ``per_device_train_batch_size``
   = prompts x group, ``min_new_tokens`` = ``--new``.
 
@@ -31,7 +28,7 @@ from typing import Any
 
 from bench import gpu_common as common
 
-RUNS = ("cascadec-fast", "cascadec-hf", "cascadec-autocast", "trl")
+RUNS = ("cascadec-fast", "cascadec-hf", "trl")
 
 
 def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str]):
@@ -74,8 +71,6 @@ def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], en
     ctx = build_context(plan, stage, RunDir(common.scratch_dir("cascadec-grpo-")))
     if engine == "fast":
         ctx.engine = FastRolloutEngine(ctx.policy, ctx.tokenizer, dtype=ctx.dtype, suppress_eos=True)
-    if engine == "autocast":
-        ctx.bf16_weights = None
     profiler = common.UpdateProfiler()
     ctx.engine.generate = profiler.wrap(ctx.engine.generate)
     trainer = GRPOTrainer(ctx)

@@ -129,8 +129,6 @@ class StageContext:
     # (step, attempt) -> this rank's share of a further batch of prompts, for dynamic sampling's extra
     # generation batches (set by runtime.entry from a prompt stream separate from the loop's batches)
     resample: Callable[[int, int], list[Sample]] | None = None
-    # bf16 weights the training forward runs through on a single CPU process (runtime.bf16_weights), or None
-    bf16_weights: Any = None
     _frozen: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -143,11 +141,6 @@ class StageContext:
 
     def unwrapped_policy(self) -> Any:
         return self.accelerator.unwrap_model(self.policy)
-
-    def forward_policy(self) -> Any:
-        """The module a training or scoring forward of the policy runs through: its bf16 copy where the stage
-        keeps one (gradients land on ``policy``'s fp32 parameters), else ``policy`` itself."""
-        return self.policy if self.bf16_weights is None else self.bf16_weights.model()
 
     def load_frozen(self, stage_or_base: str) -> Any:
         """A frozen copy of ``"base"``, a named external checkpoint (``Plan.checkpoints``, verified by

@@ -25,7 +25,6 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import Plan, Resources, Stage
-from runtime.bf16_weights import Bf16Weights
 from runtime.context import (
     StageContext, build_optimizer, build_scheduler, load_plugins, trainer_class,
 )
@@ -191,19 +190,10 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     ctx = StageContext(
         plan=plan, stage=stage, run_dir=run_dir.root, accelerator=acc, device=acc.device, dtype=dtype,
         policy=policy, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
-        rewards=build_rewards(plan), bf16_weights=bf16_weights(acc, stage, policy, optimizer) if train else None,
+        rewards=build_rewards(plan),
     )
     ctx.engine = build_engine(ctx)
     return ctx
-
-
-def bf16_weights(acc: Any, stage: Stage, policy: Any, optimizer: Any) -> Bf16Weights | None:
-    """A bf16 copy to train ``policy`` through (``runtime.bf16_weights``) for bf16 on a single CPU process; None
-    elsewhere: on CUDA autocast's casts are cheap, and DDP and FSDP2 synchronise their own parameters."""
-    single_cpu = acc.device.type == "cpu" and acc.num_processes == 1 and stage.resources.strategy != "fsdp2"
-    if not (single_cpu and acc.mixed_precision == "bf16"):
-        return None
-    return Bf16Weights(acc.unwrap_model(policy), optimizer)
 
 
 def extra_prompts(data: dict, weights: dict, stage: Stage, plan_seed: int, acc: Any) -> Any:

@@ -1,9 +1,9 @@
 """A whole copy of a transformers model in another dtype, filled from the source's parameters.
 
 The rollout engines decode from a bf16 copy of fp32 master weights (``runtime.rollout.fast``,
-``runtime.rollout.hf``), and a CPU stage trains through one (``runtime.bf16_weights``); all of them build it
-with :func:`replica`, pair its parameters with the source's by name with :func:`paired_parameters`, and copy
-the source in with one ``_foreach_copy_`` (FSDP2 shards are gathered first with :func:`whole`).
+``runtime.rollout.hf``): both build it with :func:`replica`, pair its parameters with the source's by name
+with :func:`paired_parameters`, and copy the source in with one ``_foreach_copy_`` (FSDP2 shards are gathered
+first with :func:`whole`).
 """
 
 from __future__ import annotations

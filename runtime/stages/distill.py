@@ -355,7 +355,7 @@ class DistillTrainer:
             row_w = torch.tensor([weights[i] for i in chunk], device=ctx.device)
             with acc.no_sync(policy) if n < passes - 1 else contextlib.nullcontext():
                 if p.loss == "mopd":
-                    out = token_logprobs(ctx.forward_policy(), ids, attn, comp, temperature=self.temperature, with_entropy=True,
+                    out = token_logprobs(policy, ids, attn, comp, temperature=self.temperature, with_entropy=True,
                                          compute_dtype=ctx.dtype)
                     lp, entropy = out.logprobs, out.entropy
                     empty = torch.zeros(0)
@@ -401,12 +401,11 @@ class DistillTrainer:
         """
         p, ctx = self.params, self.ctx
         wanted = mask[:, 1:]
-        policy = ctx.forward_policy()
         with training_attention(ids):
-            out = policy(input_ids=ids, attention_mask=attn, output_hidden_states=True,
-                         logits_to_keep=last_position(ids), use_cache=False)
+            out = ctx.policy(input_ids=ids, attention_mask=attn, output_hidden_states=True,
+                             logits_to_keep=last_position(ids), use_cache=False)
         student = out.hidden_states[-1][:, :-1]
-        head = unwrap_model(policy).get_output_embeddings().weight
+        head = unwrap_model(ctx.policy).get_output_embeddings().weight
         div, lp, lp_t, entropy = (torch.zeros(mask.shape, device=ids.device) for _ in range(4))
         for name in sorted(set(names)):
             sub = torch.tensor([n == name for n in names], device=ids.device)

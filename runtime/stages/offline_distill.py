@@ -175,7 +175,7 @@ class OfflineDistillTrainer:
         ctx, p = self.ctx, self.params
         pairs = [(e["prompt"], e["completion"]) for e in entries]
         ids, attn = (t.to(ctx.device) for t in self._rows(pairs))
-        logits = ctx.forward_policy()(input_ids=ids, attention_mask=attn, use_cache=False).logits[..., :len(ctx.tokenizer)]
+        logits = ctx.policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[..., :len(ctx.tokenizer)]
         width = max([len(c) for _, c in pairs] + [1])
         # the completion positions of each row, right-padded: student logits [B, W, V], targets [B, W]
         student = torch.stack([torch.nn.functional.pad(

@@ -124,7 +124,7 @@ class PolicyUpdate:
             return {}
         batches = self.layout(rollouts, index)
         width = max([len(c) for c in rollouts.completion_ids] + [1])
-        out = {"old": score(ctx.forward_policy(), batches, len(rollouts), width, o.temperature, ctx.device, ctx.dtype)}
+        out = {"old": score(ctx.policy, batches, len(rollouts), width, o.temperature, ctx.device, ctx.dtype)}
         if want_ref:
             out["ref"] = score(self.reference, batches, len(rollouts), width, o.temperature, ctx.device, ctx.dtype)
         return out
@@ -171,7 +171,7 @@ class PolicyUpdate:
             mb = (batches[n] if n < len(batches) else self._dummy()).to(ctx.device)
             mask = (mb.rollout >= 0).to(torch.float32)
             with acc.no_sync(policy) if n < passes - 1 else nullcontext():
-                out = forward(ctx.forward_policy(), mb, o.temperature, with_entropy=True, dtype=ctx.dtype)
+                out = forward(policy, mb, o.temperature, with_entropy=True, dtype=ctx.dtype)
                 ref = None
                 if self.reference is not None and not o.kl_in_reward:
                     with torch.inference_mode():  # frozen, in the stage dtype: no autograd state at all

@@ -185,7 +185,7 @@ class SFTTrainer:
             tensors = {k: (v.to(ctx.device) if v is not None else None) for k, v in mb.items()}
             mask = tensors["completion_mask"] if real else torch.zeros_like(tensors["completion_mask"])
             with acc.no_sync(ctx.policy) if n < passes - 1 else nullcontext():
-                lp = token_logprobs(ctx.forward_policy(), tensors["input_ids"], tensors["attention_mask"],
+                lp = token_logprobs(ctx.policy, tensors["input_ids"], tensors["attention_mask"],
                                     tensors["completion_mask"], position_ids=tensors["position_ids"],
                                     compute_dtype=ctx.dtype).logprobs
                 loss = -(lp * mask).sum() / total

@@ -5,7 +5,7 @@
 #   cores 2-3    one distillation step against TRL (bench/distill_vs_trl.py --device cpu, same shape);
 #   GPU          tests/gpu (cores 4-5);                                              [needs the parked model:]
 #   cores 6-7    fp32 against bf16 rollout and update phases (bench/cpu_bf16_phases.py), unless $2 is 5 seeds;
-#   cores 8-15   the quickstart, seeds $2 (default "0 1 2", at most 4, or 5 on cores 6-15) at once, each from
+#   cores 8-15   the quickstart, seeds $2 (default "0 1 2"; "none"; at most 4, or 5 on cores 6-15) at once, each from
 #                an empty model cache (bench/quickstart_seeds.py --fresh-cache).
 # The SmolLM2 GGUF (92 MiB) cannot travel in one call: with the model, run study_park.sh first and this at
 # once on the same warm machine (carry build/gguf-b build/trlwhl); without it (carry .whl) only the TRL
@@ -17,9 +17,11 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFOR
 export PYTHONPATH=/tmp/site:$PWD
 budget=${1:-520}
 seeds=(${2:-0 1 2})
+[[ "${2:-}" == none ]] && seeds=()  # a warm machine still holds the parked model from an earlier call
 first=$(( ${#seeds[@]} > 4 ? 6 : 8 ))
-wheels=()
-for dir in .whl build/trlwhl; do [ -d $dir ] && wheels+=($dir/*.whl); done
+declare -A wheel  # by file name: a warm machine may still hold build/trlwhl beside a carried .whl
+for w in build/trlwhl/*.whl .whl/*.whl; do [ -f "$w" ] && wheel[$(basename "$w")]=$w; done
+wheels=("${wheel[@]}")
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
   "${wheels[@]}" || { echo "wheel install failed"; exit 1; }
 parked=0

@@ -122,13 +122,12 @@ def test_grpo_step_in_bf16_keeps_fp32_masters_and_refreshes_the_decode_copy(tmp_
     ctx = make_ctx(tmp_path, precision="bf16")
     assert ctx.dtype == torch.bfloat16
     ctx.rewards["toy"] = lambda s, c: [float(i % 2) for i in range(len(c))]
-    seen: dict[str, list[torch.dtype]] = {"master": [], "copy": []}
-    for key, model in (("master", ctx.unwrapped_policy()), ("copy", ctx.bf16_weights.copy)):
-        model.model.layers[0].mlp.down_proj.register_forward_hook(lambda mod, i, out, k=key: seen[k].append(out.dtype))
+    seen: list[torch.dtype] = []
+    linear = ctx.unwrapped_policy().model.layers[0].mlp.down_proj
+    linear.register_forward_hook(lambda mod, i, out: seen.append(out.dtype))
     m = GRPOTrainer(ctx).step(0, BATCH)
-    # On a single CPU process the update runs through the bf16 copy (runtime.bf16_weights), never the masters
-    # (the rollout ran on the engine's own copy).
-    assert seen["master"] == [] and seen["copy"] and set(seen["copy"]) == {torch.bfloat16}
+    # The update's forward ran under bf16 autocast (the rollout ran on the engine's copy, not this module).
+    assert seen and set(seen) == {torch.bfloat16}
     assert m["grad_norm"] > 0 and torch.isfinite(torch.tensor(m["loss"]))
     # bf16 decode and bf16-autocast training agree up to bf16 rounding, not exactly.
     assert m["logp_mismatch"] < 0.05
