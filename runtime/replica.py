@@ -86,8 +86,8 @@ def paired_parameters(replica: nn.Module, source: nn.Module) -> list[tuple[torch
     mine, theirs = dict(replica.named_parameters()), dict(source.named_parameters())
     if mine.keys() != theirs.keys():
         raise RuntimeError(
-            "a copy of the policy does not match the policy's parameters: "
+            "the rollout engine's copy of the policy does not match the policy's parameters: "
             f"only in the copy {sorted(mine.keys() - theirs.keys())}, only in the policy "
-            f"{sorted(theirs.keys() - mine.keys())}"
+            f"{sorted(theirs.keys() - mine.keys())}; help: set CASCADEC_FAST_ROLLOUT=0 to use transformers generate"
         )
     return [(mine[name], param) for name, param in theirs.items()]
