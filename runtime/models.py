@@ -258,7 +258,15 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
         # Seed a private generator state so loading a tiny model does not move the caller's RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            if dtype != torch.float32:
+                # Drawn in fp32, then rounded: the same weights in every dtype. Drawn in bf16, torch 2.11 with
+                # transformers 5.17 gave other numbers, so a frozen bf16 `base` teacher was not the fp32 policy's
+                # starting point (0.05 nats of KL between them). Built in `dtype` for transformers' own choices
+                # there (fp32 rotary frequencies, the config's dtype), then filled.
+                target = AutoModelForCausalLM.from_config(config, dtype=dtype)
+                target.load_state_dict(model.state_dict())
+                model = target
     except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
         raise ModelLoadError(
             f"cannot load tiny model `{ref.name}`: transformers rejects its config: {_one_line(e)}\n"

@@ -40,6 +40,19 @@ def test_tiny_model_is_seeded_and_sized_by_config() -> None:
     assert m1.training
 
 
+def test_a_tiny_model_has_the_same_weights_in_every_dtype() -> None:
+    # A frozen bf16 `base` teacher must be the fp32 policy's starting point rounded, on every torch and
+    # transformers version (drawn in bf16, torch 2.11 with transformers 5.17 gave other weights).
+    fp32, _ = load_model(TINY, seed=3)
+    bf16, _ = load_model(TINY, dtype=torch.bfloat16, seed=3)
+    theirs = dict(fp32.named_parameters())
+    for name, p in bf16.named_parameters():
+        assert p.dtype == torch.bfloat16 and torch.equal(p, theirs[name].to(torch.bfloat16)), name
+    assert bf16.lm_head.weight is bf16.model.embed_tokens.weight
+    assert all(b.dtype == torch.float32 for b in bf16.buffers())  # rotary frequencies stay fp32
+    assert bf16.config.dtype == torch.bfloat16
+
+
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model, tok = load_model(TINY, seed=1)
     save_checkpoint(model, tok, tmp_path / "final")
