@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -48,8 +49,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "loadavg": os.getloadavg()},
         "seconds_per_forward": times,
-        "median_ratio": sorted(times["int logits_to_keep=1"])[args.rounds // 2]
-        / sorted(times["last_position index"])[args.rounds // 2],
+        "median_ratio": statistics.median(times["int logits_to_keep=1"])
+        / statistics.median(times["last_position index"]),
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
