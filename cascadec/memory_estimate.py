@@ -64,14 +64,19 @@ KNOWN_SHAPES = {
 
 def shape_from_config(config: dict, params: int | None = None) -> ModelShape | None:
     """A shape from a transformers config dict (``config.json`` or ``tiny(...)`` overrides); None when a
-    dimension is missing. ``params`` defaults to the count implied by the dimensions (untied head)."""
+    dimension is missing or not a positive number (no model has it: the runtime refuses such a ``tiny(...)``).
+    ``params`` defaults to the count implied by the dimensions (untied head)."""
     try:
         h, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
         heads = int(config["num_attention_heads"])
         kv = int(config.get("num_key_value_heads") or heads)
-        head_dim = int(config.get("head_dim") or h // heads)
         inter, vocab = int(config["intermediate_size"]), int(config["vocab_size"])
+        if min(h, layers, heads, kv, inter, vocab) <= 0:
+            return None
+        head_dim = int(config.get("head_dim") or h // heads)
     except (KeyError, TypeError, ValueError):
+        return None
+    if head_dim <= 0:
         return None
     if params is None:
         per_layer = h * heads * head_dim * 2 + 2 * h * kv * head_dim + 3 * h * inter + 2 * h

@@ -47,6 +47,11 @@ def test_shapes_from_configs_match_the_published_parameter_counts():
            "intermediate_size": 14336, "vocab_size": 128256}
     assert shape_from_config(cfg).params == llama.params == 8_030_261_248
     assert shape_from_config({"hidden_size": 8}) is None
+    # A dimension of 0 or less is no model: no estimate (it divided by 0 heads: an internal compiler error)
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+        for bad in (0, -2):
+            assert shape_from_config({**cfg, key: bad}) is None, (key, bad)
+    assert shape_from_config({**cfg, "hidden_size": 16}) is None  # head_dim 16 // 32 = 0
 
 
 def test_gpu_memory_table_and_override():
