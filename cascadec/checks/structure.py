@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Iterable, Iterator
 
@@ -65,7 +66,7 @@ def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnosti
                                    help="compare with a number, e.g. `math.gsm >= 0.8`")
 
 
-def _dupes(named: Iterable[tuple[str, object]], what: str) -> Iterator[Diagnostic]:
+def _dupes(named: Iterable[tuple[str, object]], what: str, help: str | None = None) -> Iterator[Diagnostic]:
     """CAS303 for every repeated name; ``named`` yields (name, node with .span or Ident)."""
     first: dict[str, object] = {}
     for name, node in named:
@@ -73,9 +74,21 @@ def _dupes(named: Iterable[tuple[str, object]], what: str) -> Iterator[Diagnosti
             yield make("CAS303", f"{what} `{name}` is defined twice", node.span,  # type: ignore[attr-defined]
                        label="defined again here",
                        secondary=((first[name].span, "first defined here"),),  # type: ignore[attr-defined]
-                       help=f"rename one of them or remove the second {what}")
+                       help=help or f"rename one of them or remove the second {what}")
         else:
             first[name] = node
+
+
+def _calls(node: object) -> Iterator[ast.Call]:
+    """Every call in the AST ``node``, nested ones included (``model(tiny(llama, ...))``)."""
+    if isinstance(node, ast.Call):
+        yield node
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _calls(getattr(node, f.name))
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _calls(item)
 
 
 def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
@@ -94,6 +107,11 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
         defaults = [d for d in view.defaults if d.span.path == mod.path]
         yield from _dupes(((d.kind.name, d.kind) for d in defaults), "defaults block")
     yield from _assign_dupes(view.assigns)
+    for mod in view.modules:
+        for call in _calls(mod):
+            # without this the last value won silently: `gym(..., size = 200, size = 100)` loaded 100 rows
+            yield from _dupes(((k.key.name, k.key) for k in call.kwargs), f"`{call.func.name}(...)` keyword",
+                              help="remove one of them: a call takes each keyword once")
     for d in view.domains:
         yield from _assign_dupes(d.assigns)
         yield from _dupes(((e.name.name, e.name) for e in d.evals), "eval")
