@@ -76,6 +76,9 @@ def _check_value(kind: str, name: str, arg: Arg, value: ast.Value) -> Diagnostic
         if value.unit is not None and dim not in dims:
             return make("CAS202", f"{where} takes {_words(arg)}, found a {dim or 'unknown'} quantity `{value.text}`",
                         value.span, label="wrong unit", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
+        if arg.kind == "memory" and value.unit is None:  # a bare 512 would be 512 bytes, never what was meant
+            return make("CAS202", f"{where} takes a memory size with its unit, found the plain number `{value.text}`",
+                        value.span, label="no unit", help=f"write e.g. `{name} = {value.text}MiB`")
         if arg.kind == "int" and not (value.is_int or value.unit is not None):
             return make("CAS200", f"{where} takes an integer, found `{value.text}`", value.span,
                         label="not an integer", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")

@@ -103,8 +103,13 @@ def to_pair(v: ast.Value, key: str) -> tuple[float, float]:
 
 
 def to_memory(v: ast.Value, key: str) -> int:
-    return int(_in_units(v, key, "memory", "a memory size", "a memory size", "80GB",
-                         "use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`"))
+    units = "use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`"
+    value = int(_in_units(v, key, "memory", "a memory size", "a memory size", "80GB", units))
+    if v.unit is None:  # type: ignore[union-attr]
+        # A bare `memory_per_gpu = 80` meant 80 GB, not the 80 bytes a plain number in base units would be.
+        raise _bad("CAS202", f"`{key}` takes a memory size with its unit, found the plain number `{v.text}`",
+                   v.span, help=f"write e.g. `{key} = {v.text}GB` ({units})")  # type: ignore[union-attr]
+    return value
 
 
 def to_schedule(v: ast.Value, key: str) -> dict[str, Any]:

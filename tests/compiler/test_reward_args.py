@@ -39,6 +39,7 @@ def test_registry_args_match_runtime_signatures():
 @pytest.mark.parametrize("reward, code, words", [
     ('unit_tests(tests = field("t"), timeout = 6GiB)', "CAS202", "takes a time"),
     ('unit_tests(tests = field("t"), memory = 6s)', "CAS202", "takes a memory size"),
+    ('unit_tests(tests = field("t"), memory = 512)', "CAS202", "memory size with its unit"),
     ('unit_tests(tests = field("t"), timeot = 6s)', "CAS301", "has no argument `timeot`"),
     ("unit_tests(memory = 1GiB)", "CAS203", "needs argument `tests`"),
     ('py("no_colon")', "CAS200", "package.module:function"),
@@ -55,7 +56,7 @@ def test_bad_reward_arguments(reward, code, words):
 
 
 @pytest.mark.parametrize("reward", [
-    'unit_tests(tests = field("t"), timeout = 6, memory = 1073741824, mode = fraction, workers = 4)',
+    'unit_tests(tests = field("t"), timeout = 6, memory = 1073741824B, mode = fraction, workers = 4)',
     'py("pkg.mod:fn", anything = 3, other = "x")',
     'judge("m", mode = pointwise, pairs = "circular", reference = field("a"), max_new_tokens = 1k)',
     'exact(answer = field("a"), normalize = off, code_switch_penalty = -1)',
