@@ -35,12 +35,15 @@ def _eval_ref(ref: ast.Dotted, domains: dict[str, ast.Domain]) -> Iterator[Diagn
                    label="unknown eval", secondary=((domain.name.span, "domain declared here"),), help=hint)
 
 
-def _stage_ref(ident: ast.Ident, stages: dict[str, int]) -> Iterator[Diagnostic]:
+def _stage_ref(ident: ast.Ident, stages: dict[str, int], itself: str | None = None) -> Iterator[Diagnostic]:
+    """``ident`` must name a stage, ``base`` or a named checkpoint; the stage ``itself`` (the one whose parent
+    or teacher this is) is no candidate to suggest."""
     if ident.name != "base" and ident.name not in stages:
-        yield _unknown(ident, "stage", list(stages) + ["base"])
+        yield _unknown(ident, "stage", [s for s in stages if s != itself] + ["base"])
 
 
-def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, ast.Domain]) -> Iterator[Diagnostic]:
+def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, ast.Domain],
+                  student: str) -> Iterator[Diagnostic]:
     by, routes = teacher_routes(t)
     if by is not None and not (isinstance(by.value, ast.Call) and by.value.func.name == "field"):
         yield make("CAS200", "`by` in `teachers` takes the data field to route by", by.value.span,
@@ -56,7 +59,7 @@ def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, as
             yield _unknown(a.key, "domain", sorted(domains) + ["default"])
         v = a.value
         if isinstance(v, ast.Ident):
-            yield from _stage_ref(v, stages)
+            yield from _stage_ref(v, stages, student)
         elif isinstance(v, ast.Call) and v.func.name == "best":
             if len(v.args) < 1 or v.by is None or v.kwargs:
                 yield make("CAS200", "`best(...)` takes stage names and `by DOMAIN.EVAL`", v.span,
@@ -64,7 +67,7 @@ def _teacher_refs(t: ast.Teachers, stages: dict[str, int], domains: dict[str, as
                 continue
             for cand in v.args:
                 if isinstance(cand, ast.Ident):
-                    yield from _stage_ref(cand, stages)
+                    yield from _stage_ref(cand, stages, student)
                 else:
                     yield make("CAS200", "a `best(...)` candidate must be a stage name", cand.span,
                                label="not a stage name", help="write `best(sft, rl by math.gsm)`")
@@ -123,7 +126,7 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     stages = {**ctx.stage_index(), **{n: -1 for n in declared(ctx.view)}}
     domains = ctx.domains()
     for st in ctx.view.stages:
-        yield from _stage_ref(st.parent, stages)
+        yield from _stage_ref(st.parent, stages, st.name.name)
         on = st.on
         refs = [on] if isinstance(on, ast.Ident) else list(on.items) if isinstance(on, ast.ListV) else []
         if isinstance(on, ast.ListV) and not on.items:
@@ -155,7 +158,7 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
                     and item.value.by is not None:
                 yield from _eval_ref(item.value.by, domains)
             if isinstance(item, ast.Teachers):
-                yield from _teacher_refs(item, stages, domains)
+                yield from _teacher_refs(item, stages, domains, st.name.name)
             elif isinstance(item, ast.Until):
                 yield from _until_refs(item, domains, st.kind.name)
     if ctx.view.stages and not domains and any(st.on is None for st in ctx.view.stages):
