@@ -48,7 +48,8 @@ _TABLE: tuple[Code, ...] = (
          "`temperature` is non-negative, `is_band` must satisfy low < 1 < high, counts are at least 1."),
     Code("CAS202", "unit-mismatch", "error", "a quantity has a unit of the wrong kind",
          "A token length takes a count (`49k`, `48Ki`), a timeout a time (`6s`), a memory limit a size "
-         "(`1GiB`). Using a time where a count is expected (or the reverse) is an error."),
+         "(`1GiB`). Using a time where a count is expected (or the reverse) is an error, and so is a memory "
+         "setting without its unit (`memory_per_gpu = 80` is not 80 bytes: write `80GB`)."),
     Code("CAS203", "missing-value", "error", "a required key is not set",
          "Some keys have no default: a stage needs `steps` (in the stage or in `defaults KIND`), a domain "
          "needs `train`, the cascade needs `base`."),
