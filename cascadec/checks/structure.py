@@ -79,16 +79,16 @@ def _dupes(named: Iterable[tuple[str, object]], what: str, help: str | None = No
             first[name] = node
 
 
-def _calls(node: object) -> Iterator[ast.Call]:
+def calls(node: object) -> Iterator[ast.Call]:
     """Every call in the AST ``node``, nested ones included (``model(tiny(llama, ...))``)."""
     if isinstance(node, ast.Call):
         yield node
     if dataclasses.is_dataclass(node):
         for f in dataclasses.fields(node):
-            yield from _calls(getattr(node, f.name))
+            yield from calls(getattr(node, f.name))
     elif isinstance(node, (tuple, list)):
         for item in node:
-            yield from _calls(item)
+            yield from calls(item)
 
 
 def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
@@ -108,7 +108,7 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
         yield from _dupes(((d.kind.name, d.kind) for d in defaults), "defaults block")
     yield from _assign_dupes(view.assigns)
     for mod in view.modules:
-        for call in _calls(mod):
+        for call in calls(mod):
             # without this the last value won silently: `gym(..., size = 200, size = 100)` loaded 100 rows
             yield from _dupes(((k.key.name, k.key) for k in call.kwargs), f"`{call.func.name}(...)` keyword",
                               help="remove one of them: a call takes each keyword once")

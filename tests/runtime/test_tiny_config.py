@@ -10,7 +10,8 @@ import pytest
 from cascadec_runtime_plans import TINY, console, tiny_plan, write_build
 
 from cascadec.contract.plan import ModelRef
-from runtime.models import ModelLoadError, check_tiny, load_model
+from cascadec.contract.tiny import BYTE_VOCAB_SIZE
+from runtime.models import ModelLoadError, byte_tokenizer, check_tiny, load_model
 from runtime.orchestrator import run
 from runtime.state import RunDir
 
@@ -75,3 +76,7 @@ def test_run_with_a_misspelt_key_fails_at_the_base_evals_with_the_message(tmp_pa
     assert "unknown config key `hiden_size`" in text and "did you mean `hidden_size`?" in text, text
     assert "Traceback" not in text
     assert not rd.final("s1").exists() and "s1" not in rd.read_state()["stages"]
+
+
+def test_the_byte_tokenizer_has_the_vocabulary_the_compiler_estimates_with() -> None:
+    assert len(byte_tokenizer()) == BYTE_VOCAB_SIZE
