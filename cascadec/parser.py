@@ -128,6 +128,10 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
         hint = ("strings use double quotes" if char == "'" else
                 "only `#` starts a comment; keys, values and blocks are listed in docs/language.md")
         shown = f"`{char}`" if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}" if char else "end"
+        if char == '"':  # no string token matches: its closing quote is missing on this line
+            return make("CAS101", "unterminated string", span, label="this string is not closed on its line",
+                        help='close it with `"` on the same line (a string cannot span lines; write `\\"` for a '
+                             'quote inside it)')
         return make("CAS101", f"unexpected character {shown}", span, label="no token starts here", help=hint)
     expected_names = set(getattr(exc, "expected", ()) or ())
     interactive = getattr(exc, "interactive_parser", None)

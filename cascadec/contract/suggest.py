@@ -6,9 +6,21 @@ import difflib
 from typing import Iterable
 
 
+# Names users write for a candidate that difflib would not find (or would match to the wrong one: `gpu` is
+# closer to `cpu` than to `cuda`).
+SYNONYMS = {"gpu": "cuda", "float32": "fp32", "float": "fp32", "bfloat16": "bf16"}
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate (difflib ratio >= 0.6) or None."""
-    found = difflib.get_close_matches(name, sorted(candidates), n=1)
+    """The candidate ``name`` means: the same name in another case (``BF16``), a known synonym
+    (:data:`SYNONYMS`), else the closest candidate (difflib ratio >= 0.6), else None."""
+    options = sorted(candidates)
+    same = [c for c in options if c.lower() == name.lower()]
+    if same:
+        return same[0]
+    if SYNONYMS.get(name.lower()) in options:
+        return SYNONYMS[name.lower()]
+    found = difflib.get_close_matches(name, options, n=1)
     return found[0] if found else None
 
 
