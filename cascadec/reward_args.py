@@ -13,7 +13,7 @@ from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.contract.kinds import REWARD_KINDS, Arg
 from cascadec.contract.suggest import did_you_mean, suggest
-from cascadec.units import UNITS
+from cascadec.units import UNITS, unit_missing
 
 
 _EXAMPLE = {"str": '"..."', "int": "8", "bool": "on", "time": "6s", "memory": "1GiB"}
@@ -76,9 +76,9 @@ def _check_value(kind: str, name: str, arg: Arg, value: ast.Value) -> Diagnostic
         if value.unit is not None and dim not in dims:
             return make("CAS202", f"{where} takes {_words(arg)}, found a {dim or 'unknown'} quantity `{value.text}`",
                         value.span, label="wrong unit", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
-        if arg.kind == "memory" and value.unit is None:  # a bare 512 would be 512 bytes, never what was meant
-            return make("CAS202", f"{where} takes a memory size with its unit, found the plain number `{value.text}`",
-                        value.span, label="no unit", help=f"write e.g. `{name} = {value.text}MiB`")
+        if unit_missing(dims[0], value.unit):
+            return make("CAS202", f"{where} takes {_words(arg)} with its unit, found the plain number `{value.text}`",
+                        value.span, label="no unit", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
         if arg.kind == "int" and not (value.is_int or value.unit is not None):
             return make("CAS200", f"{where} takes an integer, found `{value.text}`", value.span,
                         label="not an integer", help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
@@ -98,4 +98,4 @@ def _check_value(kind: str, name: str, arg: Arg, value: ast.Value) -> Diagnostic
 
 def _words(arg: Arg) -> str:
     return {"str": "a string", "int": "an integer", "bool": "`on` or `off`", "time": "a time such as `6s`",
-            "memory": "a memory size such as `1GiB`"}[arg.kind]
+            "memory": "a memory size"}[arg.kind]

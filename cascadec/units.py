@@ -20,6 +20,17 @@ UNITS: dict[str, tuple[Dimension, int | float]] = {
 }
 
 
+# Dimensions whose values need a unit: a bare `80` is a count or seconds where those are meant, but as memory it
+# would be 80 bytes, never what `memory_per_gpu = 80` or `unit_tests(memory = 512)` means.
+NEEDS_UNIT: frozenset[Dimension] = frozenset({"memory"})
+
+
+def unit_missing(dim: Dimension, unit: str | None) -> bool:
+    """Whether a value of dimension ``dim`` written with ``unit`` (None: a plain number) lacks the unit it
+    needs (:data:`NEEDS_UNIT`)."""
+    return unit is None and dim in NEEDS_UNIT
+
+
 def scale(value: int | float, unit: str | None) -> tuple[Dimension | None, int | float]:
     """``(dimension, value in base units)``; a bare number has dimension None.
 

@@ -11,7 +11,7 @@ from cascadec.contract.kinds import Key
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.keys import BOOLS
-from cascadec.units import as_number, scale, unit_help
+from cascadec.units import as_number, scale, unit_help, unit_missing
 
 
 class Invalid(Exception):
@@ -105,10 +105,10 @@ def to_pair(v: ast.Value, key: str) -> tuple[float, float]:
 def to_memory(v: ast.Value, key: str) -> int:
     units = "use `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or `TiB`"
     value = int(_in_units(v, key, "memory", "a memory size", "a memory size", "80GB", units))
-    if v.unit is None:  # type: ignore[union-attr]
-        # A bare `memory_per_gpu = 80` meant 80 GB, not the 80 bytes a plain number in base units would be.
+    assert isinstance(v, ast.Num)  # _in_units refuses anything else
+    if unit_missing("memory", v.unit):
         raise _bad("CAS202", f"`{key}` takes a memory size with its unit, found the plain number `{v.text}`",
-                   v.span, help=f"write e.g. `{key} = {v.text}GB` ({units})")  # type: ignore[union-attr]
+                   v.span, help=f"write e.g. `{key} = {v.text}GB` ({units})")
     return value
 
 
