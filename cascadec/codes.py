@@ -164,9 +164,13 @@ _TABLE: tuple[Code, ...] = (
          "`tiny(NAME, key = value, ...)` builds a random-init model from a transformers config: NAME must be a "
          "transformers model type with a causal-LM class (`llama`, `qwen2`), each key an attribute of its config "
          "class (`hidden_size`, `num_hidden_layers`), each size a positive whole number, and the config must pass "
-         "the class's own checks (the attention heads must divide `hidden_size`). Keys left out take small "
-         "defaults (hidden size 64, 2 layers, 4 heads). `cascadec lint` and `cascadec run` check this before "
-         "anything runs, with the same rules as the runtime."),
+         "the class's own checks (the attention heads must divide `hidden_size`, the key-value heads the heads). "
+         "Keys left out take small defaults (hidden size 64, 2 layers, 4 heads). With the default byte-level "
+         "tokenizer the model is also built and run on 2 rows of 8 tokens: its vocabulary must hold the "
+         "tokenizer's 259 tokens, its logits must be finite, and it must be causal (a position's output may not "
+         "depend on later tokens: `tiny(bert)` needs `is_decoder = true`). A composite type such as `gemma3` "
+         "keeps its sizes in a sub-config; write its text type, `gemma3_text`. `cascadec lint` and `cascadec "
+         "run` check this before anything runs."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

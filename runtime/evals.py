@@ -1,4 +1,5 @@
-"""Held-out evals of every domain: pass@1 (greedy), avg@k and pass@k, recorded to ``evals.jsonl``.
+"""Held-out evals of every domain, recorded to ``evals.jsonl``: pass@1 (one completion per item, greedy unless
+the eval sets a temperature), avg@k and pass@k.
 
 Each rank scores a strided shard of every eval set (padded so that every rank makes the same number of
 ``generate`` calls) with the stage's rollout engine and the domain's reward; the per-item scores are gathered
@@ -71,8 +72,9 @@ def score_shard(ctx: StageContext, eval_set: EvalSet, items: Sequence[Sample], s
     """Scores of ``items`` (one float per item) with ``ctx.engine`` and ``ctx.rewards[domain]``."""
     spec = eval_set.spec
     n = samples_per_item(spec)
-    # pass@1 is greedy by definition; avg@k / pass@k sample at the spec's temperature.
-    temperature = 0.0 if spec.metric == "pass@1" else spec.temperature
+    # pass@1 is one completion per item: greedy at the default temperature 0, sampled where the spec sets one
+    # (the papers' "pass@1 at temperature 0.6")
+    temperature = spec.temperature
     reward = ctx.rewards[eval_set.domain]
     scores: list[float] = []
     for start in range(0, len(items), CHUNK):

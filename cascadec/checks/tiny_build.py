@@ -4,7 +4,9 @@ The rules are the runtime's (`cascadec.contract.tiny.tiny_problem`, which `runti
 before it builds the model): a model type with a causal-LM class, keys its config class knows, positive sizes,
 values of the right type, and the config class's own validators. They need transformers' config classes
 (seconds to import), so only `cascadec lint` and `cascadec run` check them (`BUILD_CHECKS`), and specs without
-`tiny(...)` never pay it.
+`tiny(...)` never pay it. With the default byte-level tokenizer, lint also builds the model and runs a first
+forward (`cascadec.contract.tiny.build_problem`): what transformers accepts but cannot build or run, or builds
+wrong (key-value heads that do not divide the heads, NaN logits, a model that is not causal).
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.structure import calls
 from cascadec.codes import make
-from cascadec.contract.tiny import TinyProblem, tiny_problem
+from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problem, tiny_problem
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.convert import to_plain
 
 
-def _tiny_calls(ctx: CheckContext) -> Iterator[ast.Call]:
+def _tiny_models(ctx: CheckContext) -> Iterator[tuple[ast.Call, str | None]]:
+    """Each `tiny(...)` call of a `model(...)` source, with that source's `tokenizer` (None: the default)."""
     for mod in ctx.view.modules:
         for call in calls(mod):
-            if call.func.name == "tiny" and len(call.args) == 1 and isinstance(call.args[0], (ast.Ident, ast.Str)):
-                yield call
+            inner = call.args[0] if call.func.name == "model" and len(call.args) == 1 else None
+            if isinstance(inner, ast.Call) and inner.func.name == "tiny" and len(inner.args) == 1 \
+                    and isinstance(inner.args[0], (ast.Ident, ast.Str)):
+                tokenizer = next((kw.value for kw in call.kwargs if kw.key.name == "tokenizer"), None)
+                yield inner, tokenizer.value if isinstance(tokenizer, ast.Str) else None
 
 
 def _family(call: ast.Call) -> str:
@@ -46,9 +52,12 @@ def _where(call: ast.Call, problem: TinyProblem) -> tuple[Span, str]:
 
 def check_tiny_configs(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """CAS329 for every `tiny(...)` model source whose config the runtime would refuse."""
-    for call in _tiny_calls(ctx):
+    for call, tokenizer in _tiny_models(ctx):
         family = _family(call)
-        problem = tiny_problem(family, {kw.key.name: to_plain(kw.value, kw.key.name) for kw in call.kwargs})
+        config = {kw.key.name: to_plain(kw.value, kw.key.name) for kw in call.kwargs}
+        problem = tiny_problem(family, config)
+        if problem is None and tokenizer in (None, "bytes"):
+            problem = build_problem(family, config, BYTE_TOKENS)
         if problem is None:
             continue
         span, label = _where(call, problem)

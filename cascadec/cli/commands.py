@@ -63,7 +63,7 @@ def compile_cmd(
     fmt: Annotated[OutputFormat, format_option(OutputFormat, FORMAT_HELP)] = OutputFormat.full,
 ) -> None:
     """Check SPEC and write `OUT/<name>/`: plan.json and per-stage launch scripts and configs."""
-    sys.stdout.write(f"{_render(_plan_or_exit(spec, fmt), out)}\n")
+    sys.stdout.write(f"{_render(_plan_or_exit(spec, fmt, build_data=True), out)}\n")
 
 
 def _check_rewards(plan: Plan, sources: dict[str, str]) -> list[Diagnostic]:

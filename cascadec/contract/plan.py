@@ -150,7 +150,7 @@ class RewardSpec(_Frozen):
 
 
 class EvalSpec(_Frozen):
-    """A held-out evaluation of one domain. ``metric`` is ``pass@1`` (greedy) or ``avg@k`` (k samples)."""
+    """A held-out eval of one domain: ``pass@1`` (one completion; greedy at temperature 0) or ``avg@k`` (k samples)."""
 
     name: str
     data: DataSource

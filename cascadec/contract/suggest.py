@@ -13,13 +13,18 @@ SYNONYMS = {"gpu": "cuda", "float32": "fp32", "float": "fp32", "bfloat16": "bf16
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate ``name`` means: the same name in another case (``BF16``), a known synonym
-    (:data:`SYNONYMS`), else the closest candidate (difflib ratio >= 0.6), else None."""
+    (:data:`SYNONYMS`), a candidate followed by a suffix (``h100_80gb``), else the closest candidate (difflib
+    ratio >= 0.6), else None."""
     options = sorted(candidates)
     same = [c for c in options if c.lower() == name.lower()]
     if same:
         return same[0]
     if SYNONYMS.get(name.lower()) in options:
         return SYNONYMS[name.lower()]
+    # a candidate with something appended (`h100_80gb` for `h100`): difflib may prefer a longer neighbour
+    stems = [c for c in options if len(name) > len(c) and name.lower().startswith(c.lower()) and name[len(c)] in "_-"]
+    if stems:
+        return max(stems, key=len)
     found = difflib.get_close_matches(name, options, n=1)
     return found[0] if found else None
 

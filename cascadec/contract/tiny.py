@@ -8,6 +8,7 @@ The check needs transformers' config classes, imported on the first call.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +28,12 @@ TINY_DEFAULTS: dict[str, Any] = {
 
 #: The default tokenizer's size (``runtime.models``' byte-level tokenizer: 256 bytes and 3 ChatML specials).
 BYTE_VOCAB_SIZE = 259
+#: What a tiny model's config takes from that tokenizer (a test keeps both equal).
+BYTE_TOKENS: dict[str, int] = {"vocab_size": BYTE_VOCAB_SIZE, "pad_token_id": 0, "bos_token_id": 1,
+                               "eos_token_id": 2}
+#: Parameters up to which lint builds a tiny model and runs a first forward (larger ones are built on the
+#: meta device only: no weights, no forward).
+FORWARD_CHECK_PARAMS = 50_000_000
 
 HINT = "the keys are the attributes of the transformers config class of that model type"
 # Keys whose value is a count or a width: zero or less makes no model (transformers fails later with
@@ -101,11 +108,11 @@ def _value_problem(key: str, value: Any, default: Any, example: Any) -> TinyProb
     # model uses when the key is left out, quoted in the hint.
     if isinstance(default, bool) or default is None:
         if isinstance(default, bool) and not isinstance(value, bool):
-            return TinyProblem("value", key, f"`{key} = {value!r}` must be true or false",
+            return TinyProblem("value", key, f"`{key} = {_shown(value)}` must be true or false",
                                f"write `{key} = true` or `{key} = false`")
         return None
     if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-        return TinyProblem("value", key, f"`{key} = {value!r}` must be an integer",
+        return TinyProblem("value", key, f"`{key} = {_shown(value)}` must be an integer",
                            f"write a whole number, e.g. `{key} = {example}`")
     if isinstance(default, int) and default > 0 and _SIZE_KEY.search(key) and value <= 0:
         return TinyProblem("value", key, f"`{key} = {value}` must be a positive size",
@@ -113,17 +120,129 @@ def _value_problem(key: str, value: Any, default: Any, example: Any) -> TinyProb
     return None
 
 
+def config_kwargs(name: str, config: dict[str, Any], tokens: dict[str, int] | None = None) -> dict[str, Any]:
+    """The keyword arguments a tiny model's transformers config is built with: :data:`TINY_DEFAULTS`, then
+    ``tokens`` (its tokenizer's vocabulary size and special ids), then the spec's keys. A default is dropped
+    where the spec sets the same attribute under the class's own name (gpt2's ``n_embd`` for
+    ``hidden_size``), and a whole number is made a float where the class's default is one
+    (``initializer_range = 1``)."""
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[name]
+    aliases = getattr(cls, "attribute_map", {}) or {}
+    covered = set(config) | {alias for alias, target in aliases.items() if target in config}
+    defaults = cls().to_dict()
+    spec = {k: float(v) if isinstance(defaults.get(aliases.get(k, k)), float) and type(v) is int else v
+            for k, v in config.items()}
+    return {**{k: v for k, v in {**TINY_DEFAULTS, **(tokens or {})}.items() if k not in covered}, **spec}
+
+
 def _config_problem(name: str, config: dict[str, Any]) -> TinyProblem | None:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.for_model(name, **{**TINY_DEFAULTS, **config})
+        built = AutoConfig.for_model(name, **config_kwargs(name, config))
     except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
         message = one_line(e)
-        key = next((k for k in config if k in message), None)
+        key = next((k for k in config if k in message or k.replace("_", " ") in message), None)
         return TinyProblem("config", key, f"transformers rejects its config: {message}",
                            f"fix the values in `tiny({name}, ...)`; {HINT}")
+    return _composite(name, built) or _heads_problem(config, built)
+
+
+def _composite(name: str, built: Any) -> TinyProblem | None:
+    # A multimodal type (gemma3) keeps its text model's sizes in a sub-config that the tiny keys do not reach.
+    subs = sorted(getattr(built, "sub_configs", None) or {})
+    if not subs:
+        return None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    text = f"{name}_text"
+    return TinyProblem("type", None, f"`{name}` is a composite model type (its sizes live in "
+                       + ", ".join(f"`{s}`" for s in subs) + "), which the tiny sizes do not reach",
+                       f"write its text model type, `{text}`" if text in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else
+                       "write a decoder-only model type such as `llama` or `qwen2`")
+
+
+def _heads_problem(config: dict[str, Any], built: Any) -> TinyProblem | None:
+    # Some classes (llama) check that the heads divide the width, others (qwen2) do not, and none checks the
+    # key-value heads: either mismatch fails only at the first forward, with a tensor-size error.
+    hidden, heads = getattr(built, "hidden_size", None), getattr(built, "num_attention_heads", None)
+    kv = getattr(built, "num_key_value_heads", None)
+    if not all(isinstance(x, int) and x > 0 for x in (hidden, heads)):
+        return None
+    if isinstance(kv, int) and kv > 0 and heads % kv:
+        key = "num_key_value_heads" if "num_key_value_heads" in config else "num_attention_heads"
+        fits = max(d for d in range(1, kv + 1) if heads % d == 0)
+        return TinyProblem("value", key if key in config else None,
+                           f"the key-value heads ({kv}) must divide the attention heads ({heads})",
+                           f"write e.g. `num_key_value_heads = {fits}`")
+    if "head_dim" not in config and getattr(built, "head_dim", None) in (None, hidden // heads) and hidden % heads:
+        key = next((k for k in ("num_attention_heads", "hidden_size") if k in config), None)
+        fits = max(d for d in range(1, heads + 1) if hidden % d == 0)
+        return TinyProblem("value", key, f"the attention heads ({heads}) must divide `hidden_size` ({hidden})",
+                           f"write e.g. `num_attention_heads = {fits}`, or a `hidden_size` that {heads} divides")
     return None
+
+
+def build_problem(name: str, config: dict[str, Any], tokens: dict[str, int]) -> TinyProblem | None:
+    """What building ``tiny(name, **config)`` with a tokenizer of ``tokens`` (:data:`BYTE_TOKENS`) and a
+    first forward find, for a config that passes :func:`tiny_problem`: a vocabulary smaller than the
+    tokenizer's, an error while building (on the meta device: no weights), and, up to
+    :data:`FORWARD_CHECK_PARAMS` parameters, an error in a forward of 2 rows of 8 tokens, logits that are
+    not finite, or a model that sees later tokens (not causal). Takes seconds (it imports the model's code).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = config_kwargs(name, config, tokens)
+    problem = vocab_problem(config, kwargs["vocab_size"], tokens["vocab_size"])
+    if problem is not None:
+        return problem
+    built = AutoConfig.for_model(name, **kwargs)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(built)
+        if sum(p.numel() for p in model.parameters()) > FORWARD_CHECK_PARAMS:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(built, dtype=torch.float32).eval()
+            # two rows that differ only in their last token (ids 0-2 are the specials): a causal model's
+            # outputs before it are the same in both
+            ids = torch.randint(3, tokens["vocab_size"], (1, 8)).repeat(2, 1)
+            ids[1, -1] = 3 + (ids[0, -1] - 2) % (tokens["vocab_size"] - 3)
+            with torch.inference_mode():
+                logits = model(input_ids=ids).logits.float()
+    except Exception as e:  # construction and forward raise anything from KeyError to RuntimeError
+        message = f"{type(e).__name__}: {one_line(e)}"
+        key = next((k for k, v in config.items() if k in message or isinstance(v, str) and repr(v) in message), None)
+        return TinyProblem("config", key, f"transformers cannot build or run it: {message}",
+                           f"fix the values in `tiny({name}, ...)`; {HINT}")
+    if not bool(torch.isfinite(logits).all()):
+        return TinyProblem("config", None, "its first forward gives logits that are not finite (NaN or inf)",
+                           "check values such as `rope_theta` (positive) and `rope_scaling` factors (at least 1)")
+    if not torch.allclose(logits[0, :-1], logits[1, :-1], atol=1e-4):
+        return TinyProblem("config", "is_decoder" if "is_decoder" in config else None,
+                           "it is not causal: its outputs at a position change with later tokens",
+                           "set `is_decoder = true` where the type has it, or use a decoder-only type such as "
+                           "`llama`")
+    return None
+
+
+def vocab_problem(config: dict[str, Any], vocab_size: int, tokenizer_size: int) -> TinyProblem | None:
+    """A model vocabulary of ``vocab_size`` ids smaller than its tokenizer's ``tokenizer_size`` (the embedding
+    lookup of a larger id fails at the first forward)."""
+    if vocab_size >= tokenizer_size:
+        return None
+    return TinyProblem("value", "vocab_size" if "vocab_size" in config else None,
+                       f"`vocab_size = {vocab_size}` is smaller than its tokenizer's {tokenizer_size} tokens",
+                       "leave `vocab_size` out: it defaults to the tokenizer's")
+
+
+def _shown(value: Any) -> str:
+    """A value as the spec writes it (``true``, ``"32"``), not as Python does."""
+    return json.dumps(value)
 
 
 def one_line(e: BaseException) -> str:

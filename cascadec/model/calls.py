@@ -116,7 +116,9 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
         if kw.key.name != "tokenizer":
             raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `model(...)`", kw.key.span,
                        help="`model(...)` takes only `tokenizer = \"...\"`")
-        out["tokenizer"] = to_str(kw.value, "tokenizer")
+        name = to_str(kw.value, "tokenizer")
+        local = name.startswith(("./", "../", "/", "~"))
+        out["tokenizer"] = _resolve(name, kw.value.span) if local else name
     if len(call.args) != 1:
         raise _bad("CAS200", "`model(...)` takes one source", call.span,
                    help='write `model("org/name")`, `model("./dir")`, `model(packaged("...\"))` or `model(tiny(llama))`')
@@ -136,6 +138,10 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
                        help=did_you_mean(name, PACKAGED_MODELS, "packaged models"))
         out.update(kind="packaged", name=name)
         return out
+    if len(inner.args) > 1 and isinstance(inner.args[0], (ast.Ident, ast.Str)):
+        raise _bad("CAS200", "`tiny(...)` takes one positional argument, the architecture family",
+                   inner.args[1].span, label="a value without its key",
+                   help="write the sizes as keys, e.g. `tiny(llama, hidden_size = 64)`")
     if len(inner.args) != 1 or not isinstance(inner.args[0], (ast.Ident, ast.Str)):
         raise _bad("CAS200", "`tiny(...)` takes an architecture family first", inner.span,
                    help="write `tiny(llama, hidden_size = 64)`")

@@ -181,6 +181,14 @@ def test_compile_error_exits_1_and_writes_nothing(specs: Path) -> None:
     assert not (specs / "out").exists()
 
 
+def test_compile_runs_the_build_checks_as_lint_and_run_do(stub_compiler, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    monkeypatch.setattr(commands, "compile_file", lambda path, *, build_data=False: asked.append(build_data)
+                        or stub_compiler(path, build_data=build_data))
+    assert invoke(["compile", "clean.cascade", "-o", "out"]).exit_code == 0
+    assert asked == [True]
+
+
 def test_compile_twice_is_byte_identical(specs: Path) -> None:
     def snapshot(root: Path) -> dict[str, bytes]:
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

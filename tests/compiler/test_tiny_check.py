@@ -25,10 +25,13 @@ def _cas329(tiny: str, *, build_data: bool = True) -> list:
     return [d for d in result.diagnostics if d.code == "CAS329"]
 
 
-def test_heads_that_do_not_divide_the_width_are_blamed_on_the_whole_call() -> None:
+def test_a_config_transformers_rejects_is_blamed_on_the_key_its_message_names_else_the_call() -> None:
     tiny = "tiny(llama, hidden_size = 64, num_attention_heads = 5, num_key_value_heads = 5)"
     [d] = _cas329(tiny)
     assert "transformers rejects its config" in d.message and "attention heads" in d.message
+    assert (d.span.line, d.span.column, d.span.end_column) == (2, 28, 28 + len("hidden_size = 64"))
+    tiny = "tiny(llama, num_attention_heads = 5, num_key_value_heads = 5)"  # the width is the default's
+    [d] = _cas329(tiny)
     assert (d.span.line, d.span.column, d.span.end_column) == (2, 16, 16 + len(tiny))
 
 
@@ -53,3 +56,48 @@ def test_a_partial_tiny_config_has_a_shape_from_the_runtime_defaults() -> None:
     packaged = model_shape(ModelRef(kind="tiny", name="llama", tokenizer="smollm2-135m-instruct"))
     assert packaged is not None and packaged.vocab == KNOWN_SHAPES["smollm2-135m-instruct"].vocab
     assert model_shape(ModelRef(kind="tiny", name="llama", tokenizer="./my-tokenizer")) is None  # vocab unknown
+
+
+@pytest.mark.parametrize(("tiny", "key", "words"), [
+    ("tiny(llama, num_attention_heads = 4, num_key_value_heads = 3)", "num_key_value_heads", "must divide"),
+    ("tiny(qwen2, num_attention_heads = 3, num_key_value_heads = 1)", "num_attention_heads",
+     "must divide `hidden_size` (64)"),
+    ("tiny(llama, vocab_size = 10)", "vocab_size", "smaller than its tokenizer's 259 tokens"),
+    ('tiny(llama, hidden_act = "foo")', "hidden_act", "cannot build or run it"),
+])
+def test_what_transformers_accepts_but_cannot_build_or_run_is_blamed_on_its_key(tiny: str, key: str,
+                                                                                 words: str) -> None:
+    [d] = _cas329(tiny)
+    assert words in d.message
+    assert _spec(tiny).splitlines()[1][d.span.column - 1:].startswith(key)
+
+
+def test_a_model_that_sees_later_tokens_or_a_composite_type_is_refused() -> None:
+    [bert] = _cas329("tiny(bert, hidden_size = 32)")
+    assert "not causal" in bert.message and "is_decoder = true" in bert.help
+    assert not _cas329("tiny(bert, hidden_size = 32, is_decoder = true)")
+    [gemma] = _cas329("tiny(gemma3)")
+    assert "composite model type" in gemma.message and "`gemma3_text`" in gemma.help
+
+
+def test_native_key_names_whole_numbers_for_floats_and_values_as_written() -> None:
+    assert not _cas329("tiny(gpt2, n_embd = 32, n_layer = 1, n_head = 2)")
+    assert not _cas329("tiny(llama, initializer_range = 1)")
+    [d] = _cas329("tiny(llama, num_hidden_layers = true)")
+    assert "`num_hidden_layers = true` must be an integer" in d.message
+
+
+def test_a_size_without_its_key_is_pointed_at() -> None:
+    result = compile_source(_spec("tiny(llama, 32)"), "t.cascade")
+    [d] = [d for d in result.diagnostics if d.severity == "error"]
+    assert d.code == "CAS200" and "one positional argument" in d.message and d.span.column == 28
+    assert "hidden_size = 64" in (d.help or "")
+
+
+def test_a_local_tokenizer_is_resolved_against_the_spec_like_a_local_model(tmp_path) -> None:
+    spec = tmp_path / "sub" / "t.cascade"
+    text = _spec('tiny(llama), tokenizer = "./tok"')
+    result = compile_source(text, str(spec))
+    assert result.plan is not None and result.plan.base.tokenizer == str(tmp_path / "sub" / "tok")
+    assert compile_source(_spec('tiny(llama), tokenizer = "smollm2-135m-instruct"'),
+                          str(spec)).plan.base.tokenizer == "smollm2-135m-instruct"

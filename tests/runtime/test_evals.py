@@ -62,12 +62,20 @@ def eval_set(metric: str, k: int = 1) -> EvalSet:
     return EvalSet("add", spec, samples)
 
 
-def test_pass_at_1_is_greedy_and_records_shape() -> None:
+def test_pass_at_1_is_one_completion_at_the_eval_temperature_and_records_shape() -> None:
     ctx = fake_ctx()
     (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s1", step=7, seed=0)
     assert rec == {"stage": "s1", "step": 7, "domain": "add", "eval": "held", "metric": "pass@1",
                    "score": 1.0, "n": 4, "item_scores": [1.0, 1.0, 1.0, 1.0]}
-    assert ctx.engine.calls == [{"n": 1, "temperature": 0.0, "max_new_tokens": 5}]
+    assert ctx.engine.calls == [{"n": 1, "temperature": 0.7, "max_new_tokens": 5}]  # as the spec says
+
+
+def test_pass_at_1_is_greedy_at_the_default_temperature() -> None:
+    ctx = fake_ctx()
+    default = eval_set("pass@1")
+    run_evals(ctx, [EvalSet("add", EvalSpec(name="held", data=default.spec.data), default.samples)], stage="s",
+              step=0, seed=0)
+    assert ctx.engine.calls[0]["temperature"] == 0.0 and ctx.engine.calls[0]["n"] == 1
 
 
 def test_avg_and_pass_at_k() -> None:

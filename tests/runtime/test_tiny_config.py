@@ -10,7 +10,7 @@ import pytest
 from cascadec_runtime_plans import TINY, console, tiny_plan, write_build
 
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import BYTE_VOCAB_SIZE
+from cascadec.contract.tiny import BYTE_TOKENS
 from runtime.models import ModelLoadError, byte_tokenizer, check_tiny, load_model
 from runtime.orchestrator import run
 from runtime.state import RunDir
@@ -45,7 +45,7 @@ def test_non_positive_size_names_the_key(value: int) -> None:
 
 
 def test_wrong_value_types_name_the_key() -> None:
-    assert "`hidden_size = 'abc'` must be an integer" in load_error("llama", hidden_size="abc")
+    assert '`hidden_size = "abc"` must be an integer' in load_error("llama", hidden_size="abc")
     assert "`tie_word_embeddings = 1` must be true or false" in load_error("llama", tie_word_embeddings=1)
 
 
@@ -78,5 +78,16 @@ def test_run_with_a_misspelt_key_fails_at_the_base_evals_with_the_message(tmp_pa
     assert not rd.final("s1").exists() and "s1" not in rd.read_state()["stages"]
 
 
-def test_the_byte_tokenizer_has_the_vocabulary_the_compiler_estimates_with() -> None:
-    assert len(byte_tokenizer()) == BYTE_VOCAB_SIZE
+def test_the_byte_tokenizer_gives_a_tiny_config_what_the_compiler_checks_with() -> None:
+    tok = byte_tokenizer()
+    assert {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id} == BYTE_TOKENS
+
+
+def test_native_key_names_are_not_overridden_by_the_tiny_defaults() -> None:
+    model, _ = load_model(ModelRef(kind="tiny", name="gpt2", config={"n_embd": 32, "n_layer": 1, "n_head": 2}))
+    assert (model.config.n_embd, model.config.n_layer, model.config.n_head) == (32, 1, 2)
+
+
+def test_a_vocabulary_smaller_than_the_tokenizer_is_a_model_load_error() -> None:
+    assert "smaller than its tokenizer's 259 tokens" in load_error("llama", vocab_size=10)
