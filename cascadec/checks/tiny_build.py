@@ -20,6 +20,7 @@ from cascadec.codes import make
 from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problem, tiny_problem
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.convert import to_plain
+from cascadec.units import UNITS
 
 
 def _tiny_models(ctx: CheckContext) -> Iterator[tuple[ast.Call, str | None]]:
@@ -53,6 +54,14 @@ def _where(call: ast.Call, problem: TinyProblem) -> tuple[Span, str]:
 def check_tiny_configs(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """CAS329 for every `tiny(...)` model source whose config the runtime would refuse."""
     for call, tokenizer in _tiny_models(ctx):
+        quantities = [(kw.key.name, v) for kw in call.kwargs
+                      if isinstance(v := kw.value, ast.Num) and v.unit in UNITS and UNITS[v.unit][0] != "count"]
+        for key, num in quantities:  # `hidden_size = 32GB` would be 32e9: a config value is a count or a number
+            yield make("CAS202", f"`{key}` of `tiny(...)` takes a plain number, found the "
+                       f"{UNITS[num.unit][0]} quantity `{num.text}`", num.span, label="a unit here",
+                       help="drop the unit (count units such as `k` and `Ki` are fine)")
+        if quantities:
+            continue
         family = _family(call)
         config = {kw.key.name: to_plain(kw.value, kw.key.name) for kw in call.kwargs}
         problem = tiny_problem(family, config)

@@ -47,20 +47,31 @@ class Built:
             self.diagnostics.append(exc.diagnostic)
 
 
-def _stage_assign(b: Built, i: int, a: ast.Assign, keys: dict[str, Key]) -> None:
+def _stage_assign(b: Built, i: int, a: ast.Assign, keys: dict[str, Key],
+                  block: dict[tuple[Any, ...], str]) -> None:
+    """Put one key of a block; ``block`` maps what the block's keys set so far to the key that set it, so that
+    two keys setting one field (`lr = 1e-5 -> 1e-6 cosine warmup 10` and `warmup = 20`) are an error, not a
+    silent choice of the later one."""
     spec = keys.get(a.key.name)
     if spec is None:  # reported by the key check
         return
     value = convert(a.value, a.key.name, spec)
     loc = ("stages", i, *spec.target)
     if spec.kind == "schedule":
-        for k, val in value.items():
-            b.put(loc + (k,), val, a.value.span, a.key.name)
+        writes = [(loc + (k,), val) for k, val in value.items()]
     elif spec.kind == "overlong":  # one rule sets the overlong fields next to `overlong`
-        for k, val in value.items():
-            b.put(loc[:-1] + (k,), val, a.value.span, a.key.name)
+        writes = [(loc[:-1] + (k,), val) for k, val in value.items()]
     else:
-        b.put(loc, value, a.value.span, a.key.name)
+        writes = [(loc, value)]
+    for where, _ in writes:
+        other = block.get(where)
+        if other is not None and other != a.key.name:
+            shown = a.key.name if spec.kind not in ("schedule", "overlong") else other
+            raise _bad("CAS303", f"`{other}` and `{a.key.name}` in this block both set `{shown}`", a.key.span,
+                       label="set a second time here", help=f"set `{shown}` once in this block")
+    for where, val in writes:
+        block[where] = a.key.name
+        b.put(where, val, a.value.span, a.key.name)
 
 
 def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int, seed_span: Span) -> None:
@@ -88,19 +99,23 @@ def _stage(b: Built, i: int, st: ast.Stage, view: ast.SpecView, seed: int, seed_
                 b.put(("stages", i, "domains", item.name), 1.0, item.span, "on")
     keys = stage_keys(kind)
     for res in view.resources:
+        block: dict[tuple[Any, ...], str] = {}
         for a in res.assigns:
-            b.guard(lambda a=a: _stage_assign(b, i, a, RESOURCE_KEYS))
+            b.guard(lambda a=a, block=block: _stage_assign(b, i, a, RESOURCE_KEYS, block))
     for d in view.defaults:
         if d.kind.name == kind:
+            block = {}
             for a in d.items:
                 if isinstance(a, ast.Assign):
-                    b.guard(lambda a=a: _stage_assign(b, i, a, keys))
+                    b.guard(lambda a=a, block=block: _stage_assign(b, i, a, keys, block))
+    own: dict[tuple[Any, ...], str] = {}
     for item in st.items:
         if isinstance(item, ast.Assign):
-            b.guard(lambda a=item: _stage_assign(b, i, a, keys))
+            b.guard(lambda a=item: _stage_assign(b, i, a, keys, own))
         elif isinstance(item, ast.Resources):
+            block = {}
             for a in item.assigns:
-                b.guard(lambda a=a: _stage_assign(b, i, a, RESOURCE_KEYS))
+                b.guard(lambda a=a, block=block: _stage_assign(b, i, a, RESOURCE_KEYS, block))
         elif isinstance(item, ast.Teachers):
             by, routes = teacher_routes(item)
             if by is not None:

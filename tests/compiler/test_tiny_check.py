@@ -101,3 +101,11 @@ def test_a_local_tokenizer_is_resolved_against_the_spec_like_a_local_model(tmp_p
     assert result.plan is not None and result.plan.base.tokenizer == str(tmp_path / "sub" / "tok")
     assert compile_source(_spec('tiny(llama), tokenizer = "smollm2-135m-instruct"'),
                           str(spec)).plan.base.tokenizer == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("config", ["hidden_size = 32GB", "rope_theta = 1e6s"])
+def test_a_time_or_memory_unit_in_a_tiny_config_is_cas202(config: str) -> None:
+    result = compile_source(_spec(f"tiny(llama, {config})"), "t.cascade", build_data=True)
+    [d] = [d for d in result.diagnostics if d.severity == "error"]
+    assert d.code == "CAS202" and "takes a plain number" in d.message
+    assert not _cas329("tiny(llama, hidden_size = 32, intermediate_size = 1Ki)")  # a count unit is a number
