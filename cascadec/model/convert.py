@@ -39,7 +39,8 @@ def _quantity(v: ast.Num) -> tuple[str | None, int | float]:
         raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
                    help="units: " + unit_help()) from None
     if not math.isfinite(value) or abs(value) > 2**63 - 1:
-        raise _bad("CAS201", f"`{v.text}` is too large", v.span, help="a number in a spec, whatever its key, must be at most 2^63 - 1 (about 9.2e18)")
+        raise _bad("CAS201", f"`{v.text}` is too large", v.span,
+                   help="a number in a spec, whatever its key, must be at most 2^63 - 1 (about 9.2e18)")
     return dim, value
 
 
