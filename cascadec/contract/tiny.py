@@ -143,11 +143,16 @@ def _config_problem(name: str, config: dict[str, Any]) -> TinyProblem | None:
     try:
         built = AutoConfig.for_model(name, **config_kwargs(name, config))
     except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
-        message = one_line(e)
-        key = next((k for k in config if k in message or k.replace("_", " ") in message), None)
-        return TinyProblem("config", key, f"transformers rejects its config: {message}",
-                           f"fix the values in `tiny({name}, ...)`; {HINT}")
+        return rejected(name, config, "transformers rejects its config", one_line(e))
     return _composite(name, built) or _heads_problem(config, built)
+
+
+def rejected(name: str, config: dict[str, Any], what: str, message: str) -> TinyProblem:
+    """transformers' error ``message`` about ``tiny(name, **config)``, blamed on the key it names (as written, with
+    spaces for underscores, or by its string value), else on the whole config."""
+    key = next((k for k, v in config.items() if k in message or k.replace("_", " ") in message
+                or isinstance(v, str) and repr(v) in message), None)
+    return TinyProblem("config", key, f"{what}: {message}", f"fix the values in `tiny({name}, ...)`; {HINT}")
 
 
 def _composite(name: str, built: Any) -> TinyProblem | None:
@@ -215,10 +220,7 @@ def build_problem(name: str, config: dict[str, Any], tokens: dict[str, int]) -> 
             with torch.inference_mode():
                 logits = model(input_ids=ids).logits.float()
     except Exception as e:  # construction and forward raise anything from KeyError to RuntimeError
-        message = f"{type(e).__name__}: {one_line(e)}"
-        key = next((k for k, v in config.items() if k in message or isinstance(v, str) and repr(v) in message), None)
-        return TinyProblem("config", key, f"transformers cannot build or run it: {message}",
-                           f"fix the values in `tiny({name}, ...)`; {HINT}")
+        return rejected(name, config, "transformers cannot build or run it", f"{type(e).__name__}: {one_line(e)}")
     if not bool(torch.isfinite(logits).all()):
         return TinyProblem("config", None, "its first forward gives logits that are not finite (NaN or inf)",
                            "check values such as `rope_theta` (positive) and `rope_scaling` factors (at least 1)")
