@@ -257,6 +257,12 @@ _TABLE: tuple[Code, ...] = (
          "Each name in `teacher_servers` must be a teacher checkpoint of the stage (a stage, `base`, a named "
          "checkpoint or a `best(...)` candidate in its `teachers` block); put `teacher_servers` in the `resources` "
          "of the distill stage that reads it."),
+    Code("CAS420", "distill-from-its-start", "warning", "every teacher of a distill stage is the stage's parent",
+         "A distill stage learns how its teachers differ from the student. When every teacher it can resolve to "
+         "(fixed teachers and `best(...)` candidates) is the checkpoint it starts from, scored at the student's "
+         "temperature, every divergence it can minimise is 0 with a zero gradient: the run takes no step and "
+         "keeps the parent as the stage's checkpoint. The same happens at run time when `best(...)` picks the "
+         "parent for every route."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

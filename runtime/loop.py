@@ -225,7 +225,8 @@ def _teacher_scores(ctx: StageContext) -> dict:
 def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval_sets: list[EvalSet]) -> str | None:
     """Run steps ``[ctx.start_step, params.steps)`` of ``ctx.stage``; returns the stop reason or None.
 
-    Each rank trains on its strided shard ``batch[rank::world]`` of the global batch. On return the
+    Each rank trains on its strided shard ``batch[rank::world]`` of the global batch; a trainer with
+    ``nothing_to_learn`` takes no step, and that reason is the stop reason. On return the
     stage's ``final/`` exists, its final evals are recorded and ``state.json`` marks it done.
     """
     from runtime.stop import exhausted, should_stop
@@ -236,11 +237,13 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     trackers = open_trackers(ctx.plan, stage, rd, ctx.start_step) if main else None
     progress = StageProgress(stage.name, ctx.start_step, total, enabled=main)
     teacher_scores = _teacher_scores(ctx)
-    reason: str | None = None
+    reason: str | None = getattr(trainer, "nothing_to_learn", None)
+    if reason:
+        progress.note(f"[{stage.name}] {reason}")
     done = ctx.start_step
     finished = False
     try:
-        for step in range(ctx.start_step, total):
+        for step in range(ctx.start_step, 0 if reason else total):
             batch = sampler.batch(step)[acc.process_index :: acc.num_processes]
             lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this step trains at
             cuda = acc.device.type == "cuda"

@@ -15,6 +15,7 @@ from typing import Any
 from rich.markup import escape
 
 from cascadec.contract.errors import UserError
+from cascadec.contract.params import DistillParams
 from cascadec.contract.plan import Plan, Stage, TeacherRef
 from runtime.state import BASE, RunDir, last_eval_points, read_jsonl
 
@@ -145,6 +146,17 @@ def resolve_teachers(plan: Plan, stage: Stage, run_dir: Path | str) -> dict[str,
             )
         resolved[domain] = name
     return resolved
+
+
+def nothing_to_distil(stage: Stage, teachers: Mapping[str, str]) -> str | None:
+    """Why a distill stage has nothing to learn (``DistillParams.self_taught``: every route resolved to the
+    student's own start), or None. Trained anyway, it would move the student by rounding noise alone, which
+    AdamW scales up to full-size steps (the quickstart's ``best(...)`` picking the student's start for both
+    domains: bench/results/quickstart-precision-device.md)."""
+    p = stage.params
+    if not teachers or not isinstance(p, DistillParams) or not p.self_taught(stage.parent, teachers.values()):
+        return None
+    return f"nothing to distil: every teacher is `{stage.parent}`, the student's own start, so the student is kept"
 
 
 def route(key: str | None, teachers: Mapping[str, str]) -> str:

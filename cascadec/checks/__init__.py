@@ -22,7 +22,7 @@ from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.options import check_options
 from cascadec.checks.plausible import check_plausible
 from cascadec.checks.routing import check_routes
-from cascadec.checks.rules import check_distill_overlong
+from cascadec.checks.rules import check_distill_overlong, check_self_taught
 from cascadec.checks.tokenizers import check_tokenizers
 from cascadec.checks.servers import check_servers
 from cascadec.checks.semantics import (check_batch, check_eval_sampling, check_greedy_rollouts, check_groups,
@@ -42,7 +42,8 @@ PHASES: tuple[tuple[Check, ...], ...] = (
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
                                    check_memory, check_memory_plan, check_data, check_options, check_plausible,
-                                   check_distill_overlong, check_routes, check_tokenizers, check_servers)
+                                   check_distill_overlong, check_self_taught, check_routes, check_tokenizers,
+                                   check_servers)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.

@@ -1,4 +1,5 @@
-"""Checks of the real-run rules: a reward overlong rule on a distill stage (CAS413)."""
+"""Checks of the real-run rules: a reward overlong rule on a distill stage (CAS413), a distill stage whose
+every teacher is its own start (CAS420)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
+from cascadec.contract.params import DistillParams
 from cascadec.diagnostics import Diagnostic
 
 
@@ -20,3 +22,17 @@ def check_distill_overlong(module: ast.Module, ctx: CheckContext) -> Iterator[Di
                        "reward to change", ctx.span_of(("stages", i, "params", "overlong"), node.name.span),
                        label="a reward rule", help="use `overlong = filter` to drop truncated rollouts from the "
                        "loss, or `none`")
+
+
+def check_self_taught(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """CAS420: every teacher a distill stage can resolve to (fixed teachers and `best(...)` candidates) is its
+    parent, scored at the student's temperature (`DistillParams.self_taught`): the run keeps the parent."""
+    assert ctx.spec is not None
+    for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
+        possible = [name for ref in st.teachers.values()
+                    for name in (ref.candidates if ref.kind == "best" else [ref.stage])]
+        if isinstance(st.params, DistillParams) and possible and st.params.self_taught(st.parent, possible):
+            yield make("CAS420", f"every teacher of distill stage `{st.name}` is its own start `{st.parent}`",
+                       ctx.span_of(("stages", i, "teachers", next(iter(st.teachers))), node.name.span), label="the student's start",
+                       help=f"name the checkpoints to learn from (e.g. `best({st.parent}, other by domain.eval)`), "
+                       f"or drop the stage: the run keeps `{st.parent}` unchanged")

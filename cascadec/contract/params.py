@@ -10,7 +10,7 @@ Units: lengths are in tokens, learning rates plain floats.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -180,6 +180,20 @@ class DistillParams(RolloutParams):
     kl_top_k: Whole = 0
     is_band: Band = (0.5, 2.0)
     teacher_temperature: Positive = 1.0
+
+    @property
+    def student_temperature(self) -> float:
+        """The temperature the student's log-probs are taken at: the sampling one, or 1 for greedy sampling
+        (T = 0), whose recorded log-probs are the untempered model's (``runtime.rollout.hf``)."""
+        return self.temperature if self.temperature > 0 else 1.0
+
+    def self_taught(self, parent: str, teachers: Iterable[str]) -> bool:
+        """Whether every teacher checkpoint (``teachers``) is the student's own start ``parent``, scored at the
+        student's temperature: then every divergence the stage can minimise (MOPD's sampled reverse KL, the
+        exact forward and reverse KL, JSD, each also over a top-k renormalisation) is 0 with a zero gradient,
+        and there is nothing to learn. A teacher scored at another temperature is a sharpened or flattened
+        copy, which there is."""
+        return set(teachers) == {parent} and self.teacher_temperature == self.student_temperature
 
     def frozen_models(self, teachers: Mapping[str, Any]) -> int:
         # distinct fixed teachers; a `best(...)` route loads one candidate, which may be a fixed teacher

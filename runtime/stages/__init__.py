@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 
 class Trainer(Protocol):
-    """One stage kind's optimizer step; the loop owns batching, metrics files, checkpoints and evals."""
+    """One stage kind's optimizer step; the loop owns batching, metrics files, checkpoints and evals.
+
+    A trainer may set ``nothing_to_learn`` (a str: why) when its stage cannot learn anything; the loop then
+    takes no step, keeps the start checkpoint as the stage's own and evaluates it. Optional, so that plugin
+    trainers written before it need no change.
+    """
 
     def __init__(self, ctx: StageContext) -> None: ...
 

@@ -51,6 +51,7 @@ from runtime.teachers import (
     TeacherError,
     check_embeddings,
     check_tokenizers,
+    nothing_to_distil,
     resolve_teachers,
     route,
 )
@@ -200,6 +201,11 @@ class DistillTrainer:
                 "\nhelp: give 0 < jsd_beta < 1, or use `loss = forward_kl` (beta 0) or `loss = reverse_kl` (beta 1)"
             )
         self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
+        self.temperature = p.student_temperature
+        self.nothing_to_learn = nothing_to_distil(ctx.stage, self.teachers)
+        if self.nothing_to_learn:
+            self._record({})
+            return  # run_stage takes no step, so no teacher is loaded
         served = ctx.stage.resources.teacher_servers
         self.served = {n: endpoint(ctx.stage, n) for n in sorted(set(self.teachers.values())) if n in served}
         for ep in self.served.values():
@@ -207,12 +213,13 @@ class DistillTrainer:
         self.pool = TeacherPool(ctx, sorted(set(self.teachers.values()) - set(self.served)))
         self.warned = False
         self.pad_id = pad_token_id(ctx.tokenizer)
-        # Greedy sampling (T = 0) records log-probs of the untempered model (runtime.rollout.hf), so score at 1.
-        self.temperature = p.temperature if p.temperature > 0 else 1.0
         self.teacher_temperature = p.teacher_temperature
-        if ctx.is_main:
-            placement = {**self.pool.placement, **{n: ep.url for n, ep in self.served.items()}}
-            atomic_write_json(ctx.rundir.stage_dir(ctx.stage.name) / "teachers.json",
+        self._record({**self.pool.placement, **{n: ep.url for n, ep in self.served.items()}})
+
+    def _record(self, placement: dict[str, str]) -> None:
+        """Write the resolved teachers and where each is held to ``stages/<name>/teachers.json``."""
+        if self.ctx.is_main:
+            atomic_write_json(self.ctx.rundir.stage_dir(self.ctx.stage.name) / "teachers.json",
                               {"teachers": self.teachers, "placement": placement})
 
     def state_dict(self) -> dict:

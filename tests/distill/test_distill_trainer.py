@@ -271,9 +271,11 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(teachers_dir, tmp_p
 
 
 @pytest.mark.parametrize("loss", ["mopd", "reverse_kl"])
-def test_teacher_temperature_scores_the_teacher_at_its_own_temperature(teachers_dir, tmp_path, loss):
+def test_teacher_temperature_scores_the_teacher_at_its_own_temperature(teachers_dir, tmp_path, monkeypatch, loss):
     """The student's own parent as its teacher, sampling at T = 0.7: scored at 0.7 the teacher equals the
-    student (reverse KL 0); at the default 1.0 it is the untempered teacher, which differs."""
+    student (reverse KL 0; a run would keep the start without a step, so that rule is lifted here); at the
+    default 1.0 it is the untempered teacher, which differs."""
+    monkeypatch.setattr("runtime.stages.distill.nothing_to_distil", lambda *args: None)
     self_teacher = {"default": TeacherRef(kind="stage", stage="mix")}
     kls = []
     for k, teacher_t in enumerate((0.7, 1.0)):
@@ -345,3 +347,43 @@ def test_teacher_route_weights_scale_each_routes_gradient(teachers_dir, tmp_path
     assert max(d.abs().max().item() for d in deltas["two_a"]) > 1e-4
     for one, no_a, two_a in zip(deltas["one"], deltas["no_a"], deltas["two_a"]):
         torch.testing.assert_close(one, no_a + two_a / 2, rtol=1e-4, atol=1e-6)
+
+
+SELF = {"default": TeacherRef(kind="stage", stage="mix")}  # `mix` is the student's parent
+
+
+def test_a_stage_taught_only_by_its_own_start_has_nothing_to_learn(teachers_dir, tmp_path):
+    trainer = DistillTrainer(_ctx(teachers_dir, tmp_path / "1", SELF))
+    assert trainer.nothing_to_learn.startswith("nothing to distil: every teacher is `mix`, the student's own start")
+    assert not hasattr(trainer, "pool")  # no teacher is loaded
+    recorded = json.loads((tmp_path / "1" / "run" / "stages" / "mopd" / "teachers.json").read_text())
+    assert recorded == {"teachers": {"default": "mix"}, "placement": {}}
+    # one other route, or the start scored at another temperature, is something to learn
+    mixed = {**SELF, "a": TeacherRef(kind="stage", stage="teach_ok")}
+    assert DistillTrainer(_ctx(teachers_dir, tmp_path / "2", mixed)).nothing_to_learn is None
+    sharpened = DistillTrainer(_ctx(teachers_dir, tmp_path / "3", SELF, teacher_temperature=0.5))
+    assert sharpened.nothing_to_learn is None
+
+
+@pytest.mark.parametrize("loss", ["mopd", "reverse_kl"])
+def test_the_start_as_its_own_teacher_gives_no_gradient(teachers_dir, tmp_path, monkeypatch, loss):
+    """Why such a stage is not trained: at T = 1 in fp32 the loss and its gradient are 0 up to rounding."""
+    monkeypatch.setattr("runtime.stages.distill.nothing_to_distil", lambda *args: None)
+    trainer = DistillTrainer(_ctx(teachers_dir, tmp_path, SELF, loss=loss))
+    m = trainer.step(0, _samples("a", 2) + _samples("b", 2))
+    assert abs(m["reverse_kl"]) < 1e-5 and m["grad_norm"] < 1e-4
+
+
+def test_the_stage_takes_no_step_and_keeps_its_start(teachers_dir, tmp_path):
+    from runtime.entry import train_stage
+
+    ctx = _ctx(teachers_dir, tmp_path, SELF)
+    rd = RunDir(ctx.run_dir)
+    reason = train_stage(ctx.plan, ctx.stage, rd)
+    entry = rd.stage_state("mopd")
+    assert reason == entry["stop_reason"] and reason.startswith("nothing to distil")
+    assert entry["status"] == "done" and entry["step"] == 0
+    kept, _ = load_model(ModelRef(kind="path", name=str(rd.final("mopd"))))
+    start, _ = load_model(ModelRef(kind="path", name=str(rd.final("mix"))))
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), start.state_dict().values()))
+    assert not rd.metrics("mopd").exists() or not rd.metrics("mopd").read_text().strip()

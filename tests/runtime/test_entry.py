@@ -155,7 +155,7 @@ def test_a_domain_without_a_reward_compiles_and_builds_no_reward() -> None:
   base = model(tiny(llama))
   domain k { train = inline([{prompt = "1+1", answer = "2"}]) }
   stage s = sft(base) on k { steps = 1  lr = 1e-5 }
-  stage t = distill(s) on k { steps = 1  lr = 1e-6  teachers { default = s } }
+  stage t = distill(s) on k { steps = 1  lr = 1e-6  teachers { default = base } }
 }''')
     assert result.diagnostics == [] and result.plan.domains["k"].reward is None
     assert build_rewards(result.plan) == {} and check_rewards(result.plan) == []
