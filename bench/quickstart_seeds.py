@@ -71,6 +71,9 @@ def verdicts(spec: Path, run_dir: Path) -> list[str]:
                              f"{'PASS' if ok else 'FAIL'} (>= 2 SE)")
         if stage.kind == "distill":
             resolved = json.loads((run_dir / "stages" / stage.name / "teachers.json").read_text())["teachers"]
+            kept = RunDir(run_dir).stage_state(stage.name).get("stop_reason") or ""
+            if kept.startswith("nothing to distil"):  # a pass that says nothing of how MOPD learns
+                lines.append(f"{stage.name}: took no step ({kept})")
             for key in keys:
                 teacher = resolved.get(key.split(".", 1)[0], resolved.get("default"))
                 best = points[teacher][key]["score"]

@@ -44,3 +44,13 @@ def test_grpo_criterion_uses_the_paired_error_when_records_list_item_scores(tmp_
                     "score": sum(v) / 10, "n": 10, "item_scores": v}) + "\n" for st, v in items.items()))
     (line,) = verdicts(spec, run)
     assert line == "rl_arith on arith.held: +0.300 ± 0.153 (paired) -> FAIL (>= 2 SE)"
+
+
+def test_a_mopd_stage_that_kept_its_start_says_so(tmp_path: Path) -> None:
+    from runtime.state import RunDir
+
+    scores = {"rl_times": {"arith.held": 0.60}, "mopd": {"arith.held": 0.60}}
+    spec, run = write_run(tmp_path, scores, {"arith": "rl_times", "times": "rl_times"})
+    RunDir(run).update_stage("mopd", status="done", step=0, stop_reason="nothing to distil: every teacher is ...")
+    assert verdicts(spec, run) == ["mopd: took no step (nothing to distil: every teacher is ...)",
+                                   "mopd on arith.held: 0.600 vs its teacher rl_times 0.600 (100%) -> PASS (>= 95%)"]
