@@ -32,7 +32,8 @@ def check_self_taught(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnos
         possible = [name for ref in st.teachers.values()
                     for name in (ref.candidates if ref.kind == "best" else [ref.stage])]
         if isinstance(st.params, DistillParams) and possible and st.params.self_taught(st.parent, possible):
+            span = ctx.span_of(("stages", i, "teachers", next(iter(st.teachers))), node.name.span)
             yield make("CAS420", f"every teacher of distill stage `{st.name}` is its own start `{st.parent}`",
-                       ctx.span_of(("stages", i, "teachers", next(iter(st.teachers))), node.name.span), label="the student's start",
+                       span, label="the student's start",
                        help=f"name the checkpoints to learn from (e.g. `best({st.parent}, other by domain.eval)`), "
                        f"or drop the stage: the run keeps `{st.parent}` unchanged")
