@@ -22,6 +22,8 @@ from cascadec.model.convert import _bad, to_str
 from cascadec.model.inputs import SpecIn
 from cascadec.contract.suggest import did_you_mean
 
+#: How to fix a local model that is not there (CAS325).
+NOT_FOUND_HINT = "give a directory written by `save_pretrained` (with config.json)"
 _EXAMPLE = 'checkpoints = { teacher = model("Qwen/Qwen3-32B"), prev = run("../runs/c1", stage = "sft") }'
 
 
@@ -85,8 +87,8 @@ def with_identities(spec: SpecIn, view: ast.SpecView) -> tuple[SpecIn, list[Diag
         span = declared(view)[name].value.span
         if ref.kind != "hub" and not os.path.isfile(os.path.join(_where(ref), "config.json")):
             problems.append(make("CAS325", f"checkpoint `{name}` has no model at `{shown(_where(ref))}`", span,
-                                 label="not found", help="give a directory written by `save_pretrained` (with "
-                                 "config.json), or `run(DIR, stage = ...)` of a finished stage"))
+                                 label="not found",
+                                 help=f"{NOT_FOUND_HINT}, or `run(DIR, stage = ...)` of a finished stage"))
             continue
         try:
             refs[name] = ref.model_copy(update={"identity": identity_of(ref.kind, ref.name, ref.stage)})

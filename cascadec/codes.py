@@ -140,10 +140,13 @@ _TABLE: tuple[Code, ...] = (
          "Every row must reach a reward or a teacher: a row whose field value has no route, when there is no "
          "`default` route, would get no reward or teacher at run time and be left out of training (counted as "
          "`unrouted` in the metrics). Add a route for the value or a `default` route."),
-    Code("CAS325", "checkpoint-not-found", "error", "a named checkpoint is not where the spec says",
+    Code("CAS325", "checkpoint-not-found", "error",
+         "a local base model or named checkpoint is not where the spec says",
          "A checkpoint in `checkpoints = { ... }` that is a local directory or a stage of another run must exist "
          "when compiling: its content hash goes into the hashes of the stages that start from it or distil from "
-         "it, so that a changed checkpoint re-runs them. A hub id is checked when the stage loads it."),
+         "it, so that a changed checkpoint re-runs them. A base model written as a path (`model(\"./dir\")`: "
+         "starting with `./`, `../`, `/` or `~`, resolved from the spec's directory) must hold a `config.json`, "
+         "as the runtime loads it from there. A hub id is checked when the stage loads it."),
     Code("CAS326", "teacher-tokenizer-differs", "error", "a teacher and its student use different tokenizers",
          "On-policy distillation scores the student's own token ids with the teacher, so both must tokenize "
          "identically: the same vocabulary ids and special tokens. A model whose embedding matrix is padded to "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from cascadec import ast
+from cascadec.checks.base_model import check_base_model
 from cascadec.checks.context import CheckContext
 from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
@@ -43,7 +44,7 @@ MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
                                    check_memory, check_memory_plan, check_data, check_options, check_plausible,
                                    check_distill_overlong, check_self_taught, check_routes, check_tokenizers,
-                                   check_servers)
+                                   check_servers, check_base_model)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.

@@ -109,6 +109,9 @@ def _evil_spec(directory: Path) -> Path:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_compiled_launch_script_never_executes_spec_values(tmp_path: Path) -> None:
     spec = _evil_spec(tmp_path)
+    model_dir = tmp_path / ("model" + json.loads(f'"{EVIL}"'))  # the base model must exist (CAS325)
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
     result = invoke(["compile", str(spec), "-o", str(tmp_path / "build")])
     assert result.exit_code == 0, result.stderr
     plan = json.loads((tmp_path / "build/evil/plan.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,6 @@ def saved(tmp_path_factory) -> Path:
 
 
 def _tree(tmp_path: Path, saved: Path, parent: str = "base") -> Path:
-    import shutil
-
     for name in ("base", "teacher", "other/stages/sft/final"):
         shutil.copytree(saved, tmp_path / name)
     (tmp_path / "other" / "state.json").write_text(json.dumps({"stages": {"sft": {"status": "done"}}}))
@@ -86,3 +85,16 @@ def test_a_teacher_with_another_tokenizer_is_found_at_compile_time(tmp_path, sav
     result = compile_file(spec)
     assert [d.code for d in result.diagnostics] == ["CAS326"]
     assert "2 ids differ" in result.diagnostics[0].notes[0]
+
+
+def test_a_local_base_model_is_looked_up_from_the_spec_directory_and_a_hub_id_is_not(tmp_path, saved, monkeypatch):
+    spec = _tree(tmp_path, saved)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `./base` is next to the spec, not in the working directory
+    assert compile_file(spec).plan is not None
+    shutil.rmtree(tmp_path / "base")
+    (d,) = compile_file(spec).diagnostics
+    assert d.code == "CAS325" and d.span.line == 2 and "base" in d.message and "hub id" in d.help
+    spec.write_text(spec.read_text().replace('model("./base")', 'model("org/not-on-this-disk")'))
+    assert compile_file(spec).plan is not None
