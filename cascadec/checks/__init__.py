@@ -16,6 +16,7 @@ from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
 from cascadec.checks.gym import check_gym
 from cascadec.checks.data_build import check_data_builds
+from cascadec.checks.fields import check_reward_fields
 from cascadec.checks.gym_build import check_gym_configs
 from cascadec.checks.memory import check_memory
 from cascadec.checks.memory_plan import check_memory_plan
@@ -44,7 +45,7 @@ MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
                                    check_memory, check_memory_plan, check_data, check_options, check_plausible,
                                    check_distill_overlong, check_self_taught, check_routes, check_tokenizers,
-                                   check_servers, check_base_model)
+                                   check_servers, check_base_model, check_reward_fields)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.
