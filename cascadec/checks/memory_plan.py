@@ -53,10 +53,16 @@ HF_BATCH_ROWS = 64
 VLLM_SHARE = 0.3
 
 
+def row_tokens(st: Stage) -> int:
+    """The most tokens one row of stage ``st`` holds: `max_seq` (SFT), else `max_prompt + max_response`."""
+    p = st.params
+    return getattr(p, "max_seq", None) or getattr(p, "max_prompt", 0) + getattr(p, "max_response", 0)
+
+
 def workload(st: Stage) -> Workload:
     """What one GPU of stage ``st`` holds at once (see `cascadec.memory_estimate.Workload`)."""
     p, r = st.params, st.resources
-    seq = getattr(p, "max_seq", None) or getattr(p, "max_prompt", 0) + getattr(p, "max_response", 0)
+    seq = row_tokens(st)
     budget = getattr(p, "max_tokens_per_gpu", None)
     tokens = budget if budget else p.micro_batch * seq
     # the policy generates: the engine's KV cache, on the training GPUs unless a rollout server holds it

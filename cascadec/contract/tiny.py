@@ -8,12 +8,15 @@ The check needs transformers' config classes, imported on the first call.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
-from dataclasses import dataclass
-from typing import Any, Literal
+import functools
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from cascadec.contract.suggest import suggest
+from cascadec.contract.tiny_values import TinyProblem, field_error, shown, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
 TINY_DEFAULTS: dict[str, Any] = {
@@ -36,35 +39,25 @@ BYTE_TOKENS: dict[str, int] = {"vocab_size": BYTE_VOCAB_SIZE, "pad_token_id": 0,
 FORWARD_CHECK_PARAMS = 50_000_000
 
 HINT = "the keys are the attributes of the transformers config class of that model type"
-# Keys whose value is a count or a width: zero or less makes no model (transformers fails later with
-# "negative dimension" or builds nothing), so they are refused up front with the key's name.
-_SIZE_KEY = re.compile(r"(size|dim|heads|layers|positions|embeddings|experts|^num_|^n_)")
 # Bookkeeping fields of every transformers config: never a sensible suggestion for a misspelt size.
 _INTERNAL_KEYS = {"_name_or_path", "transformers_version", "architectures", "model_type", "dtype", "id2label",
                   "label2id", "problem_type", "return_dict", "output_attentions", "output_hidden_states"}
+# What transformers' messages call a key the spec may write under another name.
+_NAMED_AS = {"rope_parameters": ("rope_scaling",)}
 
 
-@dataclass(frozen=True)
-class TinyProblem:
-    """What is wrong with a ``tiny(...)`` config: ``on`` says what is at fault (the model type, an unknown key,
-    a key's value, or the config as a whole), ``key`` the keyword where one is to blame, ``message`` one line,
-    ``hint`` the fix."""
+def tiny_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
+    """Every independent problem of ``tiny(name, **config)``; empty when transformers builds its config.
 
-    on: Literal["type", "key", "value", "config"]
-    key: str | None
-    message: str
-    hint: str
-
-
-def tiny_problem(name: str, config: dict[str, Any]) -> TinyProblem | None:
-    """The first problem of ``tiny(name, **config)``, or None when transformers builds its config.
-
-    ``name`` must be a transformers model type with a causal-LM class (``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``);
-    each key must be an attribute its config class knows (a field of its default ``to_dict()``, an
-    ``attribute_map`` alias, a dataclass field, or a keyword the class consumes, such as ``rope_theta``);
-    a size (a key like ``hidden_size`` whose default is a positive integer) must be a positive integer, and
-    a value must have its default's type; then the config with :data:`TINY_DEFAULTS` under it must pass the
-    config class's own validators (e.g. heads dividing the width).
+    ``name`` must be a transformers model type with a causal-LM class (``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``).
+    Each key is checked on its own (one problem a key): it must be an attribute its config class knows (a
+    field of its default ``to_dict()``, an ``attribute_map`` alias, a dataclass field, or a keyword the class
+    consumes, such as ``rope_theta``); a value must have its default's type, a size must be positive, a key
+    whose meaning fixes a range must lie in it, and the class's validator of that field must accept it
+    (`cascadec.contract.tiny_values`). Only when every key passes, the config with :data:`TINY_DEFAULTS`
+    under it must pass the config class's own validators (e.g. heads dividing the width) without a warning
+    about a key of the spec (such as a `rope_scaling` entry transformers ignores), since those problems can
+    be consequences of one bad key.
     """
     from transformers import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -73,51 +66,75 @@ def tiny_problem(name: str, config: dict[str, Any]) -> TinyProblem | None:
     if name not in causal:
         close = suggest(name, causal)
         what = "not a transformers model type" if name not in CONFIG_MAPPING else "not a causal language model"
-        return TinyProblem("type", None, what, (f"did you mean `{close}`? " if close else "")
-                           + "`tiny(NAME, ...)` takes a transformers model type with a causal-LM class, e.g. "
-                             "`llama`, `qwen2`")
+        return [TinyProblem("type", None, what, (f"did you mean `{close}`? " if close else "")
+                            + "`tiny(NAME, ...)` takes a transformers model type with a causal-LM class, e.g. "
+                              "`llama`, `qwen2`")]
     cls = CONFIG_MAPPING[name]
+    with library_log():
+        problems = [p for key, value in config.items() if (p := _key_problem(name, cls, key, value)) is not None]
+    return problems or _config_problems(name, config)
+
+
+@functools.lru_cache(maxsize=None)
+def _facts(cls: Any) -> tuple[dict[str, Any], dict[str, str], frozenset[str]]:
+    """A config class's defaults, its ``attribute_map`` aliases and every key it knows."""
     defaults = cls().to_dict()
     aliases = getattr(cls, "attribute_map", {}) or {}
-    known = set(defaults) | set(aliases)
-    if dataclasses.is_dataclass(cls):
-        known |= {f.name for f in dataclasses.fields(cls)}
-    for key, value in config.items():
-        if key not in known and _stored_as_unknown(cls, key, value):
-            close = suggest(key, known - _INTERNAL_KEYS)
-            return TinyProblem("key", key, f"unknown config key `{key}`", (f"did you mean `{close}`? " if close else "")
-                               + HINT)
-        default = defaults.get(aliases.get(key, key))
-        problem = _value_problem(key, value, default, TINY_DEFAULTS.get(key, default))
-        if problem is not None:
-            return problem
-    return _config_problem(name, config)
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    return defaults, aliases, frozenset(set(defaults) | set(aliases) | fields)
 
 
-def _stored_as_unknown(cls: Any, key: str, value: Any) -> bool:
+def _key_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | None:
+    defaults, aliases, known = _facts(cls)
+    stored, error = _alone(cls, key, value, defaults.get(aliases.get(key, key)))
+    if key not in known and stored:
+        close = suggest(key, known - _INTERNAL_KEYS)
+        return TinyProblem("key", key, f"unknown config key `{key}`", (f"did you mean `{close}`? " if close else "")
+                           + HINT)
+    example = own_value(name, key, defaults.get(aliases.get(key, key)))
+    problem = value_problem(key, value, defaults.get(aliases.get(key, key)), example)
+    return problem or (field_error(key, value, error, example) if error is not None else None)
+
+
+def _alone(cls: Any, key: str, value: Any, default: Any) -> tuple[bool, BaseException | None]:
     # transformers keeps an unknown keyword as a junk attribute (so it reappears in to_dict()), while a
-    # keyword the class consumes (e.g. llama's `rope_theta`, folded into `rope_parameters`) does not.
+    # keyword the class consumes (e.g. llama's `rope_theta`, folded into `rope_parameters`) does not. Built
+    # with this key alone, the class's error is about this value, or about it against the class's defaults.
+    value = float(value) if isinstance(default, float) and type(value) is int else value
     try:
-        return key in cls(**{key: value}).to_dict()
-    except Exception:  # noqa: BLE001 - any validator error means the key is known; its value is checked later
-        return False
+        return key in cls(**{key: value}).to_dict(), None
+    except Exception as e:  # noqa: BLE001 - any validator error means the key is known
+        return False, e
 
 
-def _value_problem(key: str, value: Any, default: Any, example: Any) -> TinyProblem | None:
-    # ``default``: the config class's default (its type is the expected one); ``example``: the value a tiny
-    # model uses when the key is left out, quoted in the hint.
-    if isinstance(default, bool) or default is None:
-        if isinstance(default, bool) and not isinstance(value, bool):
-            return TinyProblem("value", key, f"`{key} = {_shown(value)}` must be true or false",
-                               f"write `{key} = true` or `{key} = false`")
+@functools.lru_cache(maxsize=None)
+def _own_config(name: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        with library_log():
+            return AutoConfig.for_model(name, **config_kwargs(name, {}, BYTE_TOKENS))
+    except Exception:  # noqa: BLE001 - a type whose class refuses the tiny defaults: its class defaults serve
         return None
-    if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-        return TinyProblem("value", key, f"`{key} = {_shown(value)}` must be an integer",
-                           f"write a whole number, e.g. `{key} = {example}`")
-    if isinstance(default, int) and default > 0 and _SIZE_KEY.search(key) and value <= 0:
-        return TinyProblem("value", key, f"`{key} = {value}` must be a positive size",
-                           f"give a whole number of at least 1, e.g. `{key} = {example}`")
-    return None
+
+
+def own_value(name: str, key: str, default: Any) -> Any:
+    """The value of ``key`` in the config a tiny model of type ``name`` has when the spec leaves it out (e.g.
+    llama's `head_dim` is 16, not the class's 128), else ``default``."""
+    built = _own_config(name)
+    value = getattr(built, key, None)
+    if value is None and isinstance(getattr(built, "rope_parameters", None), dict):
+        value = built.rope_parameters.get(key)
+    return default if value is None or isinstance(value, (dict, list)) else value
+
+
+def positions_key(name: str, config: dict[str, Any]) -> str | None:
+    """The key of ``config`` that sets a model type's ``max_position_embeddings`` (gpt2 calls it `n_positions`)."""
+    from transformers import CONFIG_MAPPING
+
+    _, aliases, _ = _facts(CONFIG_MAPPING[name])
+    names = {"max_position_embeddings", aliases.get("max_position_embeddings")}
+    return next((k for k in config if k in names), None)
 
 
 def config_kwargs(name: str, config: dict[str, Any], tokens: dict[str, int] | None = None) -> dict[str, Any]:
@@ -128,31 +145,79 @@ def config_kwargs(name: str, config: dict[str, Any], tokens: dict[str, int] | No
     (``initializer_range = 1``)."""
     from transformers import CONFIG_MAPPING
 
-    cls = CONFIG_MAPPING[name]
-    aliases = getattr(cls, "attribute_map", {}) or {}
+    defaults, aliases, _ = _facts(CONFIG_MAPPING[name])
     covered = set(config) | {alias for alias, target in aliases.items() if target in config}
-    defaults = cls().to_dict()
     spec = {k: float(v) if isinstance(defaults.get(aliases.get(k, k)), float) and type(v) is int else v
             for k, v in config.items()}
     return {**{k: v for k, v in {**TINY_DEFAULTS, **(tokens or {})}.items() if k not in covered}, **spec}
 
 
-def _config_problem(name: str, config: dict[str, Any]) -> TinyProblem | None:
+def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
     from transformers import AutoConfig
 
+    with library_log() as lines:
+        try:
+            built = AutoConfig.for_model(name, **config_kwargs(name, config))
+        except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
+            return [rejected(name, config, "transformers rejects its config", one_line(e))]
+    found = warned(name, config, lines)
+    return found or [p for p in (_composite(name, built) or _heads_problem(config, built),) if p is not None]
+
+
+@contextmanager
+def library_log() -> Iterator[list[str]]:
+    """The warnings transformers logs, and Python warnings, raised inside the block: collected in the list it
+    gives (filled when the block ends) instead of printed, so that no raw library line reaches lint's output
+    and each can be turned into a located diagnostic (:func:`warned`)."""
+    logger = logging.getLogger("transformers")
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    saved = logger.handlers, logger.level
+    logger.handlers, logger.level = [Keep(logging.WARNING)], logging.WARNING
     try:
-        built = AutoConfig.for_model(name, **config_kwargs(name, config))
-    except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
-        return rejected(name, config, "transformers rejects its config", one_line(e))
-    return _composite(name, built) or _heads_problem(config, built)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield lines
+    finally:
+        logger.handlers, logger.level = saved
+        lines.extend(str(w.message) for w in caught)
+
+
+def warned(name: str, config: dict[str, Any], lines: list[str]) -> list[TinyProblem]:
+    """A problem for each distinct warning of ``lines`` that names a key of ``config``: transformers logs, rather
+    than raises, that it ignores a setting (``Unrecognized keys in `rope_parameters` ... {'factor'}``) or that
+    a value is out of its range; either way the setting does not do what the spec says. Lines about no key of
+    the spec (a default's value, a deprecation inside transformers) are not the spec's doing and are dropped."""
+    out: dict[str, TinyProblem] = {}
+    for line in dict.fromkeys(lines):
+        key = _named_key(config, line)
+        if key is None or key in out:
+            continue
+        ignored = "nrecognized" in line or "ignor" in line
+        out[key] = TinyProblem("ignored" if ignored else "config", key, f"transformers {'ignores' if ignored else 'warns about'} it: "
+                               + one_line(Exception(line)), "a setting transformers does not use does nothing: "
+                               "remove it, or set what makes it used (for `rope_scaling`, a `rope_type` such as "
+                               "`linear` or `dynamic`)" if ignored else f"fix that value; {HINT}")
+    return list(out.values())
+
+
+def _named_key(config: dict[str, Any], message: str) -> str | None:
+    """The key of ``config`` that transformers' ``message`` names: as written, with spaces for underscores, by
+    its string value, or by the name transformers gives it (`rope_parameters` for `rope_scaling`)."""
+    named_as = {k: (k, k.replace("_", " ")) + tuple(n for n, same in _NAMED_AS.items() if k in same)
+                for k in config}
+    return next((k for k, v in config.items() if any(n in message for n in named_as[k])
+                 or isinstance(v, str) and repr(v) in message), None)
 
 
 def rejected(name: str, config: dict[str, Any], what: str, message: str) -> TinyProblem:
     """transformers' error ``message`` about ``tiny(name, **config)``, blamed on the key it names (as written, with
     spaces for underscores, or by its string value), else on the whole config."""
-    key = next((k for k, v in config.items() if k in message or k.replace("_", " ") in message
-                or isinstance(v, str) and repr(v) in message), None)
-    return TinyProblem("config", key, f"{what}: {message}", f"fix the values in `tiny({name}, ...)`; {HINT}")
+    return TinyProblem("config", _named_key(config, message), f"{what}: {message}", f"fix the values in `tiny({name}, ...)`; {HINT}")
 
 
 def _composite(name: str, built: Any) -> TinyProblem | None:
@@ -190,13 +255,20 @@ def _heads_problem(config: dict[str, Any], built: Any) -> TinyProblem | None:
     return None
 
 
-def build_problem(name: str, config: dict[str, Any], tokens: dict[str, int]) -> TinyProblem | None:
+def build_problems(name: str, config: dict[str, Any], tokens: dict[str, int]) -> list[TinyProblem]:
     """What building ``tiny(name, **config)`` with a tokenizer of ``tokens`` (:data:`BYTE_TOKENS`) and a
-    first forward find, for a config that passes :func:`tiny_problem`: a vocabulary smaller than the
+    first forward find, for a config that passes :func:`tiny_problems`: a vocabulary smaller than the
     tokenizer's, an error while building (on the meta device: no weights), and, up to
     :data:`FORWARD_CHECK_PARAMS` parameters, an error in a forward of 2 rows of 8 tokens, logits that are
-    not finite, or a model that sees later tokens (not causal). Takes seconds (it imports the model's code).
+    not finite, or a model that sees later tokens (not causal); and the warnings transformers logs meanwhile
+    about a key of the spec (:func:`warned`). Takes seconds (it imports the model's code).
     """
+    with library_log() as lines:
+        problem = _build_problem(name, config, tokens)
+    return warned(name, config, lines) or ([problem] if problem is not None else [])
+
+
+def _build_problem(name: str, config: dict[str, Any], tokens: dict[str, int]) -> TinyProblem | None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -240,11 +312,6 @@ def vocab_problem(config: dict[str, Any], vocab_size: int, tokenizer_size: int) 
     return TinyProblem("value", "vocab_size" if "vocab_size" in config else None,
                        f"`vocab_size = {vocab_size}` is smaller than its tokenizer's {tokenizer_size} tokens",
                        "leave `vocab_size` out: it defaults to the tokenizer's")
-
-
-def _shown(value: Any) -> str:
-    """A value as the spec writes it (``true``, ``"32"``), not as Python does."""
-    return json.dumps(value)
 
 
 def one_line(e: BaseException) -> str:

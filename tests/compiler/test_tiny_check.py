@@ -109,3 +109,57 @@ def test_a_time_or_memory_unit_in_a_tiny_config_is_cas202(config: str) -> None:
     [d] = [d for d in result.diagnostics if d.severity == "error"]
     assert d.code == "CAS202" and "takes a plain number" in d.message
     assert not _cas329("tiny(llama, hidden_size = 32, intermediate_size = 1Ki)")  # a count unit is a number
+
+
+@pytest.mark.parametrize(("tiny", "key"), [("tiny(llama, rope_theta = -1)", "rope_theta"),
+                                           ("tiny(qwen2, rope_theta = 0)", "rope_theta"),
+                                           ("tiny(llama, rms_norm_eps = 0)", "rms_norm_eps"),
+                                           ("tiny(gpt2, layer_norm_epsilon = -1e-5)", "layer_norm_epsilon"),
+                                           ("tiny(llama, rope_scaling = {rope_type = \"linear\", factor = 0.5})",
+                                            "rope_scaling")])
+def test_a_value_whose_meaning_fixes_its_range_is_refused_at_its_key(tiny: str, key: str) -> None:
+    [d] = _cas329(tiny)
+    assert "must be" in d.message and _spec(tiny).splitlines()[1][d.span.column - 1:].startswith(key)
+
+
+def test_a_validator_message_is_put_in_the_spec_words() -> None:
+    [d] = _cas329("tiny(llama, initializer_range = 2)")
+    assert d.message.endswith("`initializer_range = 2` must be at least 0.0 and at most 1.0")
+    assert "Validation error" not in d.message and d.help == "write e.g. `initializer_range = 0.02`"
+
+
+def test_every_independent_problem_of_one_call_is_reported() -> None:
+    found = _cas329("tiny(llama, rope_theta = -1, num_hidden_layers = 0, initializer_range = -1, hiden_size = 8)")
+    assert [d.span.column for d in found] == [28, 45, 68, 92]
+
+
+def test_size_hints_quote_the_tiny_model_own_values() -> None:
+    [d] = _cas329("tiny(llama, head_dim = 0)")
+    assert d.help == "give a whole number of at least 1, e.g. `head_dim = 16`"  # not llama's class default, 128
+
+
+def test_an_ignored_setting_is_located_and_transformers_log_lines_never_leak(capfd) -> None:
+    tiny = "tiny(llama, rope_scaling = {factor = 2.0})"
+    [d] = _cas329(tiny)
+    assert "transformers ignores it" in d.message and "{'factor'}" in d.message and d.span.column == 28
+    assert "rope_type" in d.help
+    out, err = capfd.readouterr()
+    assert "transformers" not in out + err
+
+
+@pytest.mark.parametrize(("tiny", "stage", "needed"), [
+    ("tiny(llama, max_position_embeddings = 16)", "stage s = sft(base) { steps = 1  lr = 1e-5 }", 2048),
+    ("tiny(gpt2, n_positions = 64)", "stage s = sft(base) { steps = 1  lr = 1e-5  max_seq = 96 }", 96),
+    ("tiny(llama, max_position_embeddings = 64)",
+     "stage s = grpo(base) { steps = 1  lr = 1e-5  max_prompt = 48  max_response = 32 }", 80),
+])
+def test_positions_shorter_than_the_longest_row_the_plan_allows_are_refused(tiny: str, stage: str,
+                                                                            needed: int) -> None:
+    text = _spec(tiny).replace("stage s = sft(base) { steps = 1  lr = 1e-5 }", stage)
+    result = compile_source(text, "t.cascade", build_data=True)
+    [d] = [d for d in result.diagnostics if d.code == "CAS329"]
+    key = tiny.split(", ")[1].split(" =")[0]
+    assert f"{needed} tokens" in d.message and f"= {needed}` or more" in (d.help or "")
+    assert d.span.column == text.splitlines()[1].index(key) + 1
+    fits = text.replace(tiny.split("= ")[1].rstrip(")"), str(needed))
+    assert not [d for d in compile_source(fits, "t.cascade", build_data=True).diagnostics if d.code == "CAS329"]

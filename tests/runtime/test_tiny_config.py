@@ -91,3 +91,10 @@ def test_native_key_names_are_not_overridden_by_the_tiny_defaults() -> None:
 
 def test_a_vocabulary_smaller_than_the_tokenizer_is_a_model_load_error() -> None:
     assert "smaller than its tokenizer's 259 tokens" in load_error("llama", vocab_size=10)
+
+
+@pytest.mark.parametrize(("config", "words"), [({"rope_theta": -1.0}, "`rope_theta = -1.0` must be positive"),
+                                               ({"rms_norm_eps": 0.0}, "`rms_norm_eps = 0.0` must be positive"),
+                                               ({"rope_scaling": {"factor": 2.0}}, "transformers ignores it")])
+def test_values_transformers_accepts_but_that_break_or_do_nothing_are_refused_before_loading(config, words) -> None:
+    assert words in load_error("llama", **config)
