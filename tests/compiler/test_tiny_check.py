@@ -97,6 +97,9 @@ def test_a_size_without_its_key_is_pointed_at() -> None:
 def test_a_local_tokenizer_is_resolved_against_the_spec_like_a_local_model(tmp_path) -> None:
     spec = tmp_path / "sub" / "t.cascade"
     text = _spec('tiny(llama), tokenizer = "./tok"')
+    [d] = compile_source(text, str(spec)).diagnostics  # a local tokenizer directory must exist
+    assert d.code == "CAS325" and d.message == f"tokenizer directory `{tmp_path / 'sub' / 'tok'}` does not exist"
+    (tmp_path / "sub" / "tok").mkdir(parents=True)
     result = compile_source(text, str(spec))
     assert result.plan is not None and result.plan.base.tokenizer == str(tmp_path / "sub" / "tok")
     assert compile_source(_spec('tiny(llama), tokenizer = "smollm2-135m-instruct"'),
