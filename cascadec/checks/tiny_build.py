@@ -21,7 +21,7 @@ from cascadec.checks.context import CheckContext
 from cascadec.checks.structure import calls
 from cascadec.codes import make
 from cascadec.checks.memory_plan import row_tokens
-from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problems, positions_key, tiny_problems
+from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problems, positions_key, refusals, tiny_problems
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.convert import to_plain
 from cascadec.units import UNITS
@@ -44,7 +44,7 @@ def _family(call: ast.Call) -> str:
 
 
 _LABELS = {"key": "not a key of its config class", "value": "not a valid value", "ignored": "ignored by transformers",
-           "config": "rejected by transformers"}
+           "warned": "transformers warns about it", "config": "rejected by transformers"}
 
 
 def _where(call: ast.Call, problem: TinyProblem) -> tuple[Span, str]:
@@ -70,13 +70,14 @@ def check_tiny_configs(module: ast.Module, ctx: CheckContext) -> Iterator[Diagno
         family = _family(call)
         config = {kw.key.name: to_plain(kw.value, kw.key.name) for kw in call.kwargs}
         problems = tiny_problems(family, config)
-        if not problems and tokenizer in (None, "bytes"):
-            problems = build_problems(family, config, BYTE_TOKENS)
+        if not refusals(problems) and tokenizer in (None, "bytes"):
+            problems += [p for p in build_problems(family, config, BYTE_TOKENS) if p not in problems]
         if not any(p.on == "type" for p in problems):
             problems += _positions_problem(ctx, family, config, {p.key for p in problems})
         for problem in problems:
             span, label = _where(call, problem)
-            yield make("CAS329", f"`tiny({family}, ...)`: {problem.message}", span, label=label, help=problem.hint)
+            yield make("CAS330" if problem.on == "warned" else "CAS329", f"`tiny({family}, ...)`: {problem.message}",
+                       span, label=label, help=problem.hint)
 
 
 def _positions_problem(ctx: CheckContext, family: str, config: dict, blamed: set) -> list[TinyProblem]:

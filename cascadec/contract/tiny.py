@@ -42,6 +42,8 @@ HINT = "the keys are the attributes of the transformers config class of that mod
 # Bookkeeping fields of every transformers config: never a sensible suggestion for a misspelt size.
 _INTERNAL_KEYS = {"_name_or_path", "transformers_version", "architectures", "model_type", "dtype", "id2label",
                   "label2id", "problem_type", "return_dict", "output_attentions", "output_hidden_states"}
+_IGNORED_HINT = ("a setting transformers does not use does nothing: remove it, or set what makes it used (for "
+                 "`rope_scaling`, a `rope_type` such as `linear` or `dynamic`)")
 # What transformers' messages call a key the spec may write under another name.
 _NAMED_AS = {"rope_parameters": ("rope_scaling",)}
 
@@ -161,7 +163,8 @@ def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
         except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
             return [rejected(name, config, "transformers rejects its config", one_line(e))]
     found = warned(name, config, lines)
-    return found or [p for p in (_composite(name, built) or _heads_problem(config, built),) if p is not None]
+    more = [] if refusals(found) else [p for p in (_composite(name, built) or _heads_problem(config, built),) if p]
+    return found + more
 
 
 @contextmanager
@@ -178,6 +181,8 @@ def library_log() -> Iterator[list[str]]:
 
     saved = logger.handlers, logger.level
     logger.handlers, logger.level = [Keep(logging.WARNING)], logging.WARNING
+    # transformers' `warning_once` remembers what it said in this process: cleared, every check sees it again
+    getattr(getattr(logging.Logger, "warning_once", None), "cache_clear", lambda: None)()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -188,20 +193,25 @@ def library_log() -> Iterator[list[str]]:
 
 
 def warned(name: str, config: dict[str, Any], lines: list[str]) -> list[TinyProblem]:
-    """A problem for each distinct warning of ``lines`` that names a key of ``config``: transformers logs, rather
-    than raises, that it ignores a setting (``Unrecognized keys in `rope_parameters` ... {'factor'}``) or that
-    a value is out of its range; either way the setting does not do what the spec says. Lines about no key of
-    the spec (a default's value, a deprecation inside transformers) are not the spec's doing and are dropped."""
+    """A problem for each distinct warning of ``lines`` that names a key of ``config``. transformers logs, rather
+    than raises, that it ignores a setting (``Unrecognized keys in `rope_parameters` ... {'factor'}``: on
+    ``ignored``) or that a value is invalid ("... must be ...", "Missing required keys": on ``config``); other
+    lines doubt a setting it still uses (on ``warned``: a warning, not a refusal). Lines about no key of the
+    spec (a default's value, a deprecation inside transformers) are not the spec's doing and are dropped."""
     out: dict[str, TinyProblem] = {}
     for line in dict.fromkeys(lines):
         key = _named_key(config, line)
         if key is None or key in out:
             continue
-        ignored = "nrecognized" in line or "ignor" in line
-        out[key] = TinyProblem("ignored" if ignored else "config", key, f"transformers {'ignores' if ignored else 'warns about'} it: "
-                               + one_line(Exception(line)), "a setting transformers does not use does nothing: "
-                               "remove it, or set what makes it used (for `rope_scaling`, a `rope_type` such as "
-                               "`linear` or `dynamic`)" if ignored else f"fix that value; {HINT}")
+        text = one_line(Exception(line))
+        if "nrecognized" in line or "ignor" in line:
+            out[key] = TinyProblem("ignored", key, f"transformers ignores it: {text}", _IGNORED_HINT)
+        elif any(word in line for word in ("must be", "Missing required", "should be")):
+            out[key] = TinyProblem("config", key, f"transformers rejects its value: {text}",
+                                   f"fix the value it names; {HINT}")
+        else:
+            out[key] = TinyProblem("warned", key, f"transformers warns about it: {text}",
+                                   "check that the setting means what you intend; transformers uses it as written")
     return list(out.values())
 
 
@@ -265,7 +275,13 @@ def build_problems(name: str, config: dict[str, Any], tokens: dict[str, int]) ->
     """
     with library_log() as lines:
         problem = _build_problem(name, config, tokens)
-    return warned(name, config, lines) or ([problem] if problem is not None else [])
+    found = warned(name, config, lines)
+    return found + ([problem] if problem is not None and not refusals(found) else [])
+
+
+def refusals(problems: list[TinyProblem]) -> list[TinyProblem]:
+    """The problems that refuse the model: all but the warnings of transformers about a setting it still uses."""
+    return [p for p in problems if p.on != "warned"]
 
 
 def _build_problem(name: str, config: dict[str, Any], tokens: dict[str, int]) -> TinyProblem | None:

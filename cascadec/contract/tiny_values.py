@@ -40,10 +40,10 @@ _WORDS = (("greater or equal to", "at least"), ("smaller or equal to", "at most"
 @dataclass(frozen=True)
 class TinyProblem:
     """What is wrong with a ``tiny(...)`` config: ``on`` says what is at fault (the model type, an unknown key,
-    a key's value, a setting transformers ignores, or the config as a whole), ``key`` the keyword where one is
-    to blame, ``message`` one line, ``hint`` the fix."""
+    a key's value, a setting transformers ignores, one it warns about but uses, or the config as a whole),
+    ``key`` the keyword where one is to blame, ``message`` one line, ``hint`` the fix."""
 
-    on: Literal["type", "key", "value", "ignored", "config"]
+    on: Literal["type", "key", "value", "ignored", "warned", "config"]
     key: str | None
     message: str
     hint: str

@@ -166,3 +166,14 @@ def test_positions_shorter_than_the_longest_row_the_plan_allows_are_refused(tiny
     assert d.span.column == text.splitlines()[1].index(key) + 1
     fits = text.replace(tiny.split("= ")[1].rstrip(")"), str(needed))
     assert not [d for d in compile_source(fits, "t.cascade", build_data=True).diagnostics if d.code == "CAS329"]
+
+
+def test_a_setting_transformers_doubts_but_uses_is_a_warning_that_the_runtime_lets_run() -> None:
+    from runtime.models import check_tiny
+
+    tiny = 'tiny(llama, rope_scaling = {rope_type = "yarn", factor = 2.0})'
+    result = compile_source(_spec(tiny), "t.cascade", build_data=True)
+    [d] = result.diagnostics
+    assert (d.code, d.severity) == ("CAS330", "warning") and "transformers warns about it" in d.message
+    assert result.plan is not None
+    check_tiny(result.plan.base)  # no ModelLoadError: the run goes ahead
