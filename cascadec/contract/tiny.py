@@ -225,9 +225,10 @@ def _named_key(config: dict[str, Any], message: str) -> str | None:
 
 
 def rejected(name: str, config: dict[str, Any], what: str, message: str) -> TinyProblem:
-    """transformers' error ``message`` about ``tiny(name, **config)``, blamed on the key it names (as written, with
-    spaces for underscores, or by its string value), else on the whole config."""
-    return TinyProblem("config", _named_key(config, message), f"{what}: {message}", f"fix the values in `tiny({name}, ...)`; {HINT}")
+    """transformers' error ``message`` about ``tiny(name, **config)``, blamed on the key it names
+    (:func:`_named_key`), else on the whole config."""
+    return TinyProblem("config", _named_key(config, message), f"{what}: {message}",
+                       f"fix the values in `tiny({name}, ...)`; {HINT}")
 
 
 def _composite(name: str, built: Any) -> TinyProblem | None:
