@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cascadec.contract.suggest import suggest
-from cascadec.contract.tiny_values import TinyProblem, field_error, shown, value_problem
+from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
 TINY_DEFAULTS: dict[str, Any] = {
@@ -93,7 +93,7 @@ def _key_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | Non
         close = suggest(key, known - _INTERNAL_KEYS)
         return TinyProblem("key", key, f"unknown config key `{key}`", (f"did you mean `{close}`? " if close else "")
                            + HINT)
-    example = own_value(name, key, defaults.get(aliases.get(key, key)))
+    example = _own_value(name, key, defaults.get(aliases.get(key, key)))
     problem = value_problem(key, value, defaults.get(aliases.get(key, key)), example)
     return problem or (field_error(key, value, error, example) if error is not None else None)
 
@@ -120,7 +120,7 @@ def _own_config(name: str) -> Any:
         return None
 
 
-def own_value(name: str, key: str, default: Any) -> Any:
+def _own_value(name: str, key: str, default: Any) -> Any:
     """The value of ``key`` in the config a tiny model of type ``name`` has when the spec leaves it out (e.g.
     llama's `head_dim` is 16, not the class's 128), else ``default``."""
     built = _own_config(name)

@@ -92,7 +92,8 @@ def test_a_local_base_model_is_looked_up_from_the_spec_directory_and_a_hub_id_is
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # `./base` is next to the spec, not in the working directory
-    assert compile_file(spec).plan is not None
+    plan = compile_file(spec).plan
+    assert plan is not None and plan.base.name == str(tmp_path / "base")  # the path the runtime loads
     shutil.rmtree(tmp_path / "base")
     (d,) = compile_file(spec).diagnostics
     assert d.code == "CAS325" and d.span.line == 2 and "base" in d.message and "hub id" in d.help
