@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 
 from cascadec.compiler import compile_file
+from cascadec.contract.plan import Plan
 from runtime.changes import change
+from runtime.evals import item_groups, load_eval_sets
+from runtime.orchestrator import load_plan
 from runtime.state import RunDir, last_eval_points, read_eval_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +58,24 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def verdicts(spec: Path, run_dir: Path) -> list[str]:
-    """Lines: the GRPO criterion per GRPO stage, the MOPD criterion per domain."""
-    plan = compile_file(spec).plan
-    points = last_eval_points(read_eval_records(RunDir(run_dir).evals_jsonl)[0])
+def with_item_groups(plan: Plan, records: list[dict]) -> list[dict]:
+    """``records`` with ``item_groups`` (``runtime.evals.item_groups``) added where missing, from the plan's
+    eval sets (generated or read as the run read them), for run directories written before records had
+    them; a record whose item count differs from its eval set's is left as it is."""
+    groups = {f"{s.domain}.{s.spec.name}": item_groups(s.samples) for s in load_eval_sets(plan)}
+    out = []
+    for r in records:
+        g = groups.get(f"{r['domain']}.{r['eval']}")
+        fill = "item_groups" not in r and g is not None and len(g) == len(r.get("item_scores") or [])
+        out.append({**r, "item_groups": g} if fill else r)
+    return out
+
+
+def verdicts(spec: Path | Plan, run_dir: Path) -> list[str]:
+    """Lines: the GRPO criterion per GRPO stage, the MOPD criterion per domain (``spec``: the spec file, or
+    the plan the run directory recorded)."""
+    plan = spec if isinstance(spec, Plan) else compile_file(spec).plan
+    points = last_eval_points(with_item_groups(plan, read_eval_records(RunDir(run_dir).evals_jsonl)[0]))
     lines = []
     for stage in plan.stages:
         keys = [k for k in points.get(stage.name, {}) if k.split(".", 1)[0] in (stage.domains or {})]
@@ -66,7 +83,7 @@ def verdicts(spec: Path, run_dir: Path) -> list[str]:
             for key in keys:
                 c = change(points[stage.name][key], points[stage.parent][key])
                 ok = c.delta >= 2 * c.se
-                kind = "paired" if c.paired else "binomial, unpaired"
+                kind = ("paired, clustered" if c.clustered else "paired") if c.paired else "binomial, unpaired"
                 lines.append(f"{stage.name} on {key}: {c.delta:+.3f} ± {c.se:.3f} ({kind}) -> "
                              f"{'PASS' if ok else 'FAIL'} (>= 2 SE)")
         if stage.kind == "distill":
@@ -91,7 +108,13 @@ def main() -> None:
     ap.add_argument("--fresh-cache", action="store_true")
     ap.add_argument("--spec", type=Path, default=SPEC, help="the cascade to run (default: the quickstart)")
     ap.add_argument("--out", default="bench/results/quickstart-seeds.md")
+    ap.add_argument("--reread", nargs="+", type=Path, metavar="RUN_DIR",
+                    help="print the criteria of finished run directories (with today's standard errors) and stop")
     args = ap.parse_args()
+    if args.reread:
+        for run_dir in args.reread:
+            print(f"## {run_dir}", *(f"- {v}" for v in verdicts(load_plan(run_dir / "plan.json"), run_dir)), sep="\n")
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

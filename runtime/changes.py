@@ -8,6 +8,13 @@ paired differences): over the ``m`` items scored in both, ``d_i = x_i - y_i`` (s
 ``change = mean(d)`` and ``se = sd(d) / sqrt(m)`` with the sample standard deviation (``ddof = 1``). It
 leaves out the item-to-item variation both checkpoints share, which an unpaired error counts twice.
 
+Items that repeat one prompt (a generator's 256 items over 91 distinct products) are not independent: under
+greedy decoding their scores are identical. Where both records carry the same ``item_groups`` (each item's
+cluster: the index of the first item with its prompt), the error is clustered (Miller 2024, the section on
+clustered standard errors): with ``e_i = d_i - mean(d)``,
+``se^2 = sd(d)^2 / m + (sum_c (sum_{i in c} e_i)^2 - sum_i e_i^2) / m^2``, which is ``sd(d) / sqrt(m)`` when
+every item is its own cluster and grows with the repeats otherwise.
+
 Records without per-item scores (run directories written before they were recorded), or whose lists differ in
 length, or with fewer than 2 items scored in both, fall back to the binomial error of each score: over ``n``
 items ``sqrt(p (1 - p) / n)`` (for scores with partial credit an upper bound, since a [0, 1] variable of mean
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from rich.table import Table
@@ -35,6 +42,7 @@ class Change(NamedTuple):
     delta: float  # stage minus parent, in score units
     se: float  # its standard error
     paired: bool  # True: paired over the same items; False: binomial, unpaired
+    clustered: bool = False  # paired, with items that repeat a prompt taken as one cluster
 
 
 def score_se(score: float, n: int) -> float:
@@ -43,40 +51,59 @@ def score_se(score: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n) if n >= 1 else 0.0
 
 
-def item_differences(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> list[float] | None:
-    """``x_i - y_i`` over the items scored in both records' ``item_scores`` (a None item is left out of the
-    pair); None when either record has no ``item_scores`` or the lists differ in length (not the same items)."""
+def item_differences(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> list[tuple[float, int]] | None:
+    """``(x_i - y_i, cluster of item i)`` over the items scored in both records' ``item_scores`` (a None item is
+    left out of the pair); None when either record has no ``item_scores`` or the lists differ in length (not
+    the same items). The cluster is the records' shared ``item_groups`` entry, else the item's own index."""
     x, y = stage.get("item_scores"), parent.get("item_scores")
     if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y):
         return None
-    return [float(a) - float(b) for a, b in zip(x, y) if a is not None and b is not None]
+    groups = stage.get("item_groups")
+    if not isinstance(groups, list) or groups != parent.get("item_groups") or len(groups) != len(x):
+        groups = list(range(len(x)))
+    return [(float(a) - float(b), int(g)) for a, b, g in zip(x, y, groups) if a is not None and b is not None]
+
+
+def clustered_se(diffs: Sequence[float], groups: Sequence[int]) -> float:
+    """The clustered standard error of ``mean(diffs)`` (module docstring; Miller 2024), items of one
+    ``groups`` value forming a cluster; ``sd(diffs) / sqrt(m)`` when all groups differ. Needs m >= 2."""
+    m, mean = len(diffs), statistics.fmean(diffs)
+    sums: dict[int, float] = {}
+    for d, g in zip(diffs, groups):
+        sums[g] = sums.get(g, 0.0) + d - mean
+    within = sum(v * v for v in sums.values()) - sum((d - mean) ** 2 for d in diffs)
+    return math.sqrt(max(statistics.variance(diffs) / m + within / m**2, 0.0))
 
 
 def change(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> Change:
-    """The change from ``parent``'s eval record to ``stage``'s (``score``, ``n``, optional ``item_scores``).
+    """The change from ``parent``'s eval record to ``stage``'s (``score``, ``n``, optional ``item_scores`` and
+    ``item_groups``).
 
     Paired (module docstring) when :func:`item_differences` has at least 2 items: ``delta`` is then the mean
     of the differences, which equals ``score_stage - score_parent`` when both scored the same items (a mean
     of differences over one set of items is the difference of the means over it; an item scored by one
-    checkpoint only is left out of both). Otherwise ``delta = score_stage - score_parent`` with the binomial,
-    unpaired error."""
-    diffs = item_differences(stage, parent)
-    if diffs is not None and len(diffs) >= 2:
-        return Change(statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs)), True)
+    checkpoint only is left out of both), and the error is clustered where items repeat a prompt.
+    Otherwise ``delta = score_stage - score_parent`` with the binomial, unpaired error."""
+    pairs = item_differences(stage, parent)
+    if pairs is not None and len(pairs) >= 2:
+        diffs, groups = [d for d, _ in pairs], [g for _, g in pairs]
+        return Change(statistics.fmean(diffs), clustered_se(diffs, groups), True, len(set(groups)) < len(groups))
     delta = float(stage["score"]) - float(parent["score"])
     se = math.hypot(score_se(float(stage["score"]), int(stage.get("n", 0))),
                     score_se(float(parent["score"]), int(parent.get("n", 0))))
     return Change(delta, se, False)
 
 
-def caption(kinds: set[bool]) -> str:
-    """The table's caption, naming the standard error its cells use (``kinds``: their ``Change.paired``)."""
+def caption(kinds: set[bool], clustered: bool = False) -> str:
+    """The table's caption, naming the standard error its cells use (``kinds``: their ``Change.paired``;
+    ``clustered``: whether one of them clustered repeated items)."""
+    paired = "paired over the same items" + (", repeated prompts clustered" if clustered else "")
     if kinds == {True}:
-        used = "paired over the same items"
+        used = paired
     elif kinds == {False}:
         used = "binomial, unpaired"
     else:
-        used = f"paired over the same items;{UNPAIRED_MARK}: binomial, unpaired, with no per-item scores"
+        used = f"{paired};{UNPAIRED_MARK}: binomial, unpaired, with no per-item scores"
     return f"▲/▼: a change of at least 2 standard errors ({used})"
 
 
@@ -95,7 +122,7 @@ def change_table(plan: Plan, points: Mapping[str, Mapping[str, Mapping[str, Any]
     if not rows:
         return None
     kinds = {c.paired for cells in rows.values() for c in cells.values()}
-    table = Table(caption=caption(kinds))
+    table = Table(caption=caption(kinds, any(c.clustered for cells in rows.values() for c in cells.values())))
     table.add_column("stage (vs parent)")
     for key in keys:
         table.add_column(key, justify="right")

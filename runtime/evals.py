@@ -10,6 +10,7 @@ completion counts as correct for pass@k when its reward is >= 0.5.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,9 +106,9 @@ def rank_shard(samples: Sequence[Sample], rank: int, world: int) -> tuple[list[S
 def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, step: int, seed: int) -> list[dict]:
     """Evaluate the current policy on every eval set; returns one record per eval on every rank.
 
-    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n", "item_scores"}``: ``item_scores``
-    holds one score per item of the eval set, in its order, None for an item that was not scored (its routed
-    reward has no route for it); ``n`` counts the scored items and ``score`` is their mean (0 when none).
+    Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n", "item_scores", "item_groups"}``:
+    ``item_scores`` holds one score per item of the eval set, in its order, None for an item that was not
+    scored (its routed reward has no route for it), and ``item_groups`` each item's cluster (:func:`item_groups`); ``n`` counts the scored items and ``score`` is their mean (0 when none).
     The caller (rank 0) appends them to ``evals.jsonl``.
     """
     acc = ctx.accelerator
@@ -131,9 +132,18 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
                 "score": sum(scores) / len(scores) if scores else 0.0,
                 "n": len(scores),
                 "item_scores": items,
+                "item_groups": item_groups(eval_set.samples),
             }
         )
     return records
+
+
+def item_groups(samples: Sequence[Sample]) -> list[int]:
+    """Each item's cluster: the index of the first item with the same prompt (text and chat messages). Items
+    that repeat a prompt score alike (identically under greedy decoding), so the standard error of a change
+    counts them as one cluster (``runtime.changes``)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(json.dumps([s.prompt, s.messages], sort_keys=True), i) for i, s in enumerate(samples)]
 
 
 def item_order(pairs: Sequence[tuple[int, float]], size: int) -> list[float | None]:

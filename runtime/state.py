@@ -260,18 +260,19 @@ def _is_eval_record(r: Mapping[str, Any]) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     step = r.get("step", 0)
-    items = r.get("item_scores", [])
+    items, groups = r.get("item_scores", []), r.get("item_groups", [])
     return (all(isinstance(r.get(k), str) for k in ("stage", "domain", "eval")) and number(r.get("score"))
             and isinstance(step, int) and not isinstance(step, bool) and step >= 0
             and isinstance(r.get("metric", ""), str)
-            and isinstance(items, list) and all(v is None or number(v) for v in items))
+            and isinstance(items, list) and all(v is None or number(v) for v in items)
+            and isinstance(groups, list) and all(isinstance(g, int) and not isinstance(g, bool) for g in groups))
 
 
 def read_eval_records(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The well-formed records of an eval log (``evals.jsonl``) and how many lines were skipped: torn,
     not an object, or with a field of the wrong type (``stage``/``domain``/``eval``/``metric`` strings,
     ``score`` a number, ``step`` a whole number >= 0, ``item_scores``, where present, a list of numbers and
-    nulls; records written before it existed have none). A NaN score is kept (it prints as ``nan``)."""
+    nulls, ``item_groups`` a list of whole numbers; records written before they existed have none). A NaN score is kept (it prints as ``nan``)."""
     records, skipped = read_jsonl_counted(path)
     good = [r for r in records if _is_eval_record(r)]
     return good, skipped + len(records) - len(good)

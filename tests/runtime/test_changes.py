@@ -13,9 +13,9 @@ from runtime.changes import change, change_table, score_se
 def test_standard_errors_by_hand() -> None:
     assert score_se(0.5, 256) == pytest.approx(0.03125)  # sqrt(0.25 / 256)
     assert score_se(0.0, 10) == 0.0 and score_se(1.2, 10) == 0.0 and score_se(0.5, 0) == 0.0
-    delta, se, paired = change({"score": 0.6, "n": 100}, {"score": 0.5, "n": 100})
-    assert delta == pytest.approx(0.1) and not paired
-    assert se == pytest.approx(math.sqrt(0.24 / 100 + 0.25 / 100))
+    c = change({"score": 0.6, "n": 100}, {"score": 0.5, "n": 100})
+    assert c.delta == pytest.approx(0.1) and not c.paired and not c.clustered
+    assert c.se == pytest.approx(math.sqrt(0.24 / 100 + 0.25 / 100))
 
 
 def rec(items: list) -> dict:
@@ -36,6 +36,37 @@ def test_unscored_items_are_left_out_pairwise() -> None:
     c = change(rec([1, None, 0, 0.5, 1]), rec([0, 1, 0, None, 1]))
     assert c.paired and c.delta == pytest.approx(1 / 3)
     assert c.se == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))  # var(d) = 1/3 (ddof 1)
+
+
+def test_items_that_repeat_a_prompt_are_one_cluster() -> None:
+    """Items 0 and 2 repeat one prompt, 1 and 3 another: d = [1, 0, 1, 0], mean 0.5, e = [.5, -.5, .5, -.5];
+    sd^2 / m = (1/3) / 4; cluster sums (1, -1): (1 + 1 - 4 * 0.25) / 16 = 1/16; se = sqrt(1/12 + 1/16)."""
+    groups = [0, 1, 0, 1]
+    stage, parent = rec([1, 0, 1, 0]), rec([0, 0, 0, 0])
+    c = change({**stage, "item_groups": groups}, {**parent, "item_groups": groups})
+    assert c.paired and c.clustered and c.delta == pytest.approx(0.5)
+    assert c.se == pytest.approx(math.sqrt(1 / 12 + 1 / 16))
+    assert c.se > change(stage, parent).se  # the same items taken as independent
+    # each item its own cluster, or groups that do not match (not the same items): the paired error
+    alone = change({**stage, "item_groups": [0, 1, 2, 3]}, {**parent, "item_groups": [0, 1, 2, 3]})
+    mismatched = change({**stage, "item_groups": groups}, {**parent, "item_groups": [0, 1, 2, 3]})
+    for other in (alone, mismatched):
+        assert not other.clustered and other.se == pytest.approx(math.sqrt(1 / 3) / 2)
+
+
+def test_repeating_every_item_three_times_adds_no_information() -> None:
+    """5 distinct items, each repeated 3 times with the same scores: the clustered error stays that of the 5
+    items (within 2%: Miller's formula keeps the ddof-1 term of the independent error), where the error that
+    takes the 15 items as independent shrinks by about sqrt(3)."""
+    distinct_stage, distinct_parent = [1, 0, 1, 1, 0], [0, 0, 1, 0, 0]
+    d = [a - b for a, b in zip(distinct_stage, distinct_parent)]
+    k, mean = len(d), sum(d) / len(d)
+    distinct = math.sqrt(sum((x - mean) ** 2 for x in d) / k) / math.sqrt(k)  # the cluster-level error
+    groups = list(range(k)) * 3
+    stage, parent = rec(distinct_stage * 3), rec(distinct_parent * 3)
+    c = change({**stage, "item_groups": groups}, {**parent, "item_groups": groups})
+    assert c.clustered and c.se == pytest.approx(distinct, rel=0.02)
+    assert c.se > 1.6 * change(stage, parent).se
 
 
 @pytest.mark.parametrize("stage,parent", [

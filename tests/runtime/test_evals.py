@@ -8,7 +8,7 @@ import pytest
 
 from cascadec.contract.plan import DataSource, EvalSpec
 from runtime.data import Sample
-from runtime.evals import EvalSet, item_score, pass_at_k, run_evals
+from runtime.evals import EvalSet, item_groups, item_score, pass_at_k, run_evals
 from runtime.rollout.base import RolloutBatch
 
 
@@ -66,8 +66,14 @@ def test_pass_at_1_is_one_completion_at_the_eval_temperature_and_records_shape()
     ctx = fake_ctx()
     (rec,) = run_evals(ctx, [eval_set("pass@1")], stage="s1", step=7, seed=0)
     assert rec == {"stage": "s1", "step": 7, "domain": "add", "eval": "held", "metric": "pass@1",
-                   "score": 1.0, "n": 4, "item_scores": [1.0, 1.0, 1.0, 1.0]}
+                   "score": 1.0, "n": 4, "item_scores": [1.0, 1.0, 1.0, 1.0], "item_groups": [0, 1, 2, 3]}
     assert ctx.engine.calls == [{"n": 1, "temperature": 0.7, "max_new_tokens": 5}]  # as the spec says
+
+
+def test_items_that_repeat_a_prompt_share_a_group() -> None:
+    samples = [Sample(id=f"d/e/{i}", domain="d", prompt=p) for i, p in enumerate(["3*7", "2*2", "3*7", "7*3"])]
+    chat = [Sample(id="d/e/c", domain="d", prompt="3*7", messages=({"role": "user", "content": "3*7"},))]
+    assert item_groups(samples + chat) == [0, 1, 0, 3, 4]  # the chat row is another prompt
 
 
 def test_pass_at_1_is_greedy_at_the_default_temperature() -> None:

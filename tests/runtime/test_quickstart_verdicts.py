@@ -54,3 +54,19 @@ def test_a_mopd_stage_that_kept_its_start_says_so(tmp_path: Path) -> None:
     RunDir(run).update_stage("mopd", status="done", step=0, stop_reason="nothing to distil: every teacher is ...")
     assert verdicts(spec, run) == ["mopd: took no step (nothing to distil: every teacher is ...)",
                                    "mopd on arith.held: 0.600 vs its teacher rl_times 0.600 (100%) -> PASS (>= 95%)"]
+
+
+def test_records_written_before_item_groups_get_them_from_the_plans_eval_sets(tmp_path: Path) -> None:
+    from bench.quickstart_seeds import with_item_groups
+    from cascadec.compiler import compile_file
+    from runtime.evals import item_groups, load_eval_sets
+
+    spec, _ = write_run(tmp_path, {}, {})
+    plan = compile_file(spec).plan
+    times = next(s for s in load_eval_sets(plan) if s.domain == "times")
+    old = {"stage": "s", "domain": "times", "eval": "held", "score": 0.5, "item_scores": [1.0] * len(times.samples)}
+    short = {**old, "item_scores": [1.0]}  # not the eval set's items: left alone
+    recorded = {**old, "item_groups": [7] * len(times.samples)}  # recorded by the run: kept
+    filled, left, kept = with_item_groups(plan, [old, short, recorded])
+    assert filled["item_groups"] == item_groups(times.samples) and "item_groups" not in left
+    assert kept["item_groups"] == [7] * len(times.samples)
