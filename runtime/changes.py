@@ -51,6 +51,18 @@ def score_se(score: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n) if n >= 1 else 0.0
 
 
+def record_se(record: Mapping[str, Any]) -> float:
+    """Standard error of one eval record's score: clustered over its scored items (:func:`clustered_se`)
+    when it lists ``item_scores`` and ``item_groups`` of one length and at least 2 items were scored, else
+    the binomial :func:`score_se` of ``score`` over ``n`` items."""
+    items, groups = record.get("item_scores"), record.get("item_groups")
+    if isinstance(items, list) and isinstance(groups, list) and len(items) == len(groups):
+        scored = [(float(v), int(g)) for v, g in zip(items, groups) if v is not None]
+        if len(scored) >= 2:
+            return clustered_se([v for v, _ in scored], [g for _, g in scored])
+    return score_se(float(record["score"]), int(record.get("n", 0)))
+
+
 def item_differences(stage: Mapping[str, Any], parent: Mapping[str, Any]) -> list[tuple[float, int]] | None:
     """``(x_i - y_i, cluster of item i)`` over the items scored in both records' ``item_scores`` (a None item is
     left out of the pair); None when either record has no ``item_scores`` or the lists differ in length (not

@@ -2,9 +2,10 @@
 
 - The cascade chart: each ``domain.eval``'s score after each stage, base first (the papers' per-stage table
   as lines; Nemotron-Cascade 1 Tables 2, 4-8). Each point has a bar of ± one standard error from its eval's
-  size (``runtime.changes.score_se``: 64 items at p = 0.5 is ±0.06), a stage's mid-stage eval points sit
-  between its parent's column and its own at the fraction of its steps they were taken at, and its fixed
-  ``until`` thresholds are drawn over that span (thresholds relative to a teacher's score are not). The x labels give each stage's kind and domains.
+  size (``runtime.changes.record_se``: 64 items at p = 0.5 is ±0.06; clustered where items repeat a prompt),
+  a stage's mid-stage eval points sit between its parent's column and its own at the fraction of its steps
+  they were taken at, and its fixed ``until`` thresholds are drawn over that span (thresholds relative to a
+  teacher's score are not). The x labels give each stage's kind and domains.
 - The training curves: stages end to end on a cumulative step axis, one panel per metric, plus per-domain
   panels where a stage logged ``METRIC/DOMAIN`` (GRPO ``reward_mean/<domain>``, distill
   ``reverse_kl/<domain>``). A series that a stage logged as exactly 0 at every step for a KL metric was not
@@ -19,7 +20,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from runtime.changes import score_se
+from runtime.changes import record_se
 
 #: panel title -> metric keys to plot (the first present in a stage's rows is used for that stage)
 CURVES: dict[str, tuple[str, ...]] = {
@@ -70,7 +71,7 @@ def eval_points(summary: Any, ev: str) -> list[tuple[float, float, float, bool]]
         if not final and steps.get(stage):
             start = _start(summary, stage)
             x = start + (x - start) * step / steps[stage]
-        out.append((float(x), float(r["score"]), score_se(float(r["score"]), int(r.get("n", 0))), final))
+        out.append((float(x), float(r["score"]), record_se(r), final))
     return sorted(out)
 
 

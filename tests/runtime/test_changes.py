@@ -117,3 +117,14 @@ def test_caption_names_the_standard_error_used() -> None:
     mixed = render({"base": {"a.held": base}, "s1": {"a.held": s1}, "s2": {"a.held": old}})
     assert "+0.800 ± 0.200 ▲" in mixed and "+0.200 ± 0.179 †" in mixed  # sqrt(0.16 / 5) = 0.179
     assert "paired over the same items; †: binomial, unpaired" in " ".join(mixed.split())  # caption wraps
+
+
+def test_a_records_error_is_clustered_by_its_groups_else_binomial() -> None:
+    from runtime.changes import record_se
+
+    plain = rec([1, 0, 1, 0])
+    assert record_se(plain) == pytest.approx(score_se(0.5, 4))  # no groups: binomial
+    # two clusters (1, 1) and (0, 0): e = [.5, .5, -.5, -.5]; var / m = (1/3) / 4; sums (1, -1): (2 - 1) / 16
+    grouped = {**rec([1, 1, 0, 0]), "item_groups": [0, 0, 2, 2]}
+    assert record_se(grouped) == pytest.approx(math.sqrt(1 / 12 + 1 / 16))
+    assert record_se({**rec([1, None, 0]), "item_groups": [0, 1, 2]}) == pytest.approx(math.sqrt(0.5 / 2))
