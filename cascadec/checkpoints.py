@@ -55,9 +55,6 @@ def to_checkpoints(v: ast.Value, key: str) -> dict[str, Any]:
                    help=f"write `{_EXAMPLE}`")
     out = {}
     for e in v.entries:
-        if e.key.name == "base":
-            raise _bad("CAS303", "a checkpoint named `base`", e.key.span, label="`base` is the base model",
-                       help="pick another name")
         if isinstance(e.value, ast.Call) and e.value.func.name == "run":
             out[e.key.name] = _run(_call(e.value, "checkpoint", ("run",), 'run("../runs/x", stage = "sft")'))
         else:

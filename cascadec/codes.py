@@ -45,7 +45,11 @@ _TABLE: tuple[Code, ...] = (
          "or a name that is not one of the allowed choices. The help line gives the expected type."),
     Code("CAS201", "out-of-range", "error", "a value is outside its valid range",
          "Numbers have ranges: learning rates and weights must be positive, `top_p` lies in (0, 1], "
-         "`temperature` is non-negative, `is_band` must satisfy low < 1 < high, counts are at least 1."),
+         "`temperature` is non-negative, `is_band` must satisfy low < 1 < high, counts are at least 1. A token "
+         "length the spec sets (`max_seq`, `max_prompt`, `max_response`, their sum, an eval's `max_tokens`) may "
+         "not pass 2^24 (float32, in which rotary angles are computed, tells positions apart only up to there), "
+         "nor, for a base model in a local directory with a learned position table (GPT-2 and kin), its "
+         "`max_position_embeddings`: the run would index past the table."),
     Code("CAS202", "unit-mismatch", "error", "a quantity has a unit of the wrong kind",
          "A token length takes a count (`49k`, `48Ki`), a timeout a time (`6s`), a memory limit a size "
          "(`1GiB`). Using a time where a count is expected (or the reverse) is an error, and so is a memory "
@@ -185,6 +189,14 @@ _TABLE: tuple[Code, ...] = (
          "`max_position_embeddings` to `original_max_position_embeddings`. The model runs, perhaps not as meant. "
          "Warnings that transformers ignores a setting or finds a value invalid are CAS329 errors instead; lines "
          "about no key of the spec are not shown."),
+    Code("CAS331", "reserved-name", "error", "a stage, domain, eval or checkpoint named with a reserved word",
+         "Names follow `[A-Za-z_][A-Za-z0-9_]*` but may not be a reserved word of the language (`cascade`, "
+         "`import`, `domain`, `stage`, `defaults`, `resources`, `teachers`, `eval`, `until`, `on`, `or`, `by`, "
+         "`from`): the parser reads those as keywords in some places (`best(by, ...)`, `teachers { by = ... }`), "
+         "and `cascadec fmt`, error recovery and editors always do. A few names mean something already: a stage "
+         "or checkpoint named `base` (the base model), a domain named `default` (the fallback route of "
+         "`teachers { }`) or `train` (`train.METRIC` in a stop rule reads a training metric). Rename it; the help "
+         "line suggests a name."),
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "

@@ -15,6 +15,8 @@ from lark.exceptions import VisitError
 from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
+from cascadec import parse_hints
+from cascadec.parse_hints import keywords
 from cascadec.transform import StringEscapeError, ToAst, token_span
 from cascadec.units import UNITS
 
@@ -60,6 +62,11 @@ def build_parser(strict: bool = False) -> Lark:
     # call, paid by each nesting check and each syntax error.
     parser.lexer = parser._build_lexer()
     return parser
+
+
+def reserved_words() -> frozenset[str]:
+    """The grammar's keywords that look like names (`stage`, `eval`, `or`, ...): they cannot name anything."""
+    return frozenset(keywords(build_parser()).values())
 
 
 def _describe(parser: Lark, names: set[str]) -> list[str]:
@@ -161,6 +168,10 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
     if number is not None:
         message, at, label, help_line = number
         return make("CAS100", message, token_span(path, at), label=label, help=help_line)
+    hint = _misread(parser, text, tok)
+    if hint is not None:
+        message, at, label, help_line = hint
+        return make("CAS100", message, token_span(path, at), label=label, help=help_line)
     if _SCHEDULE_END.search(text, 0, tok.start_pos) and expected == [_TERMINAL_WORDS["NAME"]]:
         return make("CAS100", f"unexpected {found} after a learning-rate schedule", span, label="unexpected here",
                     help="a schedule `PEAK -> END` needs its shape: write `cosine`, `linear` or `constant` after END")
@@ -184,6 +195,18 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
                     secondary=((token_span(path, opener), "this `{` is not closed"),),
                     help=f"close the block with `}}` before `{tok}`")
     return make("CAS100", f"unexpected {found}", span, label="unexpected here", help=f"expected {shown}")
+
+
+def _misread(parser: Lark, text: str, tok: Token) -> parse_hints.Hint | None:
+    """A mistake the parser only notices a token or more later (`cascadec.parse_hints`)."""
+    tokens = _tolerant_tokens(parser, text[:tok.end_pos]) or []
+    if tokens and tokens[-1].start_pos == tok.start_pos:
+        tok = tokens.pop()  # typed without context: a reserved word is its keyword here
+    after = (_tolerant_tokens(parser, text[tok.end_pos:tok.end_pos + 200]) or [None])[0]
+    balanced = _item_starts(parser, text) is not None
+    return (parse_hints.keyword_as_name(keywords(parser), tokens, tok, after)
+            or parse_hints.misplaced_item(tokens, tok, balanced) or parse_hints.schedule_without_arrow(tokens, tok)
+            or parse_hints.and_in_until(tokens, tok))
 
 
 _DIGITS = re.compile(r"[0-9_]*")  # matches at any position, possibly empty

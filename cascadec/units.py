@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from cascadec.contract.suggest import suggest
+
 Dimension = Literal["count", "time", "memory"]
 
 # Exact integer factors where the unit has one, so that `49k` and `2GiB` stay exact integers.
@@ -53,3 +55,19 @@ def unit_help() -> str:
     """The known units by dimension, for help lines: ``counts `k M ...`, times `ms ...`, memory `B ...```."""
     words = {"count": "counts", "time": "times", "memory": "memory"}
     return ", ".join(f"{words[dim]} `{' '.join(u for u, (d, _) in UNITS.items() if d == dim)}`" for dim in words)
+
+
+
+def unit_guess(text: str, unit: str, dim: Dimension | None = None) -> tuple[str, str] | None:
+    """``(text with the unit it most likely means, a note)`` for an unknown ``unit`` in the number ``text``,
+    among the units of dimension ``dim`` (any when None); the note says when only the case was wrong."""
+    close = suggest(unit, [u for u, (d, _) in UNITS.items() if dim in (None, d)])
+    if close is None:
+        return None
+    return text[:-len(unit)] + close, " (units are case-sensitive)" if close.lower() == unit.lower() else ""
+
+
+def unit_fix(text: str, unit: str, dim: Dimension | None = None) -> str:
+    """The help line of an unknown ``unit`` in the number ``text`` (`unit_guess`), then every unit."""
+    guess = unit_guess(text, unit, dim)
+    return (f"did you mean `{guess[0]}`?{guess[1]}; known units: " if guess else "units: ") + unit_help()

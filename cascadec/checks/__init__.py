@@ -18,11 +18,13 @@ from cascadec.checks.gym import check_gym
 from cascadec.checks.data_build import check_data_builds
 from cascadec.checks.fields import check_reward_fields
 from cascadec.checks.gym_build import check_gym_configs
+from cascadec.checks.lengths import check_lengths
 from cascadec.checks.memory import check_memory
 from cascadec.checks.memory_plan import check_memory_plan
 from cascadec.checks.names import check_names, check_rewards
 from cascadec.checks.options import check_options
 from cascadec.checks.plausible import check_plausible
+from cascadec.checks.reserved import check_reserved
 from cascadec.checks.routing import check_routes
 from cascadec.checks.rules import check_distill_overlong, check_self_taught
 from cascadec.checks.tokenizers import check_tokenizers
@@ -37,15 +39,15 @@ Check = Callable[[ast.Module, CheckContext], Iterable[Diagnostic]]
 
 PHASES: tuple[tuple[Check, ...], ...] = (
     (check_structure,),
-    (check_duplicates, check_keys, check_names, check_rewards, check_gym, check_cycles),
+    (check_duplicates, check_reserved, check_keys, check_names, check_rewards, check_gym, check_cycles),
     (check_teachers,),
 )
 
 MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
                                    check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
-                                   check_memory, check_memory_plan, check_data, check_options, check_plausible,
-                                   check_distill_overlong, check_self_taught, check_routes, check_tokenizers,
-                                   check_servers, check_base_model, check_reward_fields)
+                                   check_lengths, check_memory, check_memory_plan, check_data, check_options,
+                                   check_plausible, check_distill_overlong, check_self_taught, check_routes,
+                                   check_tokenizers, check_servers, check_base_model, check_reward_fields)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.

@@ -5,6 +5,8 @@ GRPO rollouts (CAS407) and warm-ups longer than the stage (CAS408)."""
 
 from __future__ import annotations
 
+import math
+
 from typing import Iterator
 
 from cascadec import ast
@@ -66,10 +68,11 @@ def check_batch(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
         hints = []
         if total % dp == 0:
             hints.append("`micro_batch` = " + ", ".join(map(str, _micro_options(total // dp))))
-        ok = [n for n in range(1, 4 * p.rows_per_step + unit + 1) if (n * p.group_size) % unit == 0]
-        below = [n for n in ok if n <= p.rows_per_step][-1:]
-        above = [n for n in ok if n > p.rows_per_step][:1]
-        hints.append(f"`{key}` = " + " or ".join(map(str, below + above)))
+        # the row counts that split are the multiples of `unit / gcd(group, unit)`: the nearest below and above
+        # (computed, not searched: `micro_batch = 1e15` must not take 1e15 iterations)
+        period = unit // math.gcd(p.group_size, unit)
+        below = [p.rows_per_step // period * period] if p.rows_per_step >= period else []
+        hints.append(f"`{key}` = " + " or ".join(map(str, below + [(p.rows_per_step // period + 1) * period])))
         yield make("CAS400", f"{what} does not split over {dp} data-parallel rank(s) × `micro_batch = "
                    f"{p.micro_batch}`", ctx.span_of(("stages", i, "params", key), name_span),
                    label=f"{total} is not divisible by {unit}",

@@ -14,7 +14,8 @@ from cascadec.diagnostics import Diagnostic
 from cascadec.contract.kinds import STAGE_KINDS
 from cascadec.contract.plan import is_dir_name
 from cascadec.model.keys import CASCADE_KEYS, DOMAIN_KEYS, EVAL_KEYS, RESOURCE_KEYS, stage_keys
-from cascadec.contract.suggest import did_you_mean
+from cascadec.contract.suggest import did_you_mean, suggest
+from cascadec.units import UNITS, unit_guess
 
 
 def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -98,10 +99,6 @@ def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
 def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     view = ctx.view
     yield from _dupes(((s.name.name, s.name) for s in view.stages), "stage")
-    for st in view.stages:
-        if st.name.name == "base":
-            yield make("CAS303", "a stage named `base`", st.name.span, label="`base` is the base model",
-                       help="pick another name; `base` always means the base model")
     yield from _dupes(((d.name.name, d.name) for d in view.domains), "domain")
     for mod in view.modules:
         defaults = [d for d in view.defaults if d.span.path == mod.path]
@@ -120,10 +117,6 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
     for mod in view.modules:
         # one file's cascade-level `resources` blocks are one table; the main file may override an import's
         yield from _assign_dupes(a for res in view.resources if res.span.path == mod.path for a in res.assigns)
-    for d in view.domains:
-        if d.name.name == "default":
-            yield make("CAS303", "a domain named `default`", d.name.span, label="`default` is the fallback route",
-                       help="pick another name; in `teachers { }`, `default = STAGE` means every other domain")
     for block in (*view.stages, *view.defaults):
         yield from _assign_dupes(i for i in block.items if isinstance(i, ast.Assign))
         for kind, word in ((ast.Teachers, "teachers"), (ast.Until, "until"), (ast.Resources, "resources")):
@@ -157,9 +150,16 @@ def _home(name: str) -> str | None:
     return None
 
 
-def _unknown(key: ast.Ident, valid: Iterable[str], where: str) -> Diagnostic:
-    return make("CAS301", f"unknown key `{key.name}` in {where}", key.span, label="unknown key",
-                help=_home(key.name) or did_you_mean(key.name, tuple(valid), "keys"))
+def _unknown(key: ast.Ident, valid: Iterable[str], where: str, value: ast.Value | None = None) -> Diagnostic:
+    """CAS301; an unknown key's value is never converted, so its unknown unit (`memory = 80gb`) is told here."""
+    home, close = _home(key.name), suggest(key.name, valid)
+    help = home or did_you_mean(key.name, tuple(valid), "keys")
+    guess = unit_guess(value.text, value.unit) if isinstance(value, ast.Num) and value.unit not in (None, *UNITS) \
+        else None
+    if guess is not None:
+        help = f"did you mean `{close} = {guess[0]}`?{guess[1]}" if close and not home else \
+            f"{help}; write the value as `{guess[0]}`{guess[1]}"
+    return make("CAS301", f"unknown key `{key.name}` in {where}", key.span, label="unknown key", help=help)
 
 
 def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator[Diagnostic]:
@@ -168,7 +168,7 @@ def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator
         if isinstance(item, ast.Resources):
             for a in item.assigns:
                 if a.key.name not in RESOURCE_KEYS:
-                    yield _unknown(a.key, RESOURCE_KEYS, "`resources`")
+                    yield _unknown(a.key, RESOURCE_KEYS, "`resources`", a.value)
         if not isinstance(item, ast.Assign) or item.key.name in valid:
             continue
         owners = [k.name for k in STAGE_KINDS.values() if item.key.name in k.keys]
@@ -178,26 +178,26 @@ def _stage_key_diags(items: Iterable[object], kind: str, where: str) -> Iterator
                        help=f"remove `{item.key.name}` from {where}, or move it to a "
                             f"{' or '.join(owners)} stage")
         else:
-            yield _unknown(item.key, valid, where)
+            yield _unknown(item.key, valid, where, item.value)
 
 
 def check_keys(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     view = ctx.view
     for a in view.assigns:
         if a.key.name not in CASCADE_KEYS:
-            yield _unknown(a.key, CASCADE_KEYS, "the cascade block")
+            yield _unknown(a.key, CASCADE_KEYS, "the cascade block", a.value)
     for d in view.domains:
         for a in d.assigns:
             if a.key.name not in DOMAIN_KEYS:
-                yield _unknown(a.key, DOMAIN_KEYS, f"domain `{d.name.name}`")
+                yield _unknown(a.key, DOMAIN_KEYS, f"domain `{d.name.name}`", a.value)
         for e in d.evals:
             for a in e.body:
                 if a.key.name not in EVAL_KEYS:
-                    yield _unknown(a.key, EVAL_KEYS, f"eval `{e.name.name}`")
+                    yield _unknown(a.key, EVAL_KEYS, f"eval `{e.name.name}`", a.value)
     for res in view.resources:
         for a in res.assigns:
             if a.key.name not in RESOURCE_KEYS:
-                yield _unknown(a.key, RESOURCE_KEYS, "`resources`")
+                yield _unknown(a.key, RESOURCE_KEYS, "`resources`", a.value)
     for st in view.stages:
         if st.kind.name not in STAGE_KINDS:
             yield make("CAS312", f"unknown stage kind `{st.kind.name}`", st.kind.span, label="not a stage kind",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,6 +46,10 @@ class Schedule(_Frozen):
     kind: Literal["constant", "cosine", "linear"] = "constant"
     warmup: Whole = 0
     warmup_start: NonNegative = 0.0
+
+
+# the shapes `lr = PEAK -> END KIND` accepts, for the compiler's value and syntax checks
+SCHEDULE_KINDS: tuple[str, ...] = get_args(Schedule.model_fields["kind"].annotation)
 
 
 class Optim(_Frozen):

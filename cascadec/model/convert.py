@@ -8,10 +8,11 @@ from typing import Any, Callable
 from cascadec import ast
 from cascadec.codes import make
 from cascadec.contract.kinds import Key
+from cascadec.contract.params import SCHEDULE_KINDS
 from cascadec.contract.suggest import did_you_mean
 from cascadec.diagnostics import Diagnostic, Span
-from cascadec.model.keys import BOOLS
-from cascadec.units import as_number, scale, unit_help, unit_missing
+from cascadec.model.keys import BOOLS, COUNTED_BY
+from cascadec.units import as_number, scale, unit_fix, unit_missing
 
 
 class Invalid(Exception):
@@ -32,16 +33,18 @@ def _shape(v: ast.Value) -> str:
             ast.Schedule: "a schedule"}.get(type(v), "a value")
 
 
-def _quantity(v: ast.Num) -> tuple[str | None, int | float]:
+def _quantity(v: ast.Num, dim: str | None = None) -> tuple[str | None, int | float]:
+    """``(dimension, value in base units)``; an unknown unit is CAS104, with the unit of dimension ``dim`` (any
+    when None) it most likely means."""
     try:
-        dim, value = scale(v.value, v.unit)
+        found, value = scale(v.value, v.unit)
     except KeyError:
         raise _bad("CAS104", f"unknown unit `{v.unit}` in `{v.text}`", v.span,
-                   help="units: " + unit_help()) from None
+                   help=unit_fix(v.text, v.unit or "", dim)) from None
     if not math.isfinite(value) or abs(value) > 2**63 - 1:
         raise _bad("CAS201", f"`{v.text}` is too large", v.span,
                    help="a number in a spec, whatever its key, must be at most 2^63 - 1 (about 9.2e18)")
-    return dim, value
+    return found, value
 
 
 def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, example: str,
@@ -49,7 +52,7 @@ def _in_units(v: ast.Value, key: str, dim: str, noun: str, dim_noun: str, exampl
     """The value of ``v`` in base units when it is a plain number or a ``dim`` quantity (CAS200, CAS202)."""
     if not isinstance(v, ast.Num):
         raise _bad("CAS200", f"`{key}` takes {noun}, found {_shape(v)}", v.span, help=f"write e.g. `{key} = {example}`")
-    found, value = _quantity(v)
+    found, value = _quantity(v, dim)
     if found not in (None, dim):
         raise _bad("CAS202", f"`{key}` takes {dim_noun}, found a {found} quantity `{v.text}`", v.span, help=units)
     return value
@@ -85,6 +88,10 @@ def to_enum(v: ast.Value, key: str, choices: tuple[str, ...]) -> str:
     if name in choices:
         return name
     shown = f"`{name}`" if name is not None else _shape(v)
+    if isinstance(v, ast.Num) and key in COUNTED_BY:
+        count, what = COUNTED_BY[key]
+        raise _bad("CAS200", f"`{key}` cannot be {shown}", v.span, help=f"did you mean `{count} = {v.text}`? "
+                   f"`{key}` names {what} ({', '.join(f'`{c}`' for c in choices[:3])}, ...)")
     raise _bad("CAS200", f"`{key}` cannot be {shown}", v.span,
                help=did_you_mean(name or "", choices, "values") if name else
                "valid values: " + ", ".join(f"`{c}`" for c in choices))
@@ -123,7 +130,7 @@ def to_schedule(v: ast.Value, key: str) -> dict[str, Any]:
     out: dict[str, Any] = {"peak": to_float(v.peak, key), "end": None, "kind": "constant"}
     if v.end is not None and v.kind is not None:
         out["end"] = to_float(v.end, key)
-        out["kind"] = to_enum(v.kind, "schedule kind", ("cosine", "linear", "constant"))
+        out["kind"] = to_enum(v.kind, "schedule kind", SCHEDULE_KINDS)
     if v.warmup is not None:
         out["warmup"] = to_int(v.warmup, "warmup")
         out["warmup_start"] = to_float(v.warmup_from, "from") if v.warmup_from is not None else 0.0

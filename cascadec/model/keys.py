@@ -27,6 +27,9 @@ RESOURCE_KEYS: dict[str, Key] = {
     "teacher_servers": Key(("resources", "teacher_servers"), "servers"),
 }
 
+# a key that names a kind of thing → (the key that counts them, what it names): `gpu = 1` means `gpus = 1`
+COUNTED_BY = {"gpu": ("gpus", "the GPU type")}
+
 CASCADE_KEYS = ("seed", "base", "chat", "tracking", "checkpoints")
 DOMAIN_KEYS = ("train", "reward", "overlong", "system", "chat", "decontaminate")
 EVAL_KEYS: dict[str, Key] = {

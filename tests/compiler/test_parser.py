@@ -136,3 +136,13 @@ def test_recovery_reports_at_most_the_limit() -> None:
 def test_missing_value_before_a_keyword() -> None:
     (only,) = _errors('cascade "x" {\n  base =\n  stage s = grpo(base) { steps = 2 }\n}\n')
     assert only == (2, 8, "missing value after `=`")
+
+
+def test_the_reserved_words_docs_list_are_the_grammars_keywords() -> None:
+    from pathlib import Path
+
+    from cascadec.parser import reserved_words
+
+    text = (Path(__file__).parents[2] / "docs" / "language.md").read_text(encoding="utf-8")
+    listed = text.split("Reserved words: `", 1)[1].split("`", 1)[0].split()
+    assert sorted(listed) == sorted(reserved_words())
