@@ -32,6 +32,7 @@ import torch
 
 from bench import gpu_common as common
 
+TEACHER = "teacher"
 RUNS = ("cascadec-fast-reverse_kl", "cascadec-fast-mopd", "cascadec-hf-reverse_kl", "trl")
 
 
@@ -52,17 +53,32 @@ def make_plan(args: argparse.Namespace, tok_dir: Path, prompts: list[str], loss:
     )
 
     shape = common.MODEL_SHAPES[args.shape]
+    base = ModelRef(kind="tiny", name=shape["family"], config=shape["config"], tokenizer=str(tok_dir))
     domain = Domain(name="bench", train=DataSource(kind="inline", rows=[{"prompt": p} for p in prompts]),
                     reward=RewardSpec(kind="py", args={"fn": "bench.gpu_common:length_reward"}))
     params = DistillParams(optim=Optim(lr=Schedule(peak=1e-6)), steps=args.steps, prompts_per_step=args.prompts,
                            rollouts_per_prompt=1, micro_batch=args.micro_batch, max_response=args.new,
                            temperature=1.0, loss=loss)
     stage = Stage(name="distill", kind="distill", parent="base", domains={"bench": 1.0}, params=params,
-                  teachers={"default": TeacherRef(kind="stage", stage="base")},
+                  teachers={"default": TeacherRef(kind="stage", stage=TEACHER)},
                   resources=Resources(device=args.device, precision="bf16" if common.uses_bf16(args) else "fp32",
                                       gradient_checkpointing=args.gradient_checkpointing))
-    base = ModelRef(kind="tiny", name=shape["family"], config=shape["config"], tokenizer=str(tok_dir))
-    return Plan(name="bench-distill", base=base, domains={"bench": domain}, stages=[stage])
+    return Plan(name="bench-distill", base=base, domains={"bench": domain}, stages=[stage],
+                checkpoints={TEACHER: teacher_copy(base)})
+
+
+def teacher_copy(base) -> Any:
+    """The base model saved as a checkpoint directory (a ``path`` model), to name as the teacher: a stage whose
+    every teacher is its own start (``base``) has nothing to distil and takes no step
+    (``runtime.teachers.nothing_to_distil``), though a copy of the same weights is the same arithmetic."""
+    from cascadec.contract.plan import ModelRef
+    from runtime.models import load_model
+
+    directory = common.scratch_dir("bench-teacher-")
+    model, tokenizer = load_model(base)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return ModelRef(kind="path", name=str(directory))
 
 
 def run_cascadec(args: argparse.Namespace, tok_dir: Path, prompts: list[str], engine: str, loss: str) -> dict[str, Any]:

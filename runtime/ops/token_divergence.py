@@ -9,7 +9,10 @@ head ``chunk`` tokens at a time in ``compute_dtype`` (bf16 on GPU), and keeps on
 recomputes one chunk's logits at a time and differentiates that chunk's divergence through autograd
 (activation checkpointing of the head and the loss, per chunk), so peak memory is one chunk's logits and
 the math is exactly :func:`runtime.losses.distill.token_divergence` over
-:func:`runtime.losses.distill.restrict_logprobs` (shared vocabulary, optional teacher top-k).
+:func:`runtime.losses.distill.restrict_logprobs` (shared vocabulary, optional teacher top-k). A batch of at
+most ``KEEP_GRAPH_ELEMENTS`` ``[N, V]`` elements (a CPU micro-batch: 16 rows x 8 tokens at a 49,152-token
+vocabulary) keeps the forward's graph instead, the same operations on the same values: recomputing both heads
+and both log-softmaxes cost 4-14% of a 4-row distillation update on 2 CPU cores (bench/results/cpu-step-ab.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import torch
 from runtime.losses.distill import DivergenceKind, restrict_logprobs, token_divergence
 
 DEFAULT_DIVERGENCE_CHUNK = 1024
+# Up to this many [N, V] elements the forward keeps its autograd graph (about 24 bytes an element: logits,
+# log-probs and the divergence's terms; 200 MB) for backward, which then recomputes neither head.
+KEEP_GRAPH_ELEMENTS = 2 ** 23
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,18 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, s: _Settings, temperatur
 
 
 def _chunk(hidden, weight, t_hidden, t_weight, s: _Settings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One chunk's divergence ``[n]`` and the student's and teacher's full log-probs ``[n, V]``."""
+    """One chunk's divergence ``[n]`` and the student's and teacher's log-probs ``[n, V]`` over the shared
+    vocabulary (the sampled token's log-prob and the entropy are read from them)."""
     z = _logits(hidden, weight, s, s.temperature)
     with torch.no_grad():
         zt = _logits(t_hidden, t_weight, s, s.teacher_temperature)
+    v = min(z.shape[-1], zt.shape[-1], s.vocab_size or z.shape[-1])
     student, teacher = restrict_logprobs(z, zt, s.vocab_size, s.top_k)
-    return token_divergence(student, teacher, s.kind, s.beta), z, zt
+    div = token_divergence(student, teacher, s.kind, s.beta)
+    if s.top_k > 0 and s.top_k < v:  # the divergence is over the teacher's top k; the metrics are not
+        with torch.no_grad():
+            student, teacher = z[:, :v].log_softmax(-1), zt[:, :v].log_softmax(-1)
+    return div, student, teacher
 
 
 class _LinearTokenDivergence(torch.autograd.Function):
@@ -56,12 +68,19 @@ class _LinearTokenDivergence(torch.autograd.Function):
         s, n = settings, hidden.shape[0]
         stats = torch.promote_types(s.dtype, torch.float32)
         div, logp, logp_t, entropy = (hidden.new_zeros(n, dtype=stats) for _ in range(4))
-        with torch.autocast(hidden.device.type, enabled=False), torch.no_grad():
+        # A small batch keeps its autograd graph from here for backward instead of recomputing both heads there.
+        keep = any(ctx.needs_input_grad[:2]) and n * max(weight.shape[0], t_weight.shape[0]) <= KEEP_GRAPH_ELEMENTS
+        w = weight.detach().requires_grad_(ctx.needs_input_grad[1]) if keep else weight
+        ctx.kept = []
+        with torch.autocast(hidden.device.type, enabled=False), torch.set_grad_enabled(keep):
             for start in range(0, n, s.chunk):
                 sl = slice(start, start + s.chunk)
-                div[sl], z, zt = _chunk(hidden[sl], weight, t_hidden[sl], t_weight, s)
-                v = min(z.shape[-1], zt.shape[-1], s.vocab_size or z.shape[-1])
-                lp, lp_t = z[:, :v].log_softmax(-1), zt[:, :v].log_softmax(-1)
+                h = hidden[sl].detach().requires_grad_(ctx.needs_input_grad[0]) if keep else hidden[sl]
+                part, lp, lp_t = _chunk(h, w, t_hidden[sl], t_weight, s)
+                if keep:
+                    ctx.kept.append((part, h, w))
+                div[sl] = part.detach()
+                lp, lp_t = lp.detach(), lp_t.detach()
                 logp[sl] = lp.gather(-1, targets[sl, None]).squeeze(-1)
                 logp_t[sl] = lp_t.gather(-1, targets[sl, None]).squeeze(-1)
                 entropy[sl] = -(lp.exp() * lp).sum(-1)
@@ -77,12 +96,16 @@ class _LinearTokenDivergence(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32)) \
             if ctx.needs_input_grad[1] else None
+        kept, ctx.kept = ctx.kept, []
         w = weight.detach().requires_grad_(grad_weight is not None)
         with torch.autocast(hidden.device.type, enabled=False), torch.enable_grad():
-            for start in range(0, hidden.shape[0], s.chunk):
+            for k, start in enumerate(range(0, hidden.shape[0], s.chunk)):
                 sl = slice(start, start + s.chunk)
-                h = hidden[sl].detach().requires_grad_(grad_hidden is not None)
-                div, _, _ = _chunk(h, w, t_hidden[sl], t_weight, s)
+                if kept:
+                    div, h, w = kept[k]
+                else:
+                    h = hidden[sl].detach().requires_grad_(grad_hidden is not None)
+                    div = _chunk(h, w, t_hidden[sl], t_weight, s)[0]
                 wrt = [x for x in (h, w) if x.requires_grad]
                 grads = iter(torch.autograd.grad(div, wrt, grad_outputs=grad_div[sl]))
                 if grad_hidden is not None:
@@ -121,7 +144,8 @@ def linear_token_divergence(
         kind, beta, top_k, vocab_size: as :func:`runtime.losses.distill.logit_distill_loss`.
         temperature: the student's logits are divided by it (> 0).
         teacher_temperature: the teacher's logits are divided by it (> 0; default ``temperature``).
-        chunk: positions per head evaluation; backward holds about ``chunk * V * 24`` bytes.
+        chunk: positions per head evaluation; backward holds about ``chunk * V * 24`` bytes (the whole
+            batch's, ``N * V * 24``, from forward to backward up to ``KEEP_GRAPH_ELEMENTS``).
         compute_dtype: dtype of both heads' GEMMs (default ``hidden.dtype``); softmax statistics in fp32
             (fp64 for an fp64 ``compute_dtype``).
 

@@ -48,15 +48,19 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         entropy = hidden.new_zeros(n, dtype=stats)
         lse = hidden.new_empty(n, dtype=stats)
         with torch.autocast(hidden.device.type, enabled=False):
+            head = weight.to(dtype)  # cast once, not once per chunk
             for start in range(0, n, chunk):
                 sl = slice(start, start + chunk)
-                z = _logits(hidden[sl], weight, bias, dtype, temperature)
+                z = _logits(hidden[sl], head, bias, dtype, temperature)
                 lse[sl] = torch.logsumexp(z, dim=-1)
                 logp[sl] = z.gather(-1, targets[sl, None]).squeeze(-1) - lse[sl]
                 if with_entropy:
                     entropy[sl] = lse[sl] - (torch.softmax(z, dim=-1) * z).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
         ctx.settings = (temperature, chunk, with_entropy, dtype)
+        # An output that no loss term uses (the entropy, a metric unless there is an entropy bonus) gets None
+        # in backward instead of a zero tensor, so its [chunk, V] gradient terms are not computed at all.
+        ctx.set_materialize_grads(False)
         return logp, entropy
 
     @staticmethod
@@ -71,9 +75,10 @@ class _LinearTokenLogprobs(torch.autograd.Function):
             if bias is not None and ctx.needs_input_grad[2] else None
         use_entropy = with_entropy and grad_entropy is not None
         with torch.autocast(hidden.device.type, enabled=False):
+            head = weight.to(dtype)
             for start in range(0, hidden.shape[0], chunk):
                 sl = slice(start, start + chunk)
-                z = _logits(hidden[sl], weight, bias, dtype, temperature)
+                z = _logits(hidden[sl], head, bias, dtype, temperature)
                 logp_all = z - lse[sl, None]
                 p = logp_all.exp()
                 if grad_logp is not None:
@@ -87,7 +92,7 @@ class _LinearTokenLogprobs(torch.autograd.Function):
                     grad_z = grad_z / temperature
                 grad_z = grad_z.to(dtype)
                 if grad_hidden is not None:
-                    grad_hidden[sl] = (grad_z @ weight.to(dtype)).to(hidden.dtype)
+                    grad_hidden[sl] = (grad_z @ head).to(hidden.dtype)
                 if grad_weight is not None:
                     grad_weight += (grad_z.t() @ hidden[sl].to(dtype)).to(stats)
                 if grad_bias is not None:

@@ -11,11 +11,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from accelerate.utils import DistributedType
+
 from cascadec.contract.kinds import STAGE_KINDS, load
 from runtime.data import Sample
 
 if TYPE_CHECKING:
     from runtime.context import StageContext
+
+# Distributed set-ups in which every rank holds every parameter's whole gradient (see clip_gradients).
+WHOLE_GRADIENTS = frozenset({DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU})
 
 
 class Trainer(Protocol):
@@ -59,12 +64,33 @@ def optimizer_step(ctx: StageContext, grad_clip: float, *, advance_schedule: boo
 
     Returns the gradient norm before clipping (0 when there is no gradient).
     """
-    grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.policy.parameters(), grad_clip))
+    grad_norm = clip_gradients(ctx, grad_clip)
     ctx.optimizer.step()
     if advance_schedule:
         ctx.scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def clip_gradients(ctx: StageContext, max_norm: float) -> float:
+    """Clip the policy's gradients to a total 2-norm of ``max_norm`` and return the norm before clipping.
+
+    Where every rank holds whole gradients (one process, or DDP after its all-reduce) this is
+    ``torch.nn.utils.clip_grad_norm_`` without its multiplication by a clipping factor of exactly 1 (a
+    norm within ``max_norm``): that pass over every gradient, which PyTorch keeps to avoid a device sync,
+    changes no value, and the norm is read on the host here anyway. Sharded set-ups (FSDP, DeepSpeed) and a
+    gradient scaler go through ``accelerate``'s ``clip_grad_norm_``.
+    """
+    acc = ctx.accelerator
+    if acc.distributed_type not in WHOLE_GRADIENTS or getattr(acc, "scaler", None) is not None:
+        return float(acc.clip_grad_norm_(ctx.policy.parameters(), max_norm))
+    params = [p for p in ctx.policy.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+    if bool(max_norm / (norm + 1e-6) < 1.0):  # torch's clip_grads_with_norm_ factor, before its clamp at 1
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return float(norm)
 
 
 def __getattr__(name: str) -> Any:

@@ -68,3 +68,37 @@ def test_cuda_bf16_is_close_to_fp64():
     rel = lambda a, b: float((a.double().cpu() - b).norm() / b.norm())  # noqa: E731
     assert rel(div.detach(), ref.detach()) < 2e-2
     assert rel(cuda[0].grad, hidden.grad) < 3e-2 and rel(cuda[1].grad, weight.grad) < 3e-2
+
+
+@pytest.mark.parametrize("kind,top_k,chunk", [("reverse_kl", 0, 8), ("jsd", 0, 64), ("forward_kl", 7, 8)])
+def test_the_kept_graph_gives_the_recomputed_gradients_bit_for_bit(monkeypatch, kind, top_k, chunk):
+    """Up to KEEP_GRAPH_ELEMENTS the forward's autograd graph is kept for backward; above it backward recomputes
+    each chunk. Both are the same operations on the same values, in bf16 as the trainers run them."""
+    import runtime.ops.token_divergence as op
+
+    def run(limit):
+        monkeypatch.setattr(op, "KEEP_GRAPH_ELEMENTS", limit)
+        hidden, weight, t_hidden, t_weight, targets, grad = inputs(torch.float32)
+        hidden, weight = (x.detach().requires_grad_() for x in (hidden, weight))
+        out = linear_token_divergence(hidden, weight, t_hidden.bfloat16(), t_weight.bfloat16(), targets, kind=kind,
+                                      beta=0.3, top_k=top_k, vocab_size=34, chunk=chunk, compute_dtype=torch.bfloat16)
+        (out[0] * grad.float()).sum().backward()
+        return [*out, hidden.grad, weight.grad]
+
+    kept, recomputed = run(10**9), run(0)
+    for a, b in zip(kept, recomputed):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("top_k", [0, 7])
+def test_the_metrics_are_the_full_vocabulary_log_probs_exactly(top_k):
+    """The sampled token's log-probs come from the divergence's own log-softmax when it spans the shared
+    vocabulary (top_k 0), and from a separate one over the whole shared vocabulary otherwise."""
+    hidden, weight, t_hidden, t_weight, targets, _ = inputs(torch.float32)
+    _, logp, logp_t, entropy = linear_token_divergence(hidden, weight, t_hidden, t_weight, targets,
+                                                       kind="reverse_kl", top_k=top_k, vocab_size=34)
+    lp = (hidden @ weight.T)[:, :34].log_softmax(-1).detach()
+    lp_t = (t_hidden @ t_weight.T)[:, :34].log_softmax(-1)
+    assert torch.equal(logp, lp.gather(-1, targets[:, None])[:, 0])
+    assert torch.equal(logp_t, lp_t.gather(-1, targets[:, None])[:, 0])
+    assert torch.equal(entropy, -(lp.exp() * lp).sum(-1))

@@ -95,3 +95,26 @@ def test_cuda_bf16_matches_and_memory_does_not_grow_with_logits():
     # hidden-state gradient may grow here (about 25 MB).
     grown_logits = 3 * 8192 * 32000 * 4
     assert large - small < grown_logits / 20, f"peak grew by {(large - small) / 2**20:.0f} MiB from 8k to 32k rows"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_an_unused_entropy_changes_no_gradient(dtype):
+    """Without an entropy term in the loss its output gets no gradient (None, not zeros): the gradients are
+    those of the log-probs alone, bit for bit, as when the entropy is not asked for."""
+    def grads(with_entropy):
+        hidden, weight, bias, targets = inputs(torch.float32)
+        logp, entropy = linear_token_logprobs(hidden, weight, targets, bias=bias, chunk=8, with_entropy=with_entropy,
+                                              compute_dtype=dtype)
+        return torch.autograd.grad((logp * torch.linspace(-1, 2, len(targets))).sum(), (hidden, weight, bias))
+
+    for got, want in zip(grads(True), grads(False)):
+        assert torch.equal(got, want)
+
+
+def test_an_entropy_only_loss_matches_autograd():
+    hidden, weight, bias, targets = inputs(torch.float64)
+    _, entropy = linear_token_logprobs(hidden, weight, targets, bias=bias, chunk=8, with_entropy=True)
+    _, ref = naive(hidden, weight, bias, targets, 1.0)
+    got = torch.autograd.grad(entropy.sum(), (hidden, weight, bias))
+    for g, want in zip(got, torch.autograd.grad(ref.sum(), (hidden, weight, bias))):
+        assert torch.allclose(g, want, atol=1e-10, rtol=1e-8)
