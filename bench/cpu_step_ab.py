@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import os
 import platform
@@ -58,8 +59,6 @@ def base_module(revision: str, path: str) -> types.ModuleType:
 def versions(revision: str, changes: list[str]) -> dict[str, dict[tuple[str, str], object]]:
     """The functions to swap in for each side, ``{"base": ..., "new": ...}``: the new side has this checkout's
     versions of ``changes`` only."""
-    import importlib
-
     loaded: dict[str, types.ModuleType] = {}
     out: dict[str, dict[tuple[str, str], object]] = {"base": {}, "new": {}}
     for change, patches in PATCHES.items():
@@ -73,8 +72,7 @@ def versions(revision: str, changes: list[str]) -> dict[str, dict[tuple[str, str
 
 
 def use(functions: dict[tuple[str, str], object]) -> None:
-    import importlib
-
+    """Swap ``functions`` in where the trainers call them."""
     for (target, attr), fn in functions.items():
         setattr(importlib.import_module(target), attr, fn)
 
