@@ -33,7 +33,7 @@ SPEC = '''cascade "nodes" {
   base = model("org/Tiny-1B")
   domain d { train = inline([{prompt = "1+1", answer = "2"}])  reward = exact() }
   stage a = sft(base) { steps = 1  lr = 1e-5 }
-  stage m = distill(a) {
+  stage m = distill(base) {
     steps = 1  lr = 1e-6  prompts_per_step = 4  rollouts_per_prompt = 2  teachers { default = a }
     resources { gpus = 4  nodes = 2  node_gpus = 4  gpu = h100
       rollout = vllm(nodes = 1, tensor_parallel = 2)
