@@ -87,7 +87,9 @@ ENDPOINT_SPEC = '''cascade "resumed" {
   base = model(packaged("smollm2-135m-instruct"))
   domain d { train = inline([{prompt = "What is 2+3?", answer = "5"}, {prompt = "Name a colour.", answer = "red"}])
              reward = exact() }
-  stage m = distill(base) {
+  stage s = sft(base) { steps = 1  lr = 1e-6 }
+  # the student starts from `s`: a stage taught only by its own start takes no step (nothing to distil)
+  stage m = distill(s) {
     steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2  max_response = 8
     teachers { default = base }
     resources { precision = fp32  teacher_servers = { base = endpoint("http://127.0.0.1:8100", model = "base", retries = 1) } }
