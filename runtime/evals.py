@@ -108,7 +108,8 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
 
     Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n", "item_scores", "item_groups"}``:
     ``item_scores`` holds one score per item of the eval set, in its order, None for an item that was not
-    scored (its routed reward has no route for it), and ``item_groups`` each item's cluster (:func:`item_groups`); ``n`` counts the scored items and ``score`` is their mean (0 when none).
+    scored (its routed reward has no route for it), and ``item_groups`` each item's cluster (:func:`item_groups`);
+    ``n`` counts the scored items and ``score`` is their mean (0 when none).
     The caller (rank 0) appends them to ``evals.jsonl``.
     """
     acc = ctx.accelerator

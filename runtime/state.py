@@ -272,7 +272,8 @@ def read_eval_records(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The well-formed records of an eval log (``evals.jsonl``) and how many lines were skipped: torn,
     not an object, or with a field of the wrong type (``stage``/``domain``/``eval``/``metric`` strings,
     ``score`` a number, ``step`` a whole number >= 0, ``item_scores``, where present, a list of numbers and
-    nulls, ``item_groups`` a list of whole numbers; records written before they existed have none). A NaN score is kept (it prints as ``nan``)."""
+    nulls, ``item_groups`` a list of whole numbers; records written before they existed have none). A NaN score
+    is kept (it prints as ``nan``)."""
     records, skipped = read_jsonl_counted(path)
     good = [r for r in records if _is_eval_record(r)]
     return good, skipped + len(records) - len(good)
