@@ -35,5 +35,14 @@ def check_self_taught(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnos
             span = ctx.span_of(("stages", i, "teachers", next(iter(st.teachers))), node.name.span)
             yield make("CAS420", f"every teacher of distill stage `{st.name}` is its own start `{st.parent}`",
                        span, label="the student's start",
-                       help=f"name the checkpoints to learn from (e.g. `best({st.parent}, other by domain.eval)`), "
+                       help=f"name the checkpoints to learn from (e.g. `{_example(ctx, i, st.parent)}`), "
                        f"or drop the stage: the run keeps `{st.parent}` unchanged")
+
+
+def _example(ctx: CheckContext, i: int, parent: str) -> str:
+    """A `best(...)` teacher made of the spec's own names: the parent and the nearest stage declared before the
+    student, by the first eval of the spec; capitals where the spec has no such name."""
+    assert ctx.spec is not None
+    other = next((s.name for s in reversed(ctx.spec.stages[:i]) if s.name != parent), "OTHER")
+    by = next((f"{name}.{ev.name}" for name, d in ctx.spec.domains.items() for ev in d.evals), "DOMAIN.EVAL")
+    return f"best({parent}, {other} by {by})"

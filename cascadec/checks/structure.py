@@ -45,10 +45,12 @@ def check_structure(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnosti
                    label="this cascade", help="add e.g. `stage sft = sft(base) { steps = 100  lr = 1e-5 }`")
     for d in ctx.view.defaults:
         for item in d.items:
-            if isinstance(item, (ast.Teachers, ast.Until)):
-                word = "teachers" if isinstance(item, ast.Teachers) else "until"
+            if isinstance(item, (ast.Teachers, ast.Until, ast.Resources)):
+                word = {ast.Teachers: "teachers", ast.Until: "until", ast.Resources: "resources"}[type(item)]
+                where = " or into the cascade's own `resources { }`, which every stage inherits" \
+                    if word == "resources" else ""
                 yield make("CAS313", f"`{word}` is not allowed in `defaults`", item.span,
-                           label="only in a stage", help=f"move `{word}` into the stages that need it")
+                           label="only in a stage", help=f"move `{word}` into the stages that need it{where}")
     for st in ctx.view.stages:
         for item in st.items:
             kind = STAGE_KINDS.get(st.kind.name)

@@ -73,11 +73,12 @@ def range_problem(key: str, value: Any, example: Any, inside: str | None = None)
     """``key = value`` (an entry of the record ``inside`` when given) out of the range its meaning fixes."""
     if isinstance(value, dict) and key in _NESTED:
         return next((p for k, v in value.items() if (p := range_problem(k, v, None, key)) is not None), None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
     for pattern, low, low_in, high, high_in, what in _RANGES:
         if not pattern.search(key) or (pattern.pattern == "^factor$" and inside is None):
             continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # the class may not type it
+            return TinyProblem("value", inside or key, f"`{key} = {shown(value)}` must be a number ({what})",
+                               f"write e.g. `{key} = {shown(example)}`" if example is not None else "write a number")
         if (value > low or low_in and value == low) and (value < high or high_in and value == high):
             return None
         where = f"`{key} = {shown(value)}`" + (f" in `{inside}`" if inside else "")

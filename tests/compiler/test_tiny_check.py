@@ -119,7 +119,8 @@ def test_a_time_or_memory_unit_in_a_tiny_config_is_cas202(config: str) -> None:
                                            ("tiny(llama, rms_norm_eps = 0)", "rms_norm_eps"),
                                            ("tiny(gpt2, layer_norm_epsilon = -1e-5)", "layer_norm_epsilon"),
                                            ("tiny(llama, rope_scaling = {rope_type = \"linear\", factor = 0.5})",
-                                            "rope_scaling")])
+                                            "rope_scaling"),
+                                           ("tiny(qwen2, rope_theta = \"abc\")", "rope_theta")])
 def test_a_value_whose_meaning_fixes_its_range_is_refused_at_its_key(tiny: str, key: str) -> None:
     [d] = _cas329(tiny)
     assert "must be" in d.message and _spec(tiny).splitlines()[1][d.span.column - 1:].startswith(key)
