@@ -97,7 +97,8 @@ _TABLE: tuple[Code, ...] = (
          "docs/language.md."),
     Code("CAS313", "misplaced-block", "error", "a block that is not allowed here",
          "`teachers { }` belongs only in `distill` stages, and `teacher(DOMAIN).EVAL` in a stop rule only "
-         "there too. `defaults` blocks hold plain keys: `teachers` and `until` go into the stages themselves."),
+         "there too. `defaults` blocks hold plain keys: `teachers`, `until` and `resources` go into the stages "
+         "themselves (shared resources go into the cascade's own `resources { }`, which every stage inherits)."),
     Code("CAS314", "no-stages", "error", "the cascade declares no stage",
          "A cascade needs at least one `stage NAME = KIND(PARENT) { ... }`."),
     Code("CAS315", "teacher-domain-unused", "warning", "a teacher route names a domain the stage does not train on",
