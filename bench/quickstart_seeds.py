@@ -88,9 +88,9 @@ def verdicts(spec: Path | Plan, run_dir: Path) -> list[str]:
                              f"{'PASS' if ok else 'FAIL'} (>= 2 SE)")
         if stage.kind == "distill":
             resolved = json.loads((run_dir / "stages" / stage.name / "teachers.json").read_text())["teachers"]
-            kept = RunDir(run_dir).stage_state(stage.name).get("stop_reason") or ""
-            if kept.startswith("nothing to distil"):  # a pass that says nothing of how MOPD learns
-                lines.append(f"{stage.name}: took no step ({kept})")
+            entry = RunDir(run_dir).stage_state(stage.name)
+            if stage.params.self_taught(stage.parent, resolved.values()) and entry.get("step") == 0:
+                lines.append(f"{stage.name}: took no step ({entry.get('stop_reason')})")  # a pass saying nothing
             for key in keys:
                 teacher = resolved.get(key.split(".", 1)[0], resolved.get("default"))
                 best = points[teacher][key]["score"]

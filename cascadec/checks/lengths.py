@@ -24,6 +24,7 @@ from cascadec.codes import make
 from cascadec.contract.plan import ModelRef
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model import SpecIn
+from cascadec.order import ancestors
 
 FLOAT32_EXACT = 2**24
 _LENGTHS = ("max_seq", "max_prompt", "max_response")
@@ -49,12 +50,9 @@ def _table_rows(base: ModelRef) -> int | None:
 
 def _root(spec: SpecIn, stage: str) -> str:
     """Where the chain of parents of ``stage`` starts: `base` or a named checkpoint (whose model may differ).
-    Model checks also run on a spec with name errors, where the chain may loop (then: the stage itself)."""
-    parent, seen = {st.name: st.parent for st in spec.stages}, set()
-    while stage in parent and stage not in seen:
-        seen.add(stage)
-        stage = parent[stage]
-    return stage
+    Model checks also run on a spec with name errors, where the chain may loop (then: a stage on the loop)."""
+    chain = ancestors(stage, {st.name: st.parent for st in spec.stages})
+    return chain[-1] if chain else stage
 
 
 def _too_long(what: str, value: int, limit: int, rows: int | None, span: Span) -> Diagnostic:

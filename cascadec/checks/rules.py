@@ -29,8 +29,7 @@ def check_self_taught(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnos
     parent, scored at the student's temperature (`DistillParams.self_taught`): the run keeps the parent."""
     assert ctx.spec is not None
     for i, (st, node) in enumerate(zip(ctx.spec.stages, ctx.view.stages)):
-        possible = [name for ref in st.teachers.values()
-                    for name in (ref.candidates if ref.kind == "best" else [ref.stage])]
+        possible = st.teacher_stages()
         if isinstance(st.params, DistillParams) and possible and st.params.self_taught(st.parent, possible):
             span = ctx.span_of(("stages", i, "teachers", next(iter(st.teachers))), node.name.span)
             yield make("CAS420", f"every teacher of distill stage `{st.name}` is its own start `{st.parent}`",
