@@ -29,6 +29,7 @@ from runtime.context import (
     StageContext, build_optimizer, build_scheduler, load_plugins, trainer_class,
 )
 from runtime.data import DataError, MixtureSampler, load_domains
+from runtime.host_memory import keep_freed_memory
 from runtime.models import ModelLoadError, load_checkpoint, load_model
 from runtime.precision import mixed_precision
 from runtime.rollout import build_engine
@@ -165,6 +166,8 @@ def build_context(plan: Plan, stage: Stage, run_dir: RunDir, *, train: bool = Tr
     from accelerate.utils import set_seed
 
     acc = make_accelerator(stage.resources)
+    if acc.device.type == "cpu":
+        keep_freed_memory()
     # device_specific: each rank gets its own stream, so ranks do not sample identical rollouts. numpy takes
     # seeds below 2^32 and the spec allows up to 2^63 - 1: fold (identity for every seed below 2^32 - 2^16,
     # which leaves room for accelerate's per-rank offset).

@@ -19,6 +19,9 @@ gradient of the logits is closed-form:
 
 with ``z = logits / T`` and ``p = softmax(z)``, then chained through ``/ T`` and the linear map. Peak extra
 memory is one chunk's logits (``chunk * V * 4`` bytes, 0.8 GB at 4,096 x 49,152) instead of all of them.
+Up to ``KEEP_LOGITS_ELEMENTS`` ``[N, V]`` elements in all (128 MiB of fp32: a CPU step of 512 completion tokens
+at a 49,152-token vocabulary) the forward's fp32 logits are kept for backward instead: the same values, without
+a second pass of the head's GEMM.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from __future__ import annotations
 import torch
 
 DEFAULT_CHUNK = 4096
+# Up to this many [N, V] elements the forward's logits are kept for backward (4 bytes each).
+KEEP_LOGITS_ELEMENTS = 2 ** 25
 
 
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype,
@@ -47,11 +52,15 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         logp = hidden.new_empty(n, dtype=stats)
         entropy = hidden.new_zeros(n, dtype=stats)
         lse = hidden.new_empty(n, dtype=stats)
+        keep = any(ctx.needs_input_grad[:3]) and n * weight.shape[0] <= KEEP_LOGITS_ELEMENTS
+        ctx.logits = []
         with torch.autocast(hidden.device.type, enabled=False):
             head = weight.to(dtype)  # cast once, not once per chunk
             for start in range(0, n, chunk):
                 sl = slice(start, start + chunk)
                 z = _logits(hidden[sl], head, bias, dtype, temperature)
+                if keep:
+                    ctx.logits.append(z)
                 lse[sl] = torch.logsumexp(z, dim=-1)
                 logp[sl] = z.gather(-1, targets[sl, None]).squeeze(-1) - lse[sl]
                 if with_entropy:
@@ -74,15 +83,16 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         grad_bias = torch.zeros(bias.shape, dtype=stats, device=bias.device) \
             if bias is not None and ctx.needs_input_grad[2] else None
         use_entropy = with_entropy and grad_entropy is not None
+        kept, ctx.logits = ctx.logits, []
         with torch.autocast(hidden.device.type, enabled=False):
             head = weight.to(dtype)
-            for start in range(0, hidden.shape[0], chunk):
+            for k, start in enumerate(range(0, hidden.shape[0], chunk)):
                 sl = slice(start, start + chunk)
-                z = _logits(hidden[sl], head, bias, dtype, temperature)
+                z = kept[k] if kept else _logits(hidden[sl], head, bias, dtype, temperature)
                 logp_all = z - lse[sl, None]
                 p = logp_all.exp()
                 if grad_logp is not None:
-                    grad_z = -p * grad_logp[sl, None]
+                    grad_z = p * -grad_logp[sl, None]  # = -p * g exactly, one pass over [chunk, V] less
                     grad_z.scatter_add_(-1, targets[sl, None], grad_logp[sl, None])
                 else:
                     grad_z = torch.zeros_like(z)

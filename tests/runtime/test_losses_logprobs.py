@@ -78,3 +78,28 @@ def test_shape_mismatch_is_reported():
     ids = torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match="same \\[B, T\\] shape"):
         token_logprobs(model, ids, torch.ones(2, 4), torch.ones(2, 5))
+
+
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_kept_logits_give_the_recomputed_gradients_bit_for_bit(monkeypatch, with_entropy):
+    """A small batch keeps its forward logits for backward; a large one recomputes them: the same values."""
+    from runtime.ops import token_logprobs as op
+
+    gen = torch.Generator().manual_seed(4)
+    hidden, weight, bias = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((7, 5), (11, 5), (11,)))
+    targets = torch.randint(0, 11, (7,), generator=gen)
+
+    def grads(keep_elements: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(op, "KEEP_LOGITS_ELEMENTS", keep_elements)
+        leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
+        lp, ent = op.linear_token_logprobs(leaves[0], leaves[1], targets, bias=leaves[2], temperature=0.7, chunk=3,
+                                           with_entropy=with_entropy)
+        loss = (lp * torch.arange(7.0)).sum() + (ent.sum() if with_entropy else 0)
+        loss.backward(retain_graph=True)
+        first = [t.grad.clone() for t in leaves]
+        loss.backward()  # a second backward through the same graph recomputes what the first one used up
+        assert all(torch.equal(2 * f, t.grad) for f, t in zip(first, leaves))
+        return first
+
+    kept, recomputed = grads(7 * 11), grads(0)
+    assert all(torch.equal(a, b) for a, b in zip(kept, recomputed))
