@@ -52,7 +52,8 @@ def _where(call: ast.Call, problem: TinyProblem) -> tuple[Span, str]:
         return call.args[0].span, "not a causal-LM model type of transformers"
     for kw in call.kwargs:
         if kw.key.name == problem.key:
-            return kw.span, _LABELS[problem.on]
+            entries = kw.value.entries if isinstance(kw.value, ast.Record) else ()
+            return next((e.span for e in entries if e.key.name == problem.entry), kw.span), _LABELS[problem.on]
     return call.span, "config rejected by transformers"
 
 

@@ -7,6 +7,7 @@ The check needs transformers' config classes, imported on the first call.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cascadec.contract.suggest import suggest
+from cascadec.contract.tiny_rules import heads_problem, unused_rope_problem, written_key
 from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
@@ -102,7 +104,8 @@ def _alone(cls: Any, key: str, value: Any, default: Any) -> tuple[bool, BaseExce
     # transformers keeps an unknown keyword as a junk attribute (so it reappears in to_dict()), while a
     # keyword the class consumes (e.g. llama's `rope_theta`, folded into `rope_parameters`) does not. Built
     # with this key alone, the class's error is about this value, or about it against the class's defaults.
-    value = float(value) if isinstance(default, float) and type(value) is int else value
+    # A record is copied: transformers writes into `rope_scaling` (its `rope_type`, `rope_theta`).
+    value = float(value) if isinstance(default, float) and type(value) is int else copy.deepcopy(value)
     try:
         return key in cls(**{key: value}).to_dict(), None
     except Exception as e:  # noqa: BLE001 - any validator error means the key is known
@@ -134,9 +137,7 @@ def positions_key(name: str, config: dict[str, Any]) -> str | None:
     """The key of ``config`` that sets a model type's ``max_position_embeddings`` (gpt2 calls it `n_positions`)."""
     from transformers import CONFIG_MAPPING
 
-    _, aliases, _ = _facts(CONFIG_MAPPING[name])
-    names = {"max_position_embeddings", aliases.get("max_position_embeddings")}
-    return next((k for k in config if k in names), None)
+    return written_key(config, "max_position_embeddings", _facts(CONFIG_MAPPING[name])[1])
 
 
 def config_kwargs(name: str, config: dict[str, Any], tokens: dict[str, int] | None = None) -> dict[str, Any]:
@@ -149,22 +150,43 @@ def config_kwargs(name: str, config: dict[str, Any], tokens: dict[str, int] | No
 
     defaults, aliases, _ = _facts(CONFIG_MAPPING[name])
     covered = set(config) | {alias for alias, target in aliases.items() if target in config}
-    spec = {k: float(v) if isinstance(defaults.get(aliases.get(k, k)), float) and type(v) is int else v
-            for k, v in config.items()}
+    spec = {k: float(v) if isinstance(defaults.get(aliases.get(k, k)), float) and type(v) is int else
+            copy.deepcopy(v) for k, v in config.items()}  # a record is copied, as in `_alone`
     return {**{k: v for k, v in {**TINY_DEFAULTS, **(tokens or {})}.items() if k not in covered}, **spec}
 
 
 def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
     from transformers import AutoConfig
 
+    kwargs = config_kwargs(name, config)
     with library_log() as lines:
         try:
-            built = AutoConfig.for_model(name, **config_kwargs(name, config))
+            built = AutoConfig.for_model(name, **kwargs)
         except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
-            return [rejected(name, config, "transformers rejects its config", one_line(e))]
+            # a class validator (llama's `validate_architecture`) may refuse the heads: said in the spec's words
+            heads = _heads_problem(name, config, lambda attr: _written_value(name, kwargs, attr))
+            return [heads or rejected(name, config, "transformers rejects its config", one_line(e))]
     found = warned(name, config, lines)
-    more = [] if refusals(found) else [p for p in (_composite(name, built) or _heads_problem(config, built),) if p]
-    return found + more
+    if refusals(found):
+        return found
+    more = _composite(name, built) or _heads_problem(name, config, lambda attr: getattr(built, attr, None))
+    return found + ([more] if more else [])
+
+
+def _written_value(name: str, kwargs: dict[str, Any], attr: str) -> Any:
+    """The value ``kwargs`` gives the config attribute ``attr``, under its own name or the class's."""
+    from transformers import CONFIG_MAPPING
+
+    key = written_key(kwargs, attr, _facts(CONFIG_MAPPING[name])[1])
+    return kwargs[key] if key is not None else None
+
+
+def _heads_problem(name: str, config: dict[str, Any], value: Any) -> TinyProblem | None:
+    from transformers import CONFIG_MAPPING
+
+    _, aliases, known = _facts(CONFIG_MAPPING[name])
+    sizes = {a: value(a) for a in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")}
+    return heads_problem(config, sizes, aliases, "num_key_value_heads" in known)
 
 
 @contextmanager
@@ -204,7 +226,10 @@ def warned(name: str, config: dict[str, Any], lines: list[str]) -> list[TinyProb
         if key is None or key in out:
             continue
         text = one_line(Exception(line))
-        if "nrecognized" in line or "ignor" in line:
+        rope = unused_rope_problem(config, line, lambda k, record: _uses_all(name, {**config, k: record}))
+        if rope is not None:
+            out[key] = rope
+        elif "nrecognized" in line or "ignor" in line:
             out[key] = TinyProblem("ignored", key, f"transformers ignores it: {text}", _IGNORED_HINT)
         elif any(word in line for word in ("must be", "Missing required", "should be")):
             out[key] = TinyProblem("config", key, f"transformers rejects its value: {text}",
@@ -213,6 +238,18 @@ def warned(name: str, config: dict[str, Any], lines: list[str]) -> list[TinyProb
             out[key] = TinyProblem("warned", key, f"transformers warns about it: {text}",
                                    "check that the setting means what you intend; transformers uses it as written")
     return list(out.values())
+
+
+def _uses_all(name: str, config: dict[str, Any]) -> bool:
+    """Whether transformers builds ``tiny(name, **config)``'s config without a word about it."""
+    from transformers import AutoConfig
+
+    with library_log() as lines:
+        try:
+            AutoConfig.for_model(name, **config_kwargs(name, config))
+        except Exception:  # noqa: BLE001 - any refusal: not a config to suggest
+            return False
+    return not lines
 
 
 def _named_key(config: dict[str, Any], message: str) -> str | None:
@@ -243,27 +280,6 @@ def _composite(name: str, built: Any) -> TinyProblem | None:
                        + ", ".join(f"`{s}`" for s in subs) + "), which the tiny sizes do not reach",
                        f"write its text model type, `{text}`" if text in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else
                        "write a decoder-only model type such as `llama` or `qwen2`")
-
-
-def _heads_problem(config: dict[str, Any], built: Any) -> TinyProblem | None:
-    # Some classes (llama) check that the heads divide the width, others (qwen2) do not, and none checks the
-    # key-value heads: either mismatch fails only at the first forward, with a tensor-size error.
-    hidden, heads = getattr(built, "hidden_size", None), getattr(built, "num_attention_heads", None)
-    kv = getattr(built, "num_key_value_heads", None)
-    if not all(isinstance(x, int) and x > 0 for x in (hidden, heads)):
-        return None
-    if isinstance(kv, int) and kv > 0 and heads % kv:
-        key = "num_key_value_heads" if "num_key_value_heads" in config else "num_attention_heads"
-        fits = max(d for d in range(1, kv + 1) if heads % d == 0)
-        return TinyProblem("value", key if key in config else None,
-                           f"the key-value heads ({kv}) must divide the attention heads ({heads})",
-                           f"write e.g. `num_key_value_heads = {fits}`")
-    if "head_dim" not in config and getattr(built, "head_dim", None) in (None, hidden // heads) and hidden % heads:
-        key = next((k for k in ("num_attention_heads", "hidden_size") if k in config), None)
-        fits = max(d for d in range(1, heads + 1) if hidden % d == 0)
-        return TinyProblem("value", key, f"the attention heads ({heads}) must divide `hidden_size` ({hidden})",
-                           f"write e.g. `num_attention_heads = {fits}`, or a `hidden_size` that {heads} divides")
-    return None
 
 
 def build_problems(name: str, config: dict[str, Any], tokens: dict[str, int]) -> list[TinyProblem]:

@@ -41,12 +41,14 @@ _WORDS = (("greater or equal to", "at least"), ("smaller or equal to", "at most"
 class TinyProblem:
     """What is wrong with a ``tiny(...)`` config: ``on`` says what is at fault (the model type, an unknown key,
     a key's value, a setting transformers ignores, one it warns about but uses, or the config as a whole),
-    ``key`` the keyword where one is to blame, ``message`` one line, ``hint`` the fix."""
+    ``key`` the keyword where one is to blame, ``message`` one line, ``hint`` the fix, ``entry`` the entry of
+    the key's record to blame (`factor` of ``rope_scaling = {factor = 2.0}``), if one."""
 
     on: Literal["type", "key", "value", "ignored", "warned", "config"]
     key: str | None
     message: str
     hint: str
+    entry: str | None = None
 
 
 def value_problem(key: str, value: Any, default: Any, example: Any) -> TinyProblem | None:

@@ -25,14 +25,27 @@ def _cas329(tiny: str, *, build_data: bool = True) -> list:
     return [d for d in result.diagnostics if d.code == "CAS329"]
 
 
-def test_a_config_transformers_rejects_is_blamed_on_the_key_its_message_names_else_the_call() -> None:
-    tiny = "tiny(llama, hidden_size = 64, num_attention_heads = 5, num_key_value_heads = 5)"
-    [d] = _cas329(tiny)
-    assert "transformers rejects its config" in d.message and "attention heads" in d.message
-    assert (d.span.line, d.span.column, d.span.end_column) == (2, 28, 28 + len("hidden_size = 64"))
-    tiny = "tiny(llama, num_attention_heads = 5, num_key_value_heads = 5)"  # the width is the default's
-    [d] = _cas329(tiny)
-    assert (d.span.line, d.span.column, d.span.end_column) == (2, 16, 16 + len(tiny))
+def test_heads_a_class_validator_refuses_are_put_in_the_spec_words_at_the_key() -> None:
+    # llama's `validate_architecture` raises "The hidden size (64) is not a multiple of ..."; qwen2 has none
+    for family in ("llama", "qwen2"):
+        tiny = f"tiny({family}, hidden_size = 64, num_attention_heads = 5, num_key_value_heads = 5)"
+        [d] = _cas329(tiny)
+        assert d.message.endswith("`hidden_size = 64` is not a multiple of `num_attention_heads = 5`")
+        assert d.help == "write e.g. `hidden_size = 60`"  # 4 heads would not hold the 5 key-value heads
+        assert _spec(tiny).splitlines()[1][d.span.column - 1:].startswith("num_attention_heads = 5")
+    [d] = _cas329("tiny(llama, hidden_size = 65)")
+    assert d.message.endswith("`hidden_size = 65` is not a multiple of `num_attention_heads` (4, the default)")
+    assert d.help == "write e.g. `hidden_size = 64`" and d.span.column == 28
+    [d] = _cas329("tiny(gpt2, n_head = 5)")  # gpt2's own names, as the spec writes them
+    assert d.message.endswith("`n_embd` (64, the default) is not a multiple of `n_head = 5`")
+    assert d.help == "write e.g. `n_head = 4`, or `n_embd = 60`"
+    [d] = _cas329("tiny(llama, num_attention_heads = 3)")
+    assert d.message.endswith("`num_key_value_heads` (2, the default) must divide `num_attention_heads = 3`")
+    assert d.help == "write e.g. `num_attention_heads = 4`"  # 1 key-value head: 3 heads still miss the width
+    [d] = _cas329("tiny(llama, hidden_size = 96, num_attention_heads = 3)")
+    assert d.help == "write e.g. `num_attention_heads = 4`, or add `num_key_value_heads = 1`"
+    assert not _cas329("tiny(llama, num_attention_heads = 4, num_key_value_heads = 1)")
+    assert not _cas329("tiny(gpt2, n_head = 4, n_embd = 60)")
 
 
 @pytest.mark.parametrize("config", ["hidden_size = -32", 'hidden_size = "big"', "tie_word_embeddings = 1",
@@ -61,7 +74,7 @@ def test_a_partial_tiny_config_has_a_shape_from_the_runtime_defaults() -> None:
 @pytest.mark.parametrize(("tiny", "key", "words"), [
     ("tiny(llama, num_attention_heads = 4, num_key_value_heads = 3)", "num_key_value_heads", "must divide"),
     ("tiny(qwen2, num_attention_heads = 3, num_key_value_heads = 1)", "num_attention_heads",
-     "must divide `hidden_size` (64)"),
+     "`hidden_size` (64, the default) is not a multiple of `num_attention_heads = 3`"),
     ("tiny(llama, vocab_size = 10)", "vocab_size", "smaller than its tokenizer's 259 tokens"),
     ('tiny(llama, hidden_act = "foo")', "hidden_act", "cannot build or run it"),
 ])
@@ -145,10 +158,21 @@ def test_size_hints_quote_the_tiny_model_own_values() -> None:
 def test_an_ignored_setting_is_located_and_transformers_log_lines_never_leak(capfd) -> None:
     tiny = "tiny(llama, rope_scaling = {factor = 2.0})"
     [d] = _cas329(tiny)
-    assert "transformers ignores it" in d.message and "{'factor'}" in d.message and d.span.column == 28
-    assert "rope_type" in d.help
+    assert d.message.endswith("`factor` in `rope_scaling` is not used by the default RoPE (no `rope_type`): "
+                              "transformers ignores it")
+    assert "rope_parameters" not in d.message and d.span.column == _spec(tiny).splitlines()[1].index("factor") + 1
+    assert d.help == 'write `rope_scaling = {rope_type = "linear", factor = 2.0}`, or remove `factor`'
     out, err = capfd.readouterr()
     assert "transformers" not in out + err
+
+
+def test_an_ignored_rope_entry_under_a_rope_type_is_located_with_the_record_that_is_used() -> None:
+    tiny = 'tiny(llama, rope_scaling = {rope_type = "linear", factor = 2.0, foo = 1})'
+    [d] = _cas329(tiny)
+    assert "`foo` in `rope_scaling` is not used by `rope_type = \"linear\"`" in d.message
+    assert d.span.column == _spec(tiny).splitlines()[1].index("foo") + 1
+    assert d.help == 'write `rope_scaling = {rope_type = "linear", factor = 2.0}`'
+    assert not _cas329('tiny(llama, rope_scaling = {rope_type = "linear", factor = 2.0})')
 
 
 @pytest.mark.parametrize(("tiny", "stage", "needed"), [
@@ -172,7 +196,8 @@ def test_positions_shorter_than_the_longest_row_the_plan_allows_are_refused(tiny
 def test_a_setting_transformers_doubts_but_uses_is_a_warning_that_the_runtime_lets_run() -> None:
     from runtime.models import check_tiny
 
-    tiny = 'tiny(llama, rope_scaling = {rope_type = "yarn", factor = 2.0})'
+    tiny = ('tiny(llama, rope_scaling = {rope_type = "yarn", factor = 2.0, '
+            'original_max_position_embeddings = 256})')
     result = compile_source(_spec(tiny), "t.cascade", build_data=True)
     [d] = result.diagnostics
     assert (d.code, d.severity) == ("CAS330", "warning") and "transformers warns about it" in d.message

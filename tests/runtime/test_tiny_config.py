@@ -10,7 +10,7 @@ import pytest
 from cascadec_runtime_plans import TINY, console, tiny_plan, write_build
 
 from cascadec.contract.plan import ModelRef
-from cascadec.contract.tiny import BYTE_TOKENS
+from cascadec.contract.tiny import BYTE_TOKENS, build_problems, tiny_problems
 from runtime.models import ModelLoadError, byte_tokenizer, check_tiny, load_model
 from runtime.orchestrator import run
 from runtime.state import RunDir
@@ -50,8 +50,8 @@ def test_wrong_value_types_name_the_key() -> None:
 
 
 def test_values_transformers_rejects_are_a_model_load_error() -> None:
-    text = load_error("llama", hidden_size=32, num_attention_heads=5)
-    assert "transformers rejects its config" in text and "attention heads" in text and "\n" in text.strip()
+    text = load_error("llama", hidden_size=32, num_attention_heads=5, num_key_value_heads=5)
+    assert "`hidden_size = 32` is not a multiple of `num_attention_heads = 5`" in text
     assert text.count("\n") == 1  # one line saying what is wrong, one help line
 
 
@@ -98,3 +98,11 @@ def test_a_vocabulary_smaller_than_the_tokenizer_is_a_model_load_error() -> None
                                                ({"rope_scaling": {"factor": 2.0}}, "transformers ignores it")])
 def test_values_transformers_accepts_but_that_break_or_do_nothing_are_refused_before_loading(config, words) -> None:
     assert words in load_error("llama", **config)
+
+
+def test_the_checks_leave_the_spec_config_as_written() -> None:
+    # transformers writes `rope_type`, `rope_theta` and `original_max_position_embeddings` into the record it
+    # gets: were it the spec's, the model built after the check would differ from the one written
+    config = {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}
+    assert not tiny_problems("llama", config) and not build_problems("llama", config, BYTE_TOKENS)
+    assert config == {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}
