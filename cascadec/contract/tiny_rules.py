@@ -6,8 +6,8 @@ passes. Used by `cascadec.contract.tiny`, which builds the configs.
 
 from __future__ import annotations
 
-from ast import literal_eval
 import re
+from ast import literal_eval
 from collections.abc import Callable, Mapping
 from typing import Any
 
