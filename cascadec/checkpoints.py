@@ -17,13 +17,16 @@ from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.contract.identity import identity_of, run_stage_dir
-from cascadec.model.calls import _call, _one_string, _resolve, to_model
+from cascadec.model.calls import _call, _one_string, _resolve, is_hub_id, to_model
 from cascadec.model.convert import _bad, to_str
 from cascadec.model.inputs import SpecIn
 from cascadec.contract.suggest import did_you_mean
 
 #: How to fix a local model that is not there (CAS325).
 NOT_FOUND_HINT = "give a directory written by `save_pretrained` (with config.json)"
+#: How `model(...)` and `tokenizer = ...` tell a local directory from a hub id (`cascadec.model.calls.is_local`).
+LOCAL_NOTE = ("a path starting with `./`, `../`, `/` or `~` is a local directory, resolved from the spec's directory; "
+              "other names are hub ids (`name` or `org/name`)")
 _EXAMPLE = 'checkpoints = { teacher = model("Qwen/Qwen3-32B"), prev = run("../runs/c1", stage = "sft") }'
 
 
@@ -66,6 +69,19 @@ def to_checkpoints(v: ast.Value, key: str) -> dict[str, Any]:
     return out
 
 
+def hub_id_problem(what: str, written: ast.Str) -> Diagnostic | None:
+    """CAS325 for a hub id ``written`` (not local by `cascadec.model.calls.is_local`) that no hub repository
+    can have: a repository id is ``name`` or ``org/name``, so ``org/name/extra`` would fail at load time."""
+    if is_hub_id(written.value):
+        return None
+    local = "./" + written.value.strip("/")
+    there = os.path.isdir(_resolve(local, written.span))
+    return make("CAS325", f"{what} `{written.value}` is neither a hub id nor a local directory", written.span,
+                label="not a hub id", notes=(LOCAL_NOTE,),
+                help=f"did you mean the local directory `{local}`?" if there else
+                f"a hub id is `name` or `org/name`; write a local directory as `{local}`")
+
+
 def shown(path: str) -> str:
     """``path`` relative to the working directory when it lies below it (as spans are shown), else as is."""
     rel = os.path.relpath(path)
@@ -82,6 +98,11 @@ def with_identities(spec: SpecIn, view: ast.SpecView) -> tuple[SpecIn, list[Diag
     problems, refs = [], {}
     for name, ref in spec.checkpoints.items():
         span = declared(view)[name].value.span
+        written = declared(view)[name].value
+        source = written.args[0] if isinstance(written, ast.Call) and written.args else None
+        if ref.kind == "hub" and isinstance(source, ast.Str) and (bad := hub_id_problem("checkpoint", source)):
+            problems.append(bad)
+            continue
         if ref.kind != "hub" and not os.path.isfile(os.path.join(_where(ref), "config.json")):
             problems.append(make("CAS325", f"checkpoint `{name}` has no model at `{shown(_where(ref))}`", span,
                                  label="not found",

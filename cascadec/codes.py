@@ -151,7 +151,10 @@ _TABLE: tuple[Code, ...] = (
          "when compiling: its content hash goes into the hashes of the stages that start from it or distil from "
          "it, so that a changed checkpoint re-runs them. A base model written as a path (`model(\"./dir\")`: "
          "starting with `./`, `../`, `/` or `~`, resolved from the spec's directory) must hold a `config.json`, "
-         "as the runtime loads it from there. A hub id is checked when the stage loads it."),
+         "as the runtime loads it from there, and a `tokenizer = \"./dir\"` must exist. Any other name is a hub "
+         "id, `name` or `org/name`; one with more parts (`org/name/extra`) is no hub repository and no local "
+         "directory either (write a local one as `./org/name/extra`). Whether a hub id exists is checked when the "
+         "stage loads it."),
     Code("CAS326", "teacher-tokenizer-differs", "error", "a teacher and its student use different tokenizers",
          "On-policy distillation scores the student's own token ids with the teacher, so both must tokenize "
          "identically: the same vocabulary ids and special tokens. A model whose embedding matrix is padded to "

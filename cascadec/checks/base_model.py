@@ -1,9 +1,11 @@
 """CAS325 for a base model that is a local directory (``model("./dir")``) without a model in it, or whose
-``tokenizer = "./dir"`` is a local directory that does not exist.
+``tokenizer = "./dir"`` is a local directory that does not exist, or a base model or tokenizer that is neither
+local nor a hub id (``org/name/extra``: a hub repository id is ``name`` or ``org/name``).
 
 The path was resolved against the spec's directory when the model was built (`cascadec.model.calls`), and the
 runtime loads exactly that absolute path (`runtime.models.load_checkpoint`, which needs its ``config.json``),
-so both sides look at the same place. A hub id (``model("org/name")``) is not a path and is not looked up.
+so both sides look at the same place. A hub id (``model("org/name")``) is not a path and is not looked up. One
+rule tells the two apart for the model, its tokenizer and a checkpoint (`cascadec.model.calls.is_local`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,14 @@ import os
 from collections.abc import Iterator
 
 from cascadec import ast
-from cascadec.checkpoints import NOT_FOUND_HINT, shown
+from cascadec.checkpoints import LOCAL_NOTE, NOT_FOUND_HINT, hub_id_problem, shown
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.contract.suggest import suggest
 from cascadec.diagnostics import Diagnostic
 
 
-_PATHS = ("a path starting with `./`, `../`, `/` or `~` is a local directory, resolved from the spec's directory; "
-          "other names are hub ids",)
+_PATHS = (LOCAL_NOTE,)
 
 
 def check_base_model(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -30,14 +31,20 @@ def check_base_model(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
     value = next(a.value for a in ctx.view.assigns if a.key.name == "base")
     if not isinstance(value, ast.Call):
         return
+    written = value.args[0] if value.args else None
+    if base.kind == "hub" and isinstance(written, ast.Str) and (bad := hub_id_problem("base model", written)):
+        yield bad
     if base.kind == "path" and not os.path.isfile(os.path.join(base.name, "config.json")):
-        written: ast.Str = value.args[0]  # type: ignore[assignment]
+        assert isinstance(written, ast.Str)
         what = "has no config.json" if os.path.isdir(base.name) else "does not exist"
         close = _sibling(base.name, "config.json")
         yield make("CAS325", f"base model directory `{shown(base.name)}` {what}", written.span, label="not found",
                    notes=_PATHS, help=f"did you mean `{os.path.join(os.path.dirname(written.value), close)}`?"
                    if close else f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
     tokenizer = next((kw.value for kw in value.kwargs if kw.key.name == "tokenizer"), None)
+    if isinstance(tokenizer, ast.Str) and not os.path.isabs(base.tokenizer or "") \
+            and (bad := hub_id_problem("tokenizer", tokenizer)):
+        yield bad
     if isinstance(tokenizer, ast.Str) and os.path.isabs(base.tokenizer or "") and not os.path.isdir(base.tokenizer):
         close = _sibling(base.tokenizer, "tokenizer_config.json")
         yield make("CAS325", f"tokenizer directory `{shown(base.tokenizer)}` does not exist", tokenizer.span,

@@ -14,6 +14,20 @@ from cascadec.model.keys import PACKAGED_MODELS
 from cascadec.reward_args import check_reward_args
 
 
+#: How `model(...)` and its `tokenizer` tell a local directory from a hub id (CAS325's note says the same).
+LOCAL_PREFIXES = ("./", "../", "/", "~")
+
+
+def is_local(name: str) -> bool:
+    """Whether ``name`` in `model(...)` or its `tokenizer` is a local directory rather than a hub id."""
+    return name.startswith(LOCAL_PREFIXES)
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a hub repository id: ``name`` or ``org/name``."""
+    return 1 <= len(parts := name.split("/")) <= 2 and all(parts)
+
+
 def _resolve(path: str, span: Span) -> str:
     """A path written in the file at ``span.path``, made absolute relative to that file's directory."""
     base = os.path.dirname(os.path.abspath(span.path)) if not span.path.startswith("<") else os.getcwd()
@@ -117,8 +131,7 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
             raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `model(...)`", kw.key.span,
                        help="`model(...)` takes only `tokenizer = \"...\"`")
         name = to_str(kw.value, "tokenizer")
-        local = name.startswith(("./", "../", "/", "~"))
-        out["tokenizer"] = _resolve(name, kw.value.span) if local else name
+        out["tokenizer"] = _resolve(name, kw.value.span) if is_local(name) else name
     if len(call.args) != 1:
         raise _bad("CAS200", "`model(...)` takes one source", call.span,
                    help='write `model("org/name")`, `model("./dir")`, `model(packaged("...\"))` or `model(tiny(llama))`')
@@ -127,7 +140,7 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
         raise _bad("CAS200", "`model(...)` names no model", src.span, label="empty string",
                    help='write `model("org/name")`, `model("./dir")` or `model(packaged("smollm2-135m-instruct"))`')
     if isinstance(src, ast.Str):
-        local = src.value.startswith(("./", "../", "/", "~"))
+        local = is_local(src.value)
         out.update(kind="path" if local else "hub", name=_resolve(src.value, src.span) if local else src.value)
         return out
     inner = _call(src, "model source", ("packaged", "tiny"), 'packaged("smollm2-135m-instruct")')

@@ -99,3 +99,23 @@ def test_a_local_base_model_is_looked_up_from_the_spec_directory_and_a_hub_id_is
     assert d.code == "CAS325" and d.span.line == 2 and "base" in d.message and "hub id" in d.help
     spec.write_text(spec.read_text().replace('model("./base")', 'model("org/not-on-this-disk")'))
     assert compile_file(spec).plan is not None
+
+
+def test_a_name_that_is_neither_local_nor_a_hub_id_is_cas325_for_the_model_its_tokenizer_and_a_checkpoint(
+        tmp_path, saved, monkeypatch):
+    spec = _tree(tmp_path, saved)
+    monkeypatch.chdir(tmp_path)
+    text = spec.read_text()
+    for written, local in (('model("org/name/extra")', "./org/name/extra"),
+                           ('model("./base", tokenizer = "org/name/extra")', "./org/name/extra"),
+                           ('model("org/name/")', "./org/name")):
+        spec.write_text(text.replace('model("./base")', written))
+        (d,) = compile_file(spec).diagnostics
+        assert d.code == "CAS325" and d.span.line == 2 and "neither a hub id nor a local directory" in d.message
+        assert d.help == f"a hub id is `name` or `org/name`; write a local directory as `{local}`"
+    spec.write_text(text.replace('model("./teacher")', 'model("other/stages/sft")'))
+    (d,) = compile_file(spec).diagnostics  # a directory next to the spec, written without `./`
+    assert d.code == "CAS325" and d.message.startswith("checkpoint `other/stages/sft`")
+    assert d.help == "did you mean the local directory `./other/stages/sft`?"
+    spec.write_text(text.replace('model("./base")', 'model("org/name", tokenizer = "smollm2-135m-instruct")'))
+    assert compile_file(spec).plan is not None
