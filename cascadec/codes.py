@@ -185,8 +185,10 @@ _TABLE: tuple[Code, ...] = (
          "`layer_norm_eps`) that is not positive, a dropout outside [0, 1), a `rope_scaling` factor below 1, a "
          "setting transformers says it ignores (`rope_scaling = {factor = 2.0}` without a `rope_type` that uses "
          "it), and a `max_position_embeddings` shorter than the longest row a stage or an eval may feed the model "
-         "(`max_seq`, `max_prompt + max_response`, an eval's `max_tokens`). Every independent problem of a call is "
-         "reported. `cascadec lint` and `cascadec run` check this before anything runs."),
+         "(`max_seq`, `max_prompt + max_response`, an eval's `max_tokens` plus its prompt, cut to a stage's "
+         "`max_prompt`; without one, the prompt's length is unknown at lint and `max_tokens` alone counts). "
+         "Every independent problem of a call is reported. `cascadec lint` and `cascadec run` check this before "
+         "anything runs."),
     Code("CAS330", "tiny-config-doubtful", "warning", "a `tiny(...)` setting transformers warns about but uses",
          "While building a `tiny(...)` config, transformers logged a warning about a key of the spec that it still "
          "uses as written, e.g. a YaRN `rope_scaling` factor that does not match the ratio of "

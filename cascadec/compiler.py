@@ -105,7 +105,7 @@ def _pipeline(text: str, path: str, sources: dict[str, str],
     if _has_errors(diagnostics):
         return None, diagnostics
     view = _view(path, main, modules)
-    ctx = CheckContext(view)
+    ctx = CheckContext(view, build=build_data)
     for phase in PHASES:
         for check in phase:
             diagnostics.extend(check(main, ctx))

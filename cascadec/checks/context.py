@@ -16,6 +16,9 @@ class CheckContext:
     spec: SpecIn | None = None
     # value location in the input model → (span, user's key); filled by `cascadec.model.build`
     spans: dict[tuple[Any, ...], tuple[Span, str]] = field(default_factory=dict)
+    # whether lint's build checks run (`compile_file(build_data=True)`): model checks that need transformers'
+    # config classes (seconds to import) look only then
+    build: bool = False
 
     def stage_index(self) -> dict[str, int]:
         """First declaration index of each stage name."""

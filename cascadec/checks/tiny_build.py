@@ -8,8 +8,8 @@ values of the right type, and the config class's own validators. They need trans
 forward (`cascadec.contract.tiny.build_problems`): what transformers accepts but cannot build or run, or builds
 wrong (key-value heads that do not divide the heads, NaN logits, a model that is not causal). Every independent
 problem of a call is reported (one a key); transformers' log lines are never printed: those about a key of the
-spec become diagnostics at that key. A `max_position_embeddings` the spec sets must hold the longest row a
-stage or an eval of the plan may feed the model.
+spec become diagnostics at that key. Whether a `max_position_embeddings` the spec sets holds the plan's rows
+is the lengths check's (`cascadec.checks.lengths`, with the other sources of a base model's positions).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.structure import calls
 from cascadec.codes import make
-from cascadec.checks.memory_plan import row_tokens
-from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problems, positions_key, refusals, tiny_problems
+from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problems, refusals, tiny_problems
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.convert import to_plain
 from cascadec.units import UNITS
@@ -73,33 +72,7 @@ def check_tiny_configs(module: ast.Module, ctx: CheckContext) -> Iterator[Diagno
         problems = tiny_problems(family, config)
         if not refusals(problems) and tokenizer in (None, "bytes"):
             problems += [p for p in build_problems(family, config, BYTE_TOKENS) if p not in problems]
-        if not any(p.on == "type" for p in problems):
-            problems += _positions_problem(ctx, family, config, {p.key for p in problems})
         for problem in problems:
             span, label = _where(call, problem)
             yield make("CAS330" if problem.on == "warned" else "CAS329", f"`tiny({family}, ...)`: {problem.message}",
                        span, label=label, help=problem.hint)
-
-
-def _positions_problem(ctx: CheckContext, family: str, config: dict, blamed: set) -> list[TinyProblem]:
-    """A `max_position_embeddings` shorter than the longest row the plan allows: a learned position table
-    (gpt2) fails on the first longer row, rotary ones run past what their settings were made for."""
-    key = positions_key(family, config)
-    longest = _longest_row(ctx)
-    if key is None or key in blamed or longest is None or config[key] >= longest[0]:
-        return []
-    needed, what = longest
-    return [TinyProblem("value", key, f"`{key} = {config[key]}` is shorter than the longest row the plan allows, "
-                        f"{needed} tokens ({what})", f"write `{key} = {needed}` or more, or lower that setting")]
-
-
-def _longest_row(ctx: CheckContext) -> tuple[int, str] | None:
-    """The most tokens a stage's row or an eval's answer may hold, with the setting that allows it. An eval's
-    prompts are not cut to a length, so only its `max_tokens` is known before the data is read."""
-    if ctx.spec is None:
-        return None
-    rows = [(row_tokens(st), f"stage `{st.name}`'s " + ("`max_seq`" if getattr(st.params, "max_seq", None) else
-                                                       "`max_prompt` + `max_response`")) for st in ctx.spec.stages]
-    rows += [(ev.max_tokens, f"eval `{name}.{ev.name}`'s `max_tokens`, before its prompt")
-             for name, domain in ctx.spec.domains.items() for ev in domain.evals]
-    return max(rows, key=lambda r: r[0], default=None)

@@ -134,9 +134,13 @@ def _own_value(name: str, key: str, default: Any) -> Any:
 
 
 def positions_key(name: str, config: dict[str, Any]) -> str | None:
-    """The key of ``config`` that sets a model type's ``max_position_embeddings`` (gpt2 calls it `n_positions`)."""
+    """The key of ``config`` that sets a model type's ``max_position_embeddings`` (gpt2 calls it `n_positions`);
+    None when it sets none or ``name`` is no causal-LM model type (CAS329's of its own)."""
     from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    if name not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return None
     return written_key(config, "max_position_embeddings", _facts(CONFIG_MAPPING[name])[1])
 
 

@@ -193,6 +193,25 @@ def test_positions_shorter_than_the_longest_row_the_plan_allows_are_refused(tiny
     assert not [d for d in compile_source(fits, "t.cascade", build_data=True).diagnostics if d.code == "CAS329"]
 
 
+def test_an_eval_row_counts_its_prompt_as_cut_by_a_stage_with_max_prompt() -> None:
+    # a GRPO stage's engine cuts eval prompts to its `max_prompt`: 16 + 60 tokens, past 64 positions, although
+    # each setting alone fits
+    text = _spec("tiny(llama, max_position_embeddings = 64)").replace(
+        "stage s = sft(base) { steps = 1  lr = 1e-5 }",
+        "stage s = grpo(base) { steps = 1  lr = 1e-5  max_prompt = 16  max_response = 16 }").replace(
+        "reward = exact() }",
+        'reward = exact()\n    eval e = inline([{prompt = "2+2", answer = "4"}]) { max_tokens = 60 } }')
+    [d] = [d for d in compile_source(text, "t.cascade", build_data=True).diagnostics if d.code == "CAS329"]
+    assert "76 tokens (eval `d.e`'s `max_tokens` + stage `s`'s `max_prompt`)" in d.message
+    assert d.help == "write `max_position_embeddings = 76` or more, or lower that setting"
+    # without a stage that cuts prompts their length is unknown at lint: `max_tokens` alone is the bound
+    sft = text.replace("grpo(base) { steps = 1  lr = 1e-5  max_prompt = 16  max_response = 16 }",
+                       "sft(base) { steps = 1  lr = 1e-5  max_seq = 32 }")
+    assert not [d for d in compile_source(sft, "t.cascade", build_data=True).diagnostics if d.code == "CAS329"]
+    # positions need transformers' config classes: an editor's compile leaves them to lint
+    assert not [d for d in compile_source(text, "t.cascade").diagnostics if d.code == "CAS329"]
+
+
 def test_a_setting_transformers_doubts_but_uses_is_a_warning_that_the_runtime_lets_run() -> None:
     from runtime.models import check_tiny
 
