@@ -256,10 +256,12 @@ _TABLE: tuple[Code, ...] = (
          "needs an eval of that domain to drop training rows against. "
          "A key that would be ignored is an error, so that a spec says what runs."),
     Code("CAS412", "teacher-temperature-unset", "warning",
-         "a distill stage samples at T != 1 without `teacher_temperature`",
+         "a distill stage samples at a temperature other than 0 and 1 without `teacher_temperature`",
          "Teachers are scored at `teacher_temperature` (default 1.0, the teacher's own distribution, which MOPD's "
          "reverse KL and GKD assume), not at the student's sampling temperature. When the stage samples at another "
-         "temperature, say which one the teachers should use."),
+         "temperature, say which one the teachers should use. A greedy stage (`temperature = 0`) is not warned "
+         "about: it has no sampling distribution that a teacher temperature could match (a teacher at 0 would be "
+         "one-hot), so the default 1.0 stands."),
     Code("CAS413", "overlong-reward-rule-in-distill", "error", "a distill stage sets a reward overlong rule",
          "`overlong = penalty` and `overlong = soft(...)` change a rollout's reward, and a distill stage has no "
          "reward: its loss comes from the teachers' log-probs. Use `overlong = filter` to leave truncated "

@@ -6,7 +6,8 @@ edge with `tis`, which only truncates above), `micro_batch` next to `max_tokens_
 batch (the ratio pi_theta / pi_old is then exactly 1, so a clip never acts), and a domain's `decontaminate`
 without evals.
 A distill stage that samples at a temperature other than 1 and does not set `teacher_temperature` gets a
-warning (CAS412): its teachers are scored at 1, their own distribution, not at the student's temperature.
+warning (CAS412): its teachers are scored at 1, their own distribution, not at the student's temperature. A
+greedy stage (`temperature = 0`) does not: a teacher temperature has no sampling distribution to match there.
 """
 
 from __future__ import annotations

@@ -70,3 +70,20 @@ def test_packaged_models_match_the_runtime() -> None:
 
     models = pytest.importorskip("runtime.models")
     assert set(PACKAGED_MODELS) == set(models.PACKAGED)
+
+
+@pytest.mark.parametrize(("temperature", "warned"), [(0, False), (0.7, True), (1, False), (1.3, True)])
+def test_cas412_is_documented_as_the_check_runs_greedy_distillation_is_not_warned(temperature: float,
+                                                                                  warned: bool) -> None:
+    from cascadec.compiler import compile_source
+
+    text = f'''cascade "t" {{
+  base = model(tiny(llama))
+  domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}])  reward = exact() }}
+  stage s = distill(base) {{ steps = 1  lr = 1e-6  temperature = {temperature}  teachers {{ default = base }} }}
+}}'''
+    assert ("CAS412" in [d.code for d in compile_source(text, "t.cascade").diagnostics]) is warned
+    code = CODES["CAS412"]
+    assert "other than 0 and 1" in code.summary and "(`temperature = 0`) is not warned" in code.explanation
+    language = " ".join((ROOT / "docs" / "language.md").read_text(encoding="utf-8").split())
+    assert "a greedy stage, `temperature = 0`, does not" in language
