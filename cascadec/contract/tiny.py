@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cascadec.contract.suggest import suggest
-from cascadec.contract.tiny_rules import heads_problem, unused_rope_problem, written_key
+from cascadec.contract.tiny_rules import heads_problem, odd_rotary_problem, unused_rope_problem, written_key
 from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
@@ -168,8 +168,9 @@ def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
             built = AutoConfig.for_model(name, **kwargs)
         except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
             # a class validator (llama's `validate_architecture`) may refuse the heads: said in the spec's words
-            heads = _heads_problem(name, config, lambda attr: _written_value(name, kwargs, attr))
-            return [heads or rejected(name, config, "transformers rejects its config", one_line(e))]
+            value = functools.partial(_written_value, name, kwargs)
+            ours = _heads_problem(name, config, value) or _odd_rotary(name, config, value, one_line(e))
+            return [ours or rejected(name, config, "transformers rejects its config", one_line(e))]
     found = warned(name, config, lines)
     if refusals(found):
         return found
@@ -185,12 +186,21 @@ def _written_value(name: str, kwargs: dict[str, Any], attr: str) -> Any:
     return kwargs[key] if key is not None else None
 
 
+_SIZES = ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+
+
 def _heads_problem(name: str, config: dict[str, Any], value: Any) -> TinyProblem | None:
     from transformers import CONFIG_MAPPING
 
     _, aliases, known = _facts(CONFIG_MAPPING[name])
-    sizes = {a: value(a) for a in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")}
-    return heads_problem(config, sizes, aliases, "num_key_value_heads" in known)
+    return heads_problem(config, {a: value(a) for a in _SIZES}, aliases, "num_key_value_heads" in known)
+
+
+def _odd_rotary(name: str, config: dict[str, Any], value: Any, error: str) -> TinyProblem | None:
+    from transformers import CONFIG_MAPPING
+
+    _, aliases, _ = _facts(CONFIG_MAPPING[name])
+    return odd_rotary_problem(config, {a: value(a) for a in _SIZES}, aliases, error)
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from cascadec.contract.tiny_values import TinyProblem, shown
 
 # transformers' `_check_received_keys` (modeling_rope_utils): a warning, not an error
 _UNUSED_ROPE = re.compile(r"Unrecognized keys in `rope_parameters` for 'rope_type'='([^']*)': (\{.*\})")
+# transformers' `validate_rope` (modeling_rope_utils), raised by the config class
+_ODD_ROTARY = re.compile(r"RoPE requires an even rotary dimension, but got `head_dim`=(\d+)")
 # RoPE types that take a `factor` and nothing more that is required, then those that need more keys
 ROPE_TYPES = ("linear", "dynamic", "yarn", "longrope", "llama3")
 _ROPE_KEYS = ("rope_scaling", "rope_parameters")
@@ -63,6 +65,29 @@ def heads_problem(config: Mapping[str, Any], sizes: Mapping[str, Any], aliases: 
         return TinyProblem("value", blamed, f"{said('hidden_size', hidden)} is not a multiple of "
                            f"{said('num_attention_heads', heads)}", f"write e.g. {fix}")
     return None
+
+
+def odd_rotary_problem(config: Mapping[str, Any], sizes: Mapping[str, Any], aliases: Mapping[str, str],
+                       error: str) -> TinyProblem | None:
+    """transformers' ``error`` that a head is an odd number of dimensions wide, which RoPE (turning pairs of
+    dimensions) cannot take whole; ``sizes`` as for :func:`heads_problem`. None for another error."""
+    found = _ODD_ROTARY.search(error)
+    if found is None:
+        return None
+    width, hidden, heads = int(found.group(1)), sizes.get("hidden_size"), sizes.get("num_attention_heads")
+    if "head_dim" in config:
+        return TinyProblem("value", "head_dim", f"`head_dim = {width}` must be even: RoPE turns pairs of "
+                           "dimensions", f"write e.g. `head_dim = {width + 1}`")
+    if not isinstance(heads, int) or heads <= 0:
+        return None
+    keys = {a: written_key(config, a, aliases) for a in ("hidden_size", "num_attention_heads")}
+    said = {a: f"`{k} = {v}`" if k else f"`{aliases.get(a, a)}` ({v}, the default)"
+            for (a, k), v in zip(keys.items(), (hidden, heads))}
+    fix = keys["hidden_size"] or aliases.get("hidden_size", "hidden_size")
+    return TinyProblem("value", keys["hidden_size"] or keys["num_attention_heads"],
+                       f"{said['hidden_size']} over {said['num_attention_heads']} makes heads {width} wide: RoPE "
+                       "turns pairs of dimensions, so a head's width must be even",
+                       f"write e.g. `{fix} = {(width + 1) * heads}`")
 
 
 def unused_rope_problem(config: Mapping[str, Any], line: str,

@@ -48,6 +48,18 @@ def test_heads_a_class_validator_refuses_are_put_in_the_spec_words_at_the_key() 
     assert not _cas329("tiny(gpt2, n_head = 4, n_embd = 60)")
 
 
+def test_an_odd_head_width_rope_refuses_is_put_in_the_spec_words_at_the_key() -> None:
+    # llama's `validate_rope` raises "RoPE requires an even rotary dimension, but got `head_dim`=5 ..."
+    [d] = _cas329("tiny(llama, hidden_size = 20)")
+    assert d.message.endswith("`hidden_size = 20` over `num_attention_heads` (4, the default) makes heads 5 wide: "
+                              "RoPE turns pairs of dimensions, so a head's width must be even")
+    assert d.help == "write e.g. `hidden_size = 24`" and d.span.column == 28
+    [d] = _cas329("tiny(qwen3, head_dim = 7)")
+    assert d.message.endswith("`head_dim = 7` must be even: RoPE turns pairs of dimensions")
+    assert d.help == "write e.g. `head_dim = 8`" and d.span.column == 28
+    assert not _cas329("tiny(llama, hidden_size = 24)") and not _cas329("tiny(qwen3, head_dim = 8)")
+
+
 @pytest.mark.parametrize("config", ["hidden_size = -32", 'hidden_size = "big"', "tie_word_embeddings = 1",
                                     "num_attention_heads = 0"])
 def test_a_bad_value_is_blamed_on_its_keyword(config: str) -> None:
