@@ -167,14 +167,13 @@ def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
         try:
             built = AutoConfig.for_model(name, **kwargs)
         except Exception as e:  # transformers' validators raise ValueError, TypeError or their own errors
-            # a class validator (llama's `validate_architecture`) may refuse the heads: said in the spec's words
-            value = functools.partial(_written_value, name, kwargs)
-            ours = _heads_problem(name, config, value) or _odd_rotary(name, config, value, one_line(e))
+            # a class validator (llama's `validate_architecture`, `validate_rope`) may refuse the sizes
+            ours = _sizes_problem(name, config, functools.partial(_written_value, name, kwargs), one_line(e))
             return [ours or rejected(name, config, "transformers rejects its config", one_line(e))]
     found = warned(name, config, lines)
     if refusals(found):
         return found
-    more = _composite(name, built) or _heads_problem(name, config, lambda attr: getattr(built, attr, None))
+    more = _composite(name, built) or _sizes_problem(name, config, lambda attr: getattr(built, attr, None))
     return found + ([more] if more else [])
 
 
@@ -189,18 +188,15 @@ def _written_value(name: str, kwargs: dict[str, Any], attr: str) -> Any:
 _SIZES = ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
 
 
-def _heads_problem(name: str, config: dict[str, Any], value: Any) -> TinyProblem | None:
+def _sizes_problem(name: str, config: dict[str, Any], value: Any, error: str = "") -> TinyProblem | None:
+    """Heads or a head width that the config class refuses (its validator's ``error``) or that fail at the
+    first forward, in the spec's words (`cascadec.contract.tiny_rules`); ``value(attr)`` reads a size."""
     from transformers import CONFIG_MAPPING
 
     _, aliases, known = _facts(CONFIG_MAPPING[name])
-    return heads_problem(config, {a: value(a) for a in _SIZES}, aliases, "num_key_value_heads" in known)
-
-
-def _odd_rotary(name: str, config: dict[str, Any], value: Any, error: str) -> TinyProblem | None:
-    from transformers import CONFIG_MAPPING
-
-    _, aliases, _ = _facts(CONFIG_MAPPING[name])
-    return odd_rotary_problem(config, {a: value(a) for a in _SIZES}, aliases, error)
+    sizes = {a: value(a) for a in _SIZES}
+    return heads_problem(config, sizes, aliases, "num_key_value_heads" in known) \
+        or odd_rotary_problem(config, sizes, aliases, error)
 
 
 @contextmanager
