@@ -12,7 +12,7 @@ from cascadec import ast
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
 from cascadec.contract.kinds import REWARD_KINDS, Arg
-from cascadec.contract.suggest import did_you_mean, suggest
+from cascadec.contract.suggest import did_you_mean, listed, suggest
 from cascadec.units import UNITS, unit_missing
 
 
@@ -91,7 +91,7 @@ def _check_value(kind: str, name: str, arg: Arg, value: ast.Value) -> Diagnostic
         return make("CAS200", f"{where} cannot be " + (f"`{shown}`" if shown is not None else "this value"),
                     value.span, label="not a valid choice",
                     help=did_you_mean(shown, arg.choices, "values") if shown else
-                    "valid values: " + ", ".join(f"`{c}`" for c in arg.choices))
+                    "valid values: " + listed(arg.choices))
     return make("CAS200", f"{where} takes {_words(arg)}", value.span, label="wrong type",
                 help=f"write e.g. `{name} = {_EXAMPLE[arg.kind]}`")
 

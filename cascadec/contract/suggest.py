@@ -11,11 +11,18 @@ from typing import Iterable
 SYNONYMS = {"gpu": "cuda", "float32": "fp32", "float": "fp32", "bfloat16": "bf16"}
 
 
+def listed(candidates: Iterable[str]) -> str:
+    """```a`, `b```: each candidate once, in the given order. Every help line that lists names goes through
+    here, because callers build candidate lists by concatenation (the stages plus `base`, the domains plus
+    `default`) and a spec may declare a name the language already gives (a stage named `base`, CAS331)."""
+    return ", ".join(f"`{c}`" for c in dict.fromkeys(candidates))
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate ``name`` means: the same name in another case (``BF16``), a known synonym
     (:data:`SYNONYMS`), a candidate followed by a suffix (``h100_80gb``), else the closest candidate (difflib
     ratio >= 0.6), else None."""
-    options = sorted(candidates)
+    options = sorted(set(candidates))
     same = [c for c in options if c.lower() == name.lower()]
     if same:
         return same[0]
@@ -32,9 +39,8 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 def did_you_mean(name: str, candidates: Iterable[str], what: str) -> str:
     """A help line: the closest candidate, else every candidate (all of them: a partial list would
     suggest that the missing ones do not exist)."""
-    options = sorted(candidates)
+    options = sorted(set(candidates))
     close = suggest(name, options)
     if close:
         return f"did you mean `{close}`?"
-    listed = ", ".join(f"`{c}`" for c in options)
-    return f"valid {what}: {listed}" if listed else f"declare a {what.rstrip('s')} first"
+    return f"valid {what}: {listed(options)}" if options else f"declare a {what.rstrip('s')} first"

@@ -9,7 +9,7 @@ from cascadec import ast
 from cascadec.codes import make
 from cascadec.contract.kinds import Key
 from cascadec.contract.params import SCHEDULE_KINDS
-from cascadec.contract.suggest import did_you_mean
+from cascadec.contract.suggest import did_you_mean, listed
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.keys import BOOLS, COUNTED_BY
 from cascadec.units import as_number, scale, unit_fix, unit_missing
@@ -94,7 +94,7 @@ def to_enum(v: ast.Value, key: str, choices: tuple[str, ...]) -> str:
                    f"`{key}` names {what} ({', '.join(f'`{c}`' for c in choices[:3])}, ...)")
     raise _bad("CAS200", f"`{key}` cannot be {shown}", v.span,
                help=did_you_mean(name or "", choices, "values") if name else
-               "valid values: " + ", ".join(f"`{c}`" for c in choices))
+               "valid values: " + listed(choices))
 
 
 def to_str(v: ast.Value, key: str) -> str:
