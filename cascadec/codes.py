@@ -206,7 +206,11 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS400", "batch-algebra", "error", "the batch does not split evenly over the devices",
          "Each optimizer step processes `prompts_per_step × rollouts_per_prompt` sequences (sft: "
          "`batch_size`) split over `nodes × gpus` data-parallel ranks in micro-batches of `micro_batch`. "
-         "The total must be divisible by `nodes × gpus × micro_batch`; the help lists nearby valid values."),
+         "The total must be divisible by `nodes × gpus × micro_batch`; the help lists nearby valid values, each "
+         "of which passes lint itself: a `micro_batch` that divides a rank's share of the step, and the nearest "
+         "`prompts_per_step` (`batch_size`) below and above that split, never more than the training rows allow "
+         "(CAS421) nor a step of more than 1,000,000 sequences (CAS415); when no row count fits, the nearest "
+         "`rollouts_per_prompt` that splits."),
     Code("CAS401", "stage-never-runs", "error", "a stage can never run a step",
          "`steps = 0`, or a stop rule such as `steps >= 0` that holds before the first step, means the stage "
          "does nothing, yet its children would start from its untouched parent. Remove the stage or give it steps."),
@@ -267,9 +271,11 @@ _TABLE: tuple[Code, ...] = (
          "reward: its loss comes from the teachers' log-probs. Use `overlong = filter` to leave truncated "
          "rollouts out of the loss, or `none`."),
     Code("CAS415", "implausible-value", "warning", "a value in range but almost surely a typo",
-         "A peak learning rate above 1e-2, more than 1,000,000 steps, or a sampling temperature (rollouts or "
-         "evals) above 2 is allowed but rarely meant: `lr = 3e5` for `3e-5` trains to NaN at the first step. "
-         "Fix the value, or keep it if it is deliberate."),
+         "A peak learning rate above 1e-2, more than 1,000,000 steps, a sampling temperature (rollouts or "
+         "evals) above 2, more than 1,024 rollouts per prompt (16 times DeepSeekMath's GRPO group of 64) or more "
+         "than 1,000,000 sequences in one step (about 500 times a Nemotron-Cascade step of 128 prompts × 16 "
+         "rollouts; the runtime holds every sequence of a step in memory at once) is allowed but rarely meant: "
+         "`lr = 3e5` for `3e-5` trains to NaN at the first step. Fix the value, or keep it if it is deliberate."),
     Code("CAS416", "gpu-roles-exceed-node", "error", "a stage's GPU roles need more GPUs than a node has",
          "`resources` can give served roles their own GPUs on each node: `teacher_servers = { sft = vllm(gpus = 2) }`, "
          "the rollout server (`rollout = vllm(gpus = 2)`) and the training ranks (`gpus`). Their sum must fit in "
@@ -297,6 +303,16 @@ _TABLE: tuple[Code, ...] = (
          "temperature, every divergence it can minimise is 0 with a zero gradient: the run takes no step and "
          "keeps the parent as the stage's checkpoint. The same happens at run time when `best(...)` picks the "
          "parent for every route."),
+    Code("CAS421", "step-repeats-rows", "warning", "a step draws more rows of a domain than its training set has",
+         "A step draws `prompts_per_step` (sft, offline_distill: `batch_size`) rows from its domains, each domain "
+         "at least `floor(weight × rows)` of them, without replacement from a permutation of its training set "
+         "that starts over inside the step when the set runs out. A step that needs more rows of a domain than "
+         "the domain has holds the same rows again: a GRPO prompt in two groups, an SFT row counted twice, never "
+         "meant. It is checked where the row count is known at lint: `inline(...)` rows and `gym(...)` with "
+         "`size`, for a batch the spec writes (in the stage or its `defaults`; a default batch on a few inline test "
+         "rows is left alone); decontamination and length filters only drop rows, so a stage that fits is never "
+         "flagged. "
+         "The help gives the largest row count that draws no row twice."),
     Code("CAS500", "reward-contract", "error", "a domain's reward breaks the reward contract",
          "`cascadec lint` builds each domain's reward with the runtime's reward library and calls it on a tiny "
          "batch: it must build from the spec's arguments and return one finite float per completion. The "

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from cascadec import ast
 from cascadec.checks.base_model import check_base_model
+from cascadec.checks.batch_rows import check_rows_per_step
 from cascadec.checks.context import CheckContext
 from cascadec.checks.data import check_data
 from cascadec.checks.graph import check_cycles, check_teachers
@@ -43,11 +44,12 @@ PHASES: tuple[tuple[Check, ...], ...] = (
     (check_teachers,),
 )
 
-MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_modes, check_until_evals,
-                                   check_eval_sampling, check_until_ranges, check_greedy_rollouts, check_warmup,
-                                   check_lengths, check_memory, check_memory_plan, check_data, check_options,
-                                   check_plausible, check_distill_overlong, check_self_taught, check_routes,
-                                   check_tokenizers, check_servers, check_base_model, check_reward_fields)
+MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check_rows_per_step, check_modes,
+                                   check_until_evals, check_eval_sampling, check_until_ranges, check_greedy_rollouts,
+                                   check_warmup, check_lengths, check_memory, check_memory_plan, check_data,
+                                   check_options, check_plausible, check_distill_overlong, check_self_taught,
+                                   check_routes, check_tokenizers, check_servers, check_base_model,
+                                   check_reward_fields)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Mapping
 from typing import Iterator
 
 from cascadec import ast
+from cascadec.checks.batch_rows import most_rows_per_step
 from cascadec.checks.context import CheckContext
+from cascadec.checks.plausible import MAX_GROUP, MAX_SEQUENCES
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec.contract.params import GRPOParams
@@ -56,6 +59,36 @@ def _micro_options(per_rank: int) -> list[int]:
     return [m for m in range(1, min(per_rank, 64) + 1) if per_rank % m == 0]
 
 
+def _nearest(value: int, period: int, most: int) -> list[int]:
+    """The multiples of ``period`` from 1 to ``most`` nearest to ``value``: the largest at most ``value`` (or
+    ``most``), and the next above ``value``."""
+    return [m for m in (min(value, most) // period * period, (value // period + 1) * period) if 1 <= m <= most]
+
+
+def _batch_help(st: StageIn, domains: Mapping[str, DomainIn]) -> str:
+    """Values that split, each of which passes lint: micro-batches that divide a rank's share; row counts (or,
+    when none fits the training rows, group sizes) no larger than the training rows (CAS421) or the
+    sequences per step (CAS415) allow. Computed, not searched: `micro_batch = 1e15` must not take 1e15
+    iterations."""
+    p = st.params
+    dp, unit, total, key = st.data_parallel_size, st.micro_batch_unit, p.sequences_per_step, p.batch_key
+    hints = []
+    if total % dp == 0:
+        hints.append("`micro_batch` = " + ", ".join(map(str, _micro_options(total // dp))))
+    rows_cap = min(most_rows_per_step(st, domains) or MAX_SEQUENCES, MAX_SEQUENCES // p.group_size)
+    rows = _nearest(p.rows_per_step, unit // math.gcd(p.group_size, unit), rows_cap)
+    if rows:
+        hints.append(f"`{key}` = " + " or ".join(map(str, rows)))
+    elif p.group_size > 1 and p.rows_per_step <= rows_cap:
+        groups = _nearest(p.group_size, unit // math.gcd(p.rows_per_step, unit), min(MAX_GROUP, MAX_SEQUENCES))
+        groups = [g for g in groups if g >= 2]
+        if groups:
+            hints.append("`rollouts_per_prompt` = " + " or ".join(map(str, groups)))
+    if not hints:
+        return f"use fewer GPUs or a `micro_batch` whose product with them divides {total}"
+    return "valid alternatives: " + "; ".join(hints)
+
+
 def check_batch(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Each optimizer step's sequences must split into whole micro-batches on every data-parallel rank."""
     for i, st, name_span in _stages(ctx):
@@ -65,22 +98,16 @@ def check_batch(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         what = (f"`{key} = {total}`" if p.group_size == 1 else
                 f"`{key} × rollouts_per_prompt` = {p.rows_per_step} × {p.group_size} = {total}")
-        hints = []
-        if total % dp == 0:
-            hints.append("`micro_batch` = " + ", ".join(map(str, _micro_options(total // dp))))
-        # the row counts that split are the multiples of `unit / gcd(group, unit)`: the nearest below and above
-        # (computed, not searched: `micro_batch = 1e15` must not take 1e15 iterations)
-        period = unit // math.gcd(p.group_size, unit)
-        below = [p.rows_per_step // period * period] if p.rows_per_step >= period else []
-        hints.append(f"`{key}` = " + " or ".join(map(str, below + [(p.rows_per_step // period + 1) * period])))
+        notes = [f"data-parallel size = nodes × gpus = {st.resources.nnodes} × {st.resources.nproc_per_node} = {dp}"]
+        if p.micro_batch > total // dp:
+            notes.append(f"`micro_batch = {p.micro_batch}` is more than the {total // dp} sequence(s) each rank "
+                         "has in a step")
         yield make("CAS400", f"{what} does not split over {dp} data-parallel rank(s) × `micro_batch = "
                    f"{p.micro_batch}`", ctx.span_of(("stages", i, "params", key), name_span),
                    label=f"{total} is not divisible by {unit}",
                    secondary=tuple((s, "micro-batch set here") for s in
                                    [ctx.span_of(("stages", i, "params", "micro_batch"), name_span)] if s != name_span),
-                   notes=(f"data-parallel size = nodes × gpus = {st.resources.nnodes} × "
-                          f"{st.resources.nproc_per_node} = {dp}",),
-                   help="valid alternatives: " + "; ".join(hints))
+                   notes=tuple(notes), help=_batch_help(st, ctx.spec.domains if ctx.spec else {}))
 
 
 def check_modes(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:

@@ -190,7 +190,7 @@ def test_check_rewards_points_at_a_broken_reward(tmp_path: Path) -> None:
         '    train = inline([{prompt = "1+1", answer = "2"}])\n'
         '    reward = py("no_such_module_for_cascadec_tests:score")\n'
         "  }\n"
-        "  stage sft = sft(base) on d { steps = 2 batch_size = 2 lr = 1e-5 }\n"
+        "  stage sft = sft(base) on d { steps = 2 batch_size = 1 lr = 1e-5 }\n"
         "}\n"
     )
     assert invoke(["lint", str(spec)]).exit_code == 0  # the compiler alone cannot know

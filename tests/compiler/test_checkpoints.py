@@ -14,8 +14,8 @@ SPEC = '''cascade "ext" {{
   base = model("./base")
   checkpoints = {{ teacher = model("./teacher"), prev = run("./other", stage = "sft") }}
   domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}])  reward = exact() }}
-  stage rl = grpo({parent}) {{ steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2 }}
-  stage opd = distill(rl) {{ steps = 1  lr = 1e-6  prompts_per_step = 2  rollouts_per_prompt = 2
+  stage rl = grpo({parent}) {{ steps = 1  lr = 1e-6  prompts_per_step = 1  rollouts_per_prompt = 2 }}
+  stage opd = distill(rl) {{ steps = 1  lr = 1e-6  prompts_per_step = 1  rollouts_per_prompt = 2
                             teachers {{ d = teacher  default = prev }} }}
 }}
 '''

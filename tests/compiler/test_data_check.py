@@ -20,8 +20,8 @@ from runtime.data import DataError, load_source
 
 
 def _spec(train: str, *, kind: str = "grpo", evals: str = "") -> str:
-    stage = ("stage s = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }" if kind == "sft" else
-             "stage s = grpo(base) on d { steps = 2  prompts_per_step = 2  rollouts_per_prompt = 2  lr = 1e-5 }")
+    stage = ("stage s = sft(base) on d { steps = 2  batch_size = 1  lr = 1e-5 }" if kind == "sft" else
+             "stage s = grpo(base) on d { steps = 2  prompts_per_step = 1  rollouts_per_prompt = 2  lr = 1e-5 }")
     return f'''cascade "c" {{
   base = model(tiny(llama, hidden_size = 32))
   domain d {{

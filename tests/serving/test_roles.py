@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = '''cascade "roles" {{
   base = model("org/Big-30B")
-  domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}])  reward = exact() }}
+  domain d {{ train = inline([{{prompt = "1+1", answer = "2"}}, {{prompt = "1+2", answer = "3"}},
+                              {{prompt = "1+3", answer = "4"}}, {{prompt = "1+4", answer = "5"}},
+                              {{prompt = "1+5", answer = "6"}}, {{prompt = "1+6", answer = "7"}},
+                              {{prompt = "1+7", answer = "8"}}, {{prompt = "1+8", answer = "9"}}])
+             reward = exact() }}
   stage a = sft(base) {{ steps = 1  lr = 1e-5 }}
   stage m = distill(a) {{
     steps = 1  lr = 1e-6  prompts_per_step = 8  rollouts_per_prompt = 2  teachers {{ default = a  d = base }}

@@ -31,7 +31,8 @@ from runtime.state import RunDir
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = '''cascade "nodes" {
   base = model("org/Tiny-1B")
-  domain d { train = inline([{prompt = "1+1", answer = "2"}])  reward = exact() }
+  domain d { train = inline([{prompt = "1+1", answer = "2"}, {prompt = "1+2", answer = "3"},
+                             {prompt = "1+3", answer = "4"}, {prompt = "1+4", answer = "5"}])  reward = exact() }
   stage a = sft(base) { steps = 1  lr = 1e-5 }
   stage m = distill(base) {
     steps = 1  lr = 1e-6  prompts_per_step = 4  rollouts_per_prompt = 2  teachers { default = a }
