@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cascadec.contract.plan import EvalSpec, Plan
@@ -28,9 +28,16 @@ CHUNK = 64  # prompts per generate call: bounds KV-cache memory on long evals
 
 @dataclass(frozen=True)
 class EvalSet:
+    """One eval of a domain: its spec, its items, and ``groups``, each item's cluster (:func:`item_groups`),
+    computed once here rather than at every eval point: the items never change during a run."""
+
     domain: str
     spec: EvalSpec
     samples: list[Sample]
+    groups: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(item_groups(self.samples)))
 
 
 def load_eval_sets(plan: Plan) -> list[EvalSet]:
@@ -108,7 +115,7 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
 
     Records: ``{"stage", "step", "domain", "eval", "metric", "score", "n", "item_scores", "item_groups"}``:
     ``item_scores`` holds one score per item of the eval set, in its order, None for an item that was not
-    scored (its routed reward has no route for it), and ``item_groups`` each item's cluster (:func:`item_groups`);
+    scored (its routed reward has no route for it), and ``item_groups`` each item's cluster (``EvalSet.groups``);
     ``n`` counts the scored items and ``score`` is their mean (0 when none).
     The caller (rank 0) appends them to ``evals.jsonl``.
     """
@@ -133,7 +140,7 @@ def run_evals(ctx: StageContext, eval_sets: Sequence[EvalSet], *, stage: str, st
                 "score": sum(scores) / len(scores) if scores else 0.0,
                 "n": len(scores),
                 "item_scores": items,
-                "item_groups": item_groups(eval_set.samples),
+                "item_groups": list(eval_set.groups),
             }
         )
     return records

@@ -76,6 +76,19 @@ def test_items_that_repeat_a_prompt_share_a_group() -> None:
     assert item_groups(samples + chat) == [0, 1, 0, 3, 4]  # the chat row is another prompt
 
 
+def test_item_groups_are_computed_once_per_eval_set_not_at_every_eval_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime import evals
+
+    spec, calls = eval_set("pass@1").spec, []
+    monkeypatch.setattr(evals, "item_groups", lambda samples: calls.append(len(samples)) or item_groups(samples))
+    samples = [Sample(id=f"add/e/{i}", domain="add", prompt=p, answer="") for i, p in enumerate("2424")]
+    repeated = EvalSet("add", spec, samples)
+    ctx = fake_ctx()
+    records = [run_evals(ctx, [repeated], stage="s", step=step, seed=0)[0] for step in range(3)]
+    assert calls == [4]  # when the set was built
+    assert [r["item_groups"] for r in records] == [[0, 1, 0, 1]] * 3 == [item_groups(samples)] * 3
+
+
 def test_pass_at_1_is_greedy_at_the_default_temperature() -> None:
     ctx = fake_ctx()
     default = eval_set("pass@1")
