@@ -179,7 +179,8 @@ class DistillTrainer:
 
     Construction resolves the teachers (``best(...)`` from recorded evals), checks that each has finished
     and shares the student's tokenizer, loads each distinct checkpoint once, and records the resolution in
-    ``stages/<name>/teachers.json``.
+    ``stages/<name>/teachers.json``. With ``nothing_to_learn`` set it loads and asks no teacher (an empty
+    ``pool`` and ``served``) but has every other attribute, so the loop and checkpoints treat it alike.
 
     Raises:
         TeacherError: an unresolvable, unfinished or incompatible teacher.
@@ -202,18 +203,17 @@ class DistillTrainer:
             )
         self.teachers = resolve_teachers(ctx.plan, ctx.stage, ctx.run_dir)
         self.temperature = p.student_temperature
+        self.teacher_temperature = p.teacher_temperature
+        self.pad_id = pad_token_id(ctx.tokenizer)
+        self.warned = False
         self.nothing_to_learn = nothing_to_distil(ctx.stage, self.teachers)
-        if self.nothing_to_learn:
-            self._record({})
-            return  # run_stage takes no step, so no teacher is loaded
+        # run_stage takes no step when there is nothing to learn, so no teacher is loaded or asked
+        needed = set() if self.nothing_to_learn else set(self.teachers.values())
         served = ctx.stage.resources.teacher_servers
-        self.served = {n: endpoint(ctx.stage, n) for n in sorted(set(self.teachers.values())) if n in served}
+        self.served = {n: endpoint(ctx.stage, n) for n in sorted(needed) if n in served}
         for ep in self.served.values():
             check_server_tokenizer(ep, ctx.tokenizer, f"student `{ctx.stage.name}`")
-        self.pool = TeacherPool(ctx, sorted(set(self.teachers.values()) - set(self.served)))
-        self.warned = False
-        self.pad_id = pad_token_id(ctx.tokenizer)
-        self.teacher_temperature = p.teacher_temperature
+        self.pool = TeacherPool(ctx, sorted(needed - set(self.served)))
         self._record({**self.pool.placement, **{n: ep.url for n, ep in self.served.items()}})
 
     def _record(self, placement: dict[str, str]) -> None:
@@ -242,8 +242,13 @@ class DistillTrainer:
         left out),
         tokens_per_s, grad_norm, lr, gen_s, teacher_s, train_s, and the engine's own (`engine_metrics`: a
         rollout server's weight_sync_s, weight_version).
+
+        Raises:
+            RuntimeError: the trainer has ``nothing_to_learn`` (no teacher was loaded; the loop takes no step).
         """
         ctx, p = self.ctx, self.params
+        if self.nothing_to_learn:
+            raise RuntimeError(f"distill stage `{ctx.stage.name}` takes no step: {self.nothing_to_learn}")
         start = time.perf_counter()
         rollouts = ctx.engine.generate(
             [ctx.render_prompt(s) for s in batch], n=p.rollouts_per_prompt, max_new_tokens=p.max_response,

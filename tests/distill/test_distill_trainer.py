@@ -355,7 +355,7 @@ SELF = {"default": TeacherRef(kind="stage", stage="mix")}  # `mix` is the studen
 def test_a_stage_taught_only_by_its_own_start_has_nothing_to_learn(teachers_dir, tmp_path):
     trainer = DistillTrainer(_ctx(teachers_dir, tmp_path / "1", SELF))
     assert trainer.nothing_to_learn.startswith("nothing to distil: every teacher is `mix`, the student's own start")
-    assert not hasattr(trainer, "pool")  # no teacher is loaded
+    assert trainer.pool.models == {} and trainer.served == {}  # no teacher is loaded or asked
     recorded = json.loads((tmp_path / "1" / "run" / "stages" / "mopd" / "teachers.json").read_text())
     assert recorded == {"teachers": {"default": "mix"}, "placement": {}}
     # one other route, or the start scored at another temperature, is something to learn
@@ -363,6 +363,18 @@ def test_a_stage_taught_only_by_its_own_start_has_nothing_to_learn(teachers_dir,
     assert DistillTrainer(_ctx(teachers_dir, tmp_path / "2", mixed)).nothing_to_learn is None
     sharpened = DistillTrainer(_ctx(teachers_dir, tmp_path / "3", SELF, teacher_temperature=0.5))
     assert sharpened.nothing_to_learn is None
+
+
+def test_a_trainer_with_nothing_to_learn_is_as_fully_built_as_one_that_learns(teachers_dir, tmp_path):
+    idle = DistillTrainer(_ctx(teachers_dir, tmp_path / "1", SELF))
+    learning = DistillTrainer(_ctx(teachers_dir, tmp_path / "2", {**SELF, "a": TeacherRef(kind="stage",
+                                                                                          stage="teach_ok")}))
+    assert idle.nothing_to_learn and learning.nothing_to_learn is None
+    assert set(vars(idle)) == set(vars(learning))
+    # what the loop and a checkpoint call: state round-trips; a step is refused by name, not an AttributeError
+    idle.load_state_dict(idle.state_dict())
+    with pytest.raises(RuntimeError, match="takes no step: nothing to distil"):
+        idle.step(0, _samples("a", 2))
 
 
 @pytest.mark.parametrize("loss", ["mopd", "reverse_kl"])
