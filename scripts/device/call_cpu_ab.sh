@@ -7,6 +7,7 @@
 #   cores 8-9    distillation step, the base commit's code
 #   cores 10-11  bench/cpu_step_ab.py: the GRPO update with the base's and this checkout's log-prob op,
 #                alternating in one process, bitwise-equal check first
+#   cores 12-13  bench/cpu_gemm.py: fp32 against bf16 matrix products of the same shapes
 #   cores 4-5    the GPU tests
 # Carry .whl (lark, pydantic, TRL, datasets; docs/gpu.md) and build/main-tree, made with
 #   mkdir -p build/main-tree && git archive BASE runtime bench cascadec | tar -x -C build/main-tree
@@ -37,9 +38,11 @@ job 8,9 distill-base build/main-tree python3 -m bench.distill_vs_trl "${distill[
   --out "$OUT/distill-base.json" &
 job 10,11 ab-grpo . python3 -m bench.cpu_step_ab --step grpo --rounds 4 --base build/main-tree --changes logprobs \
   --out "$OUT/ab-grpo.json" &
+job 12,13 gemm . python3 -m bench.cpu_gemm --rounds 5 --out "$OUT/cpu-gemm.json" &
 PYTHONPATH=/tmp/site:$PWD timeout 150 taskset -c 4,5 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu \
   > "$OUT/gpu-tests.log" 2>&1
 echo "== gpu tests: $(tail -1 "$OUT/gpu-tests.log")"
 wait
 grep -h -E "^\|" "$OUT"/grpo-*.log "$OUT"/distill-*.log
 grep -h -E "median|bitwise" "$OUT/ab-grpo.log" | head -5
+cat "$OUT/gemm.log"
