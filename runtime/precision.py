@@ -2,7 +2,7 @@
 
 bf16 here means accelerate's mixed precision: fp32 master weights and optimizer state, the forward and
 backward under ``torch.autocast(dtype=bfloat16)``, log-softmax, losses and their statistics in fp32
-(``runtime.ops.token_logprobs``). On a CPU it pays only where the cores have bf16 matrix units (Intel AMX
+(``runtime.ops.token_logprobs``). On a CPU it can pay only where the cores have bf16 instructions (Intel AMX
 ``amx_bf16``, or AVX-512 ``avx512_bf16``), which oneDNN then uses: a forward+backward of the SmolLM2-135M
 shape took 0.55x the fp32 time on such a CPU with AMX (issue 16). With AVX-512 bf16 alone the products run on
 the vector units, at 0.76-0.8x fp32's rate on one such CPU (``bench/results/cpu-gemm-vm-noamx.json``); ``auto``
