@@ -16,7 +16,6 @@ to the system, not stay in a heap that nothing reuses.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # mallopt parameters, from glibc's malloc.h
 M_TRIM_THRESHOLD = -1
@@ -34,7 +33,7 @@ def keep_freed_memory() -> bool:
         or refused them, and nothing changed.
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them (no ldconfig lookup)
     except OSError:
         return False
     mallopt = getattr(libc, "mallopt", None)
