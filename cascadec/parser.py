@@ -369,7 +369,14 @@ def parse(text: str, path: str = "<string>") -> tuple[ast.Module | None, list[Di
         return ToAst(path).transform(tree), []
     except VisitError as exc:
         if isinstance(exc.orig_exc, StringEscapeError):
-            return None, [make("CAS103", "invalid escape in string", exc.orig_exc.span,
-                               label="this string", help="write a backslash as `\\\\`; valid escapes: "
-                               "`\\n`, `\\t`, `\\\"`, `\\\\`, `\\uXXXX`")]
+            return None, [_escape_error(exc.orig_exc)]
         raise
+
+
+def _escape_error(exc: StringEscapeError) -> Diagnostic:
+    if exc.surrogate is not None:
+        return make("CAS103", f"`{exc.surrogate}` in a string is half of a surrogate pair, not a character",
+                    exc.span, label="this string", help="write the character itself, or both halves of its pair, "
+                    "high then low (e.g. `\\ud83d\\ude00`)")
+    return make("CAS103", "invalid escape in string", exc.span, label="this string",
+                help="write a backslash as `\\\\`; valid escapes: `\\n`, `\\t`, `\\\"`, `\\\\`, `\\uXXXX`")

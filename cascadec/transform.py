@@ -14,11 +14,16 @@ _NUM = re.compile(r"(?P<num>-?[0-9][0-9_]*(\.[0-9]+)?([eE][+-]?[0-9]+)?)(?P<unit
 
 
 class StringEscapeError(ValueError):
-    """A string literal with an escape JSON does not accept; carries the literal's span."""
+    """A string literal with an escape JSON does not accept, or one that decodes to a lone surrogate (no
+    character: UTF-8 cannot write it into the plan); carries the literal's span and the surrogate, if any."""
 
-    def __init__(self, span: Span, text: str) -> None:
+    def __init__(self, span: Span, text: str, surrogate: str | None = None) -> None:
         super().__init__(text)
         self.span = span
+        self.surrogate = surrogate
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def token_span(path: str, tok: Token) -> Span:
@@ -148,6 +153,9 @@ class ToAst(Transformer):
             value = json.loads(str(tok), strict=False)
         except json.JSONDecodeError as exc:
             raise StringEscapeError(span, str(tok)) from exc
+        # JSON joins a high and a low `\uXXXX` into one character; what is left is half a character
+        if lone := _LONE_SURROGATE.search(value):
+            raise StringEscapeError(span, str(tok), f"\\u{ord(lone.group()):04x}")
         return ast.Str(value, span)
 
     def string(self, meta, children):

@@ -87,6 +87,17 @@ def test_invalid_string_escape() -> None:
     assert d.code == "CAS103"
 
 
+def test_a_lone_surrogate_escape_is_cas103_at_its_string_and_a_pair_is_one_character() -> None:
+    # a lone surrogate cannot be written as UTF-8: `compile` crashed writing the plan, others carried it along
+    for text, column in (('cascade "\\ud800" { }', 9), ('cascade "x" { system = "hi \\udc00 there" }', 24),
+                         ('cascade "x" { d = inline([{prompt = "1+\\ud83d"}]) }', 37)):
+        _, (d,) = parse(text, "t.cascade")
+        assert d.code == "CAS103" and d.span is not None and d.span.column == column, (text, d)
+        assert "half of a surrogate pair" in d.message and d.help
+    module, diagnostics = parse('cascade "\\ud83d\\ude00" { }', "t.cascade")
+    assert module is not None and not diagnostics and module.cascades[0].name.value == "\U0001f600"
+
+
 def test_empty_file_parses_to_an_empty_module() -> None:
     module, diagnostics = parse("", "empty.cascade")
     assert module is not None and not diagnostics and not module.cascades
