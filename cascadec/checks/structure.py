@@ -8,6 +8,7 @@ import json
 from typing import Iterable, Iterator
 
 from cascadec import ast
+from cascadec.checkpoints import declared
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic
@@ -98,9 +99,26 @@ def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
     yield from _dupes(((a.key.name, a.key) for a in assigns), "key")
 
 
+def _checkpoint_stage_clashes(view: ast.SpecView) -> Iterator[Diagnostic]:
+    """CAS303 for a stage named like a checkpoint: the runtime resolves a parent or teacher among the checkpoints
+    first, so a stage `grpo(s)` would start from the checkpoint and not from the stage `s` trained here."""
+    checkpoints = {e.key.name: e.key for e in declared(view).values()}
+    for st in view.stages:
+        ckpt = checkpoints.get(st.name.name)
+        if ckpt is None:
+            continue
+        first, second = sorted((ckpt, st.name), key=lambda i: (i.span.path != st.name.span.path, i.span.start))
+        yield make("CAS303", f"`{st.name.name}` names both a checkpoint and a stage", second.span,
+                   label="defined again here",
+                   secondary=((first.span, f"{'checkpoint' if first is ckpt else 'stage'} defined here"),),
+                   help=f"rename the checkpoint (e.g. `{st.name.name}_ckpt`) or the stage, here and where it is "
+                   "used: a parent or teacher name must say which one it means")
+
+
 def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     view = ctx.view
     yield from _dupes(((s.name.name, s.name) for s in view.stages), "stage")
+    yield from _checkpoint_stage_clashes(view)
     yield from _dupes(((d.name.name, d.name) for d in view.domains), "domain")
     for mod in view.modules:
         defaults = [d for d in view.defaults if d.span.path == mod.path]
