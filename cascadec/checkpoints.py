@@ -69,17 +69,45 @@ def to_checkpoints(v: ast.Value, key: str) -> dict[str, Any]:
     return out
 
 
+#: Files of which a tokenizer directory holds at least one (what `AutoTokenizer.from_pretrained` reads).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.json",
+                   "vocab.txt")
+
+
+def has_model(path: str) -> bool:
+    """Whether the local directory ``path`` holds a model (its ``config.json``), as the runtime loads it."""
+    return os.path.isfile(os.path.join(path, "config.json"))
+
+
+def has_tokenizer(path: str) -> bool:
+    """Whether the local directory ``path`` holds a tokenizer (one of :data:`TOKENIZER_FILES`)."""
+    return any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES)
+
+
+def _hub_fix(what: str, written: ast.Str) -> str:
+    """The help for a name the Hub rejects: an existing local directory that loads, else a valid two-part hub id
+    spelling (``org//name``, ``-org/name``, ``org/name.`` -> ``org/name``), else the rule itself."""
+    name = written.value
+    local = "./" + "/".join(p for p in name.split("/") if p)
+    if (has_tokenizer if what == "tokenizer" else has_model)(_resolve(local, written.span)):
+        return f"did you mean the local directory `{local}`?"
+    parts = [p.strip(" .-") for p in name.split("/") if p.strip(" .-")]
+    if len(parts) == 2 and is_hub_id(spelled := "/".join(parts)):
+        return f"did you mean the hub id `{spelled}`?"
+    if name.endswith("/") and is_hub_id(org := name.rstrip("/")):
+        return f"name the repository after the `/`: `{org}/NAME`"
+    return ("a hub id is `name` or `org/name`, each part of letters, digits, `-`, `_` and `.`, neither starting nor "
+            "ending with `-` or `.`, without `--` or `..`, at most 96 characters")
+
+
 def hub_id_problem(what: str, written: ast.Str) -> Diagnostic | None:
-    """CAS325 for a hub id ``written`` (not local by `cascadec.model.calls.is_local`) that no hub repository
-    can have: a repository id is ``name`` or ``org/name``, so ``org/name/extra`` would fail at load time."""
+    """CAS325 for a name ``written`` (not local by `cascadec.model.calls.is_local`) that the Hub rejects as a
+    repository id (`cascadec.model.calls.is_hub_id`): it would fail at load time. The help names only a fix that
+    lints (:func:`_hub_fix`)."""
     if is_hub_id(written.value):
         return None
-    local = "./" + written.value.strip("/")
-    there = os.path.isdir(_resolve(local, written.span))
     return make("CAS325", f"{what} `{written.value}` is neither a hub id nor a local directory", written.span,
-                label="not a hub id", notes=(LOCAL_NOTE,),
-                help=f"did you mean the local directory `{local}`?" if there else
-                f"a hub id is `name` or `org/name`; write a local directory as `{local}`")
+                label="not a hub id", notes=(LOCAL_NOTE,), help=_hub_fix(what, written))
 
 
 def shown(path: str) -> str:
@@ -103,7 +131,7 @@ def with_identities(spec: SpecIn, view: ast.SpecView) -> tuple[SpecIn, list[Diag
         if ref.kind == "hub" and isinstance(source, ast.Str) and (bad := hub_id_problem("checkpoint", source)):
             problems.append(bad)
             continue
-        if ref.kind != "hub" and not os.path.isfile(os.path.join(_where(ref), "config.json")):
+        if ref.kind != "hub" and not has_model(_where(ref)):
             problems.append(make("CAS325", f"checkpoint `{name}` has no model at `{shown(_where(ref))}`", span,
                                  label="not found",
                                  help=f"{NOT_FOUND_HINT}, or `run(DIR, stage = ...)` of a finished stage"))

@@ -1,6 +1,6 @@
 """CAS325 for a base model that is a local directory (``model("./dir")``) without a model in it, or whose
-``tokenizer = "./dir"`` is a local directory that does not exist, or a base model or tokenizer that is neither
-local nor a hub id (``org/name/extra``: a hub repository id is ``name`` or ``org/name``).
+``tokenizer = "./dir"`` is a local directory without a tokenizer in it, or a base model or tokenizer that is
+neither local nor a hub id the Hub accepts (``org/name/extra``, ``org/na me``).
 
 The path was resolved against the spec's directory when the model was built (`cascadec.model.calls`), and the
 runtime loads exactly that absolute path (`runtime.models.load_checkpoint`, which needs its ``config.json``),
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Callable
 
 from cascadec import ast
-from cascadec.checkpoints import LOCAL_NOTE, NOT_FOUND_HINT, hub_id_problem, shown
+from cascadec.checkpoints import (LOCAL_NOTE, NOT_FOUND_HINT, TOKENIZER_FILES, has_model, has_tokenizer, hub_id_problem,
+                                  shown)
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
 from cascadec.contract.suggest import suggest
@@ -34,31 +36,40 @@ def check_base_model(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
     written = value.args[0] if value.args else None
     if base.kind == "hub" and isinstance(written, ast.Str) and (bad := hub_id_problem("base model", written)):
         yield bad
-    if base.kind == "path" and not os.path.isfile(os.path.join(base.name, "config.json")):
+    if base.kind == "path" and not has_model(base.name):
         assert isinstance(written, ast.Str)
         what = "has no config.json" if os.path.isdir(base.name) else "does not exist"
-        close = _sibling(base.name, "config.json")
+        close = _sibling(base.name, has_model)
         yield make("CAS325", f"base model directory `{shown(base.name)}` {what}", written.span, label="not found",
-                   notes=_PATHS, help=f"did you mean `{os.path.join(os.path.dirname(written.value), close)}`?"
-                   if close else f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
+                   notes=_PATHS, help=f"did you mean `{_beside(written.value, close)}`?" if close else
+                   f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
     tokenizer = next((kw.value for kw in value.kwargs if kw.key.name == "tokenizer"), None)
     if isinstance(tokenizer, ast.Str) and not os.path.isabs(base.tokenizer or "") \
             and (bad := hub_id_problem("tokenizer", tokenizer)):
         yield bad
-    if isinstance(tokenizer, ast.Str) and os.path.isabs(base.tokenizer or "") and not os.path.isdir(base.tokenizer):
-        close = _sibling(base.tokenizer, "tokenizer_config.json")
-        yield make("CAS325", f"tokenizer directory `{shown(base.tokenizer)}` does not exist", tokenizer.span,
-                   label="not found", notes=_PATHS,
-                   help=f"did you mean `{os.path.join(os.path.dirname(tokenizer.value), close)}`?" if close else
+    if isinstance(tokenizer, ast.Str) and os.path.isabs(base.tokenizer or "") and not has_tokenizer(base.tokenizer):
+        there = os.path.isdir(base.tokenizer)
+        close = _sibling(base.tokenizer, has_tokenizer)
+        yield make("CAS325", f"tokenizer directory `{shown(base.tokenizer)}` "
+                   f"{'has no tokenizer files' if there else 'does not exist'}", tokenizer.span,
+                   label="no tokenizer in it" if there else "not found",
+                   notes=_PATHS + (f"a tokenizer directory holds one of {', '.join(TOKENIZER_FILES)}",),
+                   help=f"did you mean `{_beside(tokenizer.value, close)}`?" if close else
                    "give a directory written by `save_pretrained` (with the tokenizer's files), a packaged model "
                    "name or a hub id")
 
 
-def _sibling(path: str, marker: str) -> str | None:
-    """The directory next to ``path`` that holds ``marker`` and whose name is closest to its name."""
+def _sibling(path: str, holds: Callable[[str], bool]) -> str | None:
+    """The directory next to ``path`` for which ``holds`` is true and whose name is closest to its name."""
     parent = os.path.dirname(path)
     try:
-        found = [e for e in os.listdir(parent) if os.path.isfile(os.path.join(parent, e, marker))]
+        found = [e for e in os.listdir(parent) if holds(os.path.join(parent, e))]
     except OSError:
         return None
     return suggest(os.path.basename(path), found)
+
+
+def _beside(written: str, sibling: str) -> str:
+    """The directory ``sibling`` next to the one ``written`` names, spelled as a local path (`./` kept)."""
+    near = os.path.normpath(os.path.join(written, os.pardir, sibling))
+    return near if near.startswith(("/", "../", "~")) else f"./{near}"

@@ -24,8 +24,17 @@ def is_local(name: str) -> bool:
 
 
 def is_hub_id(name: str) -> bool:
-    """Whether ``name`` has the shape of a hub repository id: ``name`` or ``org/name``."""
-    return 1 <= len(parts := name.split("/")) <= 2 and all(parts)
+    """Whether the Hugging Face Hub accepts ``name`` as a repository id: ``name`` or ``org/name`` of letters,
+    digits, `-`, `_` and `.`, at most 96 characters a part, not starting or ending with `-` or `.`, without `--`,
+    `..` or a `.git` ending. The rule is `huggingface_hub.utils.validate_repo_id` (no network), so the compiler
+    accepts what `from_pretrained` will."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # ~0.1 s, only where a hub id is written
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _resolve(path: str, span: Span) -> str:
@@ -131,6 +140,10 @@ def to_model(v: ast.Value, key: str) -> dict[str, Any]:
             raise _bad("CAS301", f"unknown argument `{kw.key.name}` of `model(...)`", kw.key.span,
                        help="`model(...)` takes only `tokenizer = \"...\"`")
         name = to_str(kw.value, "tokenizer")
+        if not name.strip():
+            raise _bad("CAS200", "`tokenizer` names no tokenizer", kw.value.span, label="empty string",
+                       help='write `tokenizer = "org/name"` or `tokenizer = "./dir"`, or remove it to use the '
+                       "model's own tokenizer")
         out["tokenizer"] = _resolve(name, kw.value.span) if is_local(name) else name
     if len(call.args) != 1:
         raise _bad("CAS200", "`model(...)` takes one source", call.span,

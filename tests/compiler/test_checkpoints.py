@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cascadec.compiler import compile_file
+from cascadec.model.calls import is_hub_id
 
 SPEC = '''cascade "ext" {{
   base = model("./base")
@@ -101,21 +102,64 @@ def test_a_local_base_model_is_looked_up_from_the_spec_directory_and_a_hub_id_is
     assert compile_file(spec).plan is not None
 
 
+RULE = ("a hub id is `name` or `org/name`, each part of letters, digits, `-`, `_` and `.`, neither starting nor "
+        "ending with `-` or `.`, without `--` or `..`, at most 96 characters")
+
+
 def test_a_name_that_is_neither_local_nor_a_hub_id_is_cas325_for_the_model_its_tokenizer_and_a_checkpoint(
         tmp_path, saved, monkeypatch):
     spec = _tree(tmp_path, saved)
     monkeypatch.chdir(tmp_path)
     text = spec.read_text()
-    for written, local in (('model("org/name/extra")', "./org/name/extra"),
-                           ('model("./base", tokenizer = "org/name/extra")', "./org/name/extra"),
-                           ('model("org/name/")', "./org/name")):
+    # the help names only what lints: no local folder that does not exist, no id the Hub rejects
+    for written, help in (('model("org/name/extra")', RULE),
+                          ('model("./base", tokenizer = "org/name/extra")', RULE),
+                          ('model("org/name/")', "did you mean the hub id `org/name`?"),
+                          ('model("org//name")', "did you mean the hub id `org/name`?"),
+                          ('model("-org/name.")', "did you mean the hub id `org/name`?"),
+                          ('model("org/")', "name the repository after the `/`: `org/NAME`"),
+                          ('model("org/na me")', RULE), ('model("org/..")', RULE),
+                          ('model("x/' + "a" * 200 + '")', RULE),
+                          ('model("./base", tokenizer = "a b/c")', RULE)):
         spec.write_text(text.replace('model("./base")', written))
         (d,) = compile_file(spec).diagnostics
         assert d.code == "CAS325" and d.span.line == 2 and "neither a hub id nor a local directory" in d.message
-        assert d.help == f"a hub id is `name` or `org/name`; write a local directory as `{local}`"
+        assert d.help == help, written
+    spec.write_text(text.replace('model("./teacher")', 'model("other/stages/sft/final")'))
+    (d,) = compile_file(spec).diagnostics  # a model directory next to the spec, written without `./`
+    assert d.code == "CAS325" and d.message.startswith("checkpoint `other/stages/sft/final`")
+    assert d.help == "did you mean the local directory `./other/stages/sft/final`?"
     spec.write_text(text.replace('model("./teacher")', 'model("other/stages/sft")'))
-    (d,) = compile_file(spec).diagnostics  # a directory next to the spec, written without `./`
-    assert d.code == "CAS325" and d.message.startswith("checkpoint `other/stages/sft`")
-    assert d.help == "did you mean the local directory `./other/stages/sft`?"
+    (d,) = compile_file(spec).diagnostics  # that directory holds no model: not suggested
+    assert d.code == "CAS325" and d.help == RULE
     spec.write_text(text.replace('model("./base")', 'model("org/name", tokenizer = "smollm2-135m-instruct")'))
     assert compile_file(spec).plan is not None
+
+
+@pytest.mark.parametrize("name", ["org/na me", "org/..", "-org/name", "org/name.", "org/" + "a" * 200, "a b/c", "org/",
+                                  "org//name", "/name", "org/a--b", "org/name.git", "", "a/b/c"])
+def test_a_name_the_hub_rejects_is_no_hub_id(name):
+    assert not is_hub_id(name)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "Qwen/Qwen3-32B", "HuggingFaceTB/SmolLM2-135M-Instruct", "org/a_b.c-1"])
+def test_a_hub_repository_id_is_a_hub_id(name):
+    assert is_hub_id(name)
+
+
+def test_a_tokenizer_directory_without_tokenizer_files_is_cas325_and_an_empty_tokenizer_names_none(
+        tmp_path, saved, monkeypatch):
+    spec = _tree(tmp_path, saved)
+    monkeypatch.chdir(tmp_path)
+    text = spec.read_text()
+    (tmp_path / "empty").mkdir()
+    for written in ("./", "./empty", str(tmp_path / "empty")):
+        spec.write_text(text.replace('model("./base")', f'model("./base", tokenizer = "{written}")'))
+        (d,) = compile_file(spec).diagnostics
+        assert d.code == "CAS325" and d.span.line == 2 and d.message.endswith("has no tokenizer files"), written
+        assert "tokenizer.json" in d.notes[-1]
+    spec.write_text(text.replace('model("./base")', 'model("./base", tokenizer = "./teacher")'))
+    assert compile_file(spec).plan is not None
+    spec.write_text(text.replace('model("./base")', 'model("./base", tokenizer = "")'))
+    (d,) = compile_file(spec).diagnostics
+    assert d.code == "CAS200" and d.message == "`tokenizer` names no tokenizer" and "./`" not in d.help
