@@ -33,7 +33,9 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS102", "unexpected-end", "error", "the file ended in the middle of a construct",
          "The file ended before a block, list or call was closed. Usually a `}` or `)` is missing."),
     Code("CAS103", "invalid-string", "error", "a string literal has an invalid escape",
-         "Strings use JSON escapes: `\\n`, `\\t`, `\\\"`, `\\\\` and `\\uXXXX`. Write a literal backslash as `\\\\`."),
+         "Strings use JSON escapes: `\\n`, `\\t`, `\\\"`, `\\\\` and `\\uXXXX`. Write a literal backslash as `\\\\`. "
+         "A `\\uXXXX` in the surrogate range (`\\ud800`-`\\udfff`) is half a character: write both halves of "
+         "the pair, high then low (`\\ud83d\\ude00`), or the character itself."),
     Code("CAS104", "unknown-unit", "error", "a number carries a unit the language does not know",
          "Quantities are a number directly followed by a unit: counts `k M G Ki Mi`, times `ms s min h`, "
          "memory `B KB MB GB TB KiB MiB GiB TiB`."),
@@ -67,8 +69,9 @@ _TABLE: tuple[Code, ...] = (
          "The key is valid, but not for this stage kind; for example `kl` is a `grpo` key and has no meaning "
          "in an `sft` stage. Move it to a stage of the right kind or remove it."),
     Code("CAS303", "duplicate-definition", "error", "a name or key is defined twice",
-         "Stages, domains, evals, teacher routes and keys inside one block must be unique. The secondary "
-         "label points at the first definition."),
+         "Stages, domains, evals, teacher routes and keys inside one block must be unique, and no stage may "
+         "share its name with a named checkpoint (a parent or teacher name must say which one it means). The "
+         "secondary label points at the first definition."),
     Code("CAS304", "stage-cycle", "error", "stages form a cycle through their parents",
          "Every stage starts from its parent's final checkpoint, so the parent relation must be acyclic and "
          "end at `base`. A stage cannot be its own ancestor."),
@@ -151,8 +154,11 @@ _TABLE: tuple[Code, ...] = (
          "when compiling: its content hash goes into the hashes of the stages that start from it or distil from "
          "it, so that a changed checkpoint re-runs them. A base model written as a path (`model(\"./dir\")`: "
          "starting with `./`, `../`, `/` or `~`, resolved from the spec's directory) must hold a `config.json`, "
-         "as the runtime loads it from there, and a `tokenizer = \"./dir\"` must exist. Any other name is a hub "
-         "id, `name` or `org/name`; one with more parts (`org/name/extra`) is no hub repository and no local "
+         "as the runtime loads it from there, and a `tokenizer = \"./dir\"` must hold a tokenizer "
+         "(`tokenizer.json`, `tokenizer_config.json`, `tokenizer.model`, `spiece.model`, `vocab.json` or "
+         "`vocab.txt`). Any other name is a hub id, `name` or `org/name`, as `huggingface_hub` validates it: "
+         "letters, digits, `-`, `_` and `.`, neither starting nor ending with `-` or `.`, without `--` or `..`, "
+         "at most 96 characters a part; `org/name/extra` or `org/na me` is no hub repository and no local "
          "directory either (write a local one as `./org/name/extra`). Whether a hub id exists is checked when the "
          "stage loads it."),
     Code("CAS326", "teacher-tokenizer-differs", "error", "a teacher and its student use different tokenizers",

@@ -125,6 +125,9 @@ def test_a_local_tokenizer_is_resolved_against_the_spec_like_a_local_model(tmp_p
     [d] = compile_source(text, str(spec)).diagnostics  # a local tokenizer directory must exist
     assert d.code == "CAS325" and d.message == f"tokenizer directory `{tmp_path / 'sub' / 'tok'}` does not exist"
     (tmp_path / "sub" / "tok").mkdir(parents=True)
+    [d] = compile_source(text, str(spec)).diagnostics  # and hold a tokenizer
+    assert d.code == "CAS325" and d.message.endswith("has no tokenizer files")
+    (tmp_path / "sub" / "tok" / "tokenizer.json").write_text("{}")
     result = compile_source(text, str(spec))
     assert result.plan is not None and result.plan.base.tokenizer == str(tmp_path / "sub" / "tok")
     assert compile_source(_spec('tiny(llama), tokenizer = "smollm2-135m-instruct"'),
