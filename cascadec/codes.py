@@ -193,8 +193,12 @@ _TABLE: tuple[Code, ...] = (
          "it), and a `max_position_embeddings` shorter than the longest row a stage or an eval may feed the model "
          "(`max_seq`, `max_prompt + max_response`, an eval's `max_tokens` plus its prompt, cut to a stage's "
          "`max_prompt`; without one, the prompt's length is unknown at lint and `max_tokens` alone counts). "
-         "Every independent problem of a call is reported. `cascadec lint` and `cascadec run` check this before "
-         "anything runs."),
+         "A head whose rotary part is an odd number of dimensions wide is refused for every RoPE model type, and "
+         "a `rope_scaling` record must name a `rope_type` transformers has and every entry that type requires. "
+         "A tiny model is a stand-in for tests, so it may not be larger than the largest real LLMs: at most 128 "
+         "layers (Llama 3.1 405B has 126) and 2e12 parameters (Kimi K2 has about 1e12), counted from the config "
+         "before anything is built. Every independent problem of a call is reported. `cascadec lint` and "
+         "`cascadec run` check this before anything runs."),
     Code("CAS330", "tiny-config-doubtful", "warning", "a `tiny(...)` setting transformers warns about but uses",
          "While building a `tiny(...)` config, transformers logged a warning about a key of the spec that it still "
          "uses as written, e.g. a YaRN `rope_scaling` factor that does not match the ratio of "

@@ -18,6 +18,8 @@ from typing import Any
 
 from cascadec.contract.suggest import suggest
 from cascadec.contract.tiny_rules import heads_problem, odd_rotary_problem, unused_rope_problem, written_key
+from cascadec.contract.tiny_rope import missing_rope_problem, rope_record_problem
+from cascadec.contract.tiny_size import layers_problem, size_problems
 from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
@@ -75,7 +77,12 @@ def tiny_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
                               "`llama`, `qwen2`")]
     cls = CONFIG_MAPPING[name]
     with library_log():
-        problems = [p for key, value in config.items() if (p := _key_problem(name, cls, key, value)) is not None]
+        deep = {key: p for key, value in config.items() if (p := _layers_problem(name, cls, key, value))}
+        problems = [p for key, value in config.items() if (p := deep.get(key) or _key_problem(name, cls, key, value))]
+    if problems and {p.key for p in problems} <= set(deep):
+        # every other key passes: the config with a tiny model's depth shows what else is the spec's doing
+        shallow = {**config, **{key: _tiny_layers(name, cls) for key in deep}}
+        return problems + [p for p in _config_problems(name, shallow) if p.key not in deep]
     return problems or _config_problems(name, config)
 
 
@@ -88,6 +95,17 @@ def _facts(cls: Any) -> tuple[dict[str, Any], dict[str, str], frozenset[str]]:
     return defaults, aliases, frozenset(set(defaults) | set(aliases) | fields)
 
 
+def _layers_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | None:
+    aliases = _facts(cls)[1]
+    if key not in ("num_hidden_layers", aliases.get("num_hidden_layers")):
+        return None
+    return layers_problem(key, value, _tiny_layers(name, cls))
+
+
+def _tiny_layers(name: str, cls: Any) -> Any:
+    return _own_value(name, "num_hidden_layers", _facts(cls)[0].get("num_hidden_layers"))
+
+
 def _key_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | None:
     defaults, aliases, known = _facts(cls)
     stored, error = _alone(cls, key, value, defaults.get(aliases.get(key, key)))
@@ -95,6 +113,12 @@ def _key_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | Non
         close = suggest(key, known - _INTERNAL_KEYS)
         return TinyProblem("key", key, f"unknown config key `{key}`", (f"did you mean `{close}`? " if close else "")
                            + HINT)
+    builds = functools.partial(_uses_all_of, name, key)
+    rope = rope_record_problem(key, value, builds)
+    if rope is None and error is not None:
+        rope = missing_rope_problem(key, value, one_line(error), _rope_sizes(name), builds)
+    if rope is not None:
+        return rope
     example = _own_value(name, key, defaults.get(aliases.get(key, key)))
     problem = value_problem(key, value, defaults.get(aliases.get(key, key)), example)
     return problem or (field_error(key, value, error, example) if error is not None else None)
@@ -121,6 +145,14 @@ def _own_config(name: str) -> Any:
             return AutoConfig.for_model(name, **config_kwargs(name, {}, BYTE_TOKENS))
     except Exception:  # noqa: BLE001 - a type whose class refuses the tiny defaults: its class defaults serve
         return None
+
+
+def _rope_sizes(name: str) -> dict[str, Any]:
+    """The sizes a tiny model of type ``name`` has where the spec leaves them out, that RoPE entries depend on."""
+    built = _own_config(name)
+    hidden, heads = (getattr(built, a, None) or TINY_DEFAULTS[a] for a in ("hidden_size", "num_attention_heads"))
+    positions = getattr(built, "max_position_embeddings", None) or TINY_DEFAULTS["max_position_embeddings"]
+    return {"max_position_embeddings": positions, "head_dim": getattr(built, "head_dim", None) or hidden // heads}
 
 
 def _own_value(name: str, key: str, default: Any) -> Any:
@@ -173,8 +205,27 @@ def _config_problems(name: str, config: dict[str, Any]) -> list[TinyProblem]:
     found = warned(name, config, lines)
     if refusals(found):
         return found
-    more = _composite(name, built) or _sizes_problem(name, config, lambda attr: getattr(built, attr, None))
+    large = _large(name, config, built)
+    if large:
+        return found + large
+    more = _composite(name, built) or _sizes_problem(name, config, lambda attr: getattr(built, attr, None),
+                                                     factor=_rotary_share(built))
     return found + ([more] if more else [])
+
+
+def _large(name: str, config: dict[str, Any], built: Any) -> list[TinyProblem]:
+    """Too many parameters for a tiny model (`cascadec.contract.tiny_size`), counted from the built config
+    before any module is built."""
+    from transformers import CONFIG_MAPPING
+
+    defaults, aliases, _ = _facts(CONFIG_MAPPING[name])
+    attrs = ("num_hidden_layers", "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
+             "head_dim", "num_key_value_heads", "num_local_experts", "num_experts", "tie_word_embeddings")
+    sizes = {a: getattr(built, a, None) for a in attrs}
+    if sizes["vocab_size"] is None or "vocab_size" not in config:  # the tokenizer's, as when it is built
+        sizes["vocab_size"] = BYTE_VOCAB_SIZE
+    return size_problems(sizes, lambda a: _own_value(name, a, defaults.get(aliases.get(a, a))),
+                         lambda a: written_key(config, a, aliases))
 
 
 def _written_value(name: str, kwargs: dict[str, Any], attr: str) -> Any:
@@ -188,15 +239,27 @@ def _written_value(name: str, kwargs: dict[str, Any], attr: str) -> Any:
 _SIZES = ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
 
 
-def _sizes_problem(name: str, config: dict[str, Any], value: Any, error: str = "") -> TinyProblem | None:
+def _rotary_share(built: Any) -> float | None:
+    """The share of each head a built config's RoPE turns (its ``partial_rotary_factor``, 1 where unset); None
+    for a model type without RoPE (no ``rope_parameters``, such as gpt2)."""
+    rope = getattr(built, "rope_parameters", None)
+    if not isinstance(rope, dict):
+        return None
+    share = rope.get("partial_rotary_factor", getattr(built, "partial_rotary_factor", None))
+    return float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) else 1.0
+
+
+def _sizes_problem(name: str, config: dict[str, Any], value: Any, error: str = "",
+                   factor: float | None = None) -> TinyProblem | None:
     """Heads or a head width that the config class refuses (its validator's ``error``) or that fail at the
-    first forward, in the spec's words (`cascadec.contract.tiny_rules`); ``value(attr)`` reads a size."""
+    first forward, in the spec's words (`cascadec.contract.tiny_rules`); ``value(attr)`` reads a size,
+    ``factor`` is :func:`_rotary_share` of the built config (None where it was not built or has no RoPE)."""
     from transformers import CONFIG_MAPPING
 
     _, aliases, known = _facts(CONFIG_MAPPING[name])
     sizes = {a: value(a) for a in _SIZES}
     return heads_problem(config, sizes, aliases, "num_key_value_heads" in known) \
-        or odd_rotary_problem(config, sizes, aliases, error)
+        or odd_rotary_problem(config, sizes, aliases, factor, error)
 
 
 @contextmanager
@@ -260,6 +323,10 @@ def _uses_all(name: str, config: dict[str, Any]) -> bool:
         except Exception:  # noqa: BLE001 - any refusal: not a config to suggest
             return False
     return not lines
+
+
+def _uses_all_of(name: str, key: str, value: Any) -> bool:
+    return _uses_all(name, {key: value})
 
 
 def _named_key(config: dict[str, Any], message: str) -> str | None:

@@ -68,26 +68,38 @@ def heads_problem(config: Mapping[str, Any], sizes: Mapping[str, Any], aliases: 
 
 
 def odd_rotary_problem(config: Mapping[str, Any], sizes: Mapping[str, Any], aliases: Mapping[str, str],
-                       error: str) -> TinyProblem | None:
-    """transformers' ``error`` that a head is an odd number of dimensions wide, which RoPE (turning pairs of
-    dimensions) cannot take whole; ``sizes`` as for :func:`heads_problem`. None for another error."""
-    found = _ODD_ROTARY.search(error)
-    if found is None:
+                       factor: float | None, error: str = "") -> TinyProblem | None:
+    """A head whose rotary part is an odd number of dimensions wide, which RoPE (turning pairs of dimensions)
+    cannot take whole: transformers refuses it in some classes' validator (its ``error``), in others it fails
+    at the first forward with a tensor-size error. ``sizes`` as for :func:`heads_problem`; ``factor`` is the
+    share of each head RoPE turns (``partial_rotary_factor``, as ``int(head_dim * factor)`` in transformers'
+    rotary embeddings), None for a model type without RoPE."""
+    factor = 1.0 if factor is None and _ODD_ROTARY.search(error) else factor
+    hidden, heads, dim = (sizes.get(a) for a in ("hidden_size", "num_attention_heads", "head_dim"))
+    if factor is None or not all(_positive(x) for x in (hidden, heads)):
         return None
-    width, hidden, heads = int(found.group(1)), sizes.get("hidden_size"), sizes.get("num_attention_heads")
+    width = dim if _positive(dim) else hidden // heads
+    if width <= 0 or int(width * factor) % 2 == 0:
+        return None
+    part = "" if factor == 1 else f", of which RoPE turns {int(width * factor)} (`partial_rotary_factor` {factor:g})"
+    even = "a head's width must be even" if factor == 1 else "that part must be even"
     if "head_dim" in config:
-        return TinyProblem("value", "head_dim", f"`head_dim = {width}` must be even: RoPE turns pairs of "
-                           "dimensions", f"write e.g. `head_dim = {width + 1}`")
-    if not isinstance(heads, int) or heads <= 0:
-        return None
+        good = next(w for w in range(width + 1, 4 * width + 4) if int(w * factor) % 2 == 0)
+        what = "must be even" if factor == 1 else f"makes heads {width} wide{part}, which must be even"
+        return TinyProblem("value", "head_dim", f"`head_dim = {width}` {what}: RoPE turns pairs of dimensions",
+                           f"write e.g. `head_dim = {good}`")
     keys = {a: written_key(config, a, aliases) for a in ("hidden_size", "num_attention_heads")}
     said = {a: f"`{k} = {v}`" if k else f"`{aliases.get(a, a)}` ({v}, the default)"
             for (a, k), v in zip(keys.items(), (hidden, heads))}
     fix = keys["hidden_size"] or aliases.get("hidden_size", "hidden_size")
+    good = next(h for h in range(hidden + heads, hidden + 8 * heads, heads) if int(h // heads * factor) % 2 == 0)
     return TinyProblem("value", keys["hidden_size"] or keys["num_attention_heads"],
-                       f"{said['hidden_size']} over {said['num_attention_heads']} makes heads {width} wide: RoPE "
-                       "turns pairs of dimensions, so a head's width must be even",
-                       f"write e.g. `{fix} = {(width + 1) * heads}`")
+                       f"{said['hidden_size']} over {said['num_attention_heads']} makes heads {width} wide{part}: "
+                       f"RoPE turns pairs of dimensions, so {even}", f"write e.g. `{fix} = {good}`")
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def unused_rope_problem(config: Mapping[str, Any], line: str,

@@ -28,6 +28,8 @@ _RANGES: tuple[tuple[re.Pattern[str], float, bool, float, bool, str], ...] = (
     (re.compile(r"(dropout|pdrop)(_prob|_p)?$"), 0.0, True, 1.0, False, "a dropout probability"),
     (re.compile(r"^partial_rotary_factor$"), 0.0, False, 1.0, True, "the share of each head that RoPE turns"),
     (re.compile(r"^factor$"), 1.0, True, math.inf, False, "a RoPE scaling factor"),
+    # a window of no tokens masks every position (mistral's forward then fails with a tensor-size error)
+    (re.compile(r"^sliding_window$"), 1.0, True, math.inf, False, "how many tokens a position attends to"),
 )
 _NESTED = ("rope_scaling", "rope_parameters")
 # transformers' field validators (`huggingface_hub.dataclasses.strict`): "Validation error for field 'x':

@@ -106,3 +106,9 @@ def test_the_checks_leave_the_spec_config_as_written() -> None:
     config = {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}
     assert not tiny_problems("llama", config) and not build_problems("llama", config, BYTE_TOKENS)
     assert config == {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}
+
+
+def test_a_model_too_large_for_a_tiny_one_is_refused_before_anything_is_built() -> None:
+    text = load_error("llama", num_hidden_layers=100_000)
+    assert "`num_hidden_layers = 100000` makes a tiny model of more than 128 layers" in text
+    assert "help: write e.g. `num_hidden_layers = 2`" in text
