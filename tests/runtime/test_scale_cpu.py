@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import scale
+from bench import gpu_common, scale
 
 
 def _args(**kw) -> argparse.Namespace:
@@ -24,7 +24,7 @@ def test_spec_compiles_to_fsdp2_on_n_gpus_with_the_1_5b_shape(tmp_path):
 
     spec = tmp_path / "s.cascade"
     # bench/scale.py writes the tokenizer before the spec, as here; lint checks its folder holds one
-    scale.common.build_tokenizer(scale.SHAPES["qwen2.5-1.5b"]["config"]["vocab_size"], tmp_path / "tok")
+    gpu_common.build_tokenizer(scale.SHAPES["qwen2.5-1.5b"]["config"]["vocab_size"], tmp_path / "tok")
     spec.write_text(scale.render_spec(_args(), 2, tmp_path / "tok", ["w10 w11", "w12 w13"]))
     result = compile_file(spec)
     assert not [d for d in result.diagnostics if d.severity == "error"], result.diagnostics
