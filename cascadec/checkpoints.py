@@ -123,10 +123,10 @@ def _where(ref: dict[str, Any] | Any) -> str:
 def with_identities(spec: SpecIn, view: ast.SpecView) -> tuple[SpecIn, list[Diagnostic]]:
     """``spec`` with each checkpoint's identity filled in; CAS325 for a local checkpoint that is missing
     or cannot be read (its content cannot be hashed, so the stages depending on it could not be)."""
-    problems, refs = [], {}
+    problems, refs, entries = [], {}, declared(view)
     for name, ref in spec.checkpoints.items():
-        span = declared(view)[name].value.span
-        written = declared(view)[name].value
+        written = entries[name].value
+        span = written.span
         source = written.args[0] if isinstance(written, ast.Call) and written.args else None
         if ref.kind == "hub" and isinstance(source, ast.Str) and (bad := hub_id_problem("checkpoint", source)):
             problems.append(bad)
