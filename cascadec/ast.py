@@ -6,7 +6,9 @@ Values stay as written (a quantity keeps its unit, a name stays a name); the typ
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Union
 
 from cascadec.diagnostics import Span
@@ -262,3 +264,38 @@ class SpecView:
     defaults: tuple[Defaults, ...]
     resources: tuple[Resources, ...]
     stages: tuple[Stage, ...]
+
+    @cached_property
+    def calls(self) -> tuple[Call, ...]:
+        """Every call of every module (`calls`), found once for all the checks that look for calls."""
+        return tuple(call for mod in self.modules for call in calls(mod))
+
+
+# nodes that hold no call; with spans they are most of a file's nodes (a spec of 150,000 inline rows has millions)
+_LEAVES = (Ident, Num, Str, Metric, Dotted, Span, str, int, float, type(None))
+_CHILDREN: dict[type, tuple[str, ...]] = {}
+
+
+def _children(cls: type) -> tuple[str, ...]:
+    """The fields of node class ``cls`` that may hold a call (all but its span)."""
+    names = _CHILDREN.get(cls)
+    if names is None:
+        fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+        names = _CHILDREN[cls] = tuple(f.name for f in reversed(fields) if f.name != "span")
+    return names
+
+
+def calls(node: object) -> list[Call]:
+    """Every call in the AST ``node``, nested ones included (``model(tiny(llama, ...))``), outer before inner
+    and in source order. Iterative: nesting depth costs no recursion."""
+    found: list[Call] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(reversed(item))
+        elif not isinstance(item, _LEAVES):
+            if isinstance(item, Call):
+                found.append(item)
+            stack.extend(getattr(item, name) for name in _children(type(item)))
+    return found

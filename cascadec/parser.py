@@ -114,16 +114,27 @@ def _unclosed(parser: Lark, text: str) -> Token | None:
 MAX_NESTING = 64
 
 
-def _too_deep(parser: Lark, text: str, path: str) -> Diagnostic | None:
-    """CAS105 at the first bracket nested deeper than `MAX_NESTING` (the AST builder recurses per level)."""
+# a string or a comment (skipped: brackets in them do not nest), or a bracket; STRING and COMMENT of grammar.lark
+_BRACKET_SCAN = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|#[^\n]*|[][(){}]')
+_OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
+
+
+def _too_deep(text: str, path: str) -> Diagnostic | None:
+    """CAS105 at the first bracket nested deeper than `MAX_NESTING` (the AST builder recurses per level).
+    Runs on text that parsed, so one regular-expression pass finds the brackets (lexing it again took as long
+    as a fifth of the parse)."""
     depth = 0
-    for tok in parser.lex(text):
-        if tok.type in _PAIRS.values():
+    for found in _BRACKET_SCAN.finditer(text):
+        bracket = found.group()
+        if bracket in _OPENERS:
             depth += 1
             if depth > MAX_NESTING:
-                return make("CAS105", f"brackets nested more than {MAX_NESTING} levels deep", token_span(path, tok),
-                            label=f"level {depth}", help="flatten the value; no key takes data nested this deep")
-        elif tok.type in _PAIRS:
+                pos = found.start()
+                line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+                return make("CAS105", f"brackets nested more than {MAX_NESTING} levels deep",
+                            Span(path, line, column, line, column + 1, pos, pos + 1), label=f"level {depth}",
+                            help="flatten the value; no key takes data nested this deep")
+        elif bracket in _CLOSERS:
             depth -= 1
     return None
 
@@ -362,7 +373,7 @@ def parse(text: str, path: str = "<string>") -> tuple[ast.Module | None, list[Di
         tree = parser.parse(text)
     except UnexpectedInput as exc:
         return None, _syntax_errors(parser, exc, text, path)
-    deep = _too_deep(parser, text, path)
+    deep = _too_deep(text, path)
     if deep is not None:
         return None, [deep]
     try:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Iterable, Iterator
 
@@ -83,18 +82,6 @@ def _dupes(named: Iterable[tuple[str, object]], what: str, help: str | None = No
             first[name] = node
 
 
-def calls(node: object) -> Iterator[ast.Call]:
-    """Every call in the AST ``node``, nested ones included (``model(tiny(llama, ...))``)."""
-    if isinstance(node, ast.Call):
-        yield node
-    if dataclasses.is_dataclass(node):
-        for f in dataclasses.fields(node):
-            yield from calls(getattr(node, f.name))
-    elif isinstance(node, (tuple, list)):
-        for item in node:
-            yield from calls(item)
-
-
 def _assign_dupes(assigns: Iterable[ast.Assign]) -> Iterator[Diagnostic]:
     yield from _dupes(((a.key.name, a.key) for a in assigns), "key")
 
@@ -124,11 +111,10 @@ def check_duplicates(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
         defaults = [d for d in view.defaults if d.span.path == mod.path]
         yield from _dupes(((d.kind.name, d.kind) for d in defaults), "defaults block")
     yield from _assign_dupes(view.assigns)
-    for mod in view.modules:
-        for call in calls(mod):
-            # without this the last value won silently: `gym(..., size = 200, size = 100)` loaded 100 rows
-            yield from _dupes(((k.key.name, k.key) for k in call.kwargs), f"`{call.func.name}(...)` keyword",
-                              help="remove one of them: a call takes each keyword once")
+    for call in view.calls:
+        # without this the last value won silently: `gym(..., size = 200, size = 100)` loaded 100 rows
+        yield from _dupes(((k.key.name, k.key) for k in call.kwargs), f"`{call.func.name}(...)` keyword",
+                          help="remove one of them: a call takes each keyword once")
     for d in view.domains:
         yield from _assign_dupes(d.assigns)
         yield from _dupes(((e.name.name, e.name) for e in d.evals), "eval")

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 from cascadec import ast
 from cascadec.checks.context import CheckContext
-from cascadec.checks.structure import calls
 from cascadec.codes import make
 from cascadec.contract.tiny import BYTE_TOKENS, TinyProblem, build_problems, refusals, tiny_problems
 from cascadec.diagnostics import Diagnostic, Span
@@ -28,13 +27,12 @@ from cascadec.units import UNITS
 
 def _tiny_models(ctx: CheckContext) -> Iterator[tuple[ast.Call, str | None]]:
     """Each `tiny(...)` call of a `model(...)` source, with that source's `tokenizer` (None: the default)."""
-    for mod in ctx.view.modules:
-        for call in calls(mod):
-            inner = call.args[0] if call.func.name == "model" and len(call.args) == 1 else None
-            if isinstance(inner, ast.Call) and inner.func.name == "tiny" and len(inner.args) == 1 \
-                    and isinstance(inner.args[0], (ast.Ident, ast.Str)):
-                tokenizer = next((kw.value for kw in call.kwargs if kw.key.name == "tokenizer"), None)
-                yield inner, tokenizer.value if isinstance(tokenizer, ast.Str) else None
+    for call in ctx.view.calls:
+        inner = call.args[0] if call.func.name == "model" and len(call.args) == 1 else None
+        if isinstance(inner, ast.Call) and inner.func.name == "tiny" and len(inner.args) == 1 \
+                and isinstance(inner.args[0], (ast.Ident, ast.Str)):
+            tokenizer = next((kw.value for kw in call.kwargs if kw.key.name == "tokenizer"), None)
+            yield inner, tokenizer.value if isinstance(tokenizer, ast.Str) else None
 
 
 def _family(call: ast.Call) -> str:

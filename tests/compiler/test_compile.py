@@ -157,3 +157,29 @@ def test_an_unreadable_file_says_permission_denied(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(Path, "read_bytes", denied)
     (d,) = compile_file(spec).diagnostics
     assert d.code == "CAS009" and "permission denied" in d.message
+
+
+_INLINE_SPEC = """cascade "x" {
+  base = model(packaged("smollm2-135m-instruct"))
+  domain a {
+    train = inline([{prompt = "1+1", answer = "2"}, {prompt = "2+2", answer = "4", meta = f(g(x = 1))}])
+    reward = exact()
+  }
+  stage s = sft(base) on [a] { steps = 1  lr = 1e-5 }
+}
+"""
+
+
+def test_the_ast_is_searched_for_calls_once_per_lint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cascadec import ast
+
+    spec = tmp_path / "x.cascade"
+    spec.write_text(_INLINE_SPEC, encoding="utf-8")
+    walked: list[object] = []
+    real = ast.calls
+    monkeypatch.setattr(ast, "calls", lambda node: walked.append(node) or real(node))
+    compile_file(spec, build_data=True)
+    assert len(walked) == 1 and isinstance(walked[0], ast.Module)
+    found = [c.func.name for c in real(walked[0])]
+    # outer before inner, in source order, rows' calls included (the duplicate-keyword check reads them)
+    assert found == ["model", "packaged", "inline", "f", "g", "exact"]

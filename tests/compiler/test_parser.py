@@ -115,6 +115,17 @@ def test_pathologically_deep_nesting_is_a_diagnostic_not_a_recursion_error() -> 
     assert module is None and d.code == "CAS105"
 
 
+def test_brackets_in_strings_and_comments_do_not_nest_and_the_level_past_the_limit_is_located() -> None:
+    quoted = '"' + "[(" * 40 + '"'
+    module, diagnostics = parse('cascade "x" {\n  #\n  seed = [' + quoted + ']  # ' + "{" * 80 + "\n}")
+    assert module is not None and diagnostics == []
+    text = 'cascade "x" {\n  seed = ' + "[" * 70 + "]" * 70 + "\n}"
+    module, (d,) = parse(text, "t.cascade")
+    # the cascade block's `{` is level 1: the 64th `[` is level 65
+    assert module is None and d.code == "CAS105" and (d.span.line, d.span.column) == (2, 10 + 63)
+    assert text[d.span.start] == "[" and d.labels[0].text == "level 65"
+
+
 def _errors(text: str) -> list[tuple[int, int, str]]:
     module, diagnostics = parse(text, "x.cascade")
     assert module is None
