@@ -29,7 +29,11 @@ _TABLE: tuple[Code, ...] = (
          "is a missing `=` between a key and its value or an unclosed bracket."),
     Code("CAS101", "unexpected-character", "error", "a character that no token can start with",
          "The lexer found a character that starts no token of the language, for example `$` or `;`. Strings "
-         "must use double quotes; comments start with `#`."),
+         "must use double quotes; comments start with `#`. Outside strings and comments the language is ASCII: "
+         "a character pasted from a word processor or typed on another keyboard layout (a fullwidth `＝`, curly "
+         "quotes, an en dash, a no-break space) is named with its code point, and the help gives the ASCII it "
+         "stands for. An invisible character (a bidirectional control such as U+202E, a zero-width space) "
+         "must be deleted; excerpts show it as `<U+202E>`, never raw, so that the text reads as it parses."),
     Code("CAS102", "unexpected-end", "error", "the file ended in the middle of a construct",
          "The file ended before a block, list or call was closed. Usually a `}` or `)` is missing."),
     Code("CAS103", "invalid-string", "error", "a string literal has an invalid escape",

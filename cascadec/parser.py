@@ -12,7 +12,7 @@ from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInp
 from lark import __version__ as lark_version
 from lark.exceptions import VisitError
 
-from cascadec import ast
+from cascadec import ast, chars
 from cascadec.codes import make
 from cascadec.diagnostics import Diagnostic, Span
 from cascadec import parse_hints
@@ -145,7 +145,9 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
         span = _point(path, text, exc.line, exc.column, exc.pos_in_stream, 1)
         hint = ("strings use double quotes" if char == "'" else
                 "only `#` starts a comment; keys, values and blocks are listed in docs/language.md")
-        shown = f"`{char}`" if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}" if char else "end"
+        if char and not char.isascii():
+            hint = _foreign_hint(char, hint)
+        shown = chars.shown(char) if char else "end"
         if char == '"':  # no string token matches: its closing quote is missing on this line
             return make("CAS101", "unterminated string", span, label="this string is not closed on its line",
                         help='close it with `"` on the same line (a string cannot span lines; write `\\"` for a '
@@ -206,6 +208,32 @@ def _syntax_diagnostic(parser: Lark, exc: UnexpectedInput, text: str, path: str)
                     secondary=((token_span(path, opener), "this `{` is not closed"),),
                     help=f"close the block with `}}` before `{tok}`")
     return make("CAS100", f"unexpected {found}", span, label="unexpected here", help=f"expected {shown}")
+
+
+def _foreign_hint(char: str, hint: str) -> str:
+    """The help line for a non-ASCII ``char`` outside strings and comments: what it is, and the ASCII it
+    stands in for when it has a look-alike (`＝`, `“`, `–`, a no-break space) that the language uses."""
+    name = chars.describe(char)
+    if chars.unseen(char):
+        return (f"{name} is an invisible control character (it can make the text display otherwise than it "
+                "parses): delete it")
+    plain = chars.lookalike(char)
+    if plain is None:
+        return (f"{chars.shown(char)} is {name}: names, keys and numbers are ASCII (`[A-Za-z_][A-Za-z0-9_]*`); "
+                "other text goes in a string `\"...\"` or after `#`")
+    if plain == " ":
+        return f"{name} is not an ordinary space: write a space (U+0020)"
+    if not all(ch.isalnum() or ch in _ascii_used() for ch in plain):
+        return f"{chars.shown(char)} is {name}, the language has no `{plain}` either; {hint}"
+    return f"{chars.shown(char)} is {name}, not ASCII `{plain}`: write `{plain}`"
+
+
+@lru_cache(maxsize=1)
+def _ascii_used() -> frozenset[str]:
+    """The punctuation the language is written with: its literal tokens' characters, and those that open or sit
+    in its pattern tokens (strings, comments, negative numbers, metrics, comparisons)."""
+    literal = "".join(t.pattern.value for t in build_parser().terminals if t.pattern.type == "str")
+    return frozenset(ch for ch in literal + '"#-@._<>' if not ch.isalnum())
 
 
 def _misread(parser: Lark, text: str, tok: Token) -> parse_hints.Hint | None:

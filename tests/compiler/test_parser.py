@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cascadec import ast
 from cascadec.parser import MAX_SYNTAX_ERRORS, build_parser, parse
 
@@ -168,3 +170,25 @@ def test_the_reserved_words_docs_list_are_the_grammars_keywords() -> None:
     text = (Path(__file__).parents[2] / "docs" / "language.md").read_text(encoding="utf-8")
     listed = text.split("Reserved words: `", 1)[1].split("`", 1)[0].split()
     assert sorted(listed) == sorted(reserved_words())
+
+
+@pytest.mark.parametrize(("char", "name", "fix"), [
+    ("\uff1d", "U+FF1D FULLWIDTH EQUALS SIGN", "write `=`"),
+    ("\u201c", "U+201C LEFT DOUBLE QUOTATION MARK", 'write `"`'),
+    ("\u2013", "U+2013 EN DASH", "write `-`"),
+    ("\u00a0", "U+00A0 NO-BREAK SPACE", "write a space (U+0020)"),
+    ("\u3000", "U+3000 IDEOGRAPHIC SPACE", "write a space (U+0020)"),
+    ("\u2265", "U+2265 GREATER-THAN OR EQUAL TO", "write `>=`"),
+    ("\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE", "delete it"),
+    ("\u200b", "U+200B ZERO WIDTH SPACE", "delete it"),
+    ("\uff1b", "U+FF1B FULLWIDTH SEMICOLON", "the language has no `;` either"),
+    ("\u00e9", "U+00E9 LATIN SMALL LETTER E WITH ACUTE", "names, keys and numbers are ASCII"),
+])
+def test_a_non_ascii_character_outside_strings_is_named_with_its_ascii_look_alike(char: str, name: str,
+                                                                                   fix: str) -> None:
+    text = f'cascade "x" {{\n  seed {char}= 1\n}}\n'
+    module, (d, *_) = parse(text, "t.cascade")
+    assert module is None and d.code == "CAS101" and (d.span.line, d.span.column) == (2, 8)
+    assert name in d.help and fix in d.help, d.help
+    if not char.isprintable() or char.isspace():
+        assert char not in d.message + d.help and f"U+{ord(char):04X}" in d.message
