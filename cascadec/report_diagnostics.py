@@ -24,7 +24,7 @@ from pathlib import PurePath
 
 from rich.text import Text
 
-from cascadec import __version__
+from cascadec import __version__, chars
 from cascadec.codes import CODES
 from cascadec.diagnostics import Diagnostic, Label, Span
 
@@ -88,7 +88,7 @@ def render_full(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -
 
 
 def _render_one(diag: Diagnostic, sources: Mapping[str, str]) -> str:
-    lines = [f"{diag.severity}[{diag.code}]: {diag.message}"]
+    lines = [f"{diag.severity}[{diag.code}]: {chars.escaped(diag.message)}"]
     labels = _ordered_labels(diag)
     shown_lines = [lab.span.line for lab in labels if lab.span.path in sources]
     width = max((len(str(n)) for n in shown_lines), default=1)
@@ -104,7 +104,7 @@ def _render_one(diag: Diagnostic, sources: Mapping[str, str]) -> str:
             # Without the file's text, each label is a location line with its text after it.
             for i, lab in enumerate(sorted(group, key=lambda lab: not lab.primary)):
                 where = f"{path}:{lab.span.line}:{lab.span.column}"
-                suffix = f" ({lab.text})" if lab.text else ""
+                suffix = f" ({chars.escaped(lab.text)})" if lab.text else ""
                 lines.append(f"{pad}{arrow if i == 0 else ':::'} {where}{suffix}")
             continue
         # The arrow line points at the primary span (rustc); other files at their first label.
@@ -113,9 +113,9 @@ def _render_one(diag: Diagnostic, sources: Mapping[str, str]) -> str:
         lines.append(f"{pad} |")
         # Lark counts lines at "\n" only; str.splitlines would also split at \f, \v, \x1c, U+2028, ...
         lines.extend(_snippet(group, text.split("\n"), width))
-    tail = [f"{pad} = note: {note}" for note in diag.notes]
+    tail = [f"{pad} = note: {chars.escaped(note)}" for note in diag.notes]
     if diag.help:
-        tail.append(f"{pad} = help: {diag.help}")
+        tail.append(f"{pad} = help: {chars.escaped(diag.help)}")
     if tail:
         if labels and any(lab.span.path in sources for lab in labels):
             lines.append(f"{pad} |")
@@ -141,51 +141,58 @@ def _snippet(labels: list[Label], source_lines: list[str], width: int) -> list[s
             out.append("...")
         previous = line_no
         raw = source_lines[line_no - 1].removesuffix("\r") if 0 < line_no <= len(source_lines) else ""
-        shown = _visible(raw.expandtabs(_TAB_WIDTH))
+        shown, cells = _cells(raw)
         out.append(f"{line_no:>{width}} | {shown}".rstrip())
         for label in sorted(by_line[line_no], key=lambda lab: (lab.span.column, not lab.primary)):
-            start, length = _underline_extent(label.span, raw)
+            start, length = _underline_extent(label.span, cells)
             mark = ("^" if label.primary else "-") * length
-            text = f" {label.text}" if label.text else ""
+            text = f" {chars.escaped(label.text)}" if label.text else ""
             out.append(f"{' ' * width} | {' ' * start}{mark}{text}")
     return out
 
 
-def _visible(text: str) -> str:
-    """Control characters as their one-cell Unicode "control pictures" (NUL → ␀), so that a stray byte
-    neither corrupts the terminal nor shifts the carets below it."""
-    return "".join(chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421" if ch == "\x7f" else ch for ch in text)
-
-
-def _underline_extent(span: Span, raw: str) -> tuple[int, int]:
-    """Display offset and width of ``span`` on its first line of ``raw`` text (tabs expanded).
-
-    A span that runs onto later lines is underlined to the end of its first line; an empty span
-    (an insertion point, or end of file) gets one caret.
-    """
-    begin = max(span.column - 1, 0)
-    end = span.end_column - 1 if span.end_line == span.line else max(len(raw), begin + 1)
-    end = max(end, begin + 1)
-    prefix = raw[:begin] + " " * max(begin - len(raw), 0)
-    start_width = _display_width(prefix, 0)
-    body = raw[begin:end]
-    length = _display_width(body, start_width) + max(end - begin - len(body), 0)
-    return start_width, max(length, 1)
-
-
-def _display_width(text: str, column: int) -> int:
-    """Terminal cells ``text`` occupies when it starts at display ``column`` (tabs, wide chars)."""
-    cells = column
-    for ch in text:
+def _cells(raw: str) -> tuple[str, list[int]]:
+    """``raw`` as the excerpt shows it, and the display column at which each of its characters starts (one
+    more entry: the end of the line). Tabs expand to the next multiple of 4; wide (East Asian W/F) characters
+    take 2 columns and combining marks none; controls become their one-column Unicode "control pictures"
+    (NUL → ␀), so a stray byte neither corrupts the terminal nor shifts the carets; invisible and bidi
+    characters become ``<U+202E>`` (`cascadec.chars`), so the excerpt reads as the parser reads it."""
+    pieces: list[str] = []
+    cells = [0]
+    for ch in raw:
+        column = cells[-1]
         if ch == "\t":
-            cells += _TAB_WIDTH - cells % _TAB_WIDTH
-        elif unicodedata.combining(ch):
-            continue
-        elif unicodedata.east_asian_width(ch) in ("W", "F"):
-            cells += 2
+            piece = " " * (_TAB_WIDTH - column % _TAB_WIDTH)
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            piece = chr(0x2400 + ord(ch)) if ch != "\x7f" else "\u2421"
+        elif chars.unseen(ch):
+            piece = chars.escaped(ch)
         else:
-            cells += 1
-    return cells - column
+            piece = ch
+        pieces.append(piece)
+        cells.append(column + _width(piece))
+    return "".join(pieces), cells
+
+
+def _width(piece: str) -> int:
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+               for ch in piece)
+
+
+def _underline_extent(span: Span, cells: list[int]) -> tuple[int, int]:
+    """Display offset and width of ``span`` on its first line, whose characters start at ``cells`` (`_cells`).
+
+    Columns count characters (code points), as Lark and `Span` do; a span past the end of the line counts
+    one column per missing character. A span that runs onto later lines is underlined to the end of its
+    first line; an empty span (an insertion point, or end of file) gets one caret.
+    """
+    last = len(cells) - 1
+    begin = max(span.column - 1, 0)
+    end = span.end_column - 1 if span.end_line == span.line else max(last, begin + 1)
+    end = max(end, begin + 1)
+    start = cells[min(begin, last)] + max(begin - last, 0)
+    stop = cells[min(end, last)] + max(end - last, 0)
+    return start, max(stop - start, 1)
 
 
 _HEADER = re.compile(r"^(error|warning)(\[[A-Z]+\d+\])?(:)?")
@@ -247,7 +254,7 @@ def render_concise(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]
     for d in ordered:
         s = d.span
         where = f"{s.path}:{s.line}:{s.column}: " if s else ""
-        out.append(f"{where}{d.severity}[{d.code}] {d.message}")
+        out.append(f"{where}{d.severity}[{d.code}] {chars.escaped(d.message)}")
     out.append(summary_line(ordered))
     return "\n".join(out) + "\n"
 
@@ -327,9 +334,9 @@ def render_github(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] 
                 f"endColumn={s.end_column}",
             ]
         where = f"{s.path}:{s.line}:{s.column}: " if s else ""
-        message = f"{where}{d.code} {d.message}"
+        message = f"{where}{d.code} {chars.escaped(d.message)}"
         if d.help:
-            message += f"\nhelp: {d.help}"
+            message += f"\nhelp: {chars.escaped(d.help)}"
         command = "error" if d.severity == "error" else "warning"
         out.append(f"::{command} {','.join(props)}::{_escape_data(message)}")
     return "".join(line + "\n" for line in out)

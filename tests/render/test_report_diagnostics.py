@@ -294,3 +294,45 @@ def test_highlight_full_colours_structure_not_source() -> None:
     assert _styles_of(text, "stage sft = sft(base)") == set()  # the user's source keeps its own colours
     concise = highlight_full(render_concise([UNKNOWN]))
     assert _styles_of(concise, "error[CAS301]") == {"bold red"}
+
+
+def _caret_under(source_line: str, at: str, message: str = "m") -> tuple[str, str]:
+    """The excerpt row and the caret row of a diagnostic spanning the text ``at`` of ``source_line``."""
+    begin = source_line.index(at)
+    span = Span(P, 1, begin + 1, 1, begin + 1 + len(at), begin, begin + len(at))
+    lines = render_full([Diagnostic("CAS301", "unknown-key", "error", message, (Label(span, "here"),))],
+                        {P: source_line + "\n"}).splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("1 |"))
+    return lines[row].removeprefix("1 | "), lines[row + 1].removeprefix("  | ")
+
+
+@pytest.mark.parametrize("before", ['"你好世界" ', '"e\u0301e\u0301"\t', '"你\u0301"\t', '"😀😀" ', "\u3000"])
+def test_full_carets_sit_under_the_span_after_wide_combining_and_tab_characters(before: str) -> None:
+    shown, carets = _caret_under(f"  note = {before}zzz = 3", "zzz")
+    # East Asian wide characters take 2 columns, combining marks none, a tab runs to the next multiple of 4
+    cells = [0]
+    for ch in shown:
+        cells.append(cells[-1] + (2 if ch in "你好世界😀\u3000" else 0 if ch == "\u0301" else 1))
+    start = carets.index("^")
+    assert carets.count("^") == 3 and shown[cells.index(start):cells.index(start) + 3] == "zzz"
+
+
+def test_a_wide_character_under_the_span_gets_two_carets_and_the_column_counts_characters() -> None:
+    shown, carets = _caret_under("  base ＝ model(x)", "＝")
+    assert carets == "       ^^ here"
+    assert "x.cascade:1:8" in render_concise([Diagnostic(
+        "CAS101", "c", "error", "m", (Label(Span(P, 1, 8, 1, 9, 7, 8)),))])
+
+
+@pytest.mark.parametrize("invisible", ["\u202e", "\u2066", "\u200b", "\ufeff", "\u2028", "\x85"])
+def test_bidi_and_invisible_characters_are_never_echoed_raw(invisible: str) -> None:
+    line = f'  x = 1 # "{invisible}" {invisible}y = 2'
+    code = f"<U+{ord(invisible):04X}>"
+    shown, carets = _caret_under(line, "y", f"`{invisible}y` is odd")
+    assert invisible not in shown and shown.count(code) == 2
+    assert carets.index("^") == shown.index("y = 2")
+    diag = Diagnostic("CAS301", "n", "error", f"`{invisible}y`", (Label(Span(P, 1, 1, 1, 2, 0, 1), invisible),),
+                      notes=(invisible,), help=invisible)
+    for render in (render_full, render_concise, render_github):
+        text = render([diag], {P: line + "\n"})
+        assert invisible not in text and code in text, render.__name__
