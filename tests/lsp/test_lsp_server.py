@@ -142,3 +142,16 @@ async def test_hover_definition_and_formatting(client) -> None:
     [edit] = await client.text_document_formatting_async(t.DocumentFormattingParams(
         t.TextDocumentIdentifier(uri), t.FormattingOptions(tab_size=2, insert_spaces=True)))
     assert edit.new_text == format_source(messy, str(C2))[0] == text
+
+
+def test_columns_count_characters_on_the_command_line_and_utf16_units_in_the_editor() -> None:
+    from cascadec.lsp import features
+    from cascadec.report_diagnostics import render_concise
+
+    text = 'cascade "x" {\n  stage s = sft(base) { note = "😀你" zzz = 3 }\n}\n'
+    [cli, *_] = [d for d in compile_source(text, "w.cascade").diagnostics if "zzz" in d.message]
+    [editor] = [d for d in features.diagnostics(text, "w.cascade") if "zzz" in d.message]
+    line = text.split("\n")[1]
+    assert cli.span.column == line.index("zzz") + 1 and f"w.cascade:2:{cli.span.column}:" in render_concise([cli])
+    assert editor.range.start == t.Position(1, line.index("zzz") + 1)  # 😀 is two UTF-16 units
+    assert features.offset_of(text, editor.range.start) == cli.span.start
