@@ -3,9 +3,9 @@
 The compiler reads it to accept a kind, its keys and their ranges (unregistered names get a located
 diagnostic with did-you-mean: CAS302 for a stage kind, CAS305 for a reward kind, CAS200 for an engine); the
 runtime reads it to find the implementation; docs/language.md and docs/rewards.md list the docs lines
-(`tests/compiler/test_kinds.py` keeps code and docs equal). Implementations are named as lazy
-``"module:attr"`` strings (:func:`load`), so the compiler never imports torch. How to add a kind:
-docs/CONTRIBUTING.md.
+(`tests/compiler/test_kinds.py` and `tests/cli/test_docs_sync.py` keep code and docs equal). Implementations
+are named as lazy ``"module:attr"`` strings (:func:`load`), so the compiler never imports torch. How to add a
+kind: docs/CONTRIBUTING.md.
 """
 
 from __future__ import annotations
