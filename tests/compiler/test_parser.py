@@ -192,3 +192,24 @@ def test_a_non_ascii_character_outside_strings_is_named_with_its_ascii_look_alik
     assert name in d.help and fix in d.help, d.help
     if not char.isprintable() or char.isspace():
         assert char not in d.message + d.help and f"U+{ord(char):04X}" in d.message
+
+
+def test_a_parse_turns_the_cycle_collector_off_only_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from cascadec import parser
+
+    seen: list[bool] = []
+    real = parser.ToAst.transform
+    monkeypatch.setattr(parser.ToAst, "transform", lambda self, tree: seen.append(gc.isenabled()) or real(self, tree))
+    assert gc.isenabled()
+    for text in ('cascade "x" { seed = 1 }', 'cascade "x" { seed = $ }'):
+        parse(text)
+        assert gc.isenabled()
+    assert seen == [False]
+    gc.disable()
+    try:
+        parse('cascade "x" { seed = 1 }')
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
