@@ -12,6 +12,7 @@ import re
 from lark import Lark, Token
 
 from cascadec.contract.params import SCHEDULE_KINDS
+from cascadec.contract.suggest import suggest
 
 Hint = tuple[str, Token, str, str]
 
@@ -51,6 +52,25 @@ def keyword_as_name(words: dict[str, str], before: list[Token], tok: Token, afte
     return (f"`{word}` is a reserved word and cannot be a name", word, "reserved word",
             f"rename it here and where it is used, e.g. `{word}_1` (reserved words: "
             + ", ".join(f"`{w}`" for w in sorted(words.values())) + ")")
+
+
+# the items written `WORD { ... }`, with nothing between the word and the brace
+_BRACED = {"RESOURCES", "TEACHERS"}
+
+
+def misspelt_block(words: dict[str, str], before: list[Token], tok: Token) -> Hint | None:
+    """`teacher { ... }`: a name where a block keyword goes, so the parser stops at `{` expecting `=`. Only
+    a name close to a block this block takes (`cascadec.contract.suggest`) is reported."""
+    if tok.type != "LBRACE" or not before or before[-1].type != "NAME":
+        return None
+    if len(before) > 1 and before[-2].type in ("EQUAL", "COMMA", "COLON", "DOT", *_OPEN - {"LBRACE"}):
+        return None  # part of a value, not an item
+    name = before[-1]
+    taken = {words[t]: t for t in _BRACED & _ITEMS.get(_block(before[:-1]), set())}
+    close = suggest(str(name), taken)
+    if close is None:
+        return None
+    return (f"unknown block `{name}`", name, "not a block", f"did you mean `{close}`?")
 
 
 _HEADS = {"CASCADE", "DOMAIN", "STAGE", "DEFAULTS", "EVAL", "RESOURCES", "TEACHERS", "LBRACE", "RBRACE"}

@@ -248,7 +248,7 @@ def _misread(parser: Lark, text: str, tok: Token) -> parse_hints.Hint | None:
     balanced = _item_starts(parser, text) is not None
     return (parse_hints.keyword_as_name(keywords(parser), tokens, tok, after)
             or parse_hints.misplaced_item(tokens, tok, balanced) or parse_hints.schedule_without_arrow(tokens, tok)
-            or parse_hints.and_in_until(tokens, tok))
+            or parse_hints.and_in_until(tokens, tok) or parse_hints.misspelt_block(keywords(parser), tokens, tok))
 
 
 _DIGITS = re.compile(r"[0-9_]*")  # matches at any position, possibly empty
