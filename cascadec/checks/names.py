@@ -8,12 +8,14 @@ from typing import Iterator
 from cascadec import ast
 from cascadec.checks.context import CheckContext
 from cascadec.checks.graph import domains_of
+from cascadec.checks.structure import meant_key
 from cascadec.checkpoints import declared
 from cascadec.codes import make
 from cascadec.routes import teacher_routes
 from cascadec.diagnostics import Diagnostic
 from cascadec.contract.kinds import STAGE_KINDS, TRAIN_METRICS
 from cascadec.contract.suggest import did_you_mean
+from cascadec.model.keys import DOMAIN_KEYS
 
 
 def _unknown(ident: ast.Ident, what: str, candidates: list[str]) -> Diagnostic:
@@ -169,9 +171,10 @@ def check_names(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_rewards(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """CAS306: a domain without a reward that a stage scores rollouts of (GRPO) or that has evals (each eval
-    scores completions with the domain's reward). A domain only distilled or fine-tuned on needs none."""
+    scores completions with the domain's reward). A domain only distilled or fine-tuned on needs none, and
+    one with a misspelt `reward` key (`rewad = gym()`) has its CAS301 say what is missing."""
     for d in ctx.view.domains:
-        if any(a.key.name == "reward" for a in d.assigns):
+        if any(a.key.name == "reward" or meant_key(a.key.name, DOMAIN_KEYS) == "reward" for a in d.assigns):
             continue
         name = d.name.name
         users = [(st.name.span, f"stage `{st.name.name}`", f"{st.kind.name} scores its rollouts with the reward")

@@ -156,6 +156,12 @@ def _home(name: str) -> str | None:
     return None
 
 
+def meant_key(name: str, valid: Iterable[str]) -> str | None:
+    """The valid key that CAS301's help says an unknown key ``name`` means (`reward` for `rewad`), or None
+    when the help points elsewhere (a key of another block) or finds no close key."""
+    return None if name in valid or _home(name) else suggest(name, valid)
+
+
 def _unknown(key: ast.Ident, valid: Iterable[str], where: str, value: ast.Value | None = None) -> Diagnostic:
     """CAS301; an unknown key's value is never converted, so its unknown unit (`memory = 80gb`) is told here."""
     home, close = _home(key.name), suggest(key.name, valid)
