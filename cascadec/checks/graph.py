@@ -125,8 +125,9 @@ def check_teachers(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic
         for a in assigns:
             refs = [a.value] if isinstance(a.value, ast.Ident) else \
                 [c for c in a.value.args if isinstance(c, ast.Ident)] if isinstance(a.value, ast.Call) else []
+            taken = {ref.name for ref in refs}
             for ref in refs:
-                yield from _available(ref, st, i, tree, index, view)
+                yield from _available(ref, st, i, tree, index, view, taken)
             if by is None and a.key.name != "default" and st.on is not None and a.key.name not in trained:
                 yield make("CAS315", f"teacher route for `{a.key.name}`, which `{st.name.name}` does not train on",
                            a.key.span, label="no prompt of this domain reaches the teacher",
@@ -144,16 +145,19 @@ def domains_of(st: ast.Stage, view: ast.SpecView) -> list[str]:
 
 
 def _available(ref: ast.Ident, st: ast.Stage, i: int, tree: Ancestry, index: dict[str, int],
-               view: ast.SpecView) -> Iterator[Diagnostic]:
+               view: ast.SpecView, taken: set[str]) -> Iterator[Diagnostic]:
     """A teacher is ``base``, a named checkpoint, an ancestor, or a finished branch: declared before the
     student, not its ancestor, and started from one of its ancestors (so it shares the student's tokenizer
-    and history). Unknown names are CAS300 (`checks.names`)."""
+    and history). Unknown names are CAS300 (`checks.names`). ``taken``: the names the route already holds."""
     name, student, parent_of = ref.name, st.name.name, tree.parent_of
     if name == "base" or name not in index or tree.is_ancestor(name, student):  # or a named checkpoint
         return
     if name == st.name.name:
+        other = _instead_of_self(i, tree, view, taken)
         yield make("CAS305", f"stage `{name}` cannot be its own teacher", ref.span, label="the student itself",
-                   help="name an earlier checkpoint, e.g. the parent `" + st.parent.name + "`")
+                   help=f"name an earlier checkpoint instead, e.g. `{other}`" if other else
+                   f"name a checkpoint other than the student and its start `{st.parent.name}` (e.g. one "
+                   "declared in `checkpoints = { ... }`), or drop the stage")
         return
     t = view.stages[index[name]]
     if tree.is_ancestor(student, name):
@@ -169,6 +173,20 @@ def _available(ref: ast.Ident, st: ast.Stage, i: int, tree: Ancestry, index: dic
                secondary=((t.name.span, f"`{name}` {note}"),),
                notes=(f"ancestors of `{student}`: " + _listing(ancestors(student, parent_of)),),
                help="use an ancestor, or a stage declared earlier that starts from one of the ancestors")
+
+
+def _instead_of_self(i: int, tree: Ancestry, view: ast.SpecView, taken: set[str]) -> str | None:
+    """A teacher to write where stage ``i`` names itself: the nearest earlier stage it may learn from (an
+    ancestor or a branch off its parent chain), else `base`. Never its parent (a distill stage taught only by
+    its own start is CAS420) nor a name the route already holds (a repeated `best(...)` candidate is CAS303)."""
+    student = view.stages[i].name.name
+    parent = tree.parent_of.get(student)
+    for st in reversed(view.stages[:i]):
+        name = st.name.name
+        if name not in taken and name != parent and (tree.is_ancestor(name, student)
+                                                     or tree.is_ancestor(tree.parent_of.get(name), student)):
+            return name
+    return None if "base" in taken or parent == "base" else "base"
 
 
 def _listing(chain: list[str], shown: int = 12) -> str:

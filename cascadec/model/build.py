@@ -204,7 +204,11 @@ def _domain(b: Built, d: ast.Domain) -> None:
     loc = ("domains", name)
     b.put(loc + ("name",), name, d.name.span, "domain")
     b.spans[loc] = (d.name.span, name)
-    converters = {"train": to_data, "reward": to_reward, "system": to_str, "chat": _chat, "decontaminate": to_bool}
+    # `decontaminate = on` without an eval has nothing to drop rows against (CAS411): the help says so
+    flag = (None if d.evals else f"domain `{name}` has no eval to drop training rows against: write "
+            f"`decontaminate = off`, or add an `eval NAME = ...` to it and write `decontaminate = on`")
+    converters = {"train": to_data, "reward": to_reward, "system": to_str, "chat": _chat,
+                  "decontaminate": lambda v, key: to_bool(v, key, help=flag)}
     for a in d.assigns:
         fn = converters.get(a.key.name)
         if a.key.name == "overlong":  # one rule sets the domain's four overlong fields

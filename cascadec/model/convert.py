@@ -77,10 +77,12 @@ def to_float(v: ast.Value, key: str) -> float:
     return float(value)
 
 
-def to_bool(v: ast.Value, key: str) -> bool:
+def to_bool(v: ast.Value, key: str, help: str | None = None) -> bool:
+    """``on``/``off`` (and the other words of `BOOLS`); raises `Invalid` (CAS200, with ``help`` when given)."""
     if isinstance(v, ast.Ident) and v.name in BOOLS:
         return BOOLS[v.name]
-    raise _bad("CAS200", f"`{key}` takes `on` or `off`, found {_shape(v)}", v.span, help=f"write `{key} = on`")
+    raise _bad("CAS200", f"`{key}` takes `on` or `off`, found {_shape(v)}", v.span,
+               help=help or f"write `{key} = on`")
 
 
 def to_enum(v: ast.Value, key: str, choices: tuple[str, ...]) -> str:
@@ -176,12 +178,17 @@ def convert(v: ast.Value, key: str, spec: Key) -> Any:
     return _CONVERTERS[spec.kind](v, key)
 
 
+# an `avg@K` example that lints clean: greedy samples at the default temperature 0 are identical (CAS405)
+SAMPLED_METRIC = "`metric = avg@4  temperature = 0.6`"
+
+
 def to_metric(v: ast.Value, key: str) -> dict[str, Any]:
     if isinstance(v, ast.Metric) and v.kind in ("pass", "avg"):
         if v.kind == "pass" and v.k == 1:
             return {"metric": "pass@1", "k": 1}
         return {"metric": f"{v.kind}@k", "k": v.k}
-    raise _bad("CAS200", f"`{key}` takes `pass@1`, `avg@K` or `pass@K`", v.span, help="write e.g. `metric = avg@4`")
+    raise _bad("CAS200", f"`{key}` takes `pass@1`, `avg@K` or `pass@K`", v.span, help=f"write e.g. {SAMPLED_METRIC}")
+
 
 
 def to_retention(v: ast.Value, key: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from cascadec.codes import make
 from cascadec.contract.kinds import STAGE_KINDS
 from cascadec.diagnostics import Diagnostic, Span
+from cascadec.model.convert import SAMPLED_METRIC
 
 Spans = dict[tuple[Any, ...], tuple[Span, str]]
 
@@ -97,7 +98,8 @@ _RANGE_HELP = {
     "betas": "Adam betas lie in [0, 1), e.g. `betas = (0.9, 0.95)`",
     "steps": "give the stage at least one optimizer step, e.g. `steps = 100`",
     "size": "`size` is how many problems the generator makes, e.g. `size = 2000`",
-    "metric": "K counts the samples per prompt: write e.g. `metric = pass@1` or `metric = avg@4`",
+    "metric": f"K counts the samples per prompt: write e.g. `metric = pass@1`, or {SAMPLED_METRIC} (samples "
+              "at temperature 0 are all the same)",
     "max_tokens": "`max_tokens` caps the tokens of each sampled answer, e.g. `max_tokens = 512`",
     "kl": "`kl` weighs the reverse-KL penalty to the reference; 0 turns it off",
     "entropy": "`entropy` weighs the entropy bonus; 0 turns it off",
