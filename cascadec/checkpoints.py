@@ -100,14 +100,14 @@ def _hub_fix(what: str, written: ast.Str) -> str:
             "ending with `-` or `.`, without `--` or `..`, at most 96 characters")
 
 
-def hub_id_problem(what: str, written: ast.Str) -> Diagnostic | None:
+def hub_id_problem(what: str, written: ast.Str, note: str = LOCAL_NOTE) -> Diagnostic | None:
     """CAS325 for a name ``written`` (not local by `cascadec.model.calls.is_local`) that the Hub rejects as a
     repository id (`cascadec.model.calls.is_hub_id`): it would fail at load time. The help names only a fix that
-    lints (:func:`_hub_fix`)."""
+    lints (:func:`_hub_fix`); ``note`` says how names are told apart where ``what`` is read."""
     if is_hub_id(written.value):
         return None
     return make("CAS325", f"{what} `{written.value}` is neither a hub id nor a local directory", written.span,
-                label="not a hub id", notes=(LOCAL_NOTE,), help=_hub_fix(what, written))
+                label="not a hub id", notes=(note,), help=_hub_fix(what, written))
 
 
 def shown(path: str) -> str:

@@ -155,6 +155,8 @@ class Arg:
     required: bool = False
     choices: tuple[str, ...] = ()
     positional: bool = False  # written first without a name: `reward_model("m")`, `py("m:f")`
+    # a model loaded with `from_pretrained`: a local directory or a hub id, checked by the base model's rule
+    model: bool = False
 
 
 _COLUMN = Arg()
@@ -192,10 +194,11 @@ REWARD_KINDS: dict[str, RewardKind] = {k.name: k for k in (
                               "entry_point": _COLUMN, "workers": Arg("int"), "packages": Arg(),
                               "sandbox": Arg("enum", choices=("namespaces", "rlimits"))},
                "runtime.rewards.code:UnitTestsReward", "code run against unit tests in a sandbox"),
-    RewardKind("reward_model", {"model": Arg("str", required=True, positional=True), "batch_size": Arg("int"),
+    RewardKind("reward_model", {"model": Arg("str", required=True, positional=True, model=True),
+                                "batch_size": Arg("int"),
                                 "max_length": Arg("int")},
                "runtime.rewards.models:RewardModelReward", "a Bradley-Terry scalar reward model"),
-    RewardKind("judge", {"model": Arg("str", positional=True), "mode": Arg("enum", choices=("pairwise", "pointwise")),
+    RewardKind("judge", {"model": Arg("str", positional=True, model=True), "mode": Arg("enum", choices=("pairwise", "pointwise")),
                          "pairs": Arg("enum", choices=("all", "circular")), "reference": _COLUMN,
                          "max_new_tokens": Arg("int"), "generate": Arg("str")},
                "runtime.rewards.models:JudgeReward", "a generative judge, pairwise or pointwise"),

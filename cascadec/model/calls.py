@@ -8,7 +8,7 @@ from typing import Any
 from cascadec import ast
 from cascadec.contract.kinds import REWARD_KINDS
 from cascadec.contract.suggest import did_you_mean
-from cascadec.diagnostics import Span
+from cascadec.diagnostics import Diagnostic, Span
 from cascadec.model.convert import Invalid, _bad, _shape, to_float, to_int, to_plain, to_str
 from cascadec.model.keys import PACKAGED_MODELS
 from cascadec.reward_args import check_reward_args
@@ -89,6 +89,23 @@ def to_data(v: ast.Value, key: str) -> dict[str, Any]:
 _REWARD_POSITIONAL = {k.name: n for k in REWARD_KINDS.values() for n, a in k.args.items() if a.positional}
 
 
+# `runtime.rewards.models` reads a reward's model path as written, from the directory the run starts in
+_REWARD_MODEL_NOTE = ("a name starting with `./`, `../`, `/` or `~` is a local directory, read from the directory "
+                      "`cascadec run` runs in; other names are hub ids (`name` or `org/name`)")
+
+
+def _model_name_problem(kind: str, named: dict[str, ast.Value]) -> Diagnostic | None:
+    """CAS325 for a reward's model (`reward_model("m")`, `judge("m")`) that is not written as a local path and
+    that the Hub rejects as a repository id: the base model's rule (`cascadec.checkpoints.hub_id_problem`)."""
+    from cascadec.checkpoints import hub_id_problem  # it builds on this module's converters
+
+    for name, arg in REWARD_KINDS[kind].args.items():
+        value = named.get(name)
+        if arg.model and isinstance(value, ast.Str) and not is_local(value.value):
+            return hub_id_problem(f"`{kind}` model", value, _REWARD_MODEL_NOTE)
+    return None
+
+
 def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
     call = _call(v, "reward", tuple(REWARD_KINDS), "math_verify()")
     kind = call.func.name
@@ -113,7 +130,7 @@ def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
                                    if kw.key.name not in ("code_switch_penalty", "weights")}
     if kind in _REWARD_POSITIONAL and call.args:
         named[_REWARD_POSITIONAL[kind]] = call.args[0]
-    problem = check_reward_args(call, named)
+    problem = check_reward_args(call, named) or _model_name_problem(kind, named)
     if problem is not None:
         raise Invalid(problem)
     for kw in call.kwargs:
