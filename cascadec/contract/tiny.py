@@ -19,7 +19,7 @@ from typing import Any
 from cascadec.contract.suggest import suggest
 from cascadec.contract.tiny_rules import heads_problem, odd_rotary_problem, unused_rope_problem, written_key
 from cascadec.contract.tiny_rope import missing_rope_problem, rope_record_problem
-from cascadec.contract.tiny_size import layers_problem, size_problems
+from cascadec.contract.tiny_size import experts_problem, layers_problem, size_problems
 from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
 #: What a tiny model has where its ``tiny(...)`` call says nothing (the vocabulary comes from its tokenizer).
@@ -119,8 +119,10 @@ def _key_problem(name: str, cls: Any, key: str, value: Any) -> TinyProblem | Non
         rope = missing_rope_problem(key, value, one_line(error), _rope_sizes(name), builds)
     if rope is not None:
         return rope
-    example = _own_value(name, key, defaults.get(aliases.get(key, key)))
-    problem = value_problem(key, value, defaults.get(aliases.get(key, key)), example)
+    attr = aliases.get(key, key)
+    example = _own_value(name, key, defaults.get(attr))
+    problem = value_problem(key, value, defaults.get(attr), example) \
+        or experts_problem(attr, key, value, defaults.get(attr), example)
     return problem or (field_error(key, value, error, example) if error is not None else None)
 
 

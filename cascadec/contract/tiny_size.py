@@ -19,6 +19,13 @@ from cascadec.contract.tiny_values import TinyProblem
 MAX_TINY_LAYERS = 128
 #: Most parameters a tiny model may have: about twice the largest open-weight LLM (Kimi K2, 1.04e12).
 MAX_TINY_PARAMS = 2_000_000_000_000
+#: Most experts of one kind (routed or shared) a tiny model's layer may have, where its model type's own default
+#: is not larger: Qwen3-Next-80B-A3B routes among 512 experts a layer (transformers' `Qwen3NextConfig`), the most
+#: of the open-weight LLMs (DeepSeek-V3 has 256, Kimi K2 384). Doge's default of 16,384 small experts stays valid.
+MAX_TINY_EXPERTS = 512
+#: Config attributes that count a layer's experts, each of which gets its own MLP.
+EXPERT_ATTRS = frozenset({"num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
+                          "n_shared_experts", "num_shared_experts", "moe_num_shared_experts"})
 _WHY = ("a tiny model is a random-weight stand-in for tests, and the largest real LLMs have at most 126 layers "
         "(Llama 3.1 405B) and about 1e12 parameters (Kimi K2)")
 # Config attributes the count reads, in the order a too-large count is blamed on the keys that set them.
@@ -54,6 +61,21 @@ def layers_problem(key: str, value: Any, example: Any) -> TinyProblem | None:
     return _problem(key, value, f"more than {MAX_TINY_LAYERS} layers", example)
 
 
+def experts_problem(attr: str, key: str, value: Any, default: Any, example: Any) -> TinyProblem | None:
+    """``key = value`` (``key`` setting the config attribute ``attr``) giving a layer more experts than
+    :data:`MAX_TINY_EXPERTS` or the model type's own ``default``, whichever is larger. Each expert is built as
+    its own MLP, so a hundred thousand of them stall lint's build while the parameter bound, which counts the
+    small tiny MLPs, still holds."""
+    if attr not in EXPERT_ATTRS or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    bound = max(MAX_TINY_EXPERTS, default if isinstance(default, int) and not isinstance(default, bool) else 0)
+    if value <= bound:
+        return None
+    return _problem(key, value, f"more than {bound} experts a layer", example,
+                    "a tiny model is a random-weight stand-in for tests, and real MoE LLMs have at most 512 experts "
+                    "a layer (Qwen3-Next; DeepSeek-V3 256)")
+
+
 def size_problems(sizes: Mapping[str, Any], example: Callable[[str], Any],
                   written: Callable[[str], str | None]) -> list[TinyProblem]:
     """At least :data:`MAX_TINY_PARAMS` parameters (:func:`least_params` of a config's ``sizes``), at the keys
@@ -75,8 +97,8 @@ def size_problems(sizes: Mapping[str, Any], example: Callable[[str], Any],
     return problems
 
 
-def _problem(key: str | None, value: Any, what: str, example: Any) -> TinyProblem:
-    return TinyProblem("value", key, f"`{key} = {value}` makes a tiny model of {what}: {_WHY}",
+def _problem(key: str | None, value: Any, what: str, example: Any, why: str = _WHY) -> TinyProblem:
+    return TinyProblem("value", key, f"`{key} = {value}` makes a tiny model of {what}: {why}",
                        f"write e.g. `{key} = {example}`" + (" (or leave it out: it defaults to the tokenizer's)"
                                                             if key == "vocab_size" else "")
                        + "; to train a real model, write `model(\"org/name\")`")

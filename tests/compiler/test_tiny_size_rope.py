@@ -11,7 +11,7 @@ import pytest
 
 from cascadec.contract.tiny import _build_problem, tiny_problems
 from cascadec.contract.tiny_rope import rope_types
-from cascadec.contract.tiny_size import MAX_TINY_PARAMS, least_params
+from cascadec.contract.tiny_size import MAX_TINY_EXPERTS, MAX_TINY_PARAMS, least_params
 
 
 def _one(name: str, config: dict) -> tuple[str, str, str | None]:
@@ -62,6 +62,23 @@ def test_the_parameter_count_is_a_close_lower_bound_of_the_built_models(name: st
              "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "num_local_experts",
              "num_experts", "tie_word_embeddings")}
     assert 0.6 * built <= least_params(sizes) <= built
+
+
+@pytest.mark.parametrize(("name", "key"), [("mixtral", "num_local_experts"), ("qwen2_moe", "num_experts"),
+                                         ("deepseek_v3", "n_routed_experts"), ("deepseek_v3", "num_local_experts"),
+                                         ("deepseek_v3", "n_shared_experts")])
+def test_an_expert_count_beyond_any_real_model_is_refused_at_its_key_and_the_hint_passes(name: str, key: str) -> None:
+    message, hint, at = _one(name, {key: 100_000})
+    assert at == key and f"more than {MAX_TINY_EXPERTS} experts a layer" in message
+    assert not tiny_problems(name, _applied({key: 100_000}, hint))
+
+
+def test_the_expert_bound_admits_the_real_models_with_the_most_experts() -> None:
+    from transformers import Qwen3NextConfig
+
+    assert Qwen3NextConfig().num_experts == MAX_TINY_EXPERTS  # the bound's source
+    assert not tiny_problems("qwen3_moe", {"num_experts": MAX_TINY_EXPERTS})
+    assert not tiny_problems("deepseek_v3", {"n_routed_experts": 256})
 
 
 def test_a_real_model_shape_passes_the_bound() -> None:
