@@ -201,7 +201,8 @@ _TABLE: tuple[Code, ...] = (
          "A head whose rotary part is an odd number of dimensions wide is refused for every RoPE model type, and "
          "a `rope_scaling` record must name a `rope_type` transformers has and every entry that type requires. "
          "A tiny model is a stand-in for tests, so it may not be larger than the largest real LLMs: at most 128 "
-         "layers (Llama 3.1 405B has 126) and 2e12 parameters (Kimi K2 has about 1e12), counted from the config "
+         "layers (Llama 3.1 405B has 126), 512 experts of a kind a layer (Qwen3-Next has 512; a model type whose "
+         "own default is larger keeps it) and 2e12 parameters (Kimi K2 has about 1e12), counted from the config "
          "before anything is built. Every independent problem of a call is reported. `cascadec lint` and "
          "`cascadec run` check this before anything runs."),
     Code("CAS330", "tiny-config-doubtful", "warning", "a `tiny(...)` setting transformers warns about but uses",
