@@ -208,7 +208,8 @@ _TABLE: tuple[Code, ...] = (
     Code("CAS330", "tiny-config-doubtful", "warning", "a `tiny(...)` setting transformers warns about but uses",
          "While building a `tiny(...)` config, transformers logged a warning about a key of the spec that it still "
          "uses as written, e.g. a YaRN `rope_scaling` factor that does not match the ratio of "
-         "`max_position_embeddings` to `original_max_position_embeddings`. The model runs, perhaps not as meant. "
+         "`max_position_embeddings` to `original_max_position_embeddings` (told in the spec's words, with the "
+         "factor and the original context that agree). The model runs, perhaps not as meant. "
          "Warnings that transformers ignores a setting or finds a value invalid are CAS329 errors instead; lines "
          "about no key of the spec are not shown."),
     Code("CAS331", "reserved-name", "error", "a stage, domain, eval or checkpoint named with a reserved word",

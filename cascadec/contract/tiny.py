@@ -18,7 +18,7 @@ from typing import Any
 
 from cascadec.contract.suggest import suggest
 from cascadec.contract.tiny_rules import heads_problem, odd_rotary_problem, unused_rope_problem, written_key
-from cascadec.contract.tiny_rope import missing_rope_problem, rope_record_problem
+from cascadec.contract.tiny_rope import missing_rope_problem, rope_record_problem, yarn_factor_problem
 from cascadec.contract.tiny_size import experts_problem, layers_problem, size_problems
 from cascadec.contract.tiny_values import TinyProblem, field_error, value_problem
 
@@ -301,7 +301,8 @@ def warned(name: str, config: dict[str, Any], lines: list[str]) -> list[TinyProb
         if key is None or key in out:
             continue
         text = one_line(Exception(line))
-        rope = unused_rope_problem(config, line, lambda k, record: _uses_all(name, {**config, k: record}))
+        rope = unused_rope_problem(config, line, lambda k, record: _uses_all(name, {**config, k: record})) \
+            or yarn_factor_problem(config, line)
         if rope is not None:
             out[key] = rope
         elif "nrecognized" in line or "ignor" in line:

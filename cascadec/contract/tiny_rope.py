@@ -21,6 +21,10 @@ _MISSING = re.compile(r"Missing required keys in `rope_parameters` for 'rope_typ
 # Values for the entries a RoPE type requires, as published with the models that introduced them (Llama 3.1's
 # `low_freq_factor`/`high_freq_factor`); the lengths and context sizes are the tiny model's own
 # (`example_entry`).
+# transformers' `_validate_yarn_rope_parameters` (modeling_rope_utils), logged: the factor as written, then the
+# ratio of the positions to the pre-YaRN context
+_YARN_FACTOR = re.compile(r"explicitly set RoPE scaling factor \(config\.rope_parameters\['factor'\] = ([^)]*)\) "
+                          r"does not match .* = ([0-9.eE+-]+)\)\. Using the explicit factor")
 _PUBLISHED = {"factor": 2.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0}
 
 
@@ -88,3 +92,27 @@ def example_entry(name: str, record: Mapping[str, Any], sizes: Mapping[str, int]
     if name == "rope_theta":
         return sizes.get("rope_theta", 10000.0)
     return _PUBLISHED.get(name, 1.0)
+
+
+def yarn_factor_problem(config: Mapping[str, Any], line: str) -> TinyProblem | None:
+    """transformers' warning ``line`` that a YaRN ``factor`` is not the ratio of ``max_position_embeddings`` to
+    ``original_max_position_embeddings`` (it builds the model with the factor as written), in the spec's words
+    at the record's `factor`, with the factor or the original context that makes them agree. None for another
+    line."""
+    found = _YARN_FACTOR.search(line)
+    key = next((k for k in ROPE_KEYS if isinstance(config.get(k), dict)), None)
+    if found is None or key is None:
+        return None
+    record = config[key]
+    factor, original, ratio = record.get("factor"), record.get("original_max_position_embeddings"), float(found[2])
+    if not isinstance(factor, (int, float)) or not isinstance(original, int):
+        return None
+    positions = round(ratio * original)
+    shown_ratio = shown(float(ratio))
+    fix = f"write `factor = {shown_ratio}` in `{key}`"
+    if factor > 0 and positions % factor == 0:
+        fix += f", or `original_max_position_embeddings = {int(positions // factor)}`"
+    return TinyProblem("warned", key, f"`factor = {shown(factor)}` in `{key}` is not `max_position_embeddings / "
+                       f"original_max_position_embeddings` = {positions} / {original} = {shown_ratio}: YaRN "
+                       f"scales the context by the factor as written", fix + " (YaRN's factor is that ratio)",
+                       entry="factor")

@@ -234,6 +234,14 @@ def test_a_setting_transformers_doubts_but_uses_is_a_warning_that_the_runtime_le
             'original_max_position_embeddings = 256})')
     result = compile_source(_spec(tiny), "t.cascade", build_data=True)
     [d] = result.diagnostics
-    assert (d.code, d.severity) == ("CAS330", "warning") and "transformers warns about it" in d.message
+    assert (d.code, d.severity) == ("CAS330", "warning") and d.message.endswith(
+        "`factor = 2.0` in `rope_scaling` is not `max_position_embeddings / original_max_position_embeddings` = "
+        "1024 / 256 = 4.0: YaRN scales the context by the factor as written")
+    assert "config.rope_parameters" not in d.message  # the spec's words, not transformers'
     assert result.plan is not None
     check_tiny(result.plan.base)  # no ModelLoadError: the run goes ahead
+    for fix in ("factor = 4.0", "original_max_position_embeddings = 512"):
+        assert f"`{fix}`" in (d.help or "")
+        key, value = fix.split(" = ")
+        fixed = tiny.replace("factor = 2.0", f"factor = {value}") if key == "factor" else tiny.replace("= 256", "= 512")
+        assert compile_source(_spec(fixed), "t.cascade", build_data=True).diagnostics == []
