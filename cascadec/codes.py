@@ -128,11 +128,13 @@ _TABLE: tuple[Code, ...] = (
          "help line suggests the closest field of that generator's config, or lists them all."),
     Code("CAS320", "data-not-found", "warning", "a local data file or dataset directory does not exist",
          "A `jsonl(\"PATH\")` file or an `hf_disk(\"PATH\")` directory is missing (relative paths are resolved "
-         "from the directory of the spec file that names them; the note gives the resolved path). It is "
-         "reported only when the directory that should hold it exists, which is where a misspelt name is the "
-         "likely cause; the help line suggests the closest name there. A spec whose data directory is absent "
-         "altogether is taken to be compiled away from its data (the data lives on the cluster or is made "
-         "later), so it is a warning and `cascadec run` checks every data file again before the first stage."),
+         "from the directory of the spec file that names them; the note gives the resolved path). Where the "
+         "directory that should hold it exists, the help line suggests the closest name there. Where that "
+         "directory is missing too, the sources of one spec file under the same missing folder are one warning, "
+         "at the first of them, the others marked (a spec compiled away from its data, which lives on the "
+         "cluster or is made later, gets one warning, not one a file), and the help suggests the closest folder "
+         "where that names an existing file. It is a warning: `cascadec run` checks every data file again "
+         "before the first stage."),
     Code("CAS321", "data-column-missing", "error", "a data row lacks a column that the spec maps or a stage needs",
          "The compiler reads the first non-empty line of each local `jsonl` file (only that line: files can be "
          "large) and every `inline([...])` row. A column mapped with `ROLE = \"COLUMN\"` must exist; without "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,10 @@ def _uses(ctx: CheckContext) -> Iterator[_Use]:
             for name in st.domains:
                 sft.setdefault(name, node.name)
     nodes = ctx.domains()
+    names = Counter(d.name.name for d in ctx.view.domains)
     for name, domain in ctx.spec.domains.items():
+        if names[name] > 1:
+            continue  # defined twice (CAS303): the model's fields come from both blocks, the node from the first
         node = nodes[name]
         train = next(a.value for a in node.assigns if a.key.name == "train")
         if isinstance(train, ast.Call):
@@ -105,6 +109,47 @@ def _missing_path(use: _Use) -> Diagnostic | None:
                 help=f"did you mean `{os.path.join(os.path.dirname(written.value), close)}`?" if close else
                 "create it before `cascadec run`, or fix the path (relative paths are resolved from the spec's "
                 "directory)")
+
+
+def _absent_folder(path: str) -> str | None:
+    """The outermost folder of ``path`` that does not exist, or None when the folder meant to hold it exists."""
+    folder = os.path.dirname(path)
+    if os.path.isdir(folder):
+        return None
+    while not os.path.isdir(os.path.dirname(folder)) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _missing_folder(folder: str, uses: list[_Use]) -> Diagnostic:
+    """One CAS320 for the sources of one spec file under the missing ``folder``: at the first, the others
+    marked (a spec written for data not yet prepared gets one warning, not one a file). The help corrects the
+    folder's name where that names an existing file (`dat/math.jsonl` for `data/math.jsonl`)."""
+    first = uses[0]
+    path, written = first.data.path or "", first.call.args[0]
+    assert isinstance(written, ast.Str)
+    what = "dataset directory" if first.data.kind == "hf_disk" else "data file"
+    there = os.path.dirname(folder)
+    try:
+        folders = [e for e in os.listdir(there) if os.path.isdir(os.path.join(there, e))]
+    except OSError:
+        folders = []
+    close = suggest(os.path.basename(folder), folders)
+    fixed = os.path.join(there, close, os.path.relpath(path, folder)) if close else None
+    notes = [f"resolved to `{_shown(path)}`; the folder `{_shown(folder)}` does not exist"]
+    if len(uses) > 1:
+        more = len(uses) - 1
+        notes.append(f"{more} more data source{'s' if more > 1 else ''} of this file "
+                     f"{'name paths' if more > 1 else 'names a path'} in it")
+    help_ = "create the folder and its files before `cascadec run`, or fix the path (relative paths are resolved " \
+        "from the spec's directory)"
+    if fixed is not None and os.path.exists(fixed):
+        # the corrected path as written: relative to the written path's own folder
+        beside = os.path.relpath(fixed, os.path.dirname(path))
+        help_ = f"did you mean `{os.path.normpath(os.path.join(os.path.dirname(written.value), beside))}`?"
+    return make("CAS320", f"{what} `{written.value}` does not exist", written.span, label="not found",
+                secondary=tuple((u.call.args[0].span, "also in the missing folder") for u in uses[1:]),
+                notes=tuple(notes), help=help_)
 
 
 def _read_first_line(path: str) -> tuple[int, str] | None:
@@ -281,9 +326,14 @@ def _check_inline(use: _Use) -> Iterator[Diagnostic]:
 
 def check_data(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
     """CAS320/CAS321/CAS322 for every domain's train and eval data."""
+    absent: dict[tuple[str, str], list[_Use]] = {}
     for use in _uses(ctx):
         kind = use.data.kind
-        if kind in FILE_KINDS:
+        path = use.data.path or ""
+        folder = _absent_folder(path) if kind in FILE_KINDS and not os.path.exists(path) else None
+        if folder is not None:
+            absent.setdefault((folder, use.call.args[0].span.path), []).append(use)
+        elif kind in FILE_KINDS:
             missing = _missing_path(use)
             if missing is not None:
                 yield missing
@@ -291,3 +341,5 @@ def check_data(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
                 yield from _check_jsonl(use)
         elif kind == "inline":
             yield from _check_inline(use)
+    for (folder, _), uses in absent.items():
+        yield _missing_folder(folder, uses)

@@ -226,9 +226,10 @@ def test_check_rewards_says_when_it_falls_back_to_synthetic_rows(tmp_path: Path)
     spec.write_text('cascade "e" {\n  base = model(tiny(llama))\n  domain d {\n'
                     '    train = jsonl("/cluster/only/d.jsonl")\n    reward = exact()\n  }\n'
                     '  stage s = sft(base) on d { steps = 2  batch_size = 2  lr = 1e-5 }\n}\n', encoding="utf-8")
-    assert invoke(["lint", str(spec)]).exit_code == 0  # data compiled away from its files is fine
+    assert invoke(["lint", str(spec)]).exit_code == 0  # data compiled away from its files is a warning (CAS320)
     result = invoke(["lint", "--check-rewards", "--format", "json", str(spec)])
-    (item,) = json.loads(result.stdout)
+    missing, item = json.loads(result.stdout)
+    assert missing["code"] == "CAS320"
     assert (item["code"], item["severity"], item["location"]) == ("CAS503", "warning", {"row": 5, "column": 14})
     assert "checked only on synthetic samples" in item["message"] and "/cluster/only/d.jsonl" in item["message"]
     assert "real rows" in item["help"]

@@ -21,3 +21,12 @@ SMALL = '''cascade "small" {
   stage opd = distill(rl) { steps = 2  prompts_per_step = 2  lr = 1e-6  teachers { code = side  default = sft } }
 }
 '''
+
+
+def with_data(folder: Path, name: str = "small.cascade") -> str:
+    """The path of a spec ``name`` in ``folder`` beside the data file `SMALL` reads (one row that SFT and the
+    unit-test reward can use), so that a test of something else sees no CAS320 for it."""
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "data" / "code.jsonl").write_text('{"prompt": "Write f() returning 1.", "completion": '
+                                                '"def f():\\n    return 1", "tests": ["assert f() == 1"]}\n')
+    return str(folder / name)

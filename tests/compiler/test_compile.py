@@ -11,7 +11,7 @@ from cascadec import compiler
 from cascadec.compiler import compile_file, compile_source
 from cascadec.report_diagnostics import render_full
 
-from compiler_helpers import ROOT, SHIPPED
+from compiler_helpers import ROOT, SHIPPED, with_data
 
 
 @pytest.mark.parametrize("spec", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -19,7 +19,10 @@ def test_shipped_specs_compile_clean(spec: Path) -> None:
     result = compile_file(spec)
     assert result.plan is not None and result.ok, render_full(result.diagnostics, result.sources)
     if spec.parent.name == "specs":
-        assert not result.diagnostics, render_full(result.diagnostics, result.sources)
+        # the data a reproduction prepares is not shipped: one warning for its folder, and nothing else
+        [missing] = result.diagnostics
+        assert missing.code == "CAS320" and "the folder `" in missing.notes[0], render_full([missing], result.sources)
+        assert os.path.join("specs", "data") in missing.notes[0]
 
 
 def test_both_paper_specs_are_shipped() -> None:
@@ -84,10 +87,10 @@ def test_imports_resolve_relative_to_the_importing_file(tmp_path: Path, small: s
                                    str(tmp_path / "lib" / "more.cascade"), str(tmp_path / "lib" / "other.cascade")}
 
 
-def test_errors_in_one_phase_suppress_later_phases(small: str) -> None:
+def test_errors_in_one_phase_suppress_later_phases(small: str, tmp_path: Path) -> None:
     # an unknown key (structure phase) must not also produce model or batch diagnostics
     text = small.replace("batch_size = 2", "batch_sise = 2  micro_batch = 3")
-    codes = [d.code for d in compile_source(text).diagnostics]
+    codes = [d.code for d in compile_source(text, with_data(tmp_path)).diagnostics]
     assert codes == ["CAS301"]
 
 
@@ -97,11 +100,15 @@ def test_all_value_errors_of_one_phase_are_collected(small: str) -> None:
     assert codes == ["CAS201", "CAS201"]
 
 
-def test_the_language_reference_example_compiles_clean() -> None:
+def test_the_language_reference_example_compiles_clean(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     example = doc.split("```\n", 2)[1]
     assert example.lstrip().startswith("# two domains")
-    result = compile_source(example, str(ROOT / "docs" / "example.cascade"))
+    without = compile_source(example, str(ROOT / "docs" / "example.cascade"))
+    assert [d.code for d in without.diagnostics] == ["CAS320"]  # its data file is the reader's to write
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "math.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n')
+    result = compile_source(example, str(tmp_path / "example.cascade"))
     assert result.plan is not None and not result.diagnostics, render_full(result.diagnostics, result.sources)
 
 
@@ -116,7 +123,7 @@ def test_a_shared_value_error_is_reported_once(small: str) -> None:
 
 
 def test_a_byte_order_mark_is_not_a_syntax_error(tmp_path: Path, small: str) -> None:
-    spec = tmp_path / "bom.cascade"
+    spec = Path(with_data(tmp_path, "bom.cascade"))
     spec.write_bytes("\ufeff".encode() + small.encode())
     result = compile_file(spec)
     assert result.plan is not None and not result.diagnostics

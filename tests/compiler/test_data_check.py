@@ -74,10 +74,30 @@ def test_a_missing_file_without_a_close_name_says_how_to_fix_it(tmp_path: Path) 
     assert "fix the path" in (_only(result, "CAS320").help or "")
 
 
-def test_data_whose_whole_directory_is_absent_is_left_to_the_runtime(tmp_path: Path) -> None:
-    # the spec is compiled away from its data (the papers' specs name cluster files): no warning flood
-    result = _compile(tmp_path, 'jsonl("data/c2/rl/math.jsonl", prompt = "problem")')
-    assert result.ok and result.diagnostics == []
+def test_a_file_whose_folder_is_missing_too_is_the_same_located_warning(tmp_path: Path) -> None:
+    result = _compile(tmp_path, 'jsonl("nope/nope.jsonl", prompt = "problem")')
+    d = _only(result, "CAS320")
+    assert d.severity == "warning" and result.plan is not None and _at(result, d) == '"nope/nope.jsonl"'
+    assert d.message == "data file `nope/nope.jsonl` does not exist"
+    assert d.notes == (f"resolved to `{tmp_path / 'nope' / 'nope.jsonl'}`; the folder `{tmp_path / 'nope'}` does "
+                       "not exist",)
+    assert "fix the path" in (d.help or "")
+
+
+def test_the_sources_under_one_missing_folder_are_one_warning(tmp_path: Path) -> None:
+    # a spec compiled away from its data (the papers' specs name cluster files): one warning, not one a file
+    evals = 'eval e = jsonl("data/c2/eval/aime.jsonl", prompt = "problem")'
+    result = _compile(tmp_path, 'jsonl("data/c2/rl/math.jsonl", prompt = "problem")', evals=evals)
+    d = _only(result, "CAS320")
+    assert _at(result, d) == '"data/c2/rl/math.jsonl"' and d.notes[1] == "1 more data source of this file names a " \
+        "path in it"
+    assert [_at(result, label.span) for label in d.labels if not label.primary] == ['"data/c2/eval/aime.jsonl"']
+
+
+def test_a_misspelt_missing_folder_gets_the_existing_one_and_the_help_lints_clean(tmp_path: Path) -> None:
+    result = _compile(tmp_path, 'jsonl("dat/math.jsonl", prompt = "problem")', rows={"math.jsonl": MATH})
+    assert _only(result, "CAS320").help == "did you mean `data/math.jsonl`?"
+    assert _compile(tmp_path, 'jsonl("data/math.jsonl", prompt = "problem")').diagnostics == []
 
 
 def test_hf_disk_is_only_checked_to_exist(tmp_path: Path) -> None:

@@ -47,13 +47,15 @@ def _at(text: str, needle: str, shift: int = 0) -> t.Position:
 async def test_diagnostics_on_open_and_change_are_the_compilers(client) -> None:
     text = C2.read_text()
     uri = await _open(client, C2)
-    assert list(client.diagnostics[uri]) == []
+    # the paper's data is not shipped: its missing folder is one warning (CAS320), there before and after
+    assert [d.code for d in client.diagnostics[uri]] == [d.code for d in compile_source(text, str(C2)).diagnostics] \
+        == ["CAS320"]
     bad = text.replace("steps = 25", "stepz = 25", 1)
     client.text_document_did_change(t.DidChangeTextDocumentParams(
         t.VersionedTextDocumentIdentifier(uri=uri, version=2), [t.TextDocumentContentChangeWholeDocument(bad)]))
     await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    [found] = client.diagnostics[uri]
-    [expected] = compile_source(bad, str(C2)).diagnostics
+    [found] = [d for d in client.diagnostics[uri] if d.code != "CAS320"]
+    [expected] = [d for d in compile_source(bad, str(C2)).diagnostics if d.code != "CAS320"]
     assert (found.code, found.source, found.severity) == (expected.code, "cascadec", t.DiagnosticSeverity.Error)
     span = expected.span
     assert found.range == t.Range(t.Position(span.line - 1, span.column - 1),
@@ -62,7 +64,7 @@ async def test_diagnostics_on_open_and_change_are_the_compilers(client) -> None:
     client.text_document_did_change(t.DidChangeTextDocumentParams(
         t.VersionedTextDocumentIdentifier(uri=uri, version=3), [t.TextDocumentContentChangeWholeDocument(text)]))
     await client.wait_for_notification(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    assert list(client.diagnostics[uri]) == []
+    assert [d.code for d in client.diagnostics[uri]] == ["CAS320"]
 
 
 @pytest.mark.asyncio

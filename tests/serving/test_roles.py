@@ -35,7 +35,8 @@ def _codes(resources: str) -> list[tuple[str, str]]:
 
 def test_c2_serves_its_three_teachers_and_fits_an_h100() -> None:
     result = compile_file(ROOT / "specs/nemotron-cascade-2.cascade")
-    assert result.plan is not None and not result.diagnostics
+    # its data is not shipped (one CAS320 warning for the folder); nothing about its servers or memory
+    assert result.plan is not None and [d.code for d in result.diagnostics] == ["CAS320"]
     mopd = result.plan.stage("mopd")
     r = mopd.resources
     assert set(r.teacher_servers) == {"sft", "rlhf_side", "multi_rl"}
