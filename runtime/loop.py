@@ -25,6 +25,7 @@ from cascadec.contract.errors import UserError
 from runtime.data import MixtureSampler
 from runtime.evals import EvalSet, run_evals
 from runtime.progress import StageProgress
+from runtime.save_cadence import SaveCadence
 from runtime.signals import StageStopped, stop_agreed
 from runtime.state import (
     RunDir, append_jsonl, atomic_dir, atomic_write_json, commit_dir, filter_jsonl, read_jsonl, recover_dir,
@@ -241,6 +242,7 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
     if reason:
         progress.note(f"[{stage.name}] {reason}")
     done = ctx.start_step
+    cadence = SaveCadence(stage.checkpoint_every(total), bounded=stage.save_every is None)
     finished = False
     try:
         for step in range(ctx.start_step, 0 if reason else total):
@@ -278,8 +280,8 @@ def run_stage(ctx: StageContext, trainer: Trainer, sampler: MixtureSampler, eval
                 if reason:
                     progress.note(f"[{stage.name}] stopping at step {done}: {reason}")
                     break
-            if stage.checkpoint_every(total) and done % stage.checkpoint_every(total) == 0:
-                save_checkpoint(ctx, trainer, done)
+            if cadence.point(done) and broadcast_from_main(acc, cadence.due()):
+                cadence.write(lambda: save_checkpoint(ctx, trainer, done))
             if stage.keep is not None and _retention_point(stage, done, total):
                 snapshot(ctx, done)
         progress.close()

@@ -366,8 +366,8 @@ class Stage(_Frozen):
     def checkpoint_every(self, total: int) -> int:
         """Steps between resumable checkpoints of a stage of ``total`` steps (0: none inside the stage):
         ``save_every`` when the spec sets it, else a tenth of ``total`` rounded up, at least 1 and at most
-        ``SAVE_EVERY_MAX``, so that a crash loses at most a tenth of a stage and a short stage checkpoints
-        every step. ``total`` is ``params.steps``, or the steps its epochs come to at run time."""
+        ``SAVE_EVERY_MAX`` (``total``: ``params.steps``, or what its epochs come to at run time); the runtime
+        skips a default point until the time since the last checkpoint is 10x its write (``runtime.save_cadence``)."""
         if self.save_every is not None:
             return self.save_every
         return min(SAVE_EVERY_MAX, max(1, -(-total // 10)))
