@@ -2,8 +2,8 @@
 
 A spec's ``save_every = N`` is kept exactly: a checkpoint every N steps. Left unset, ``Stage.checkpoint_every``
 gives a tenth of the stage (at least every step), which on a small stage of slow steps can cost more than the
-training: the quickstart's 135M-parameter checkpoint (model and AdamW state, 1.6 GB) took 6-37 s to write on a
-2-core machine, after steps of 12-48 s, so a third of a GRPO stage's wall time went to checkpoints
+training: the quickstart's 135M-parameter checkpoint (model and AdamW state, 1.6 GB) took 4-37 s to write on a
+2-core machine, after steps of 12-48 s, so about a fifth of a GRPO stage's wall time went to checkpoints
 (``bench/results/quickstart-cpu.md``, session 12). The default cadence is therefore also bounded by cost: a
 checkpoint point is skipped until the wall time since the last checkpoint (or the stage's start) is at least
 ``SAVE_COST_RATIO`` times what the last one took to write, which keeps checkpoints to about a tenth of the
@@ -32,7 +32,7 @@ class SaveCadence:
     every: int
     bounded: bool
     clock: Callable[[], float] = time.perf_counter
-    since: float = field(default=0.0)
+    since: float = field(init=False)
     last_write_s: float | None = None
 
     def __post_init__(self) -> None:
