@@ -23,7 +23,11 @@ import json
 import os
 from typing import Any
 
+from cascadec.contract.kinds import REWARD_KINDS
 from cascadec.contract.plan import Domain, Plan, Resources, Stage
+
+# a reward's arguments that name a model: a local one is an absolute path in the plan (`cascadec.model.calls`)
+_MODEL_ARGS = {k.name: {n for n, a in k.args.items() if a.model} for k in REWARD_KINDS.values()}
 
 
 def content_hash(payload: Any) -> str:
@@ -36,16 +40,24 @@ def _portable(data: Any, root: str | None) -> Any:
     """``data`` without origins and, when ``root`` is given, with absolute ``path`` values made relative to
     it, so that a hash does not change when the checkout moves (the plan itself keeps absolute paths)."""
     if isinstance(data, dict):
+        kind = data.get("kind") if isinstance(data.get("kind"), str) else None
         # a local model (`ModelRef` of kind `path`) keeps its path in `name`
-        path_keys = {"path", "name"} if data.get("kind") in ("path", "run") else {"path"}
-        return {
-            k: os.path.relpath(v, root) if root and k in path_keys and isinstance(v, str) and os.path.isabs(v)
-            else _portable(v, root)
-            for k, v in data.items() if k != "origin"
-        }
+        path_keys = {"path", "name"} if kind in ("path", "run") else {"path"}
+        out = {k: _relative(v, root) if k in path_keys else _portable(v, root)
+               for k, v in data.items() if k != "origin"}
+        models = _MODEL_ARGS.get(kind or "", set())
+        if models and isinstance(out.get("args"), dict):
+            out["args"] = {k: _relative(v, root) if k in models else v for k, v in out["args"].items()}
+        return out
     if isinstance(data, list):
         return [_portable(v, root) for v in data]
     return data
+
+
+def _relative(value: Any, root: str | None) -> Any:
+    if root and isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value, root)
+    return _portable(value, root)
 
 
 # GPU-role fields (issue 17) enter a hash only when set, so that plans that do not use them keep the hashes

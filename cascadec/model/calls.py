@@ -89,9 +89,9 @@ def to_data(v: ast.Value, key: str) -> dict[str, Any]:
 _REWARD_POSITIONAL = {k.name: n for k in REWARD_KINDS.values() for n, a in k.args.items() if a.positional}
 
 
-# `runtime.rewards.models` reads a reward's model path as written, from the directory the run starts in
-_REWARD_MODEL_NOTE = ("a name starting with `./`, `../`, `/` or `~` is a local directory, read from the directory "
-                      "`cascadec run` runs in; other names are hub ids (`name` or `org/name`)")
+# A local reward model is resolved against the spec's directory, as the base model is (`_local_models`)
+_REWARD_MODEL_NOTE = ("a name starting with `./`, `../`, `/` or `~` is a local directory, relative to the spec's "
+                      "directory; other names are hub ids (`name` or `org/name`)")
 
 
 def _model_name_problem(kind: str, named: dict[str, ast.Value]) -> Diagnostic | None:
@@ -146,7 +146,15 @@ def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
     if kind == "weighted" and len(out.get("weights", [])) != len(out["parts"]):
         raise _bad("CAS200", f"`weighted(...)` has {len(out['parts'])} rewards but "
                    f"{len(out.get('weights', []))} weights", call.span, help="give one weight per reward")
+    out["args"].update(_local_models(kind, named))
     return out
+
+
+def _local_models(kind: str, named: dict[str, ast.Value]) -> dict[str, str]:
+    """A reward's model arguments that name a local directory, made absolute against the spec's directory (the
+    base model's rule), so that a run started from any directory loads the same model."""
+    return {name: _resolve(value.value, value.span) for name, arg in REWARD_KINDS[kind].args.items()
+            if arg.model and isinstance(value := named.get(name), ast.Str) and is_local(value.value)}
 
 
 def to_model(v: ast.Value, key: str) -> dict[str, Any]:
