@@ -32,8 +32,8 @@ def test_stage_hash_changes_when_a_data_path_changes(tmp_path):
     assert a.stages[0].hash != b.stages[0].hash
 
 
-RM_SPEC = ('cascade "rm" {\n  base = model(tiny(llama, hidden_size = 32, intermediate_size = 64, num_hidden_layers = 1,\n'
-           '      num_attention_heads = 2, num_key_value_heads = 1))\n'
+RM_SPEC = ('cascade "rm" {\n  base = model(tiny(llama, hidden_size = 32, intermediate_size = 64,\n'
+           '      num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1))\n'
            '  domain d {\n    train = inline([{prompt = "a?", answer = "yes"}])\n'
            '    reward = combined_if_rm(exact(answer = field("answer")), reward_model("./rm"))\n  }\n'
            '  stage s = grpo(base) on d { steps = 1  lr = 1e-3 }\n}\n')
