@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from cascadec import ast
-from cascadec.checks.base_model import check_base_model
+from cascadec.checks.base_model import check_base_model, check_reward_models
 from cascadec.checks.batch_rows import check_rows_per_step
 from cascadec.checks.context import CheckContext
 from cascadec.checks.data import check_data
@@ -49,7 +49,7 @@ MODEL_CHECKS: tuple[Check, ...] = (check_steps, check_groups, check_batch, check
                                    check_warmup, check_lengths, check_memory, check_memory_plan, check_data,
                                    check_options, check_plausible, check_distill_overlong, check_self_taught,
                                    check_routes, check_tokenizers, check_servers, check_base_model,
-                                   check_reward_fields)
+                                   check_reward_models, check_reward_fields)
 
 #: Checks that build what the run will build (seconds: reasoning-gym's and transformers' imports, reading data
 #: files); `compile_file(build_data=True)`.

@@ -1,6 +1,7 @@
 """CAS325 for a base model that is a local directory (``model("./dir")``) without a model in it, or whose
 ``tokenizer = "./dir"`` is a local directory without a tokenizer in it, or a base model or tokenizer that is
-neither local nor a hub id the Hub accepts (``org/name/extra``, ``org/na me``).
+neither local nor a hub id the Hub accepts (``org/name/extra``, ``org/na me``); and for a reward's model
+(``reward_model("./rm")``, ``judge("./j")``) that is a local directory without a model in it.
 
 The path was resolved against the spec's directory when the model was built (`cascadec.model.calls`), and the
 runtime loads exactly that absolute path (`runtime.models.load_checkpoint`, which needs its ``config.json``),
@@ -19,8 +20,10 @@ from cascadec.checkpoints import (LOCAL_NOTE, NOT_FOUND_HINT, TOKENIZER_FILES, h
                                   shown)
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
+from cascadec.contract.kinds import REWARD_KINDS
 from cascadec.contract.suggest import suggest
 from cascadec.diagnostics import Diagnostic
+from cascadec.model.calls import _resolve, is_local
 
 
 _PATHS = (LOCAL_NOTE,)
@@ -57,6 +60,26 @@ def check_base_model(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnost
                    help=f"did you mean `{_beside(tokenizer.value, close)}`?" if close else
                    "give a directory written by `save_pretrained` (with the tokenizer's files), a packaged model "
                    "name or a hub id")
+
+
+def check_reward_models(module: ast.Module, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """CAS325 for a reward's model written as a local directory (resolved from the spec's directory, as the plan
+    holds it) without its `config.json`: the reward loads it only at its first batch, well into a run."""
+    for call in ctx.view.calls:
+        kind = REWARD_KINDS.get(call.func.name)
+        for name, arg in (kind.args.items() if kind is not None else ()):
+            written = call.args[0] if arg.positional and call.args else \
+                next((kw.value for kw in call.kwargs if kw.key.name == name), None)
+            if not (arg.model and isinstance(written, ast.Str) and is_local(written.value)):
+                continue
+            path = _resolve(written.value, written.span)
+            if not has_model(path):
+                what = "has no config.json" if os.path.isdir(path) else "does not exist"
+                close = _sibling(path, has_model)
+                yield make("CAS325", f"`{call.func.name}` model directory `{shown(path)}` {what}", written.span,
+                           label="not found", notes=_PATHS,
+                           help=f"did you mean `{_beside(written.value, close)}`?" if close else
+                           f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
 
 
 def _sibling(path: str, holds: Callable[[str], bool]) -> str | None:

@@ -50,9 +50,12 @@ def test_a_local_reward_model_is_read_from_the_specs_directory(tmp_path, monkeyp
     for where in (tmp_path / "a", tmp_path / "b" / "deeper"):
         where.mkdir(parents=True)
         (where / "s.cascade").write_text(RM_SPEC)
+        (where / "rm").mkdir()
+        (where / "rm" / "config.json").write_text("{}")
         monkeypatch.chdir(tmp_path)
         plans.append(compile_file(str((where / "s.cascade").relative_to(tmp_path))).plan)
         assert _reward_model(plans[-1]) == str(where / "rm")
     assert plans[0].stages[0].hash == plans[1].stages[0].hash
-    (tmp_path / "c.cascade").write_text(RM_SPEC.replace('"./rm"', '"./rm2"'))
+    (tmp_path / "c.cascade").write_text(RM_SPEC.replace('"./rm"', '"./a"'))
+    (tmp_path / "a" / "config.json").write_text("{}")
     assert compile_file(str(tmp_path / "c.cascade")).plan.stages[0].hash != plans[0].stages[0].hash
