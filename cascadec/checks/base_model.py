@@ -20,10 +20,9 @@ from cascadec.checkpoints import (LOCAL_NOTE, NOT_FOUND_HINT, TOKENIZER_FILES, h
                                   shown)
 from cascadec.checks.context import CheckContext
 from cascadec.codes import make
-from cascadec.contract.kinds import REWARD_KINDS
 from cascadec.contract.suggest import suggest
 from cascadec.diagnostics import Diagnostic
-from cascadec.model.calls import _resolve, is_local
+from cascadec.model.calls import _resolve, is_local, written_models
 
 
 _PATHS = (LOCAL_NOTE,)
@@ -66,20 +65,16 @@ def check_reward_models(module: ast.Module, ctx: CheckContext) -> Iterator[Diagn
     """CAS325 for a reward's model written as a local directory (resolved from the spec's directory, as the plan
     holds it) without its `config.json`: the reward loads it only at its first batch, well into a run."""
     for call in ctx.view.calls:
-        kind = REWARD_KINDS.get(call.func.name)
-        for name, arg in (kind.args.items() if kind is not None else ()):
-            written = call.args[0] if arg.positional and call.args else \
-                next((kw.value for kw in call.kwargs if kw.key.name == name), None)
-            if not (arg.model and isinstance(written, ast.Str) and is_local(written.value)):
+        for _, written in written_models(call):
+            path = _resolve(written.value, written.span) if is_local(written.value) else None
+            if path is None or has_model(path):
                 continue
-            path = _resolve(written.value, written.span)
-            if not has_model(path):
-                what = "has no config.json" if os.path.isdir(path) else "does not exist"
-                close = _sibling(path, has_model)
-                yield make("CAS325", f"`{call.func.name}` model directory `{shown(path)}` {what}", written.span,
-                           label="not found", notes=_PATHS,
-                           help=f"did you mean `{_beside(written.value, close)}`?" if close else
-                           f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
+            what = "has no config.json" if os.path.isdir(path) else "does not exist"
+            close = _sibling(path, has_model)
+            yield make("CAS325", f"`{call.func.name}` model directory `{shown(path)}` {what}", written.span,
+                       label="not found", notes=_PATHS,
+                       help=f"did you mean `{_beside(written.value, close)}`?" if close else
+                       f"{NOT_FOUND_HINT}, or a hub id such as `org/name`")
 
 
 def _sibling(path: str, holds: Callable[[str], bool]) -> str | None:

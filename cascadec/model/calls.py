@@ -94,15 +94,27 @@ _REWARD_MODEL_NOTE = ("a name starting with `./`, `../`, `/` or `~` is a local d
                       "directory; other names are hub ids (`name` or `org/name`)")
 
 
-def _model_name_problem(kind: str, named: dict[str, ast.Value]) -> Diagnostic | None:
+def written_models(call: ast.Call) -> list[tuple[str, ast.Str]]:
+    """A reward call's model arguments written as strings (`reward_model("m")`, `judge(model = "m")`), with their
+    names; none for a call that is not a reward kind with a model argument."""
+    kind = REWARD_KINDS.get(call.func.name)
+    out = []
+    for name, arg in (kind.args.items() if kind is not None else ()):
+        value = call.args[0] if arg.positional and call.args else \
+            next((kw.value for kw in call.kwargs if kw.key.name == name), None)
+        if arg.model and isinstance(value, ast.Str):
+            out.append((name, value))
+    return out
+
+
+def _model_name_problem(call: ast.Call) -> Diagnostic | None:
     """CAS325 for a reward's model (`reward_model("m")`, `judge("m")`) that is not written as a local path and
     that the Hub rejects as a repository id: the base model's rule (`cascadec.checkpoints.hub_id_problem`)."""
     from cascadec.checkpoints import hub_id_problem  # it builds on this module's converters
 
-    for name, arg in REWARD_KINDS[kind].args.items():
-        value = named.get(name)
-        if arg.model and isinstance(value, ast.Str) and not is_local(value.value):
-            return hub_id_problem(f"`{kind}` model", value, _REWARD_MODEL_NOTE)
+    for _, value in written_models(call):
+        if not is_local(value.value):
+            return hub_id_problem(f"`{call.func.name}` model", value, _REWARD_MODEL_NOTE)
     return None
 
 
@@ -130,7 +142,7 @@ def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
                                    if kw.key.name not in ("code_switch_penalty", "weights")}
     if kind in _REWARD_POSITIONAL and call.args:
         named[_REWARD_POSITIONAL[kind]] = call.args[0]
-    problem = check_reward_args(call, named) or _model_name_problem(kind, named)
+    problem = check_reward_args(call, named) or _model_name_problem(call)
     if problem is not None:
         raise Invalid(problem)
     for kw in call.kwargs:
@@ -146,15 +158,14 @@ def to_reward(v: ast.Value, key: str) -> dict[str, Any]:
     if kind == "weighted" and len(out.get("weights", [])) != len(out["parts"]):
         raise _bad("CAS200", f"`weighted(...)` has {len(out['parts'])} rewards but "
                    f"{len(out.get('weights', []))} weights", call.span, help="give one weight per reward")
-    out["args"].update(_local_models(kind, named))
+    out["args"].update(_local_models(call))
     return out
 
 
-def _local_models(kind: str, named: dict[str, ast.Value]) -> dict[str, str]:
+def _local_models(call: ast.Call) -> dict[str, str]:
     """A reward's model arguments that name a local directory, made absolute against the spec's directory (the
     base model's rule), so that a run started from any directory loads the same model."""
-    return {name: _resolve(value.value, value.span) for name, arg in REWARD_KINDS[kind].args.items()
-            if arg.model and isinstance(value := named.get(name), ast.Str) and is_local(value.value)}
+    return {name: _resolve(value.value, value.span) for name, value in written_models(call) if is_local(value.value)}
 
 
 def to_model(v: ast.Value, key: str) -> dict[str, Any]:
